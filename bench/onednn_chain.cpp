@@ -1,0 +1,363 @@
+// The bare oneDNN peer for Kiln's CPU runtime: the course MLP as three dnnl::matmul primitives.
+//
+//   bench_onednn_chain [--model=PATH | --random-weights] [Google Benchmark flags]
+//
+// Weights come from models/mlp.onnx (the default path is compiled in) so the peer computes the same
+// function as Kiln; --random-weights uses normal random weights of the same shapes instead. Each layer is
+// one matmul with the bias fused and ReLU as a post-op (the last layer without). Weights are described with
+// format_tag::any and reordered into the primitive's preferred layout once, outside the timed loop;
+// activations are plain row-major. Primitives, memories and argument maps are built once per batch, so the
+// timed loop is three execute() calls and a stream wait. Input is random normal (seed 123), never zeros.
+//
+// Threads: oneDNN's OpenMP runtime; set OMP_NUM_THREADS. Timing is per iteration (manual time); see
+// iteration_stats.h for the counters. BM_sgemm_layer1 times one plain f32 matmul 8192x784x256 to give the
+// sgemm rate that the batch-8192 goal is stated against.
+#include "iteration_stats.h"
+
+#include <benchmark/benchmark.h>
+#include <omp.h>
+#include <onnx/onnx_pb.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <oneapi/dnnl/dnnl.hpp>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#ifndef KILN_BENCH_DEFAULT_MODEL
+#define KILN_BENCH_DEFAULT_MODEL "models/mlp.onnx"
+#endif
+
+namespace {
+
+using dnnl::memory;
+using tag = dnnl::memory::format_tag;
+using dt = dnnl::memory::data_type;
+
+// One fully connected layer as Gemm stores it: y = x * W + b, W given as [K, N] or, with transB, [N, K].
+struct Layer {
+  int64_t k = 0;  // input features
+  int64_t n = 0;  // output features
+  bool trans_b = false;
+  bool relu = false;
+  std::vector<float> w;     // as stored in the model
+  std::vector<float> bias;  // [n]
+  float w_at(int64_t ki, int64_t ni) const { return trans_b ? w[ni * k + ki] : w[ki * n + ni]; }
+};
+
+struct Model {
+  std::vector<Layer> layers;
+  std::string source;  // "PATH" or "random"
+};
+
+std::vector<float> tensor_floats(const onnx::TensorProto& t) {
+  if (t.data_type() != onnx::TensorProto::FLOAT) throw std::runtime_error("initializer " + t.name() + " is not float32");
+  if (t.has_data_location() && t.data_location() == onnx::TensorProto::EXTERNAL)
+    throw std::runtime_error("initializer " + t.name() + " uses external data (not supported here)");
+  int64_t count = 1;
+  for (auto d : t.dims()) count *= d;
+  std::vector<float> out(static_cast<size_t>(count));
+  if (!t.raw_data().empty()) {
+    if (t.raw_data().size() != out.size() * sizeof(float)) throw std::runtime_error("initializer " + t.name() + ": raw_data size");
+    std::memcpy(out.data(), t.raw_data().data(), t.raw_data().size());
+  } else {
+    if (t.float_data_size() != count) throw std::runtime_error("initializer " + t.name() + ": float_data size");
+    std::copy(t.float_data().begin(), t.float_data().end(), out.begin());
+  }
+  return out;
+}
+
+// Reads every Gemm (+ following Relu) of the model, in node order.
+Model load_onnx(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw std::runtime_error("cannot open " + path);
+  onnx::ModelProto m;
+  if (!m.ParseFromIstream(&f)) throw std::runtime_error("cannot parse " + path);
+  const auto& g = m.graph();
+  std::unordered_map<std::string, const onnx::TensorProto*> inits;
+  for (const auto& t : g.initializer()) inits[t.name()] = &t;
+  Model model;
+  model.source = path;
+  for (int i = 0; i < g.node_size(); ++i) {
+    const auto& node = g.node(i);
+    if (node.op_type() != "Gemm") continue;
+    Layer L;
+    float alpha = 1.f, beta = 1.f;
+    int64_t trans_a = 0;
+    for (const auto& a : node.attribute()) {
+      if (a.name() == "transB") L.trans_b = a.i() != 0;
+      if (a.name() == "transA") trans_a = a.i();
+      if (a.name() == "alpha") alpha = a.f();
+      if (a.name() == "beta") beta = a.f();
+    }
+    if (trans_a != 0 || alpha != 1.f || beta != 1.f || node.input_size() != 3)
+      throw std::runtime_error("Gemm " + node.name() + ": only transA=0, alpha=beta=1 with a bias is supported");
+    const auto* b = inits.at(node.input(1));
+    const auto* c = inits.at(node.input(2));
+    if (b->dims_size() != 2) throw std::runtime_error("Gemm " + node.name() + ": B is not 2-D");
+    L.k = L.trans_b ? b->dims(1) : b->dims(0);
+    L.n = L.trans_b ? b->dims(0) : b->dims(1);
+    L.w = tensor_floats(*b);
+    L.bias = tensor_floats(*c);
+    if (static_cast<int64_t>(L.bias.size()) != L.n) throw std::runtime_error("Gemm " + node.name() + ": bias is not [N]");
+    L.relu = i + 1 < g.node_size() && g.node(i + 1).op_type() == "Relu" && g.node(i + 1).input(0) == node.output(0);
+    model.layers.push_back(std::move(L));
+  }
+  if (model.layers.empty()) throw std::runtime_error(path + " has no Gemm nodes");
+  return model;
+}
+
+// Same shapes as models/mlp.onnx, normal random weights (He-scaled so activations stay O(1)).
+Model random_model() {
+  const int64_t dims[] = {784, 256, 128, 10};
+  std::mt19937 rng(7);
+  Model model;
+  model.source = "random";
+  for (int i = 0; i < 3; ++i) {
+    Layer L;
+    L.k = dims[i];
+    L.n = dims[i + 1];
+    L.trans_b = true;
+    L.relu = i < 2;
+    std::normal_distribution<float> nd(0.f, std::sqrt(2.f / static_cast<float>(L.k)));
+    L.w.resize(static_cast<size_t>(L.k * L.n));
+    for (auto& x : L.w) x = nd(rng);
+    L.bias.resize(static_cast<size_t>(L.n));
+    for (auto& x : L.bias) x = 0.1f * nd(rng);
+    model.layers.push_back(std::move(L));
+  }
+  return model;
+}
+
+std::vector<float> random_normal(size_t n, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  std::vector<float> v(n);
+  for (auto& x : v) x = nd(rng);
+  return v;
+}
+
+void write(const memory& m, const float* src, size_t bytes) { std::memcpy(m.get_data_handle(), src, bytes); }
+
+// The chain at one batch size: everything allocated and reordered at construction, run() only executes.
+class Chain {
+ public:
+  Chain(const Model& model, int64_t batch, const dnnl::engine& eng) : batch_(batch) {
+    dnnl::stream s(eng);
+    const int64_t k0 = model.layers.front().k;
+    memory cur(memory::desc({batch, k0}, dt::f32, tag::ab), eng);
+    input_ = cur;
+    for (const auto& L : model.layers) {
+      const memory::desc src_md({batch, L.k}, dt::f32, tag::ab);
+      const memory::desc w_any({L.k, L.n}, dt::f32, tag::any);
+      const memory::desc b_md({1, L.n}, dt::f32, tag::ab);
+      const memory::desc dst_md({batch, L.n}, dt::f32, tag::ab);
+      dnnl::post_ops po;
+      if (L.relu) po.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0.f, 0.f);
+      dnnl::primitive_attr attr;
+      attr.set_post_ops(po);
+      const dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(src_md, w_any, b_md, dst_md), attr, eng);
+
+      // Model layout -> the primitive's preferred layout, once.
+      memory w_user(memory::desc({L.k, L.n}, dt::f32, L.trans_b ? tag::ba : tag::ab), eng);
+      write(w_user, L.w.data(), L.w.size() * sizeof(float));
+      memory w(pd.weights_desc(), eng);
+      dnnl::reorder(w_user, w).execute(s, w_user, w);
+      memory b(b_md, eng);
+      write(b, L.bias.data(), L.bias.size() * sizeof(float));
+      memory dst(dst_md, eng);
+
+      prims_.emplace_back(pd);
+      args_.push_back({{DNNL_ARG_SRC, cur}, {DNNL_ARG_WEIGHTS, w}, {DNNL_ARG_BIAS, b}, {DNNL_ARG_DST, dst}});
+      impl_ += (impl_.empty() ? "" : ",") + std::string(pd.impl_info_str());
+      cur = dst;
+    }
+    s.wait();
+    output_ = cur;
+    out_features_ = model.layers.back().n;
+  }
+
+  void set_input(const std::vector<float>& x) { write(input_, x.data(), x.size() * sizeof(float)); }
+  void run(dnnl::stream& s) {
+    for (size_t i = 0; i < prims_.size(); ++i) prims_[i].execute(s, args_[i]);
+    s.wait();
+  }
+  const float* output() const { return static_cast<const float*>(output_.get_data_handle()); }
+  int64_t out_features() const { return out_features_; }
+  const std::string& impl() const { return impl_; }
+
+ private:
+  int64_t batch_;
+  int64_t out_features_ = 0;
+  memory input_, output_;
+  std::vector<dnnl::matmul> prims_;
+  std::vector<std::unordered_map<int, memory>> args_;
+  std::string impl_;
+};
+
+// float64 reference of the whole model, used once to check the chain computes the right function.
+std::vector<double> reference(const Model& model, const std::vector<float>& x, int64_t batch) {
+  std::vector<double> cur(x.begin(), x.end());
+  for (const auto& L : model.layers) {
+    std::vector<double> next(static_cast<size_t>(batch * L.n));
+    for (int64_t b = 0; b < batch; ++b)
+      for (int64_t n = 0; n < L.n; ++n) {
+        double acc = L.bias[n];
+        for (int64_t k = 0; k < L.k; ++k) acc += cur[b * L.k + k] * static_cast<double>(L.w_at(k, n));
+        next[b * L.n + n] = L.relu && acc < 0 ? 0.0 : acc;
+      }
+    cur = std::move(next);
+  }
+  return cur;
+}
+
+struct Globals {
+  Model model;
+  dnnl::engine eng{dnnl::engine::kind::cpu, 0};
+  dnnl::stream stream{eng};
+  std::map<int64_t, std::unique_ptr<Chain>> chains;
+
+  Chain& chain(int64_t batch) {
+    auto& c = chains[batch];
+    if (!c) {
+      c = std::make_unique<Chain>(model, batch, eng);
+      c->set_input(random_normal(static_cast<size_t>(batch * model.layers.front().k), 123));
+    }
+    return *c;
+  }
+};
+Globals* g = nullptr;
+
+int64_t chain_flops_per_sample(const Model& m) {
+  int64_t f = 0;
+  for (const auto& L : m.layers) f += 2 * L.k * L.n;
+  return f;
+}
+
+void BM_chain(benchmark::State& state) {
+  const int64_t batch = state.range(0);
+  Chain& c = g->chain(batch);
+  c.run(g->stream);  // warm-up outside the timed loop
+  kiln_bench::IterationStats stats;
+  for (auto _ : state) stats.time(state, [&] { c.run(g->stream); });
+  benchmark::DoNotOptimize(c.output()[0]);
+  stats.report(state);
+  state.counters["batch"] = static_cast<double>(batch);
+  state.counters["omp_threads"] = omp_get_max_threads();
+  state.counters["flop"] = static_cast<double>(chain_flops_per_sample(g->model) * batch);
+  state.counters["GFLOPS"] = benchmark::Counter(static_cast<double>(chain_flops_per_sample(g->model) * batch) * 1e-9,
+                                                benchmark::Counter::kIsIterationInvariantRate);
+  state.SetLabel(c.impl());
+}
+
+// One plain f32 matmul of layer 1's shape at batch 8192: the sgemm rate of this oneDNN on this machine.
+void BM_sgemm_layer1(benchmark::State& state) {
+  const int64_t m = state.range(0), k = 784, n = 256;
+  static std::map<int64_t, std::tuple<dnnl::matmul, std::unordered_map<int, memory>>> cache;
+  auto it = cache.find(m);
+  if (it == cache.end()) {
+    const memory::desc src_md({m, k}, dt::f32, tag::ab), dst_md({m, n}, dt::f32, tag::ab);
+    const dnnl::matmul::primitive_desc pd(
+        dnnl::matmul::desc(src_md, memory::desc({k, n}, dt::f32, tag::any), dst_md), g->eng);
+    memory src(src_md, g->eng), w_user(memory::desc({k, n}, dt::f32, tag::ab), g->eng);
+    memory w(pd.weights_desc(), g->eng), dst(dst_md, g->eng);
+    const auto xs = random_normal(static_cast<size_t>(m * k), 11), ws = random_normal(static_cast<size_t>(k * n), 12);
+    write(src, xs.data(), xs.size() * sizeof(float));
+    write(w_user, ws.data(), ws.size() * sizeof(float));
+    dnnl::reorder(w_user, w).execute(g->stream, w_user, w);
+    g->stream.wait();
+    it = cache.emplace(m, std::make_tuple(dnnl::matmul(pd), std::unordered_map<int, memory>{
+                                                                {DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, w}, {DNNL_ARG_DST, dst}}))
+             .first;
+  }
+  auto& [prim, args] = it->second;
+  auto run = [&] {
+    prim.execute(g->stream, args);
+    g->stream.wait();
+  };
+  run();
+  kiln_bench::IterationStats stats;
+  for (auto _ : state) stats.time(state, run);
+  stats.report(state);
+  const double flop = 2.0 * static_cast<double>(m * k * n);
+  state.counters["batch"] = static_cast<double>(m);
+  state.counters["omp_threads"] = omp_get_max_threads();
+  state.counters["flop"] = flop;
+  state.counters["GFLOPS"] = benchmark::Counter(flop * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+}
+
+BENCHMARK(BM_chain)->ArgName("batch")->Arg(1)->Arg(64)->Arg(8192)->UseManualTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_sgemm_layer1)->ArgName("m")->Arg(8192)->UseManualTime()->Unit(benchmark::kMicrosecond);
+
+// Checks the chain against the float64 reference at an odd batch; returns the relative L2 error.
+double check(const Model& model) {
+  const int64_t batch = 7;
+  Chain c(model, batch, g->eng);
+  const auto x = random_normal(static_cast<size_t>(batch * model.layers.front().k), 99);
+  c.set_input(x);
+  std::memset(const_cast<float*>(c.output()), 0xff, static_cast<size_t>(batch * c.out_features()) * sizeof(float));  // NaN poison
+  c.run(g->stream);
+  const auto ref = reference(model, x, batch);
+  double num = 0, den = 0;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    const double d = static_cast<double>(c.output()[i]) - ref[i];
+    num += d * d;
+    den += ref[i] * ref[i];
+  }
+  return std::isnan(num) ? INFINITY : std::sqrt(num / den);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  std::string model_path = KILN_BENCH_DEFAULT_MODEL;
+  bool random = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a.rfind("--model=", 0) == 0) {
+      model_path = a.substr(8);
+    } else if (a == "--random-weights") {
+      random = true;
+    } else {
+      std::fprintf(stderr, "bench_onednn_chain: unknown argument '%s'\n", a.c_str());
+      return 2;
+    }
+  }
+  Globals globals;
+  g = &globals;
+  try {
+    globals.model = random ? random_model() : load_onnx(model_path);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bench_onednn_chain: %s (use --model=PATH or --random-weights)\n", e.what());
+    return 1;
+  }
+  const double err = check(globals.model);
+  std::fprintf(stderr, "bench_onednn_chain: weights from %s; layers", globals.model.source.c_str());
+  for (const auto& L : globals.model.layers) std::fprintf(stderr, " %lldx%lld%s", (long long)L.k, (long long)L.n, L.relu ? "+relu" : "");
+  std::fprintf(stderr, "; check vs float64 reference at batch 7: rel L2 error %.2e\n", err);
+  if (!(err < 1e-4)) {
+    std::fprintf(stderr, "bench_onednn_chain: chain output does not match the reference\n");
+    return 1;
+  }
+  const dnnl::version_t* v = dnnl::version();
+  benchmark::AddCustomContext("weights", globals.model.source);
+  char err_str[32];
+  std::snprintf(err_str, sizeof err_str, "%.3g", err);
+  benchmark::AddCustomContext("check_rel_l2_error", err_str);
+  benchmark::AddCustomContext("onednn_version", std::to_string(v->major) + "." + std::to_string(v->minor) + "." +
+                                                    std::to_string(v->patch) + " (" + v->hash + ", cpu_runtime " +
+                                                    std::to_string(v->cpu_runtime) + ")");
+  benchmark::AddCustomContext("omp_max_threads", std::to_string(omp_get_max_threads()));
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

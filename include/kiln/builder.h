@@ -1,0 +1,53 @@
+// The builder: ONNX model -> optimized, serialized engine.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "kiln/runtime.h"
+#include "kiln/status.h"
+
+namespace kiln {
+
+struct BuilderConfig {
+  std::string device = "cpu";
+  // Per-input profiles. Inputs with dynamic dims not listed here get the default profile: every
+  // dynamic dim min=1, opt=1, max=kDefaultMaxDim.
+  std::map<std::string, ShapeProfile> profiles;
+  // Names of optimization passes to skip (see `kiln build --help` / list_passes()).
+  std::set<std::string> disabled_passes;
+  bool verbose = false;
+};
+
+constexpr int64_t kDefaultMaxDim = 8192;
+
+struct BuildSummary {
+  int onnx_nodes = 0;
+  int layers = 0;  // after fusion, excluding zero-copy views
+  int view_layers = 0;
+  uint64_t weight_bytes = 0;
+  uint64_t arena_bytes = 0;
+  double build_ms = 0;
+  std::vector<std::string> passes_run;
+};
+
+struct BuildOutput {
+  std::vector<uint8_t> engine;
+  BuildSummary summary;
+};
+
+// Builds an engine from an ONNX file (external data is resolved next to it).
+Result<BuildOutput> build_engine_from_file(const std::string& onnx_path, const BuilderConfig& config);
+// Builds from in-memory ONNX bytes; external data is resolved against base_dir.
+Result<BuildOutput> build_engine_from_bytes(const std::string& onnx_bytes, const std::string& base_dir,
+                                            const BuilderConfig& config);
+
+struct PassInfo {
+  std::string name;
+  std::string description;
+};
+std::vector<PassInfo> list_passes();
+
+}  // namespace kiln

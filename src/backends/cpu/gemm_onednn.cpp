@@ -1,0 +1,264 @@
+// Gemm / kiln.FusedGemm on float32 through oneDNN's matmul primitive, with bias and activation fused
+// into the primitive (one call per layer).
+//   build (pack):   B -> alpha*op(B) as a [K,N] matrix, C -> beta*C as a [N] bias when it broadcasts so;
+//                   the node becomes transB=0, alpha=1, beta=1 (same function, kernel-ready layout).
+//   reshape:        creates the primitive for the concrete M with weights in the layout it prefers on
+//                   this CPU (`any`), reordered once and cached per layout; scratchpad preallocated.
+//   run:            swaps the A/Y data handles and executes through the C API: no allocation.
+#include <cstring>
+#include <map>
+
+#include <fmt/format.h>
+#include <oneapi/dnnl/dnnl.hpp>
+
+#include "backends/cpu/cpu_kernel.h"
+#include "ops/gemm.h"
+
+namespace kiln::cpu {
+namespace {
+
+using dnnl::memory;
+using tag = memory::format_tag;
+
+constexpr const char* kKernelName = "cpu.f32.gemm.onednn";
+
+const dnnl::engine& cpu_engine() {
+  static const dnnl::engine engine(dnnl::engine::kind::cpu, 0);
+  return engine;
+}
+
+Status dnnl_failure(const dnnl::error& e, const std::string& what) {
+  return Status(StatusCode::kRuntimeError, fmt::format("oneDNN failed {}: {} (status {})", what, e.what(),
+                                                       static_cast<int>(e.status)));
+}
+
+bool is_f32(const Graph& g, int v) { return v == kNoValue || g.values[v].dtype == DataType::kFloat32; }
+
+Status supports(const Node& n, const Graph& g) {
+  for (int v : n.inputs)
+    if (!is_f32(g, v))
+      return Status(StatusCode::kUnsupported, fmt::format("input '{}' is {}, {} runs float32 only", g.values[v].name,
+                                                          dtype_name(g.values[v].dtype), kKernelName));
+  auto at = GemmAttrs::parse(n);
+  if (!at.is_ok()) return at.status();
+  const Value& b = g.values[n.inputs[1]];
+  if (b.rank_known && b.shape.size() != 2) return Status(StatusCode::kUnsupported, "B must be 2-D");
+  return Status::ok();
+}
+
+// Build-time packing: fold transB/alpha into a [K,N] weight and beta into an [N] bias.
+Status pack(Node& n, Graph& g) {
+  if (!g.is_constant(n.inputs[1])) return Status::ok();
+  auto at = GemmAttrs::parse(n);
+  if (!at.is_ok()) return at.status();
+  const Tensor& b = *g.values[n.inputs[1]].constant;
+  const int64_t K = at->trans_b ? b.shape[1] : b.shape[0];
+  const int64_t N = at->trans_b ? b.shape[0] : b.shape[1];
+  std::vector<float> w(static_cast<size_t>(K * N));
+  const float* src = b.data<float>();
+  for (int64_t k = 0; k < K; ++k)
+    for (int64_t j = 0; j < N; ++j) w[k * N + j] = at->alpha * (at->trans_b ? src[j * K + k] : src[k * N + j]);
+  Value wv;
+  wv.name = g.values[n.inputs[1]].name + "/packed_KxN";
+  wv.dtype = DataType::kFloat32;
+  wv.shape = {K, N};
+  wv.rank_known = true;
+  wv.dim_params = {"", ""};
+  wv.constant = Tensor::from_vector(DataType::kFloat32, wv.shape, w);
+  n.inputs[1] = g.add_value(std::move(wv));
+  n.attrs.set("transB", int64_t{0});
+  n.attrs.set("alpha", 1.f);
+  // A bias that is the same for every row ([N], [1,N] or a scalar) becomes beta*C as [N].
+  if (n.inputs.size() > 2 && g.is_constant(n.inputs[2])) {
+    const Tensor& c = *g.values[n.inputs[2]].constant;
+    Dims cs = c.shape;
+    while (cs.size() < 2) cs.insert(cs.begin(), 1);
+    if (cs.size() == 2 && cs[0] == 1 && (cs[1] == N || cs[1] == 1)) {
+      std::vector<float> bias(static_cast<size_t>(N));
+      for (int64_t j = 0; j < N; ++j) bias[j] = at->beta * c.data<float>()[cs[1] == 1 ? 0 : j];
+      Value bv;
+      bv.name = g.values[n.inputs[2]].name + "/packed_bias";
+      bv.dtype = DataType::kFloat32;
+      bv.shape = {N};
+      bv.rank_known = true;
+      bv.dim_params = {""};
+      bv.constant = Tensor::from_vector(DataType::kFloat32, bv.shape, bias);
+      n.inputs[2] = g.add_value(std::move(bv));
+      n.attrs.set("beta", 1.f);
+    }
+  }
+  return Status::ok();
+}
+
+class GemmKernel final : public CpuKernel {
+ public:
+  GemmKernel(const Node& n, GemmAttrs attrs, const Tensor* b_const, const Tensor* c_const)
+      : node_name_(n.name), at_(attrs), b_const_(b_const), c_const_(c_const), stream_(cpu_engine()) {}
+
+  Status reshape(const std::vector<TensorDesc>& in, const std::vector<TensorDesc>& out) override {
+    const Dims& a = in[0].shape;
+    const Dims& b = in[1].shape;
+    k_ = a.back();
+    if (at_.trans_a) {
+      m_ = a[1];
+      k_ = a[0];
+    } else {
+      m_ = volume(a) / std::max<int64_t>(k_, 1);
+      if (k_ == 0) m_ = volume(Dims(a.begin(), a.end() - 1));
+    }
+    n_ = at_.trans_b ? b[0] : b[1];
+    has_c_ = in.size() > 2 && in[2].dtype != DataType::kUndefined;
+    bias_vector_ = false;
+    if (has_c_) {
+      Dims cs = in[2].shape;
+      while (cs.size() < 2) cs.insert(cs.begin(), 1);
+      c_rows_ = cs[0];
+      c_cols_ = cs[1];
+      bias_vector_ = at_.beta == 1.f && c_rows_ == 1 && c_cols_ == n_;
+    }
+    const std::string what = fmt::format("creating matmul [{}x{}]x[{}x{}] for layer '{}'", m_, k_, k_, n_, node_name_);
+    if (m_ == 0 || n_ == 0 || k_ == 0) {
+      have_prim_ = false;
+      return Status::ok();
+    }
+    have_prim_ = false;
+    try {
+      const memory::dims a_strides = at_.trans_a ? memory::dims{1, m_} : memory::dims{k_, 1};
+      memory::desc a_md({m_, k_}, memory::data_type::f32, a_strides);
+      memory::desc b_plain({k_, n_}, memory::data_type::f32, at_.trans_b ? memory::dims{1, k_} : memory::dims{n_, 1});
+      memory::desc b_md = b_const_ ? memory::desc({k_, n_}, memory::data_type::f32, tag::any) : b_plain;
+      memory::desc y_md({m_, n_}, memory::data_type::f32, tag::ab);
+      dnnl::post_ops po;
+      // A C that varies by row is written into Y first and added by the sum post-op.
+      if (has_c_ && !bias_vector_) po.append_sum(1.f);
+      switch (at_.activation) {
+        case Activation::kNone: break;
+        case Activation::kRelu: po.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0.f, 0.f); break;
+        case Activation::kLeakyRelu:
+          po.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, at_.activation_alpha, 0.f);
+          break;
+        case Activation::kSigmoid: po.append_eltwise(1.f, dnnl::algorithm::eltwise_logistic, 0.f, 0.f); break;
+        case Activation::kTanh: po.append_eltwise(1.f, dnnl::algorithm::eltwise_tanh, 0.f, 0.f); break;
+      }
+      dnnl::primitive_attr attr;
+      attr.set_post_ops(po);
+      attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+      if (at_.alpha != 1.f) attr.set_output_scales(0, {at_.alpha});
+      dnnl::matmul::primitive_desc pd =
+          bias_vector_ ? dnnl::matmul::primitive_desc(
+                             dnnl::matmul::desc(a_md, b_md, memory::desc({1, n_}, memory::data_type::f32, tag::ab), y_md),
+                             attr, cpu_engine())
+                       : dnnl::matmul::primitive_desc(dnnl::matmul::desc(a_md, b_md, y_md), attr, cpu_engine());
+      prim_ = dnnl::matmul(pd);
+      have_prim_ = true;
+      a_mem_ = memory(a_md, cpu_engine(), DNNL_MEMORY_NONE);
+      y_mem_ = memory(y_md, cpu_engine(), DNNL_MEMORY_NONE);
+      scratch_ = memory(pd.scratchpad_desc(), cpu_engine());
+      if (b_const_) {
+        b_mem_ = packed_weights(pd.weights_desc(), b_plain);
+      } else {
+        b_mem_ = memory(b_plain, cpu_engine(), DNNL_MEMORY_NONE);
+      }
+      if (bias_vector_)
+        bias_mem_ = memory(memory::desc({1, n_}, memory::data_type::f32, tag::ab), cpu_engine(),
+                           const_cast<float*>(c_const_ ? c_const_->data<float>() : nullptr));
+      args_.clear();
+      args_.push_back({DNNL_ARG_SRC, a_mem_.get()});
+      args_.push_back({DNNL_ARG_WEIGHTS, b_mem_.get()});
+      if (bias_vector_) args_.push_back({DNNL_ARG_BIAS, bias_mem_.get()});
+      args_.push_back({DNNL_ARG_DST, y_mem_.get()});
+      args_.push_back({DNNL_ARG_SCRATCHPAD, scratch_.get()});
+    } catch (const dnnl::error& e) {
+      return dnnl_failure(e, what);
+    }
+    return Status::ok();
+  }
+
+  Status run(const void* const* in, void* const* out) override {
+    float* y = static_cast<float*>(out[0]);
+    if (!have_prim_) {  // an empty product: Y = act(beta*C) or nothing at all
+      if (m_ * n_ > 0) fill_from_c(y, static_cast<const float*>(has_c_ ? in[2] : nullptr), true);
+      return Status::ok();
+    }
+    if (has_c_ && !bias_vector_) fill_from_c(y, static_cast<const float*>(in[2]), false);
+    dnnl_status_t st = dnnl_memory_set_data_handle(a_mem_.get(), const_cast<void*>(in[0]));
+    if (st == dnnl_success) st = dnnl_memory_set_data_handle(y_mem_.get(), y);
+    if (st == dnnl_success && !b_const_) st = dnnl_memory_set_data_handle(b_mem_.get(), const_cast<void*>(in[1]));
+    if (st == dnnl_success && bias_vector_ && !c_const_)
+      st = dnnl_memory_set_data_handle(bias_mem_.get(), const_cast<void*>(in[2]));
+    if (st == dnnl_success)
+      st = dnnl_primitive_execute(prim_.get(), stream_.get(), static_cast<int>(args_.size()), args_.data());
+    if (st == dnnl_success) st = dnnl_stream_wait(stream_.get());
+    if (st != dnnl_success)
+      return Status(StatusCode::kRuntimeError, fmt::format("oneDNN matmul execution failed with status {} "
+                                                           "([{}x{}]x[{}x{}])", static_cast<int>(st), m_, k_, k_, n_));
+    return Status::ok();
+  }
+
+ private:
+  // Weights in the layout the primitive wants, reordered from the engine's [K,N] copy once per layout.
+  memory packed_weights(const memory::desc& want, const memory::desc& plain) {
+    for (auto& [md, mem] : packed_)
+      if (md == want) return mem;
+    memory src(plain, cpu_engine(), const_cast<float*>(b_const_->data<float>()));
+    if (want == plain) {
+      packed_.emplace_back(want, src);
+      return src;
+    }
+    memory dst(want, cpu_engine());
+    dnnl::reorder(src, dst).execute(stream_, src, dst);
+    stream_.wait();
+    packed_.emplace_back(want, dst);
+    return dst;
+  }
+
+  // Y = beta*C broadcast to [M,N] (activation applied too when no GEMM follows).
+  void fill_from_c(float* y, const float* c, bool activate) const {
+    for (int64_t i = 0; i < m_; ++i)
+      for (int64_t j = 0; j < n_; ++j) {
+        double v = c ? at_.beta * c[(c_rows_ == 1 ? 0 : i) * c_cols_ + (c_cols_ == 1 ? 0 : j)] : 0.0;
+        y[i * n_ + j] = static_cast<float>(activate ? apply_activation(at_.activation, v, at_.activation_alpha) : v);
+      }
+  }
+
+  std::string node_name_;
+  GemmAttrs at_;
+  const Tensor* b_const_;
+  const Tensor* c_const_;
+  dnnl::stream stream_;
+  int64_t m_ = 0, k_ = 0, n_ = 0, c_rows_ = 1, c_cols_ = 1;
+  bool has_c_ = false, bias_vector_ = false, have_prim_ = false;
+  dnnl::matmul prim_;
+  memory a_mem_, b_mem_, y_mem_, bias_mem_, scratch_;
+  std::vector<dnnl_exec_arg_t> args_;
+  std::vector<std::pair<memory::desc, memory>> packed_;
+};
+
+Result<std::unique_ptr<CpuKernel>> create(const KernelInit& init) {
+  auto at = GemmAttrs::parse(init.node);
+  if (!at.is_ok()) return at.status();
+  const Tensor* c = init.constants.size() > 2 ? init.constants[2] : nullptr;
+  try {
+    return std::unique_ptr<CpuKernel>(std::make_unique<GemmKernel>(init.node, *at, init.constants[1], c));
+  } catch (const dnnl::error& e) {
+    return dnnl_failure(e, "creating a stream for layer '" + init.node.name + "'");
+  }
+}
+
+CpuKernelDef def(const std::string& domain, const std::string& op, const std::string& name) {
+  CpuKernelDef d;
+  d.name = name;
+  d.domain = domain;
+  d.op_type = op;
+  d.priority = 10;
+  d.supports = supports;
+  d.pack = pack;
+  d.create = create;
+  return d;
+}
+
+const KernelRegistrar kGemm{def("", "Gemm", kKernelName)};
+const KernelRegistrar kFusedGemm{def("kiln", "FusedGemm", std::string(kKernelName) + ".fused")};
+
+}  // namespace
+}  // namespace kiln::cpu

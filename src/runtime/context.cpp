@@ -1,0 +1,267 @@
+// ExecutionContext: per-user shapes, addresses, arena and kernel instances. execute() walks a
+// precomputed pointer table; shape changes and address changes are handled outside the hot loop.
+#include <omp.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+
+#include <fmt/format.h>
+
+#include "builder/shape_inference.h"
+#include "runtime/engine_impl.h"
+
+namespace kiln {
+
+Result<std::unique_ptr<ContextImpl>> ContextImpl::create(std::shared_ptr<const EngineImpl> engine) {
+  auto c = std::unique_ptr<ContextImpl>(new ContextImpl());
+  c->engine_ = std::move(engine);
+  const EngineImpl& e = *c->engine_;
+  c->graph_ = &e.model.graph;
+  const Graph& g = *c->graph_;
+  const uint64_t arena = (std::max<uint64_t>(e.model.arena_bytes, 64) + 63) / 64 * 64;
+  c->arena_ = static_cast<uint8_t*>(std::aligned_alloc(64, arena));
+  if (!c->arena_)
+    return Status(StatusCode::kRuntimeError, fmt::format("cannot allocate the {}-byte activation arena", arena));
+  c->io_addr_.assign(e.io_names.size(), nullptr);
+  c->input_shapes_.resize(g.inputs.size());
+  c->input_shape_set_.assign(g.inputs.size(), 0);
+  for (size_t i = 0; i < g.inputs.size(); ++i) {
+    const ShapeProfile& p = e.model.profiles[i];
+    if (p.min == p.max) {  // static inputs need no set_input_shape
+      c->input_shapes_[i] = p.min;
+      c->input_shape_set_[i] = 1;
+    }
+  }
+  c->kernels_.resize(g.nodes.size());
+  c->layer_in_.resize(g.nodes.size());
+  c->layer_out_.resize(g.nodes.size());
+  c->in_ptrs_.resize(g.nodes.size());
+  c->out_ptrs_.resize(g.nodes.size());
+  for (size_t l = 0; l < g.nodes.size(); ++l) {
+    const Node& n = g.nodes[l];
+    c->in_ptrs_[l].assign(n.inputs.size(), nullptr);
+    c->out_ptrs_[l].assign(n.outputs.size(), nullptr);
+    if (!e.kernels[l]) continue;
+    auto k = e.kernels[l]->create(cpu::KernelInit{n, g, e.constants[l], e.shared[l]});
+    if (!k.is_ok()) return std::move(k).take_status().with_context(fmt::format("layer '{}' ({})", n.name, n.kernel));
+    c->kernels_[l] = std::move(k).value();
+  }
+  return c;
+}
+
+ContextImpl::~ContextImpl() { std::free(arena_); }
+
+Status ContextImpl::set_input_shape(const std::string& name, const Dims& dims) {
+  const EngineImpl& e = *engine_;
+  const int io = e.io_index(name);
+  if (io < 0 || io >= e.num_inputs) {
+    std::string names;
+    for (int i = 0; i < e.num_inputs; ++i) names += (i ? ", " : "") + e.io_names[i];
+    return Status(StatusCode::kInvalidArgument, fmt::format("'{}' is not an input of this engine (inputs: {})", name, names));
+  }
+  const ShapeProfile& p = e.model.profiles[io];
+  bool inside = dims.size() == p.min.size();
+  for (size_t d = 0; inside && d < dims.size(); ++d) inside = dims[d] >= p.min[d] && dims[d] <= p.max[d];
+  if (!inside)
+    return Status(StatusCode::kOutOfRange,
+                  fmt::format("shape {} for input '{}' is outside the engine's profile (min {}, max {})",
+                              dims_to_string(dims), name, dims_to_string(p.min), dims_to_string(p.max)));
+  if (input_shapes_[io] != dims || !input_shape_set_[io]) {
+    input_shapes_[io] = dims;
+    input_shape_set_[io] = 1;
+    shapes_dirty_ = true;
+  }
+  return Status::ok();
+}
+
+Status ContextImpl::update_shapes() {
+  const EngineImpl& e = *engine_;
+  for (int i = 0; i < e.num_inputs; ++i)
+    if (!input_shape_set_[i])
+      return Status(StatusCode::kInvalidArgument,
+                    fmt::format("input '{}' has dynamic dims [{}]: call set_input_shape first", e.io_names[i],
+                                dims_to_string(graph_->values[graph_->inputs[i]].shape, ",")));
+  Status s = infer_concrete_shapes(*graph_, input_shapes_, &shapes_);
+  if (!s.is_ok()) return s;
+  const Graph& g = *graph_;
+  // The plan holds each value's size at the profile's largest shapes; never write past it.
+  for (size_t v = 0; v < g.values.size(); ++v) {
+    const auto& st = e.model.storage[v];
+    if (st.kind == StorageKind::kArena &&
+        static_cast<uint64_t>(volume(shapes_[v].shape)) * dtype_size(shapes_[v].dtype) > st.max_bytes)
+      return Status(StatusCode::kInternal, fmt::format("value '{}' [{}] exceeds its planned {} bytes", g.values[v].name,
+                                                       dims_to_string(shapes_[v].shape, ","), st.max_bytes));
+  }
+  for (size_t l = 0; l < g.nodes.size(); ++l) {
+    if (!kernels_[l]) continue;
+    const Node& n = g.nodes[l];
+    std::vector<TensorDesc> ins, outs;
+    for (int v : n.inputs) ins.push_back(v == kNoValue ? TensorDesc{} : shapes_[v]);
+    for (int v : n.outputs) outs.push_back(shapes_[v]);
+    auto same = [](const std::vector<TensorDesc>& a, const std::vector<TensorDesc>& b) {
+      if (a.size() != b.size()) return false;
+      for (size_t i = 0; i < a.size(); ++i)
+        if (a[i].dtype != b[i].dtype || a[i].shape != b[i].shape) return false;
+      return true;
+    };
+    if (same(ins, layer_in_[l]) && same(outs, layer_out_[l])) continue;
+    s = kernels_[l]->reshape(ins, outs);
+    if (!s.is_ok()) return std::move(s).with_context(fmt::format("layer '{}' ({})", n.name, n.kernel));
+    layer_in_[l] = std::move(ins);
+    layer_out_[l] = std::move(outs);
+  }
+  shapes_dirty_ = false;
+  return Status::ok();
+}
+
+void* ContextImpl::value_ptr(int v) const {
+  const auto& st = engine_->model.storage;
+  while (st[v].kind == StorageKind::kView) v = st[v].view_of;
+  switch (st[v].kind) {
+    case StorageKind::kArena: return arena_ + st[v].arena_offset;
+    case StorageKind::kInput: return io_addr_[st[v].io_index];
+    case StorageKind::kOutput: return io_addr_[engine_->num_inputs + st[v].io_index];
+    case StorageKind::kConstant: return const_cast<uint8_t*>(graph_->values[v].constant->raw());
+    default: return nullptr;
+  }
+}
+
+Status ContextImpl::update_pointers() {
+  for (size_t i = 0; i < io_addr_.size(); ++i)
+    if (!io_addr_[i])
+      return Status(StatusCode::kInvalidArgument,
+                    fmt::format("no address set for {} tensor '{}' (call set_tensor_address)",
+                                static_cast<int>(i) < engine_->num_inputs ? "input" : "output", engine_->io_names[i]));
+  const Graph& g = *graph_;
+  for (size_t l = 0; l < g.nodes.size(); ++l) {
+    const Node& n = g.nodes[l];
+    for (size_t i = 0; i < n.inputs.size(); ++i) in_ptrs_[l][i] = n.inputs[i] == kNoValue ? nullptr : value_ptr(n.inputs[i]);
+    for (size_t i = 0; i < n.outputs.size(); ++i) out_ptrs_[l][i] = value_ptr(n.outputs[i]);
+  }
+  ptrs_dirty_ = false;
+  return Status::ok();
+}
+
+Result<Dims> ContextImpl::tensor_shape(const std::string& name) {
+  const int io = engine_->io_index(name);
+  if (io < 0) return Status(StatusCode::kNotFound, fmt::format("'{}' is not an IO tensor of this engine", name));
+  if (shapes_dirty_) {
+    Status s = update_shapes();
+    if (!s.is_ok()) return s;
+  }
+  return shapes_[engine_->io_values[io]].shape;
+}
+
+Status ContextImpl::set_tensor_address(const std::string& name, void* address) {
+  const int io = engine_->io_index(name);
+  if (io < 0) return Status(StatusCode::kNotFound, fmt::format("'{}' is not an IO tensor of this engine", name));
+  if (!address) return Status(StatusCode::kInvalidArgument, fmt::format("null address for tensor '{}'", name));
+  if (io_addr_[io] != address) {
+    io_addr_[io] = address;
+    ptrs_dirty_ = true;
+  }
+  return Status::ok();
+}
+
+void* ContextImpl::tensor_address(const std::string& name) const {
+  const int io = engine_->io_index(name);
+  return io < 0 ? nullptr : io_addr_[io];
+}
+
+Status ContextImpl::execute() {
+  if (shapes_dirty_) {
+    Status s = update_shapes();
+    if (!s.is_ok()) return s;
+  }
+  if (ptrs_dirty_) {
+    Status s = update_pointers();
+    if (!s.is_ok()) return s;
+  }
+  if (threads > 0) omp_set_num_threads(threads);
+  const size_t n = kernels_.size();
+  if (profiling) timings.resize(n);
+  for (size_t l = 0; l < n; ++l) {
+    cpu::CpuKernel* k = kernels_[l].get();
+    if (!k) continue;
+    std::chrono::steady_clock::time_point t0;
+    if (profiling) t0 = std::chrono::steady_clock::now();
+    Status s = k->run(in_ptrs_[l].data(), out_ptrs_[l].data());
+    if (!s.is_ok()) {
+      const Node& node = graph_->nodes[l];
+      return std::move(s).with_context(fmt::format("layer '{}' ({})", node.name, node.kernel));
+    }
+    if (profiling) {
+      timings[l].name = graph_->nodes[l].name;
+      timings[l].ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    }
+  }
+  if (profiling) {
+    // Views cost nothing and are left out of the per-layer profile.
+    std::vector<LayerTiming> real;
+    for (size_t l = 0; l < n; ++l) if (kernels_[l]) real.push_back(timings[l]);
+    timings = std::move(real);
+  }
+  return Status::ok();
+}
+
+Result<std::map<std::string, HostTensor>> ContextImpl::infer(const std::map<std::string, HostTensor>& inputs) {
+  const EngineImpl& e = *engine_;
+  for (const auto& [name, t] : inputs) {
+    const int io = e.io_index(name);
+    if (io < 0 || io >= e.num_inputs)
+      return Status(StatusCode::kInvalidArgument, fmt::format("'{}' is not an input of this engine", name));
+    const DataType want = graph_->values[e.io_values[io]].dtype;
+    if (t.dtype != want)
+      return Status(StatusCode::kInvalidArgument, fmt::format("input '{}' must be {}, got {}", name, dtype_name(want),
+                                                              dtype_name(t.dtype)));
+    if (t.bytes.size() != static_cast<size_t>(volume(t.shape)) * dtype_size(t.dtype))
+      return Status(StatusCode::kInvalidArgument,
+                    fmt::format("input '{}': {} bytes do not match shape [{}]", name, t.bytes.size(),
+                                dims_to_string(t.shape, ",")));
+    Status s = set_input_shape(name, t.shape);
+    if (!s.is_ok()) return s;
+    s = set_tensor_address(name, const_cast<uint8_t*>(t.bytes.data()));
+    if (!s.is_ok()) return s;
+  }
+  for (int i = 0; i < e.num_inputs; ++i)
+    if (!inputs.count(e.io_names[i]))
+      return Status(StatusCode::kInvalidArgument, fmt::format("missing input '{}'", e.io_names[i]));
+  std::map<std::string, HostTensor> outputs;
+  for (size_t i = e.num_inputs; i < e.io_names.size(); ++i) {
+    auto shape = tensor_shape(e.io_names[i]);
+    if (!shape.is_ok()) return shape.status();
+    HostTensor& t = outputs[e.io_names[i]];
+    t.dtype = graph_->values[e.io_values[i]].dtype;
+    t.shape = *shape;
+    // At least one byte so that a zero-size output still has a valid address.
+    t.bytes.resize(std::max<size_t>(static_cast<size_t>(volume(t.shape)) * dtype_size(t.dtype), 1));
+    Status s = set_tensor_address(e.io_names[i], t.bytes.data());
+    if (!s.is_ok()) return s;
+  }
+  Status s = execute();
+  if (!s.is_ok()) return s;
+  for (auto& [name, t] : outputs) t.bytes.resize(static_cast<size_t>(volume(t.shape)) * dtype_size(t.dtype));
+  return outputs;
+}
+
+// Public wrappers.
+ExecutionContext::ExecutionContext(std::unique_ptr<ContextImpl> impl) : impl_(std::move(impl)) {}
+ExecutionContext::~ExecutionContext() = default;
+Status ExecutionContext::set_input_shape(const std::string& name, const Dims& dims) {
+  return impl_->set_input_shape(name, dims);
+}
+Result<Dims> ExecutionContext::tensor_shape(const std::string& name) const { return impl_->tensor_shape(name); }
+Status ExecutionContext::set_tensor_address(const std::string& name, void* address) {
+  return impl_->set_tensor_address(name, address);
+}
+void* ExecutionContext::tensor_address(const std::string& name) const { return impl_->tensor_address(name); }
+Status ExecutionContext::execute() { return impl_->execute(); }
+void ExecutionContext::set_num_threads(int threads) { impl_->threads = threads; }
+void ExecutionContext::set_profiling(bool on) { impl_->profiling = on; }
+const std::vector<LayerTiming>& ExecutionContext::last_layer_timings() const { return impl_->timings; }
+Result<std::map<std::string, HostTensor>> ExecutionContext::infer(const std::map<std::string, HostTensor>& inputs) {
+  return impl_->infer(inputs);
+}
+
+}  // namespace kiln

@@ -1,0 +1,190 @@
+// Runtime, Engine and the inspect document.
+#include <fstream>
+#include <sstream>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "runtime/engine_impl.h"
+
+#ifndef KILN_VERSION
+#define KILN_VERSION "0.0.0"
+#endif
+
+namespace kiln {
+
+const char* version() { return KILN_VERSION; }
+
+Result<std::shared_ptr<EngineImpl>> EngineImpl::create(EngineModel model) {
+  auto e = std::make_shared<EngineImpl>();
+  e->model = std::move(model);
+  const Graph& g = e->model.graph;
+  if (e->model.device != "cpu")
+    return Status(StatusCode::kVersionMismatch,
+                  fmt::format("engine was built for device '{}', this runtime runs CPU engines only", e->model.device));
+  for (int v : g.inputs) {
+    e->io_values.push_back(v);
+    e->io_names.push_back(g.values[v].name);
+  }
+  e->num_inputs = static_cast<int>(g.inputs.size());
+  for (int v : g.outputs) {
+    e->io_values.push_back(v);
+    e->io_names.push_back(g.values[v].name);
+  }
+  for (const Node& n : g.nodes) {
+    std::vector<const Tensor*> consts;
+    for (int v : n.inputs) consts.push_back(g.is_constant(v) ? &*g.values[v].constant : nullptr);
+    const cpu::CpuKernelDef* def = nullptr;
+    std::shared_ptr<const void> shared;
+    if (n.kernel != kViewKernel) {
+      def = cpu::KernelRegistry::instance().find(n.kernel);
+      if (!def) return Status(StatusCode::kUnsupported, "unknown kernel '" + n.kernel + "'").with_context(n.describe());
+      Status s = def->supports ? def->supports(n, g) : Status::ok();
+      if (!s.is_ok()) return std::move(s).with_context(fmt::format("layer '{}' ({})", n.name, n.kernel));
+      if (def->prepare) {
+        auto r = def->prepare(n, g);
+        if (!r.is_ok()) return std::move(r).take_status().with_context(fmt::format("layer '{}' ({})", n.name, n.kernel));
+        shared = std::move(r).value();
+      }
+    }
+    e->kernels.push_back(def);
+    e->shared.push_back(std::move(shared));
+    e->constants.push_back(std::move(consts));
+  }
+  return e;
+}
+
+int EngineImpl::io_index(const std::string& name) const {
+  for (size_t i = 0; i < io_names.size(); ++i)
+    if (io_names[i] == name) return static_cast<int>(i);
+  return -1;
+}
+
+std::string EngineImpl::inspect_json() const {
+  using nlohmann::json;
+  const Graph& g = model.graph;
+  auto tensor = [&](int v) {
+    const Value& val = g.values[v];
+    json shape = json::array();
+    for (size_t d = 0; d < val.shape.size(); ++d) {
+      if (val.shape[d] >= 0) shape.push_back(val.shape[d]);
+      else shape.push_back(d < val.dim_params.size() && !val.dim_params[d].empty() ? val.dim_params[d] : "?");
+    }
+    return json{{"name", val.name}, {"dtype", dtype_name(val.dtype)}, {"shape", shape}};
+  };
+  json j;
+  j["kiln_version"] = model.kiln_version;
+  j["device"] = model.device;
+  j["target"] = model.target;
+  j["producer"] = g.producer;
+  j["onnx_opset"] = g.onnx_opset;
+  j["build_flags"] = json::parse(model.build_flags_json, nullptr, false);
+  j["profiles"] = json::array();
+  for (size_t i = 0; i < model.profiles.size(); ++i)
+    j["profiles"].push_back({{"input", g.values[g.inputs[i]].name},
+                             {"min", model.profiles[i].min},
+                             {"opt", model.profiles[i].opt},
+                             {"max", model.profiles[i].max}});
+  j["inputs"] = json::array();
+  for (int v : g.inputs) j["inputs"].push_back(tensor(v));
+  j["outputs"] = json::array();
+  for (int v : g.outputs) j["outputs"].push_back(tensor(v));
+  j["layers"] = json::array();
+  uint64_t weight_bytes = 0;
+  for (size_t v = 0; v < g.values.size(); ++v)
+    if (model.storage[v].kind == StorageKind::kConstant) weight_bytes += g.values[v].constant->nbytes();
+  for (const Node& n : g.nodes) {
+    json l;
+    l["name"] = n.name;
+    l["op_type"] = n.domain.empty() ? n.op_type : n.domain + "." + n.op_type;
+    l["kernel"] = n.kernel;
+    l["precision"] = n.precision;
+    l["view"] = n.kernel == kViewKernel;
+    l["origins"] = n.origins;
+    l["inputs"] = json::array();
+    for (int v : n.inputs) if (v >= 0) l["inputs"].push_back(tensor(v));
+    l["outputs"] = json::array();
+    for (int v : n.outputs) if (model.storage[v].kind != StorageKind::kUnused) l["outputs"].push_back(tensor(v));
+    json attrs = json::object();
+    for (const auto& [k, a] : n.attrs.all()) {
+      std::visit([&](const auto& x) {
+        using T = std::decay_t<decltype(x)>;
+        if constexpr (std::is_same_v<T, Tensor>) attrs[k] = fmt::format("<tensor {} [{}]>", dtype_name(x.dtype),
+                                                                        dims_to_string(x.shape, ","));
+        else attrs[k] = x;
+      }, a);
+    }
+    l["attributes"] = attrs;
+    j["layers"].push_back(l);
+  }
+  j["weight_bytes"] = weight_bytes;
+  j["arena_bytes"] = model.arena_bytes;
+  j["metadata"] = g.metadata;
+  return j.dump();
+}
+
+Engine::Engine(std::shared_ptr<EngineImpl> impl) : impl_(std::move(impl)) {}
+Engine::~Engine() = default;
+
+int Engine::num_io_tensors() const { return static_cast<int>(impl_->io_names.size()); }
+const std::string& Engine::io_tensor_name(int index) const {
+  static const std::string kEmpty;
+  return index >= 0 && index < num_io_tensors() ? impl_->io_names[index] : kEmpty;
+}
+TensorIOMode Engine::tensor_mode(const std::string& name) const {
+  int i = impl_->io_index(name);
+  if (i < 0) return TensorIOMode::kNone;
+  return i < impl_->num_inputs ? TensorIOMode::kInput : TensorIOMode::kOutput;
+}
+DataType Engine::tensor_dtype(const std::string& name) const {
+  int i = impl_->io_index(name);
+  return i < 0 ? DataType::kUndefined : impl_->model.graph.values[impl_->io_values[i]].dtype;
+}
+Dims Engine::tensor_shape(const std::string& name) const {
+  int i = impl_->io_index(name);
+  return i < 0 ? Dims{} : impl_->model.graph.values[impl_->io_values[i]].shape;
+}
+Result<ShapeProfile> Engine::profile_shapes(const std::string& input) const {
+  int i = impl_->io_index(input);
+  if (i < 0 || i >= impl_->num_inputs)
+    return Status(StatusCode::kNotFound, fmt::format("'{}' is not an input of this engine", input));
+  return impl_->model.profiles[i];
+}
+int Engine::num_layers() const { return static_cast<int>(impl_->model.graph.nodes.size()); }
+std::string Engine::device() const { return impl_->model.device; }
+const std::map<std::string, std::string>& Engine::metadata() const { return impl_->model.graph.metadata; }
+std::string Engine::inspect_json() const { return impl_->inspect_json(); }
+
+Result<std::unique_ptr<ExecutionContext>> Engine::create_execution_context() const {
+  auto c = ContextImpl::create(impl_);
+  if (!c.is_ok()) return c.status();
+  return std::make_unique<ExecutionContext>(std::move(c).value());
+}
+
+Result<std::shared_ptr<Engine>> Runtime::deserialize_engine(std::span<const uint8_t> bytes) const {
+  auto m = kiln::deserialize_engine(bytes);
+  if (!m.is_ok()) return m.status();
+  auto impl = EngineImpl::create(std::move(m).value());
+  if (!impl.is_ok()) return impl.status();
+  return std::make_shared<Engine>(std::move(impl).value());
+}
+
+Result<std::shared_ptr<Engine>> Runtime::load_engine(const std::string& path) const {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) return Status(StatusCode::kNotFound, fmt::format("cannot open engine file '{}'", path));
+  std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  auto e = deserialize_engine(bytes);
+  if (!e.is_ok()) return std::move(e).take_status().with_context(path);
+  return e;
+}
+
+HostTensor HostTensor::from_floats(Dims shape, const std::vector<float>& values) {
+  HostTensor t;
+  t.dtype = DataType::kFloat32;
+  t.shape = std::move(shape);
+  t.bytes.resize(values.size() * sizeof(float));
+  if (!values.empty()) std::memcpy(t.bytes.data(), values.data(), t.bytes.size());
+  return t;
+}
+
+}  // namespace kiln

@@ -1,0 +1,182 @@
+#include "engine_source.h"
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <set>
+
+#include <fmt/format.h>
+
+#include "cli_common.h"
+#include "shapes_arg.h"
+
+namespace kiln::cli {
+
+namespace {
+// A clear "cannot open" line before the library sees the path (missing file, directory, no permission).
+Status check_readable(const std::string& flag, const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) {
+    return Status(StatusCode::kInvalidArgument, fmt::format("{}: '{}' is a directory, not a file", flag, path));
+  }
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (!f) return Status(StatusCode::kNotFound, fmt::format("{}: cannot open '{}': {}", flag, path, std::strerror(errno)));
+  std::fclose(f);
+  return Status::ok();
+}
+}  // namespace
+
+bool BuildFlags::any_build_only_flag() const {
+  return !save_engine.empty() || !min_shapes.empty() || !opt_shapes.empty() || !max_shapes.empty() ||
+         !disabled_passes.empty() || device != "cpu";
+}
+
+std::string default_profile_note() {
+  return fmt::format(
+      "Inputs with dynamic dims and no --minShapes/--optShapes/--maxShapes get the default profile: every "
+      "dynamic dim has min 1, opt 1, max {}.",
+      kDefaultMaxDim);
+}
+
+void add_build_flags(CLI::App* cmd, BuildFlags* flags) {
+  cmd->add_option("--onnx", flags->onnx, "ONNX model to build")->type_name("FILE");
+  cmd->add_option("--saveEngine", flags->save_engine, "Write the built engine to this file")->type_name("FILE");
+  cmd->add_option("--minShapes", flags->min_shapes, "Smallest shapes of the profile, e.g. input:1x1x28x28")
+      ->type_name("NAME:AxB,...");
+  cmd->add_option("--optShapes", flags->opt_shapes, "Shapes kernels are tuned for, e.g. input:8192x1x28x28")
+      ->type_name("NAME:AxB,...");
+  cmd->add_option("--maxShapes", flags->max_shapes, "Largest shapes of the profile, e.g. input:8192x1x28x28")
+      ->type_name("NAME:AxB,...");
+  cmd->add_option("--device", flags->device, "Target device")->type_name("NAME")->default_str("cpu");
+  cmd->add_option("--disablePass", flags->disabled_passes,
+                  "Skip these optimization passes (comma-separated; see `kiln build --listPasses`)")
+      ->type_name("NAME,...");
+  cmd->add_flag("--verbose", flags->verbose, "Log what the builder does");
+}
+
+Result<BuilderConfig> make_builder_config(const BuildFlags& flags) {
+  BuilderConfig config;
+  config.device = flags.device;
+  config.verbose = flags.verbose;
+  for (const std::string& pass : split_list(flags.disabled_passes)) config.disabled_passes.insert(pass);
+
+  struct Part {
+    const char* flag;
+    const std::vector<std::string>* values;
+    Dims ShapeProfile::*member;
+  };
+  const Part parts[] = {{"--minShapes", &flags.min_shapes, &ShapeProfile::min},
+                        {"--optShapes", &flags.opt_shapes, &ShapeProfile::opt},
+                        {"--maxShapes", &flags.max_shapes, &ShapeProfile::max}};
+  std::map<std::string, std::set<std::string>> given_by;  // input -> flags that name it
+  for (const Part& part : parts) {
+    Result<std::vector<NamedShape>> shapes = parse_shapes(part.flag, *part.values);
+    if (!shapes.is_ok()) return std::move(shapes).take_status();
+    for (NamedShape& s : shapes.value()) {
+      config.profiles[s.name].*part.member = std::move(s.dims);
+      given_by[s.name].insert(part.flag);
+    }
+  }
+  for (const auto& [name, given] : given_by) {
+    if (given.size() == 3) continue;
+    std::vector<std::string> missing;
+    for (const Part& part : parts) {
+      if (!given.count(part.flag)) missing.push_back(part.flag);
+    }
+    return Status(StatusCode::kInvalidArgument,
+                  fmt::format("input '{}' has a profile in {} but not in {}: give all three of "
+                              "--minShapes/--optShapes/--maxShapes",
+                              name, join(std::vector<std::string>(given.begin(), given.end()), " and "),
+                              join(missing, " and ")));
+  }
+  return config;
+}
+
+Result<BuiltEngine> build_from_flags(const BuildFlags& flags) {
+  if (flags.onnx.empty()) return Status(StatusCode::kInvalidArgument, "--onnx is required");
+  Status readable = check_readable("--onnx", flags.onnx);
+  if (!readable.is_ok()) return readable;
+  Result<BuilderConfig> config = make_builder_config(flags);
+  if (!config.is_ok()) return std::move(config).take_status();
+  // Checked here rather than trusted to the library so a typo never silently leaves a pass on.
+  std::vector<std::string> known;
+  for (const PassInfo& p : list_passes()) known.push_back(p.name);
+  for (const std::string& pass : config->disabled_passes) {
+    if (std::find(known.begin(), known.end(), pass) == known.end()) {
+      return Status(StatusCode::kInvalidArgument, fmt::format("--disablePass: unknown pass '{}' (passes: {})", pass,
+                                                              known.empty() ? "none" : join(known, ", ")));
+    }
+  }
+
+  Result<BuildOutput> out = build_engine_from_file(flags.onnx, config.value());
+  if (!out.is_ok()) return std::move(out).take_status().with_context(fmt::format("building '{}'", flags.onnx));
+
+  BuiltEngine built;
+  built.bytes = std::move(out.value().engine);
+  built.summary = std::move(out.value().summary);
+  if (!flags.save_engine.empty()) {
+    Status s = write_binary_file(flags.save_engine, built.bytes.data(), built.bytes.size());
+    if (!s.is_ok()) return std::move(s).with_context("--saveEngine");
+  }
+  Result<std::shared_ptr<Engine>> engine = Runtime().deserialize_engine(built.bytes);
+  if (!engine.is_ok()) {
+    return std::move(engine).take_status().with_context("loading the engine just built (a Kiln bug)");
+  }
+  built.engine = std::move(engine).value();
+  return built;
+}
+
+std::string format_build_summary(const BuiltEngine& built, const BuildFlags& flags) {
+  const BuildSummary& s = built.summary;
+  std::string out;
+  out += fmt::format("[I] Built '{}' for {} in {:.1f} ms\n", flags.onnx, flags.device, s.build_ms);
+  out += fmt::format("[I] ONNX nodes: {} -> layers after fusion: {} (+{} views)\n", s.onnx_nodes, s.layers,
+                     s.view_layers);
+  out += fmt::format("[I] Weights: {}\n", format_bytes(s.weight_bytes));
+  out += fmt::format("[I] Activation arena: {}\n", format_bytes(s.arena_bytes));
+  out += fmt::format("[I] Passes run: {}\n", s.passes_run.empty() ? "(none)" : join(s.passes_run, ", "));
+  for (const std::string& input : engine_inputs(*built.engine)) {
+    Result<ShapeProfile> p = built.engine->profile_shapes(input);
+    const std::string shape = dims_to_string(built.engine->tensor_shape(input));
+    if (p.is_ok()) {
+      out += fmt::format("[I] Input '{}' {}: profile min {}, opt {}, max {}\n", input, shape, dims_to_string(p->min),
+                         dims_to_string(p->opt), dims_to_string(p->max));
+    } else {
+      out += fmt::format("[I] Input '{}' {} (static)\n", input, shape);
+    }
+  }
+  if (!flags.save_engine.empty()) {
+    out += fmt::format("[I] Engine saved to '{}' ({})\n", flags.save_engine, format_bytes(built.bytes.size()));
+  }
+  return out;
+}
+
+Result<std::shared_ptr<Engine>> load_engine_file(const std::string& path) {
+  Status readable = check_readable("--loadEngine", path);
+  if (!readable.is_ok()) return readable;
+  Result<std::shared_ptr<Engine>> engine = Runtime().load_engine(path);
+  if (!engine.is_ok()) return std::move(engine).take_status().with_context(fmt::format("--loadEngine '{}'", path));
+  return engine;
+}
+
+std::vector<std::string> engine_inputs(const Engine& engine) {
+  std::vector<std::string> names;
+  for (int i = 0; i < engine.num_io_tensors(); ++i) {
+    const std::string& name = engine.io_tensor_name(i);
+    if (engine.tensor_mode(name) == TensorIOMode::kInput) names.push_back(name);
+  }
+  return names;
+}
+
+std::vector<std::string> engine_outputs(const Engine& engine) {
+  std::vector<std::string> names;
+  for (int i = 0; i < engine.num_io_tensors(); ++i) {
+    const std::string& name = engine.io_tensor_name(i);
+    if (engine.tensor_mode(name) == TensorIOMode::kOutput) names.push_back(name);
+  }
+  return names;
+}
+
+}  // namespace kiln::cli

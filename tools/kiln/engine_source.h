@@ -1,0 +1,57 @@
+// Where a subcommand's engine comes from: a saved engine file (--loadEngine) or an ONNX model built on
+// the spot (--onnx plus the build flags, shared by `kiln build` and `kiln run`).
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+
+#include "kiln/builder.h"
+#include "kiln/runtime.h"
+
+namespace kiln::cli {
+
+struct BuildFlags {
+  std::string onnx;
+  std::string save_engine;
+  std::vector<std::string> min_shapes, opt_shapes, max_shapes;
+  std::string device = "cpu";
+  std::vector<std::string> disabled_passes;
+  bool verbose = false;
+
+  // True when a flag that only matters for building was given (an error next to --loadEngine).
+  bool any_build_only_flag() const;
+};
+
+// Adds --onnx, --saveEngine, --minShapes/--optShapes/--maxShapes, --device, --disablePass, --verbose.
+void add_build_flags(CLI::App* cmd, BuildFlags* flags);
+
+// Help text explaining the default profile for dynamic dims.
+std::string default_profile_note();
+
+// Turns the flags into a BuilderConfig; an input named in only some of min/opt/max is an error.
+// (min <= opt <= max and rank checks are the library's.)
+Result<BuilderConfig> make_builder_config(const BuildFlags& flags);
+
+struct BuiltEngine {
+  std::vector<uint8_t> bytes;
+  BuildSummary summary;
+  std::shared_ptr<Engine> engine;
+};
+
+// Builds flags.onnx, writes flags.save_engine if set, and deserializes the result (which also checks
+// the freshly written bytes are a loadable engine).
+Result<BuiltEngine> build_from_flags(const BuildFlags& flags);
+
+// The build summary lines ("[I] ..."), including each input's profile.
+std::string format_build_summary(const BuiltEngine& built, const BuildFlags& flags);
+
+// Reads and deserializes an engine file; errors name the file.
+Result<std::shared_ptr<Engine>> load_engine_file(const std::string& path);
+
+// IO tensor names of an engine, in engine order.
+std::vector<std::string> engine_inputs(const Engine& engine);
+std::vector<std::string> engine_outputs(const Engine& engine);
+
+}  // namespace kiln::cli

@@ -1,0 +1,258 @@
+// `kiln run`: time an engine like trtexec does (warm-up, then at least N iterations and D seconds) and
+// report latency statistics, optionally per-layer profiles and exported outputs/timings.
+#include <chrono>
+#include <climits>
+#include <functional>
+#include <map>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "cli_common.h"
+#include "commands.h"
+#include "io_binding.h"
+#include "layer_profile.h"
+#include "perf_report.h"
+#include "progress.h"
+#include "shapes_arg.h"
+
+namespace kiln::cli {
+
+CLI::App* add_run_command(CLI::App& app, RunOptions* opts) {
+  CLI::App* cmd = app.add_subcommand("run", "Time inference of an engine (or of an ONNX model built on the spot)");
+  cmd->add_option("--loadEngine", opts->load_engine, "Engine file to run")->type_name("FILE");
+  add_build_flags(cmd, &opts->build);
+  cmd->add_option("--shapes", opts->shapes,
+                  "Shapes of dynamic inputs, e.g. input:8192x1x28x28 (default: the profile's opt shape)")
+      ->type_name("NAME:AxB,...");
+  cmd->add_option("--warmUp", opts->warmup_ms, "Warm up for this many ms before timing")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  cmd->add_option("--iterations", opts->iterations, "Run at least this many timed iterations")
+      ->check(CLI::Range(1, INT_MAX))
+      ->capture_default_str();
+  cmd->add_option("--duration", opts->duration_s, "Run for at least this many seconds")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  cmd->add_option("--threads", opts->threads, "Worker threads for the kernels (0 = library default)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  cmd->add_option("--loadInputs", opts->load_inputs,
+                  "Read inputs from raw little-endian files, e.g. input:input.bin (default: random data, fixed seed)")
+      ->type_name("NAME:FILE,...");
+  cmd->add_option("--exportOutput", opts->export_output, "Write output values as trtexec's JSON")->type_name("FILE");
+  cmd->add_option("--exportTimes", opts->export_times, "Write every timed run as trtexec's JSON")->type_name("FILE");
+  cmd->add_flag("--dumpProfile", opts->dump_profile, "Print per-layer times");
+  cmd->add_option("--exportProfile", opts->export_profile, "Write per-layer times as trtexec's JSON")
+      ->type_name("FILE");
+  cmd->add_flag("--separateProfileRun", opts->separate_profile_run,
+                "Profile layers in separate runs so the timed runs are not perturbed");
+  cmd->add_option("--exportJSON", opts->export_json, "Write the performance summary as JSON")->type_name("FILE");
+  cmd->footer("The run ends once both --iterations and --duration are reached. Batch in throughput = dim 0 of the "
+              "first input.\n" +
+              default_profile_note());
+  return cmd;
+}
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double ms_between(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double, std::milli>(b - a).count();
+}
+
+// Seed for random inputs: fixed, and different per input so two inputs never hold the same data.
+constexpr uint64_t kInputSeed = 0x6b696c6e;  // "kiln"
+
+Result<std::shared_ptr<Engine>> obtain_engine(const RunOptions& opts) {
+  if (!opts.load_engine.empty()) return load_engine_file(opts.load_engine);
+  Result<BuiltEngine> built = build_from_flags(opts.build);
+  if (!built.is_ok()) return std::move(built).take_status();
+  fmt::print("{}", format_build_summary(built.value(), opts.build));
+  return std::move(built.value().engine);
+}
+
+Status fill_inputs(const RunOptions& opts, const Engine& engine, Bindings& io) {
+  Result<std::vector<NamedFile>> files = parse_named_files("--loadInputs", opts.load_inputs, engine_inputs(engine));
+  if (!files.is_ok()) return std::move(files).take_status();
+  std::map<std::string, std::string> file_of;
+  for (const NamedFile& f : files.value()) {
+    Status s = check_input_name(engine, "--loadInputs", f.name);
+    if (!s.is_ok()) return s;
+    file_of[f.name] = f.path;
+  }
+  uint64_t seed = kInputSeed;
+  for (BoundTensor& t : io.inputs) {
+    std::string source;
+    if (auto it = file_of.find(t.name); it != file_of.end()) {
+      Status s = load_raw_file(t.name, it->second, t.buffer);
+      if (!s.is_ok()) return s;
+      source = fmt::format("from '{}'", it->second);
+    } else {
+      fill_random(t.buffer, t.dtype, seed);
+      source = fmt::format("random, seed {}", seed);
+    }
+    ++seed;
+    fmt::print("[I] Input '{}': {} {} ({})\n", t.name, dtype_name(t.dtype), dims_to_string(t.dims), source);
+  }
+  return Status::ok();
+}
+
+// Runs until both the iteration count and the duration are reached; records runs and/or layer times.
+Status timed_loop(ExecutionContext& ctx, const RunOptions& opts, const char* label, std::vector<TimedRun>* runs,
+                  LayerProfile* profile) {
+  ProgressBar bar(label);
+  const Clock::time_point t0 = Clock::now();
+  for (int i = 0;; ++i) {
+    const double elapsed_s = ms_between(t0, Clock::now()) / 1000.0;
+    if (i >= opts.iterations && elapsed_s >= opts.duration_s) break;
+    const Clock::time_point start = Clock::now();
+    Status s = ctx.execute();
+    const Clock::time_point end = Clock::now();
+    if (!s.is_ok()) return std::move(s).with_context(fmt::format("{} iteration {}", label, i));
+    if (runs) runs->push_back({ms_between(t0, start), ms_between(t0, end)});
+    if (profile) profile->add_run(ctx.last_layer_timings());
+    const double by_iters = static_cast<double>(i + 1) / opts.iterations;
+    const double by_time = opts.duration_s > 0 ? ms_between(t0, end) / 1000.0 / opts.duration_s : 1.0;
+    bar.update(std::min(by_iters, by_time), fmt::format("{} runs", i + 1));
+  }
+  return Status::ok();
+}
+
+nlohmann::json outputs_to_json(const Bindings& io) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const BoundTensor& t : io.outputs) {
+    out.push_back({{"name", t.name},
+                   {"dimensions", dims_to_string(t.dims)},
+                   {"values", values_to_json(t.buffer.data(), t.dtype, volume(t.dims))}});
+  }
+  return out;
+}
+
+nlohmann::json summary_to_json(const RunOptions& opts, const Engine& engine, const Bindings& io, const PerfSummary& s) {
+  nlohmann::json shapes = nlohmann::json::object();
+  for (const BoundTensor& t : io.inputs) shapes[t.name] = dims_to_string(t.dims);
+  const nlohmann::json stats = stats_to_json(s.latency);
+  return {{"engine", opts.load_engine.empty() ? nlohmann::json() : nlohmann::json(opts.load_engine)},
+          {"onnx", opts.build.onnx.empty() ? nlohmann::json() : nlohmann::json(opts.build.onnx)},
+          {"device", engine.device()},
+          {"kiln_version", version()},
+          {"threads", opts.threads},  // 0 = library default
+          {"batch", s.batch},
+          {"shapes", shapes},
+          {"warmup_ms", opts.warmup_ms},
+          {"iterations", s.runs},
+          {"throughput_qps", s.qps},
+          {"throughput_samples_per_s", s.samples_per_s},
+          {"latency_ms", stats},
+          {"enqueue_ms", stats},
+          {"compute_ms", stats},
+          {"total_host_walltime_s", s.walltime_s},
+          {"total_compute_time_s", s.total_compute_s},
+          {"latency_unstable", s.latency.cv_percent > kUnstableCvPercent}};
+}
+
+Status export_json(const std::string& flag, const std::string& path, const nlohmann::json& doc) {
+  Status s = write_text_file(path, doc.dump(2) + "\n");
+  if (!s.is_ok()) return std::move(s).with_context(flag);
+  fmt::print("[I] {}: wrote '{}'\n", flag, path);
+  return Status::ok();
+}
+
+Status run_checked(const RunOptions& opts) {
+  if (opts.load_engine.empty() == opts.build.onnx.empty()) {
+    return Status(StatusCode::kInvalidArgument, "run: give exactly one of --loadEngine and --onnx");
+  }
+  if (!opts.load_engine.empty() && opts.build.any_build_only_flag()) {
+    return Status(StatusCode::kInvalidArgument,
+                  "run: build flags (--saveEngine, --minShapes/--optShapes/--maxShapes, --device, --disablePass) "
+                  "need --onnx, not --loadEngine");
+  }
+  Result<std::vector<NamedShape>> shape_list = parse_shapes("--shapes", opts.shapes);
+  if (!shape_list.is_ok()) return std::move(shape_list).take_status();
+  std::map<std::string, Dims> shapes;
+  for (NamedShape& s : shape_list.value()) shapes[s.name] = std::move(s.dims);
+
+  Result<std::shared_ptr<Engine>> engine_or = obtain_engine(opts);
+  if (!engine_or.is_ok()) return std::move(engine_or).take_status();
+  const Engine& engine = *engine_or.value();
+  Result<std::unique_ptr<ExecutionContext>> ctx_or = engine.create_execution_context();
+  if (!ctx_or.is_ok()) return std::move(ctx_or).take_status().with_context("creating an execution context");
+  ExecutionContext& ctx = *ctx_or.value();
+  ctx.set_num_threads(opts.threads);
+
+  Result<Bindings> io_or = bind_io(engine, ctx, shapes, "--shapes");
+  if (!io_or.is_ok()) return std::move(io_or).take_status();
+  Bindings& io = io_or.value();
+  Status s = fill_inputs(opts, engine, io);
+  if (!s.is_ok()) return s;
+  for (const BoundTensor& t : io.outputs) {
+    fmt::print("[I] Output '{}': {} {}\n", t.name, dtype_name(t.dtype), dims_to_string(t.dims));
+  }
+  const int64_t batch = !io.inputs.empty() && !io.inputs[0].dims.empty() ? io.inputs[0].dims[0] : 1;
+  const bool profiling = opts.dump_profile || !opts.export_profile.empty();
+  if (opts.separate_profile_run && !profiling) {
+    report_note("--separateProfileRun has no effect without --dumpProfile or --exportProfile");
+  }
+  fmt::print("[I] Device: {}, threads: {}\n", engine.device(),
+             opts.threads > 0 ? std::to_string(opts.threads) : std::string("library default"));
+  fmt::print("[I] Warm-up {} ms, then at least {} iterations and {} s\n", opts.warmup_ms, opts.iterations,
+             opts.duration_s);
+
+  int warmup_runs = 0;
+  const Clock::time_point warm_start = Clock::now();
+  while (ms_between(warm_start, Clock::now()) < opts.warmup_ms) {
+    s = ctx.execute();
+    if (!s.is_ok()) return std::move(s).with_context("warm-up");
+    ++warmup_runs;
+  }
+  if (opts.warmup_ms > 0) {
+    fmt::print("[I] Warm-up: {} runs in {:.1f} ms\n", warmup_runs, ms_between(warm_start, Clock::now()));
+  }
+
+  LayerProfile profile;
+  const bool profile_inline = profiling && !opts.separate_profile_run;
+  ctx.set_profiling(profile_inline);
+  std::vector<TimedRun> runs;
+  s = timed_loop(ctx, opts, "Timing", &runs, profile_inline ? &profile : nullptr);
+  if (!s.is_ok()) return s;
+  if (profiling && opts.separate_profile_run) {
+    ctx.set_profiling(true);
+    s = timed_loop(ctx, opts, "Profiling", nullptr, &profile);
+    ctx.set_profiling(false);
+    if (!s.is_ok()) return s;
+  }
+
+  const PerfSummary summary = summarize(runs, batch);
+  fmt::print("{}", format_summary(summary));
+  if (opts.dump_profile) fmt::print("{}", profile.format_table());
+
+  struct Export {
+    const char* flag;
+    const std::string* path;
+    std::function<nlohmann::json()> doc;
+  };
+  const Export exports[] = {
+      {"--exportOutput", &opts.export_output, [&] { return outputs_to_json(io); }},
+      {"--exportTimes", &opts.export_times, [&] { return times_to_json(runs); }},
+      {"--exportProfile", &opts.export_profile, [&] { return profile.to_json(); }},
+      {"--exportJSON", &opts.export_json, [&] { return summary_to_json(opts, engine, io, summary); }},
+  };
+  for (const Export& e : exports) {
+    if (e.path->empty()) continue;
+    s = export_json(e.flag, *e.path, e.doc());
+    if (!s.is_ok()) return s;
+  }
+  return Status::ok();
+}
+
+}  // namespace
+
+int run_run(const RunOptions& opts) {
+  Status s = run_checked(opts);
+  if (!s.is_ok()) return report_error(s);
+  return kExitOk;
+}
+
+}  // namespace kiln::cli
