@@ -229,7 +229,9 @@ Result<std::vector<RefTensor>> reference_op(const OpCase& c) {
   for (size_t i = 0; i < c.inputs.size(); ++i) {
     if (c.inputs[i].omitted) continue;
     const Value& v = g.values[g.nodes[0].inputs[i]];
-    data[i] = v.constant ? ref_from_tensor(*v.constant) : random_tensor(rng, c.inputs[i].dtype, c.inputs[i].shape, c.magnitude);
+    if (v.constant) data[i] = ref_from_tensor(*v.constant);
+    else if (!c.inputs[i].values.empty()) data[i] = RefTensor{c.inputs[i].dtype, c.inputs[i].shape, c.inputs[i].values};
+    else data[i] = random_tensor(rng, c.inputs[i].dtype, c.inputs[i].shape, c.magnitude);
     ptrs[i] = &data[i];
   }
   return evaluate_node_reference(g.nodes[0], ptrs);

@@ -62,11 +62,13 @@ Result<BuildOutput> build(Result<Graph> imported, const BuilderConfig& config) {
   m.profiles = std::move(profiles).value();
 
   std::vector<uint64_t> max_bytes;
-  // Shapes first (the fusion rules need ranks and weight shapes), then again after rewriting.
-  s = annotate_static_shapes(g, m.profiles, &max_bytes);
-  if (!s.is_ok()) return s;
   PassContext ctx;
   ctx.disabled = config.disabled_passes;
+  // Shapes first (the fusion rules need ranks and weight shapes), then again after rewriting.
+  s = run_pass(g, "constant_folding", ctx);
+  if (!s.is_ok()) return s;
+  s = annotate_static_shapes(g, m.profiles, &max_bytes);
+  if (!s.is_ok()) return s;
   s = run_passes(g, ctx, &summary.passes_run);
   if (!s.is_ok()) return s;
   s = assign_cpu_kernels(g, ctx);

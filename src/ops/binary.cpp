@@ -86,19 +86,10 @@ Status reference_binary(RefContext& ctx) {
   return Status::ok();
 }
 
-OpDef binary_def(const char* op_type) {
-  OpDef def;
-  def.op_type = op_type;
-  def.check = check_binary;
-  def.infer = infer_binary;
-  def.reference = reference_binary;
-  return def;
-}
-
-const OpRegistrar kAdd{binary_def("Add")};
-const OpRegistrar kSub{binary_def("Sub")};
-const OpRegistrar kMul{binary_def("Mul")};
-const OpRegistrar kDiv{binary_def("Div")};
+const OpRegistrar kAdd{op_def("Add", check_binary, infer_binary, reference_binary)};
+const OpRegistrar kSub{op_def("Sub", check_binary, infer_binary, reference_binary)};
+const OpRegistrar kMul{op_def("Mul", check_binary, infer_binary, reference_binary)};
+const OpRegistrar kDiv{op_def("Div", check_binary, infer_binary, reference_binary)};
 
 }  // namespace
 }  // namespace kiln

@@ -48,11 +48,13 @@ Status reference_cast(RefContext& ctx) {
   return Status::ok();
 }
 
-const OpRegistrar kCast{OpDef{.op_type = "Cast",
-                              .min_opset = 6,
-                              .check = check_cast,
-                              .infer = infer_cast,
-                              .reference = reference_cast}};
+OpDef cast_def() {
+  OpDef def = op_def("Cast", check_cast, infer_cast, reference_cast);
+  def.min_opset = 6;
+  return def;
+}
+
+const OpRegistrar kCast{cast_def()};
 
 }  // namespace
 }  // namespace kiln

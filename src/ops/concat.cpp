@@ -93,10 +93,7 @@ Status reference_concat(RefContext& ctx) {
   return Status::ok();
 }
 
-const OpRegistrar kConcat{OpDef{.op_type = "Concat",
-                                .check = check_concat,
-                                .infer = infer_concat,
-                                .reference = reference_concat}};
+const OpRegistrar kConcat{op_def("Concat", check_concat, infer_concat, reference_concat)};
 
 }  // namespace
 }  // namespace kiln

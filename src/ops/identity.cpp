@@ -69,17 +69,21 @@ Status reference_dropout(RefContext& ctx) {
   return Status::ok();
 }
 
-const OpRegistrar kIdentity{OpDef{.op_type = "Identity",
-                                  .is_view = true,
-                                  .check = check_identity,
-                                  .infer = infer_identity,
-                                  .reference = reference_identity}};
-const OpRegistrar kDropout{OpDef{.op_type = "Dropout",
-                                 .value_inputs = {2},
-                                 .is_view = true,
-                                 .check = check_dropout,
-                                 .infer = infer_dropout,
-                                 .reference = reference_dropout}};
+OpDef identity_def() {
+  OpDef def = op_def("Identity", check_identity, infer_identity, reference_identity);
+  def.is_view = true;
+  return def;
+}
+
+OpDef dropout_def() {
+  OpDef def = op_def("Dropout", check_dropout, infer_dropout, reference_dropout);
+  def.value_inputs = {2};  // training_mode: must be a known false
+  def.is_view = true;
+  return def;
+}
+
+const OpRegistrar kIdentity{identity_def()};
+const OpRegistrar kDropout{dropout_def()};
 
 }  // namespace
 }  // namespace kiln

@@ -91,16 +91,7 @@ Status reference_matmul(RefContext& ctx) {
   return Status::ok();
 }
 
-OpDef matmul_def() {
-  OpDef def;
-  def.op_type = "MatMul";
-  def.check = check_matmul;
-  def.infer = infer_matmul;
-  def.reference = reference_matmul;
-  return def;
-}
-
-const OpRegistrar kMatMul{matmul_def()};
+const OpRegistrar kMatMul{op_def("MatMul", check_matmul, infer_matmul, reference_matmul)};
 
 }  // namespace
 }  // namespace kiln

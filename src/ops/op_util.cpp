@@ -4,7 +4,17 @@
 
 namespace kiln {
 
-std::string shape_str(const Dims& d) { return "[" + dims_to_string(d, ",") + "]"; }
+OpDef op_def(std::string op_type, std::function<Status(const Node&)> check, std::function<Status(InferContext&)> infer,
+             std::function<Status(RefContext&)> reference) {
+  OpDef def;
+  def.op_type = std::move(op_type);
+  def.check = std::move(check);
+  def.infer = std::move(infer);
+  def.reference = std::move(reference);
+  return def;
+}
+
+std::string shape_str(const Dims& d) { return fmt::format("[{}]", dims_to_string(d, ",")); }
 
 Status check_attributes(const Node& node, std::initializer_list<const char*> allowed) {
   for (const auto& [name, value] : node.attrs.all()) {

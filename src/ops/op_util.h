@@ -9,8 +9,13 @@
 #include "ir/graph.h"
 #include "kiln/status.h"
 #include "kiln/types.h"
+#include "ops/op.h"
 
 namespace kiln {
+
+// An OpDef for the default domain with its three functions; callers set the other fields.
+OpDef op_def(std::string op_type, std::function<Status(const Node&)> check, std::function<Status(InferContext&)> infer,
+             std::function<Status(RefContext&)> reference);
 
 // "[2,3,4]"; "[]" for a scalar.
 std::string shape_str(const Dims& d);

@@ -120,18 +120,22 @@ Status reference_flatten(RefContext& ctx) {
   return Status::ok();
 }
 
-const OpRegistrar kReshape{OpDef{.op_type = "Reshape",
-                                 .min_opset = 5,
-                                 .value_inputs = {1},
-                                 .is_view = true,
-                                 .check = check_reshape,
-                                 .infer = infer_reshape,
-                                 .reference = reference_reshape}};
-const OpRegistrar kFlatten{OpDef{.op_type = "Flatten",
-                                 .is_view = true,
-                                 .check = check_flatten,
-                                 .infer = infer_flatten,
-                                 .reference = reference_flatten}};
+OpDef reshape_def() {
+  OpDef def = op_def("Reshape", check_reshape, infer_reshape, reference_reshape);
+  def.min_opset = 5;  // opset 1 took the shape as an attribute
+  def.value_inputs = {1};
+  def.is_view = true;
+  return def;
+}
+
+OpDef flatten_def() {
+  OpDef def = op_def("Flatten", check_flatten, infer_flatten, reference_flatten);
+  def.is_view = true;
+  return def;
+}
+
+const OpRegistrar kReshape{reshape_def()};
+const OpRegistrar kFlatten{flatten_def()};
 
 }  // namespace
 }  // namespace kiln

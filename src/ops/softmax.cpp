@@ -91,10 +91,7 @@ Status reference_softmax(RefContext& ctx) {
   return Status::ok();
 }
 
-const OpRegistrar kSoftmax{OpDef{.op_type = "Softmax",
-                                 .check = check_softmax,
-                                 .infer = infer_softmax,
-                                 .reference = reference_softmax}};
+const OpRegistrar kSoftmax{op_def("Softmax", check_softmax, infer_softmax, reference_softmax)};
 
 }  // namespace
 }  // namespace kiln

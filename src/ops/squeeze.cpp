@@ -107,12 +107,10 @@ Status reference_squeeze_like(RefContext& ctx) {
 }
 
 OpDef squeeze_like_def(const char* op_type) {
-  return OpDef{.op_type = op_type,
-               .value_inputs = {1},
-               .is_view = true,
-               .check = check_squeeze_like,
-               .infer = infer_squeeze_like,
-               .reference = reference_squeeze_like};
+  OpDef def = op_def(op_type, check_squeeze_like, infer_squeeze_like, reference_squeeze_like);
+  def.value_inputs = {1};  // axes (opset >= 13)
+  def.is_view = true;
+  return def;
 }
 
 const OpRegistrar kSqueeze{squeeze_like_def("Squeeze")};

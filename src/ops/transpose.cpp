@@ -70,10 +70,7 @@ Status reference_transpose(RefContext& ctx) {
   return Status::ok();
 }
 
-const OpRegistrar kTranspose{OpDef{.op_type = "Transpose",
-                                   .check = check_transpose,
-                                   .infer = infer_transpose,
-                                   .reference = reference_transpose}};
+const OpRegistrar kTranspose{op_def("Transpose", check_transpose, infer_transpose, reference_transpose)};
 
 }  // namespace
 }  // namespace kiln

@@ -63,19 +63,10 @@ Status reference_unary(RefContext& ctx) {
   return Status::ok();
 }
 
-OpDef unary_def(const char* op_type) {
-  OpDef def;
-  def.op_type = op_type;
-  def.check = check_unary;
-  def.infer = infer_unary;
-  def.reference = reference_unary;
-  return def;
-}
-
-const OpRegistrar kRelu{unary_def("Relu")};
-const OpRegistrar kLeakyRelu{unary_def("LeakyRelu")};
-const OpRegistrar kSigmoid{unary_def("Sigmoid")};
-const OpRegistrar kTanh{unary_def("Tanh")};
+const OpRegistrar kRelu{op_def("Relu", check_unary, infer_unary, reference_unary)};
+const OpRegistrar kLeakyRelu{op_def("LeakyRelu", check_unary, infer_unary, reference_unary)};
+const OpRegistrar kSigmoid{op_def("Sigmoid", check_unary, infer_unary, reference_unary)};
+const OpRegistrar kTanh{op_def("Tanh", check_unary, infer_unary, reference_unary)};
 
 }  // namespace
 }  // namespace kiln

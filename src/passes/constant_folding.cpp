@@ -1,5 +1,5 @@
 // Evaluates nodes whose inputs are all constants with the float64 reference and stores the result
-// as a constant (then dead_node_elimination drops the node).
+// as a constant, removing the node.
 #include <fmt/format.h>
 
 #include "ops/op.h"
@@ -13,7 +13,9 @@ namespace {
 constexpr int64_t kMaxFoldElements = 1 << 24;
 
 Status run(Graph& g, const PassContext&, bool* changed) {
-  for (Node& n : g.nodes) {
+  std::vector<char> folded(g.nodes.size(), 0);
+  for (size_t ni = 0; ni < g.nodes.size(); ++ni) {
+    Node& n = g.nodes[ni];
     bool all_const = !n.inputs.empty();
     for (int v : n.inputs) all_const &= v == kNoValue || g.is_constant(v);
     if (!all_const) continue;
@@ -49,8 +51,10 @@ Status run(Graph& g, const PassContext&, bool* changed) {
       v.rank_known = true;
       v.dim_params.assign(v.shape.size(), "");
     }
+    folded[ni] = 1;
     *changed = true;
   }
+  if (*changed) erase_nodes(g, folded);
   return Status::ok();
 }
 

@@ -41,6 +41,10 @@ struct PassRegistrar {
 // Fills `ran` with the names of the passes that ran.
 Status run_passes(Graph& g, const PassContext& ctx, std::vector<std::string>* ran);
 
+// Runs one pass (if registered and enabled). The builder folds constants before the first shape
+// inference, since shape arguments (Reshape's shape...) may only become constant by folding.
+Status run_pass(Graph& g, const std::string& name, const PassContext& ctx);
+
 // Helpers shared by rules.
 // The single node consuming value v, or -1 when v has zero or several consumers or is a graph output.
 int sole_consumer(const Graph& g, const std::vector<std::vector<int>>& consumers, int v);

@@ -39,6 +39,17 @@ Status run_passes(Graph& g, const PassContext& ctx, std::vector<std::string>* ra
   return Status::ok();
 }
 
+Status run_pass(Graph& g, const std::string& name, const PassContext& ctx) {
+  if (ctx.disabled.count(name)) return Status::ok();
+  for (const PassDef* p : PassRegistry::instance().ordered()) {
+    if (p->name != name) continue;
+    bool changed = false;
+    Status s = p->run(g, ctx, &changed);
+    if (!s.is_ok()) return std::move(s).with_context("pass '" + p->name + "'");
+  }
+  return Status::ok();
+}
+
 int sole_consumer(const Graph& g, const std::vector<std::vector<int>>& consumers, int v) {
   if (v < 0 || g.is_graph_output(v) || consumers[v].size() != 1) return -1;
   return consumers[v][0];

@@ -8,7 +8,8 @@ namespace kiln::cli {
 
 double percentile_of_sorted(const std::vector<double>& sorted, double p) {
   const auto all = static_cast<long>(sorted.size());
-  const auto exclude = static_cast<long>((1.0 - p / 100.0) * static_cast<double>(all));
+  // The epsilon keeps (1 - 0.9) * 100 = 9.999... from truncating to 9 (trtexec's float math gives 10).
+  const auto exclude = static_cast<long>((1.0 - p / 100.0) * static_cast<double>(all) + 1e-9);
   return sorted[static_cast<size_t>(std::max(all - 1 - exclude, 0L))];
 }
 
