@@ -2,7 +2,7 @@
 # Runs the CPU benchmark of Kiln and its peers on this machine and writes one results page.
 #
 #   bench/run_cpu_bench.sh --bin DIR [--lib DIR] [--model PATH] [--raw DIR] [--out PREFIX]
-#                          [--commit HASH] [--tag NAME] [--quick]
+#                          [--commit HASH] [--tag NAME] [--note TEXT]... [--quick]
 #
 #   --bin    folder holding kiln, bench_onednn_chain, bench_l2_stream (a build tree's subfolders are searched
 #            too); a missing one is skipped and shows as "not run"
@@ -13,6 +13,7 @@
 #   --out    results page path without extension (default: bench/results/<date>-<tag>-cpu)
 #   --commit the git commit measured (default: git rev-parse HEAD, else "unknown")
 #   --tag    host tag in the page name (default: devbox)
+#   --note   a caveat printed under the results table (repeatable)
 #   --quick  shorter runs, for trying the script out; never for recorded results
 #
 # Runs: bench_l2_stream (one core); bench_onednn_chain with OMP_NUM_THREADS=1 and =nproc; ort_cpu.py with
@@ -24,7 +25,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/.." && pwd)
 PYTHON=${PYTHON:-python3}
 
-BIN="" LIB="" MODEL="$REPO/models/mlp.onnx" RAW="" OUTP="" COMMIT="" TAG="devbox" QUICK=0
+BIN="" LIB="" MODEL="$REPO/models/mlp.onnx" RAW="" OUTP="" COMMIT="" TAG="devbox" QUICK=0 NOTES=()
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --bin) BIN=$2; shift 2 ;;
@@ -34,6 +35,7 @@ while [[ $# -gt 0 ]]; do
     --out) OUTP=$2; shift 2 ;;
     --commit) COMMIT=$2; shift 2 ;;
     --tag) TAG=$2; shift 2 ;;
+    --note) NOTES+=(--note "$2"); shift 2 ;;
     --quick) QUICK=1; shift ;;
     -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
     *) echo "run_cpu_bench.sh: unknown argument $1" >&2; exit 2 ;;
@@ -98,6 +100,7 @@ lscpu > "$RAW/lscpu.txt" 2>&1
   echo "python=$($PYTHON -c 'import platform; print(platform.python_version())' 2>/dev/null)"
   echo "gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)"
   echo "mem=$(awk '/MemTotal/ {print $2 " kB"}' /proc/meminfo)"
+  echo "loadavg_at_start=$(cut -d' ' -f1-3 /proc/loadavg)"
   echo "omp_env=$(env | grep -E '^(OMP|KMP|GOMP|MKL|DNNL|ONEDNN)_' | tr '\n' ' ')"
 } > "$RAW/system.txt"
 echo "=== machine: $(grep 'Model name' "$RAW/lscpu.txt" | sed 's/.*: *//'), $NPROC CPUs; commit $COMMIT; raw in $RAW"
@@ -141,6 +144,6 @@ else
 fi
 
 # ---- the page ----
-step summarize 1 "$PYTHON" "$HERE/summarize.py" --raw "$RAW" --out "$OUTP" --commit "$COMMIT" --date "$DATE"
+step summarize 1 "$PYTHON" "$HERE/summarize.py" --raw "$RAW" --out "$OUTP" --commit "$COMMIT" --date "$DATE" "${NOTES[@]}"
 echo "=== results: $OUTP.md, $OUTP.json; raw: $RAW"
 exit $FAILED

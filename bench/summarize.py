@@ -200,6 +200,7 @@ def main():
     ap.add_argument("--out", required=True, help="output path without extension (.md and .json are written)")
     ap.add_argument("--commit", default=None, help="git commit measured (default: system.txt's commit)")
     ap.add_argument("--date", default=None, help="date of the run (default: system.txt's date)")
+    ap.add_argument("--note", action="append", default=[], help="a caveat to print under the table (repeatable)")
     args = ap.parse_args()
 
     raw = args.raw
@@ -249,7 +250,7 @@ def main():
     except OSError:
         pass
 
-    doc = {"date": date, "commit": commit, "machine": machine, "system": system, "rows": rows,
+    doc = {"date": date, "commit": commit, "notes": args.note, "machine": machine, "system": system, "rows": rows,
            "l2_stream": l2, "sgemm_layer1": {str(t): s for t, s in sgemm.items()},
            "versions": {"onnxruntime": ort_version, "onednn": onednn_ctx.get("onednn_version", "?")},
            "onednn_weights": onednn_ctx.get("weights"), "steps": steps,
@@ -265,13 +266,15 @@ def main():
              f"L3 {machine.get('L3 cache', '?')}"
              + (f", hypervisor {machine['Hypervisor vendor']}" if "Hypervisor vendor" in machine else ""))
     L.append(f"- **Flags of note**: {flags}")
-    L.append(f"- **System**: {system.get('os', '?')}; kernel {system.get('kernel', '?')}; glibc {system.get('glibc', '?')}")
+    L.append(f"- **System**: {system.get('os', '?')}; kernel {system.get('kernel', '?')}; glibc {system.get('glibc', '?')}; "
+             f"load average at start {system.get('loadavg_at_start', '?')}"
+             + (f"; GPU {system['gpu']} (unused)" if system.get("gpu") else ""))
     L.append(f"- **Date**: {date}; **commit**: `{commit}`")
     L.append(f"- **Peers**: oneDNN {doc['versions']['onednn']} bare matmul chain (`bench_onednn_chain`, weights: "
              f"{'models/mlp.onnx' if (doc['onednn_weights'] or '').endswith('mlp.onnx') else doc['onednn_weights']}); "
              f"ONNX Runtime {ort_version} CPU provider, Python API (`bench/ort_cpu.py`)")
     L.append(f"- **All threads** = {threads_all} (`nproc`). Times are medians of per-run times (p99 in brackets); "
-             "oneDNN: median over repetitions of each repetition's median; inputs are random normal.")
+             "oneDNN: median over repetitions of each repetition's median (and p99); inputs are random normal.")
     L.append("")
     L.append(f"| batch | threads | Kiln median [p99] | oneDNN chain median [p99] | ORT median [p99] | floor | "
              f"issue goal (16-core Xeon) | Kiln ÷ best peer | Kiln ÷ oneDNN | Kiln ÷ floor |")
@@ -286,6 +289,9 @@ def main():
                  f"{fmt_ratio(r['kiln_over_best_peer'])} | {fmt_ratio(r['kiln_over_onednn'])} | "
                  f"{fmt_ratio(r['kiln_over_floor'])} |")
     L.append("")
+    for note in args.note:
+        L.append(f"**Note:** {note}")
+        L.append("")
     L.append("Ratios below 1 mean Kiln is faster. Floors:")
     for r in rows:
         if r["floor_what"]:

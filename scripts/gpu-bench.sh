@@ -88,9 +88,10 @@ fi
 
 cat << 'EOF'
 
-Run on the GPU machine with the device tool (about 2-3 minutes of device time):
-  run(kind="nvidia-h100-x1", carry=[".carry_bench"], timeout_s=600,
+Run on the GPU machine with the device tool (about 2-3 minutes there, plus the machine's start):
+  run(carry=[".carry_bench"], timeout_s=600,
       command="cd .carry_bench && PYTHONUNBUFFERED=1 bash remote.sh")
+(name a kind only to choose the machine: a kind other than the one held costs a fresh start.)
 Results come back under the reply's files_at: <date>-<tag>-cpu.md and .json (copy both into bench/results/),
-log.txt and raw.tar.gz.
+log.txt and raw.tar.gz; the table is also at the end of output_tail.
 EOF

@@ -21,8 +21,9 @@
 namespace kiln {
 namespace {
 
-std::string flags_json(const BuilderConfig& c) {
+std::string flags_json(const BuilderConfig& c, const std::vector<std::string>& passes_run) {
   nlohmann::json j;
+  j["passes_run"] = passes_run;
   j["device"] = c.device;
   j["disabled_passes"] = std::vector<std::string>(c.disabled_passes.begin(), c.disabled_passes.end());
   nlohmann::json prof = nlohmann::json::object();
@@ -82,9 +83,9 @@ Result<BuildOutput> build(Result<Graph> imported, const BuilderConfig& config) {
   m.kiln_version = kiln::version();
   m.device = config.device;
   m.target = cpu::target_isa();
-  m.build_flags_json = flags_json(config);
   for (const char* step : {kWeightPrepackingPass, kViewAliasingPass, kMemoryReusePass})
     if (!ctx.disabled.count(step)) summary.passes_run.push_back(step);
+  m.build_flags_json = flags_json(config, summary.passes_run);
 
   BuildOutput out;
   out.engine = serialize_engine(m);

@@ -1,5 +1,6 @@
 // Elementwise op kinds shared by the op definitions (binary.cpp, unary.cpp) and the CPU kernels, so the
-// reference and the kernels agree on one definition of each formula.
+// reference and the kernels agree on one definition of each formula (the float32 kernels swap in
+// vectorizable exp/tanh approximations, see backends/cpu/vec_math.h).
 #pragma once
 #include <cmath>
 #include <cstdint>

@@ -1,6 +1,7 @@
 // IEEE 754 binary16 conversions (round to nearest even), shared by the Cast reference, the cast kernel
 // and reference_eval. Software conversion: these paths are folding and casting, not hot loops.
 #pragma once
+#include <bit>
 #include <cmath>
 #include <cstdint>
 
@@ -35,6 +36,27 @@ inline uint16_t double_to_half(double x) {
   }
   if (exp > 15) return sign | 0x7c00;
   return sign | static_cast<uint16_t>(((exp + 15) << 10) | static_cast<int>(mant));
+}
+
+// Same result as double_to_half for a float input, on bits only (after F. Giesen's float_to_half_fast3_rtne):
+// the hot path of float32 -> float16 casts. Relies on the default rounding mode for subnormals.
+inline uint16_t float_to_half(float f) {
+  uint32_t x = std::bit_cast<uint32_t>(f);
+  const uint32_t sign = x & 0x80000000u;
+  x ^= sign;
+  uint16_t o;
+  if (x >= 0x47800000u) {  // >= 65536 after rounding: inf, or NaN (quieted)
+    o = x > 0x7f800000u ? 0x7e00 : 0x7c00;
+  } else if (x < 0x38800000u) {  // below the smallest normal half: let the FPU round into the subnormal slot
+    const float denorm_magic = std::bit_cast<float>(uint32_t{((127 - 15) + (23 - 10) + 1) << 23});
+    o = static_cast<uint16_t>(std::bit_cast<uint32_t>(std::bit_cast<float>(x) + denorm_magic) -
+                              std::bit_cast<uint32_t>(denorm_magic));
+  } else {
+    const uint32_t mant_odd = (x >> 13) & 1;  // ties to even
+    x += (static_cast<uint32_t>(15 - 127) << 23) + 0xfff + mant_odd;
+    o = static_cast<uint16_t>(x >> 13);
+  }
+  return static_cast<uint16_t>(o | (sign >> 16));
 }
 
 // Value x takes after a round trip through float16 (used by references that model a cast).

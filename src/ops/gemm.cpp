@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include "ops/op.h"
+#include "ops/op_util.h"
 
 namespace kiln {
 
@@ -65,11 +66,17 @@ namespace {
 bool is_fused(const Node& n) { return n.domain == "kiln"; }
 
 Status check_gemm(const Node& node) {
+  // `broadcast` (opset < 7) only told older runtimes that C broadcasts, which Kiln always allows.
+  Status known = is_fused(node) ? check_attributes(node, {"transA", "transB", "alpha", "beta", "activation",
+                                                          "activation_alpha"})
+                 : node.opset < 7 ? check_attributes(node, {"transA", "transB", "alpha", "beta", "broadcast"})
+                                  : check_attributes(node, {"transA", "transB", "alpha", "beta"});
+  if (!known.is_ok()) return known;
   auto attrs = GemmAttrs::parse(node);
   if (!attrs.is_ok()) return attrs.status();
   if (node.inputs.size() < 2 || node.inputs.size() > 3)
     return Status(StatusCode::kInvalidArgument, fmt::format("expects 2 or 3 inputs, got {}", node.inputs.size()));
-  if (node.opset < 11 && !is_fused(node) && node.inputs.size() < 3)
+  if (node.opset < 11 && !is_fused(node) && !has_node_input(node, 2))
     return Status(StatusCode::kInvalidArgument, "input C is required before opset 11");
   return Status::ok();
 }

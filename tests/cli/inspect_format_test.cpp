@@ -12,7 +12,7 @@ TEST(InspectFormat, FullDocument) {
     "build_flags": {"disabled_passes": []},
     "profiles": [{"input": "input", "min": [1,1,28,28], "opt": [8,1,28,28], "max": [8192,1,28,28]}],
     "inputs": [{"name": "input", "dtype": "float32", "shape": [-1,1,28,28]}],
-    "outputs": [{"name": "logits", "dtype": "float32", "shape": [-1,10]}],
+    "outputs": [{"name": "logits", "dtype": "float32", "shape": ["batch",10]}],
     "layers": [
       {"name": "flatten", "op_type": "Flatten", "kernel": "view", "precision": "float32", "view": true,
        "inputs": [{"name": "input", "shape": [-1,1,28,28], "dtype": "float32"}],
@@ -26,6 +26,7 @@ TEST(InspectFormat, FullDocument) {
   EXPECT_NE(text.find("cpu_f32_gemm_relu"), std::string::npos);
   EXPECT_NE(text.find("/fc1/Gemm, /Relu"), std::string::npos);
   EXPECT_NE(text.find("input:float32[?x1x28x28]"), std::string::npos);
+  EXPECT_NE(text.find("batchx10"), std::string::npos);  // symbolic dims unquoted
   EXPECT_NE(text.find("min 1x1x28x28, opt 8x1x28x28, max 8192x1x28x28"), std::string::npos);
   EXPECT_NE(text.find("940584 bytes"), std::string::npos);
   EXPECT_NE(text.find("2 (1 views)"), std::string::npos);

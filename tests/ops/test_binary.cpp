@@ -49,6 +49,9 @@ TEST(OpBinary, LargeParallel) {
   for (const char* op : kOps) {
     run_op_case(binary(op, input({301, 299}), input({299})));
     run_op_case(binary(op, input({3, 257, 129}), input({3, 1, 129})));
+    run_op_case(binary(op, input({301, 299}), input({301, 299})));  // one long row, split into blocks
+    run_op_case(binary(op, input({5, 40000}), input({5, 1})));
+    run_op_case(binary(op, input({}), input({70001})));
   }
 }
 

@@ -10,13 +10,17 @@
 namespace kiln::cli {
 
 int report_error(std::string_view message, int code) {
+  std::fflush(stdout);  // keep the order of what was printed before on a shared terminal
   fmt::print(stderr, "kiln: error: {}\n", message);
   return code;
 }
 
 int report_error(const Status& status, int code) { return report_error(status.to_string(), code); }
 
-void report_note(std::string_view message) { fmt::print(stderr, "kiln: note: {}\n", message); }
+void report_note(std::string_view message) {
+  std::fflush(stdout);
+  fmt::print(stderr, "kiln: note: {}\n", message);
+}
 
 namespace {
 struct FileCloser {
@@ -57,6 +61,17 @@ Status write_binary_file(const std::string& path, const void* data, size_t size)
 
 Status write_text_file(const std::string& path, std::string_view text) {
   return write_binary_file(path, text.data(), text.size());
+}
+
+CLI::Validator at_least(double minimum) {
+  return CLI::Validator(
+      [minimum](std::string& value) -> std::string {
+        double v = 0;
+        if (!CLI::detail::lexical_cast(value, v)) return fmt::format("'{}' is not a number", value);
+        if (v < minimum) return fmt::format("must be >= {}, got {}", minimum, value);
+        return {};
+      },
+      fmt::format(">={}", minimum));
 }
 
 std::string join(const std::vector<std::string>& items, std::string_view sep) {

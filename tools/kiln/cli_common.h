@@ -6,6 +6,8 @@
 #include <string_view>
 #include <vector>
 
+#include <CLI/CLI.hpp>
+
 #include "kiln/status.h"
 
 namespace kiln::cli {
@@ -23,6 +25,9 @@ void report_note(std::string_view message);
 Result<std::vector<uint8_t>> read_binary_file(const std::string& path);
 Status write_binary_file(const std::string& path, const void* data, size_t size);
 Status write_text_file(const std::string& path, std::string_view text);
+
+// A CLI11 check with a plain message: "--iterations: must be >= 1, got 0".
+CLI::Validator at_least(double minimum);
 
 std::string join(const std::vector<std::string>& items, std::string_view sep);
 // "940584 bytes (918.5 KiB)"

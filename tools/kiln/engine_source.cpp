@@ -148,7 +148,7 @@ std::string format_build_summary(const BuiltEngine& built, const BuildFlags& fla
     }
   }
   if (!flags.save_engine.empty()) {
-    out += fmt::format("[I] Engine saved to '{}' ({})\n", flags.save_engine, format_bytes(built.bytes.size()));
+    out += fmt::format("[I] Engine saved to '{}': {}\n", flags.save_engine, format_bytes(built.bytes.size()));
   }
   return out;
 }
@@ -157,7 +157,7 @@ Result<std::shared_ptr<Engine>> load_engine_file(const std::string& path) {
   Status readable = check_readable("--loadEngine", path);
   if (!readable.is_ok()) return readable;
   Result<std::shared_ptr<Engine>> engine = Runtime().load_engine(path);
-  if (!engine.is_ok()) return std::move(engine).take_status().with_context(fmt::format("--loadEngine '{}'", path));
+  if (!engine.is_ok()) return std::move(engine).take_status().with_context("--loadEngine");  // the library names the file
   return engine;
 }
 

@@ -34,10 +34,10 @@ CLI::App* add_eval_command(CLI::App& app, EvalOptions* opts) {
   cmd->add_option("--std", opts->std, "Normalization std (default: engine metadata 'normalize_std', else 1)");
   cmd->add_option("--scale", opts->scale, "Pixel scale (default: engine metadata 'input_scale', else 1/255)");
   cmd->add_option("--batch", opts->batch, "Images per execute(), clipped to the profile's max batch")
-      ->check(CLI::Range(1, INT_MAX))
+      ->check(at_least(1))
       ->capture_default_str();
   cmd->add_option("--threads", opts->threads, "Worker threads for the kernels (0 = library default)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(at_least(0));
   cmd->add_option("--exportJSON", opts->export_json, "Write the accuracy and settings as JSON")->type_name("FILE");
   cmd->footer("Preprocessing: x = (pixel * scale - mean) / std, laid out as the engine input [N,1,rows,cols] or "
               "[N,rows*cols].");
@@ -166,7 +166,8 @@ Status eval_checked(const EvalOptions& opts) {
   if (!norm_or.is_ok()) return std::move(norm_or).take_status();
   const Normalization& norm = norm_or.value();
   if (!norm.defaulted.empty()) {
-    report_note(fmt::format("neither flags nor engine metadata give {}; using the default", join(norm.defaulted, ", ")));
+    report_note(fmt::format("the engine's metadata has no normalization constants and no flag gave them; using {}",
+                            join(norm.defaulted, ", ")));
   }
   Result<Dataset> data_or = load_dataset(opts);
   if (!data_or.is_ok()) return std::move(data_or).take_status();
@@ -243,7 +244,7 @@ Status eval_checked(const EvalOptions& opts) {
   fmt::print("Top-1 accuracy: {:.2f}% ({}/{})\n", top1 * 100.0, correct, data.count);
 
   if (!opts.export_json.empty()) {
-    const nlohmann::json doc = {{"engine", opts.load_engine},
+    const nlohmann::ordered_json doc = {{"engine", opts.load_engine},
                                 {"images", opts.dataset.empty() ? opts.images : opts.dataset},
                                 {"count", data.count},
                                 {"correct", correct},

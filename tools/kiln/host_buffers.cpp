@@ -101,9 +101,9 @@ Status load_raw_file(const std::string& tensor, const std::string& path, HostBuf
   return Status::ok();
 }
 
-nlohmann::json values_to_json(const uint8_t* data, DataType dtype, int64_t count) {
-  nlohmann::json values = nlohmann::json::array();
-  values.get_ptr<nlohmann::json::array_t*>()->reserve(static_cast<size_t>(std::max<int64_t>(count, 0)));
+nlohmann::ordered_json values_to_json(const uint8_t* data, DataType dtype, int64_t count) {
+  nlohmann::ordered_json values = nlohmann::ordered_json::array();
+  values.get_ptr<nlohmann::ordered_json::array_t*>()->reserve(static_cast<size_t>(std::max<int64_t>(count, 0)));
   for (int64_t i = 0; i < count; ++i) {
     switch (dtype) {
       case DataType::kFloat32: values.push_back(reinterpret_cast<const float*>(data)[i]); break;

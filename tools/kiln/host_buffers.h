@@ -42,7 +42,7 @@ void fill_random(HostBuffer& buffer, DataType dtype, uint64_t seed);
 Status load_raw_file(const std::string& tensor, const std::string& path, HostBuffer& buffer);
 
 // Values as a JSON array of numbers (float16 widened to float).
-nlohmann::json values_to_json(const uint8_t* data, DataType dtype, int64_t count);
+nlohmann::ordered_json values_to_json(const uint8_t* data, DataType dtype, int64_t count);
 
 float half_to_float(uint16_t h);
 uint16_t float_to_half(float f);

@@ -27,7 +27,7 @@ std::string text(const json& j, const char* key) {
   return v.is_string() ? v.get<std::string>() : v.dump();
 }
 
-// [1,784] or "1x784" -> "1x784"
+// [1,784] or "1x784" -> "1x784"; ["batch",784] -> "batchx784"
 std::string shape_text(const json& shape) {
   if (shape.is_string()) return shape.get<std::string>();
   if (!shape.is_array()) return "?";
@@ -35,7 +35,13 @@ std::string shape_text(const json& shape) {
   std::string out;
   for (size_t i = 0; i < shape.size(); ++i) {
     if (i) out += "x";
-    out += shape[i].is_number_integer() && shape[i].get<int64_t>() < 0 ? "?" : shape[i].dump();
+    const json& d = shape[i];
+    // Dynamic dims come as a symbolic name ("batch") or -1.
+    if (d.is_string()) {
+      out += d.get<std::string>();
+    } else {
+      out += d.is_number_integer() && d.get<int64_t>() < 0 ? "?" : d.dump();
+    }
   }
   return out;
 }

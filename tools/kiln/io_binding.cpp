@@ -47,7 +47,8 @@ Result<Bindings> bind_io(const Engine& engine, ExecutionContext& context, const 
   Bindings b;
   for (const std::string& name : engine_inputs(engine)) {
     Dims dims = engine.tensor_shape(name);
-    std::string origin = "static shape";
+    // The library's message names the input and shape; the context says where the shape came from.
+    std::string origin = fmt::format("input '{}' (static shape)", name);
     if (auto it = shapes.find(name); it != shapes.end()) {
       dims = it->second;
       origin = shapes_flag;
@@ -55,12 +56,10 @@ Result<Bindings> bind_io(const Engine& engine, ExecutionContext& context, const 
       Result<ShapeProfile> profile = engine.profile_shapes(name);
       if (!profile.is_ok()) return std::move(profile).take_status().with_context(fmt::format("input '{}'", name));
       dims = profile->opt;
-      origin = "profile opt shape";
+      origin = fmt::format("input '{}' (profile opt shape)", name);
     }
     Status s = context.set_input_shape(name, dims);
-    if (!s.is_ok()) {
-      return std::move(s).with_context(fmt::format("input '{}' shape {} ({})", name, dims_to_string(dims), origin));
-    }
+    if (!s.is_ok()) return std::move(s).with_context(origin);
     Result<BoundTensor> t = allocate(name, engine.tensor_dtype(name), dims);
     if (!t.is_ok()) return std::move(t).take_status();
     b.inputs.push_back(std::move(t).value());

@@ -54,8 +54,8 @@ std::string LayerProfile::format_table() const {
   return out;
 }
 
-nlohmann::json LayerProfile::to_json() const {
-  nlohmann::json out = nlohmann::json::array();
+nlohmann::ordered_json LayerProfile::to_json() const {
+  nlohmann::ordered_json out = nlohmann::ordered_json::array();
   out.push_back({{"count", runs_}});
   for (const Row& r : rows()) {
     out.push_back({{"name", r.name},

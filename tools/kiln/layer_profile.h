@@ -27,7 +27,7 @@ class LayerProfile {
   // trtexec's table: "Time(ms) Avg.(ms) Median(ms) Time(%) Layer" plus a Total row; lines start with [I].
   std::string format_table() const;
   // [{"count": N}, {"name": ..., "timeMs": ..., "averageMs": ..., "medianMs": ..., "percentage": ...}, ...]
-  nlohmann::json to_json() const;
+  nlohmann::ordered_json to_json() const;
 
  private:
   int runs_ = 0;

@@ -20,6 +20,15 @@ int main(int argc, char** argv) {
   CLI::App* eval_cmd = add_eval_command(app, &eval);
   CLI::App* inspect_cmd = add_inspect_command(app, &inspect);
 
+  // CLI11 would answer "A subcommand is required" for a misspelt one; name it instead.
+  if (argc > 1 && argv[1][0] != '-') {
+    bool known = false;
+    for (const CLI::App* sub : {build_cmd, run_cmd, eval_cmd, inspect_cmd}) known |= sub->get_name() == argv[1];
+    if (!known) {
+      return report_error(fmt::format("unknown command '{}' (commands: build, run, eval, inspect)", argv[1]), kExitUsage);
+    }
+  }
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -46,8 +46,8 @@ std::string format_summary(const PerfSummary& s) {
   return out;
 }
 
-nlohmann::json times_to_json(const std::vector<TimedRun>& runs) {
-  nlohmann::json out = nlohmann::json::array();
+nlohmann::ordered_json times_to_json(const std::vector<TimedRun>& runs) {
+  nlohmann::ordered_json out = nlohmann::ordered_json::array();
   for (const TimedRun& r : runs) {
     const double ms = r.end_ms - r.start_ms;
     out.push_back({{"startEnqMs", r.start_ms},

@@ -39,6 +39,6 @@ std::string format_summary(const PerfSummary& s);
 std::string format_stats_ms(const TimingStats& s);
 
 // trtexec --exportTimes: one object per run; H2D/D2H are empty intervals on the CPU.
-nlohmann::json times_to_json(const std::vector<TimedRun>& runs);
+nlohmann::ordered_json times_to_json(const std::vector<TimedRun>& runs);
 
 }  // namespace kiln::cli

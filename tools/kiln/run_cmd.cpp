@@ -26,16 +26,16 @@ CLI::App* add_run_command(CLI::App& app, RunOptions* opts) {
                   "Shapes of dynamic inputs, e.g. input:8192x1x28x28 (default: the profile's opt shape)")
       ->type_name("NAME:AxB,...");
   cmd->add_option("--warmUp", opts->warmup_ms, "Warm up for this many ms before timing")
-      ->check(CLI::NonNegativeNumber)
+      ->check(at_least(0))
       ->capture_default_str();
   cmd->add_option("--iterations", opts->iterations, "Run at least this many timed iterations")
-      ->check(CLI::Range(1, INT_MAX))
+      ->check(at_least(1))
       ->capture_default_str();
   cmd->add_option("--duration", opts->duration_s, "Run for at least this many seconds")
-      ->check(CLI::NonNegativeNumber)
+      ->check(at_least(0))
       ->capture_default_str();
   cmd->add_option("--threads", opts->threads, "Worker threads for the kernels (0 = library default)")
-      ->check(CLI::NonNegativeNumber)
+      ->check(at_least(0))
       ->capture_default_str();
   cmd->add_option("--loadInputs", opts->load_inputs,
                   "Read inputs from raw little-endian files, e.g. input:input.bin (default: random data, fixed seed)")
@@ -57,6 +57,7 @@ CLI::App* add_run_command(CLI::App& app, RunOptions* opts) {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+using Json = nlohmann::ordered_json;  // keeps keys in trtexec's order
 
 double ms_between(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double, std::milli>(b - a).count();
@@ -103,6 +104,7 @@ Status fill_inputs(const RunOptions& opts, const Engine& engine, Bindings& io) {
 Status timed_loop(ExecutionContext& ctx, const RunOptions& opts, const char* label, std::vector<TimedRun>* runs,
                   LayerProfile* profile) {
   ProgressBar bar(label);
+  if (runs) runs->reserve(static_cast<size_t>(opts.iterations));
   const Clock::time_point t0 = Clock::now();
   for (int i = 0;; ++i) {
     const double elapsed_s = ms_between(t0, Clock::now()) / 1000.0;
@@ -113,15 +115,17 @@ Status timed_loop(ExecutionContext& ctx, const RunOptions& opts, const char* lab
     if (!s.is_ok()) return std::move(s).with_context(fmt::format("{} iteration {}", label, i));
     if (runs) runs->push_back({ms_between(t0, start), ms_between(t0, end)});
     if (profile) profile->add_run(ctx.last_layer_timings());
-    const double by_iters = static_cast<double>(i + 1) / opts.iterations;
-    const double by_time = opts.duration_s > 0 ? ms_between(t0, end) / 1000.0 / opts.duration_s : 1.0;
-    bar.update(std::min(by_iters, by_time), fmt::format("{} runs", i + 1));
+    if (bar.enabled()) {
+      const double by_iters = static_cast<double>(i + 1) / opts.iterations;
+      const double by_time = opts.duration_s > 0 ? ms_between(t0, end) / 1000.0 / opts.duration_s : 1.0;
+      bar.update(std::min(by_iters, by_time), fmt::format("{} runs", i + 1));
+    }
   }
   return Status::ok();
 }
 
-nlohmann::json outputs_to_json(const Bindings& io) {
-  nlohmann::json out = nlohmann::json::array();
+Json outputs_to_json(const Bindings& io) {
+  Json out = Json::array();
   for (const BoundTensor& t : io.outputs) {
     out.push_back({{"name", t.name},
                    {"dimensions", dims_to_string(t.dims)},
@@ -130,12 +134,12 @@ nlohmann::json outputs_to_json(const Bindings& io) {
   return out;
 }
 
-nlohmann::json summary_to_json(const RunOptions& opts, const Engine& engine, const Bindings& io, const PerfSummary& s) {
-  nlohmann::json shapes = nlohmann::json::object();
+Json summary_to_json(const RunOptions& opts, const Engine& engine, const Bindings& io, const PerfSummary& s) {
+  Json shapes = Json::object();
   for (const BoundTensor& t : io.inputs) shapes[t.name] = dims_to_string(t.dims);
-  const nlohmann::json stats = stats_to_json(s.latency);
-  return {{"engine", opts.load_engine.empty() ? nlohmann::json() : nlohmann::json(opts.load_engine)},
-          {"onnx", opts.build.onnx.empty() ? nlohmann::json() : nlohmann::json(opts.build.onnx)},
+  const Json stats = stats_to_json(s.latency);
+  return {{"engine", opts.load_engine.empty() ? Json() : Json(opts.load_engine)},
+          {"onnx", opts.build.onnx.empty() ? Json() : Json(opts.build.onnx)},
           {"device", engine.device()},
           {"kiln_version", version()},
           {"threads", opts.threads},  // 0 = library default
@@ -153,10 +157,23 @@ nlohmann::json summary_to_json(const RunOptions& opts, const Engine& engine, con
           {"latency_unstable", s.latency.cv_percent > kUnstableCvPercent}};
 }
 
-Status export_json(const std::string& flag, const std::string& path, const nlohmann::json& doc) {
+Status export_json(const std::string& flag, const std::string& path, const Json& doc) {
   Status s = write_text_file(path, doc.dump(2) + "\n");
   if (!s.is_ok()) return std::move(s).with_context(flag);
   fmt::print("[I] {}: wrote '{}'\n", flag, path);
+  return Status::ok();
+}
+
+// Runs for `ms` milliseconds so caches, page mappings and kernel JIT are settled before timing.
+Status warm_up(ExecutionContext& ctx, double ms) {
+  int runs = 0;
+  const Clock::time_point start = Clock::now();
+  while (ms_between(start, Clock::now()) < ms) {
+    Status s = ctx.execute();
+    if (!s.is_ok()) return std::move(s).with_context("warm-up");
+    ++runs;
+  }
+  if (ms > 0) fmt::print("[I] Warm-up: {} runs in {:.1f} ms\n", runs, ms_between(start, Clock::now()));
   return Status::ok();
 }
 
@@ -200,16 +217,8 @@ Status run_checked(const RunOptions& opts) {
   fmt::print("[I] Warm-up {} ms, then at least {} iterations and {} s\n", opts.warmup_ms, opts.iterations,
              opts.duration_s);
 
-  int warmup_runs = 0;
-  const Clock::time_point warm_start = Clock::now();
-  while (ms_between(warm_start, Clock::now()) < opts.warmup_ms) {
-    s = ctx.execute();
-    if (!s.is_ok()) return std::move(s).with_context("warm-up");
-    ++warmup_runs;
-  }
-  if (opts.warmup_ms > 0) {
-    fmt::print("[I] Warm-up: {} runs in {:.1f} ms\n", warmup_runs, ms_between(warm_start, Clock::now()));
-  }
+  s = warm_up(ctx, opts.warmup_ms);
+  if (!s.is_ok()) return s;
 
   LayerProfile profile;
   const bool profile_inline = profiling && !opts.separate_profile_run;
@@ -231,7 +240,7 @@ Status run_checked(const RunOptions& opts) {
   struct Export {
     const char* flag;
     const std::string* path;
-    std::function<nlohmann::json()> doc;
+    std::function<Json()> doc;
   };
   const Export exports[] = {
       {"--exportOutput", &opts.export_output, [&] { return outputs_to_json(io); }},

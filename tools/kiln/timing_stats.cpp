@@ -39,7 +39,7 @@ TimingStats compute_stats(std::vector<double> samples) {
   return s;
 }
 
-nlohmann::json stats_to_json(const TimingStats& s) {
+nlohmann::ordered_json stats_to_json(const TimingStats& s) {
   return {{"min", s.min},           {"max", s.max},           {"mean", s.mean},
           {"median", s.median},     {"percentile90", s.p90},  {"percentile95", s.p95},
           {"percentile99", s.p99},  {"stddev", s.stddev},     {"cv_percent", s.cv_percent},

@@ -27,6 +27,6 @@ double percentile_of_sorted(const std::vector<double>& sorted, double p);
 double median_of_sorted(const std::vector<double>& sorted);
 
 // {"min":..,"max":..,"mean":..,"median":..,"percentile90":..,...,"stddev":..,"cv_percent":..}
-nlohmann::json stats_to_json(const TimingStats& s);
+nlohmann::ordered_json stats_to_json(const TimingStats& s);
 
 }  // namespace kiln::cli

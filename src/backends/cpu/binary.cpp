@@ -1,5 +1,7 @@
 // Add/Sub/Mul/Div for float32, int64 and int32 with numpy broadcasting. reshape() folds the broadcast into
 // an [outer..., inner] plan whose inner loop has unit or zero strides, so the compiler vectorizes it.
+#include <algorithm>
+
 #include <fmt/format.h>
 
 #include "backends/cpu/cpu_kernel.h"
@@ -65,6 +67,8 @@ inline void inner_loop(const T* a, const T* b, T* y, int64_t n, int64_t sa, int6
 template <BinaryOp Op, class T>
 class BinaryKernel final : public CpuKernel {
  public:
+  static constexpr int64_t kBlock = 16384;
+
   Status reshape(const std::vector<TensorDesc>& inputs, const std::vector<TensorDesc>& outputs) override {
     plan_ = make_plan(inputs[0].shape, inputs[1].shape, outputs[0].shape);
     return Status::ok();
@@ -80,8 +84,11 @@ class BinaryKernel final : public CpuKernel {
     const int64_t inner = p.dims.back();
     const int64_t outer = p.total / inner;
     const int64_t sa = p.sa.back(), sb = p.sb.back();
+    // Work items are (outer index, block of the inner dim), so that one long row still spreads over threads.
+    const int64_t blocks = (inner + kBlock - 1) / kBlock;
 #pragma omp parallel for if (p.total >= kParallelThreshold) schedule(static)
-    for (int64_t o = 0; o < outer; ++o) {
+    for (int64_t w = 0; w < outer * blocks; ++w) {
+      const int64_t o = w / blocks, start = (w % blocks) * kBlock;
       int64_t oa = 0, ob = 0, rem = o;
       for (size_t d = rank - 1; d-- > 0;) {
         const int64_t idx = rem % p.dims[d];
@@ -89,7 +96,8 @@ class BinaryKernel final : public CpuKernel {
         oa += idx * p.sa[d];
         ob += idx * p.sb[d];
       }
-      inner_loop<Op>(a + oa, b + ob, y + o * inner, inner, sa, sb);
+      inner_loop<Op>(a + oa + start * sa, b + ob + start * sb, y + o * inner + start,
+                     std::min(kBlock, inner - start), sa, sb);
     }
     return Status::ok();
   }

@@ -58,6 +58,13 @@ using CastFn = void (*)(const void*, void*, int64_t);
 
 template <DataType From, DataType To>
 void cast_loop(const void* in, void* out, int64_t n) {
+  if constexpr (From == DataType::kFloat32 && To == DataType::kFloat16) {  // bit-level fast path
+    const float* x = static_cast<const float*>(in);
+    uint16_t* y = static_cast<uint16_t*>(out);
+#pragma omp parallel for if (n >= kParallelThreshold) schedule(static)
+    for (int64_t i = 0; i < n; ++i) y[i] = float_to_half(x[i]);
+    return;
+  }
   const auto* x = static_cast<const typename Storage<From>::T*>(in);
   auto* y = static_cast<typename Storage<To>::T*>(out);
 #pragma omp parallel for if (n >= kParallelThreshold) schedule(static)

@@ -1,5 +1,10 @@
 // Softmax on float32 over an [outer, len, inner] view (see ops/softmax.h). Rows are normalized as
 // max-subtract, exp, sum (in double, so long rows keep 1e-6 accuracy), scale.
+
+// The vec_math selects only vectorize when GCC may assume float compares do not trap (results unchanged).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("no-trapping-math")
+#endif
 #include <algorithm>
 #include <cmath>
 
@@ -7,6 +12,7 @@
 
 #include "backends/cpu/cpu_kernel.h"
 #include "backends/cpu/cpu_util.h"
+#include "backends/cpu/vec_math.h"
 #include "ops/softmax.h"
 
 namespace kiln::cpu {
@@ -49,13 +55,14 @@ class SoftmaxKernel final : public CpuKernel {
 
  private:
   static void contiguous_row(const float* x, float* y, int64_t len) {
+    // simd reductions let the compiler reassociate max and sum across lanes.
     float mx = -INFINITY;
+#pragma omp simd reduction(max : mx)
     for (int64_t l = 0; l < len; ++l) mx = std::max(mx, x[l]);
+    for (int64_t l = 0; l < len; ++l) y[l] = fast_exp(x[l] - mx);
     double sum = 0;
-    for (int64_t l = 0; l < len; ++l) {
-      y[l] = std::exp(x[l] - mx);
-      sum += y[l];
-    }
+#pragma omp simd reduction(+ : sum)
+    for (int64_t l = 0; l < len; ++l) sum += y[l];
     const float scale = static_cast<float>(1.0 / sum);
     for (int64_t l = 0; l < len; ++l) y[l] *= scale;
   }
@@ -67,7 +74,7 @@ class SoftmaxKernel final : public CpuKernel {
       for (int64_t i = 0; i < inner; ++i) mx[i] = std::max<double>(mx[i], x[l * inner + i]);
     for (int64_t l = 0; l < len; ++l)
       for (int64_t i = 0; i < inner; ++i) {
-        const float e = std::exp(x[l * inner + i] - static_cast<float>(mx[i]));
+        const float e = fast_exp(x[l * inner + i] - static_cast<float>(mx[i]));
         y[l * inner + i] = e;
         sum[i] += e;
       }

@@ -1,10 +1,24 @@
-// Relu, LeakyRelu, Sigmoid, Tanh on float32: one flat loop per op.
+// Relu, LeakyRelu, Sigmoid, Tanh on float32: one flat loop per op. Sigmoid and Tanh use the vectorizable
+// approximations of vec_math.h rather than libm's scalar calls.
+
+// The vec_math selects only vectorize when GCC may assume float compares do not trap (results unchanged).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("no-trapping-math")
+#endif
 #include "backends/cpu/cpu_kernel.h"
 #include "backends/cpu/cpu_util.h"
+#include "backends/cpu/vec_math.h"
 #include "ops/elementwise.h"
 
 namespace kiln::cpu {
 namespace {
+
+template <UnaryOp Op>
+inline float unary_f32(float x, float alpha) {
+  if constexpr (Op == UnaryOp::kSigmoid) return fast_sigmoid(x);
+  else if constexpr (Op == UnaryOp::kTanh) return fast_tanh(x);
+  else return apply_unary<Op>(x, alpha);
+}
 
 template <UnaryOp Op>
 class UnaryKernel final : public CpuKernel {
@@ -22,7 +36,7 @@ class UnaryKernel final : public CpuKernel {
     const float alpha = alpha_;
     const int64_t n = n_;
 #pragma omp parallel for simd if (n >= kParallelThreshold) schedule(static)
-    for (int64_t i = 0; i < n; ++i) y[i] = apply_unary<Op>(x[i], alpha);
+    for (int64_t i = 0; i < n; ++i) y[i] = unary_f32<Op>(x[i], alpha);
     return Status::ok();
   }
 
