@@ -51,6 +51,7 @@ find_bin() {  # first executable named $1 under --bin (its top level, then the b
   done
 }
 KILN=$(find_bin kiln) CHAIN=$(find_bin bench_onednn_chain) L2=$(find_bin bench_l2_stream)
+KILN_API=$(find_bin bench_kiln_engine)
 
 NPROC=$(nproc)
 DATE=$(date -u +%F)
@@ -113,6 +114,10 @@ for t in $(printf '%s\n' 1 "$NPROC" | sort -un); do
   if [[ -n "$CHAIN" ]]; then
     step "onednn_t$t" "$t" native "$CHAIN" --model="$MODEL" "${GB_FLAGS[@]}" --benchmark_out="$RAW/onednn_t$t.json"
   else skip "onednn_t$t" "no bench_onednn_chain under $BIN"; fi
+  # Kiln's engine in the chain's own harness, right after it, so the two see the same machine state.
+  if [[ -n "$KILN_API" ]]; then
+    step "kiln_engine_t$t" "$t" native "$KILN_API" --model="$MODEL" "${GB_FLAGS[@]}" --benchmark_out="$RAW/kiln_engine_t$t.json"
+  else skip "kiln_engine_t$t" "no bench_kiln_engine under $BIN"; fi
 done
 
 # ---- ONNX Runtime peer ----

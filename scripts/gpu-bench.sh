@@ -29,11 +29,11 @@ if [[ $DO_BUILD == 1 ]]; then
   else
     cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release > /dev/null
   fi
-  cmake --build "$BUILD" --target kiln_cli bench_onednn_chain bench_l2_stream
+  cmake --build "$BUILD" --target kiln_cli bench_onednn_chain bench_l2_stream bench_kiln_engine
 fi
 
 BINS=()
-for b in "$BUILD/tools/kiln/kiln" "$BUILD/bench/bench_onednn_chain" "$BUILD/bench/bench_l2_stream"; do
+for b in "$BUILD/tools/kiln/kiln" "$BUILD/bench/bench_onednn_chain" "$BUILD/bench/bench_l2_stream" "$BUILD/bench/bench_kiln_engine"; do
   if [[ -x "$b" ]]; then BINS+=("$b"); else echo "gpu-bench: warning: $b not built; its rows will read 'not run'" >&2; fi
 done
 ((${#BINS[@]})) || { echo "gpu-bench: nothing built under $BUILD" >&2; exit 1; }

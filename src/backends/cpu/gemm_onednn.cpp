@@ -5,6 +5,7 @@
 //   reshape:        creates the primitive for the concrete M with weights in the layout it prefers on
 //                   this CPU (`any`), reordered once and cached per layout; scratchpad preallocated.
 //   run:            swaps the A/Y data handles and executes through the C API: no allocation.
+#include <array>
 #include <cstring>
 #include <map>
 
@@ -162,6 +163,7 @@ class GemmKernel final : public CpuKernel {
       if (bias_vector_)
         bias_mem_ = memory(memory::desc({1, n_}, memory::data_type::f32, tag::ab), cpu_engine(),
                            const_cast<float*>(c_const_ ? c_const_->data<float>() : nullptr));
+      bound_ = {};
       args_.clear();
       args_.push_back({DNNL_ARG_SRC, a_mem_.get()});
       args_.push_back({DNNL_ARG_WEIGHTS, b_mem_.get()});
@@ -181,11 +183,18 @@ class GemmKernel final : public CpuKernel {
       return Status::ok();
     }
     if (has_c_ && !bias_vector_) fill_from_c(y, static_cast<const float*>(in[2]), false);
-    dnnl_status_t st = dnnl_memory_set_data_handle(a_mem_.get(), const_cast<void*>(in[0]));
-    if (st == dnnl_success) st = dnnl_memory_set_data_handle(y_mem_.get(), y);
-    if (st == dnnl_success && !b_const_) st = dnnl_memory_set_data_handle(b_mem_.get(), const_cast<void*>(in[1]));
-    if (st == dnnl_success && bias_vector_ && !c_const_)
-      st = dnnl_memory_set_data_handle(bias_mem_.get(), const_cast<void*>(in[2]));
+    // Addresses rarely change between runs; re-binding only on change keeps oneDNN's checks off the hot path.
+    dnnl_status_t st = dnnl_success;
+    auto bind = [&](memory& m, const void*& last, const void* p) {
+      if (st == dnnl_success && p != last) {
+        st = dnnl_memory_set_data_handle(m.get(), const_cast<void*>(p));
+        last = p;
+      }
+    };
+    bind(a_mem_, bound_[0], in[0]);
+    bind(y_mem_, bound_[1], y);
+    if (!b_const_) bind(b_mem_, bound_[2], in[1]);
+    if (bias_vector_ && !c_const_) bind(bias_mem_, bound_[3], in[2]);
     if (st == dnnl_success)
       st = dnnl_primitive_execute(prim_.get(), stream_.get(), static_cast<int>(args_.size()), args_.data());
     if (st == dnnl_success) st = dnnl_stream_wait(stream_.get());
@@ -231,6 +240,7 @@ class GemmKernel final : public CpuKernel {
   dnnl::matmul prim_;
   memory a_mem_, b_mem_, y_mem_, bias_mem_, scratch_;
   std::vector<dnnl_exec_arg_t> args_;
+  std::array<const void*, 4> bound_{};  // addresses currently set on a/y/b/bias memories
   std::vector<std::pair<memory::desc, memory>> packed_;
 };
 

@@ -1,0 +1,77 @@
+// Kiln's CPU engine timed exactly like the bare oneDNN chain in onednn_chain.cpp (same harness, same
+// per-iteration timing, same random-normal input), so the two can be compared within one run without
+// the CLI's loop in between. Engine: models/mlp.onnx with profile 1..8192 (opt 8192), as the course.
+#include <benchmark/benchmark.h>
+#include <omp.h>
+
+#include <cstdio>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+
+#include "iteration_stats.h"
+#include "kiln/kiln.h"
+
+namespace {
+
+struct Ctx {
+  std::unique_ptr<kiln::ExecutionContext> ctx;
+  std::vector<float> x, y;
+};
+
+std::shared_ptr<kiln::Engine> g_engine;
+std::map<int64_t, Ctx> g_ctx;
+
+Ctx& context(int64_t batch) {
+  Ctx& c = g_ctx[batch];
+  if (!c.ctx) {
+    auto r = g_engine->create_execution_context();
+    if (!r.is_ok()) throw std::runtime_error(r.status().to_string());
+    c.ctx = std::move(r).value();
+    std::mt19937 rng(123);
+    std::normal_distribution<float> nd;
+    c.x.resize(static_cast<size_t>(batch * 784));
+    for (auto& v : c.x) v = nd(rng);
+    c.y.assign(static_cast<size_t>(batch * 10), 0.f);
+    kiln::Status s = c.ctx->set_input_shape("input", {batch, 1, 28, 28});
+    if (s.is_ok()) s = c.ctx->set_tensor_address("input", c.x.data());
+    if (s.is_ok()) s = c.ctx->set_tensor_address("logits", c.y.data());
+    if (!s.is_ok()) throw std::runtime_error(s.to_string());
+  }
+  return c;
+}
+
+void BM_kiln(benchmark::State& state) {
+  const int64_t batch = state.range(0);
+  Ctx& c = context(batch);
+  if (!c.ctx->execute().is_ok()) state.SkipWithError("execute failed");
+  kiln_bench::IterationStats stats;
+  for (auto _ : state) stats.time(state, [&] { (void)c.ctx->execute(); });
+  benchmark::DoNotOptimize(c.y[0]);
+  stats.report(state);
+  state.counters["batch"] = static_cast<double>(batch);
+  state.counters["omp_threads"] = omp_get_max_threads();
+}
+BENCHMARK(BM_kiln)->Arg(1)->Arg(64)->Arg(8192)->UseManualTime();
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string model = KILN_BENCH_DEFAULT_MODEL;
+  for (int i = 1; i < argc; ++i)
+    if (std::string(argv[i]).rfind("--model=", 0) == 0) model = argv[i] + 8;
+  kiln::BuilderConfig cfg;
+  cfg.profiles["input"] = {{1, 1, 28, 28}, {8192, 1, 28, 28}, {8192, 1, 28, 28}};
+  auto built = kiln::build_engine_from_file(model, cfg);
+  if (!built.is_ok()) {
+    std::fprintf(stderr, "build failed: %s\n", built.status().to_string().c_str());
+    return 1;
+  }
+  auto engine = kiln::Runtime().deserialize_engine(built->engine);
+  if (!engine.is_ok()) return 1;
+  g_engine = std::move(engine).value();
+  benchmark::Initialize(&argc, argv);
+  benchmark::RunSpecifiedBenchmarks();
+  return 0;
+}
