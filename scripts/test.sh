@@ -133,6 +133,7 @@ stage_fuzz() {
   # the Release `kiln build` from the tiny MLP and from models/mlp.onnx (~1 MB: weights dominate).
   local onnx_corpus=$TMP/corpus_onnx engine_corpus=$TMP/corpus_engine
   local kiln_cli=$BUILD/tools/kiln/kiln
+  [ -x "$kiln_cli" ] || { echo "test.sh: $kiln_cli missing: the fuzz stage needs the build stage" >&2; return 1; }
   mkdir -p "$onnx_corpus" "$engine_corpus" "$FUZZ_BUILD/artifacts"
   protoc --encode=onnx.ModelProto -I/usr/include/onnx onnx.proto \
     < tests/fuzz/seeds/tiny_mlp.textproto > "$onnx_corpus/tiny_mlp.onnx"
