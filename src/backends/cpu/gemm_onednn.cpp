@@ -13,6 +13,7 @@
 #include <oneapi/dnnl/dnnl.hpp>
 
 #include "backends/cpu/cpu_kernel.h"
+#include "backends/cpu/onednn_common.h"
 #include "ops/gemm.h"
 
 namespace kiln::cpu {
@@ -23,8 +24,9 @@ using tag = memory::format_tag;
 
 constexpr const char* kKernelName = "cpu.f32.gemm.onednn";
 
+// The process-wide engine (onednn_common), wrapped without taking ownership.
 const dnnl::engine& cpu_engine() {
-  static const dnnl::engine engine(dnnl::engine::kind::cpu, 0);
+  static const dnnl::engine engine(onednn_cpu_engine().value(), /*weak=*/true);
   return engine;
 }
 
@@ -245,6 +247,7 @@ class GemmKernel final : public CpuKernel {
 };
 
 Result<std::unique_ptr<CpuKernel>> create(const KernelInit& init) {
+  if (auto engine = onednn_cpu_engine(); !engine.is_ok()) return engine.status();
   auto at = GemmAttrs::parse(init.node);
   if (!at.is_ok()) return at.status();
   const Tensor* c = init.constants.size() > 2 ? init.constants[2] : nullptr;

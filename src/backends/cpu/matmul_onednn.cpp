@@ -11,6 +11,7 @@
 
 #include "backends/cpu/cpu_kernel.h"
 #include "backends/cpu/cpu_util.h"
+#include "backends/cpu/onednn_common.h"
 #include "ops/matmul.h"
 #include "ops/op_util.h"
 
@@ -18,25 +19,6 @@ namespace kiln::cpu {
 namespace {
 
 constexpr const char* kName = "cpu.f32.matmul.onednn";
-
-// Ok on dnnl_success; otherwise names the call that failed.
-Status onednn_check(dnnl_status_t st, const char* call, const std::string& what) {
-  if (st == dnnl_success) return Status::ok();
-  return Status(StatusCode::kRuntimeError,
-                fmt::format("oneDNN call {} failed (status {}): {}", call, static_cast<int>(st), what));
-}
-
-// Created once; never destroyed, since kernels held by other static objects may outlive it.
-Result<dnnl_engine_t> cpu_engine() {
-  struct Holder {
-    dnnl_engine_t engine = nullptr;
-    dnnl_status_t status = dnnl_engine_create(&engine, dnnl_cpu, 0);
-  };
-  static const Holder holder;
-  Status s = onednn_check(holder.status, "dnnl_engine_create", "creating the CPU engine");
-  if (!s.is_ok()) return s;
-  return holder.engine;
-}
 
 // RAII for the C API handles (the C API lets run() execute without building an argument map).
 struct DnnlDeleter {
@@ -207,7 +189,7 @@ CpuKernelDef matmul_kernel_def() {
     return require_dtypes(node, graph, {DataType::kFloat32}, kName);
   };
   def.create = [](const KernelInit&) -> Result<std::unique_ptr<CpuKernel>> {
-    auto engine = cpu_engine();
+    auto engine = onednn_cpu_engine();
     if (!engine.is_ok()) return engine.status();
     auto k = std::make_unique<MatMulKernel>(*engine);
     Status s = k->init();
