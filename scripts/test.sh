@@ -142,9 +142,14 @@ stage_fuzz() {
   "$kiln_cli" build --onnx="$onnx_corpus/tiny_mlp.onnx" --saveEngine="$engine_corpus/tiny_mlp.engine"
   "$kiln_cli" build --onnx=models/mlp.onnx --saveEngine="$engine_corpus/mlp.engine"
 
+  # A fuzzer input that asks for more than 2 GiB gets a failed allocation (null), as on a small
+  # machine, instead of libFuzzer's out-of-memory abort: the library must handle that with a Status.
+  local ASAN_OPTIONS="$ASAN_OPTIONS:allocator_may_return_null=1:max_allocation_size_mb=2048"
   local fuzzer corpus max_len
   for fuzzer in fuzz_onnx_importer fuzz_engine_loader; do
     if [ "$fuzzer" = fuzz_onnx_importer ]; then corpus=$onnx_corpus; else corpus=$engine_corpus; fi
+    # Inputs that once crashed this fuzzer run first, every time.
+    if [ -d "tests/fuzz/regressions/$fuzzer" ]; then cp "tests/fuzz/regressions/$fuzzer"/* "$corpus/"; fi
     max_len=$(find "$corpus" -type f -printf '%s\n' | sort -n | tail -n 1)
     printf -- '-- %s: %ds over %s (max_len %d)\n' "$fuzzer" "$FUZZ_SECONDS" "$(find "$corpus" -type f -printf '%f ')" "$max_len"
     "$FUZZ_BUILD/tests/fuzz/$fuzzer" "$corpus" -max_total_time="$FUZZ_SECONDS" -max_len="$max_len" \
