@@ -144,7 +144,7 @@ stage_fuzz() {
 
   # A fuzzer input that asks for more than 2 GiB gets a failed allocation (null), as on a small
   # machine, instead of libFuzzer's out-of-memory abort: the library must handle that with a Status.
-  local ASAN_OPTIONS="$ASAN_OPTIONS:allocator_may_return_null=1:max_allocation_size_mb=2048"
+  local -x ASAN_OPTIONS="$ASAN_OPTIONS:allocator_may_return_null=1:max_allocation_size_mb=2048"
   local fuzzer corpus max_len
   for fuzzer in fuzz_onnx_importer fuzz_engine_loader; do
     if [ "$fuzzer" = fuzz_onnx_importer ]; then corpus=$onnx_corpus; else corpus=$engine_corpus; fi

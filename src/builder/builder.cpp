@@ -29,7 +29,7 @@ std::string flags_json(const BuilderConfig& c, const std::vector<std::string>& p
   nlohmann::json prof = nlohmann::json::object();
   for (const auto& [name, p] : c.profiles) prof[name] = {{"min", p.min}, {"opt", p.opt}, {"max", p.max}};
   j["profiles"] = prof;
-  return j.dump();
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 Status check_config(const BuilderConfig& c) {

@@ -285,9 +285,15 @@ Result<EngineModel> deserialize_engine(std::span<const uint8_t> bytes) {
           default: return corrupt("layer '" + n.name + "': bad attribute kind");
         }
       }
-    if (!OpRegistry::instance().find(n.domain, n.op_type))
+    const OpDef* def = OpRegistry::instance().find(n.domain, n.op_type);
+    if (!def)
       return Status(StatusCode::kUnsupported, fmt::format("engine layer '{}' uses operator '{}' unknown to this Kiln",
                                                           n.name, n.op_type));
+    // The same validation import does (arity, attributes), so kernels never see a malformed layer.
+    if (def->check) {
+      Status s = def->check(n);
+      if (!s.is_ok()) return corrupt(fmt::format("layer '{}': {}", n.name, s.to_string()));
+    }
     if (n.kernel != kViewKernel && !cpu::KernelRegistry::instance().find(n.kernel))
       return Status(StatusCode::kUnsupported,
                     fmt::format("engine layer '{}' uses kernel '{}' unknown to this Kiln", n.name, n.kernel));

@@ -74,8 +74,8 @@ Status check_gemm(const Node& node) {
   if (!known.is_ok()) return known;
   auto attrs = GemmAttrs::parse(node);
   if (!attrs.is_ok()) return attrs.status();
-  if (node.inputs.size() < 2 || node.inputs.size() > 3)
-    return Status(StatusCode::kInvalidArgument, fmt::format("expects 2 or 3 inputs, got {}", node.inputs.size()));
+  Status arity = check_arity(node, 2, 3);
+  if (!arity.is_ok()) return arity;
   if (node.opset < 11 && !is_fused(node) && !has_node_input(node, 2))
     return Status(StatusCode::kInvalidArgument, "input C is required before opset 11");
   return Status::ok();

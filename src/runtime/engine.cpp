@@ -106,13 +106,14 @@ std::string EngineImpl::inspect_json() const {
     l["outputs"] = json::array();
     for (int v : n.outputs) if (model.storage[v].kind != StorageKind::kUnused) l["outputs"].push_back(tensor(v));
     json attrs = json::object();
-    for (const auto& [k, a] : n.attrs.all()) {
+    for (const auto& kv : n.attrs.all()) {
+      const std::string& k = kv.first;  // named copies: clang < 16 cannot capture structured bindings
       std::visit([&](const auto& x) {
         using T = std::decay_t<decltype(x)>;
         if constexpr (std::is_same_v<T, Tensor>) attrs[k] = fmt::format("<tensor {} [{}]>", dtype_name(x.dtype),
                                                                         dims_to_string(x.shape, ","));
         else attrs[k] = x;
-      }, a);
+      }, kv.second);
     }
     l["attributes"] = attrs;
     j["layers"].push_back(l);
@@ -120,7 +121,8 @@ std::string EngineImpl::inspect_json() const {
   j["weight_bytes"] = weight_bytes;
   j["arena_bytes"] = model.arena_bytes;
   j["metadata"] = g.metadata;
-  return j.dump();
+  // Names come from the model and need not be valid UTF-8; replace bad bytes rather than throw.
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 Engine::Engine(std::shared_ptr<EngineImpl> impl) : impl_(std::move(impl)) {}
