@@ -83,6 +83,20 @@ TEST(ImportErrors, EveryUnsupportedNodeIsListed) {
   EXPECT_EQ(msg.find("ok_relu"), std::string::npos) << msg;
 }
 
+TEST(BuildErrors, OutputThatNoLayerProducesIsExplained) {
+  test::OnnxModel m;
+  m.input("x", {2});
+  m.initializer("w", {2}, {1.f, 2.f});
+  m.node("Relu", {"x"}, {"r"});
+  m.output("r", {2});
+  m.output("w", {2});
+  auto r = build_engine_from_bytes(m.bytes(), ".", BuilderConfig{});
+  ASSERT_FALSE(r.is_ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kUnsupported);
+  EXPECT_NE(r.status().to_string().find("graph output 'w' is the constant 'w'"), std::string::npos)
+      << r.status().to_string();
+}
+
 TEST(ImportErrors, TooNewOpsetIsRefused) {
   test::OnnxModel m(99);
   m.input("x", {2});

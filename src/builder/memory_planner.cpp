@@ -39,6 +39,11 @@ Status plan_memory(const Graph& g, const std::vector<uint64_t>& max_bytes, bool 
   for (size_t i = 0; i < g.outputs.size(); ++i) {
     const int out = g.outputs[i];
     const int root = root_of(out);
+    if (st[root].kind == StorageKind::kConstant || st[root].kind == StorageKind::kInput)
+      return Status(StatusCode::kUnsupported,
+                    fmt::format("graph output '{}' is {} '{}' itself, with no layer producing it", g.values[out].name,
+                                st[root].kind == StorageKind::kConstant ? "the constant" : "the graph input",
+                                g.values[root].name));
     if (st[root].kind != StorageKind::kArena)
       return Status(StatusCode::kInternal, fmt::format("graph output '{}' aliases a non-activation value '{}'",
                                                        g.values[out].name, g.values[root].name));
