@@ -22,4 +22,7 @@ if ((${#missing[@]})); then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+# numpy for the Python package tests (tests/python).
+python3 -c 'import numpy' 2>/dev/null || python3 -m pip install -q numpy 2>/dev/null ||
+  python3 -m pip install -q --break-system-packages numpy
 echo "install-deps: all dependencies present"

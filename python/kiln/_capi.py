@@ -1,0 +1,111 @@
+"""ctypes binding of libkiln's C ABI (include/kiln/kiln_c.h). No compiler needed."""
+import ctypes
+import glob
+import os
+
+from . import errors
+
+C_API_VERSION = 1  # the kiln_c.h version this package was written against
+
+_PKG_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def _candidates():
+    env = os.environ.get("KILN_LIBRARY")
+    if env:
+        yield env
+        return
+    yield from sorted(glob.glob(os.path.join(_PKG_DIR, "_lib", "libkiln.so*")))
+    root = os.path.dirname(os.path.dirname(_PKG_DIR))  # python/kiln -> repo root
+    # Newest build first; libraries older than the C ABI are skipped by _load().
+    yield from sorted(glob.glob(os.path.join(root, "build*", "src", "libkiln.so")), key=os.path.getmtime,
+                      reverse=True)
+    yield "libkiln.so"
+
+
+def _load():
+    tried = []
+    for path in _candidates():
+        try:
+            candidate = ctypes.CDLL(path)
+        except OSError as e:
+            tried.append(f"{path}: {e}")
+            continue
+        if hasattr(candidate, "kiln_c_api_version"):
+            return candidate
+        tried.append(f"{path}: no C API (kiln_c_api_version missing; an older libkiln)")
+    raise ImportError("kiln: cannot load libkiln (set KILN_LIBRARY to its path); tried:\n  " + "\n  ".join(tried))
+
+
+lib = _load()
+
+_i64p = ctypes.POINTER(ctypes.c_int64)
+_sigs = {
+    "kiln_c_api_version": (ctypes.c_int, []),
+    "kiln_check_version": (ctypes.c_int32, [ctypes.c_int]),
+    "kiln_version": (ctypes.c_char_p, []),
+    "kiln_last_error": (ctypes.c_char_p, []),
+    "kiln_free": (None, [ctypes.c_void_p]),
+    "kiln_runtime_create": (ctypes.c_int32, [ctypes.POINTER(ctypes.c_void_p)]),
+    "kiln_runtime_destroy": (None, [ctypes.c_void_p]),
+    "kiln_engine_load": (ctypes.c_int32, [ctypes.c_void_p, ctypes.c_char_p, ctypes.POINTER(ctypes.c_void_p)]),
+    "kiln_engine_deserialize": (ctypes.c_int32, [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t,
+                                                 ctypes.POINTER(ctypes.c_void_p)]),
+    "kiln_engine_destroy": (None, [ctypes.c_void_p]),
+    "kiln_engine_num_io_tensors": (ctypes.c_int, [ctypes.c_void_p]),
+    "kiln_engine_tensor_name": (ctypes.c_char_p, [ctypes.c_void_p, ctypes.c_int]),
+    "kiln_engine_tensor_mode": (ctypes.c_int, [ctypes.c_void_p, ctypes.c_char_p]),
+    "kiln_engine_tensor_dtype": (ctypes.c_int, [ctypes.c_void_p, ctypes.c_char_p]),
+    "kiln_engine_tensor_shape": (ctypes.c_int32, [ctypes.c_void_p, ctypes.c_char_p, _i64p, ctypes.c_int,
+                                                  ctypes.POINTER(ctypes.c_int)]),
+    "kiln_engine_profile_shape": (ctypes.c_int32, [ctypes.c_void_p, ctypes.c_char_p, _i64p, _i64p, _i64p,
+                                                   ctypes.c_int, ctypes.POINTER(ctypes.c_int)]),
+    "kiln_engine_num_metadata": (ctypes.c_int, [ctypes.c_void_p]),
+    "kiln_engine_metadata_key": (ctypes.c_char_p, [ctypes.c_void_p, ctypes.c_int]),
+    "kiln_engine_metadata": (ctypes.c_char_p, [ctypes.c_void_p, ctypes.c_char_p]),
+    "kiln_engine_device": (ctypes.c_char_p, [ctypes.c_void_p]),
+    "kiln_build_engine_from_file": (ctypes.c_int32, [
+        ctypes.c_char_p, ctypes.c_char_p, ctypes.c_int, ctypes.POINTER(ctypes.c_char_p),
+        ctypes.POINTER(ctypes.c_int), _i64p, _i64p, _i64p, ctypes.POINTER(ctypes.c_void_p),
+        ctypes.POINTER(ctypes.c_size_t)]),
+    "kiln_context_create": (ctypes.c_int32, [ctypes.c_void_p, ctypes.POINTER(ctypes.c_void_p)]),
+    "kiln_context_destroy": (None, [ctypes.c_void_p]),
+    "kiln_context_set_input_shape": (ctypes.c_int32, [ctypes.c_void_p, ctypes.c_char_p, _i64p, ctypes.c_int]),
+    "kiln_context_tensor_shape": (ctypes.c_int32, [ctypes.c_void_p, ctypes.c_char_p, _i64p, ctypes.c_int,
+                                                   ctypes.POINTER(ctypes.c_int)]),
+    "kiln_context_set_tensor_address": (ctypes.c_int32, [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p]),
+    "kiln_context_execute": (ctypes.c_int32, [ctypes.c_void_p]),
+    "kiln_context_enqueue": (ctypes.c_int32, [ctypes.c_void_p, ctypes.c_void_p]),
+    "kiln_context_set_num_threads": (ctypes.c_int32, [ctypes.c_void_p, ctypes.c_int]),
+}
+for _name, (_res, _args) in _sigs.items():
+    _fn = getattr(lib, _name)
+    _fn.restype = _res
+    _fn.argtypes = _args
+
+
+def check(code):
+    """Raises the KilnError subclass for a non-zero kiln_status_t, carrying kiln_last_error()."""
+    if code != 0:
+        msg = (lib.kiln_last_error() or b"").decode("utf-8", "replace")
+        raise errors.from_code(code, msg)
+
+
+def check_version(header_version=C_API_VERSION):
+    check(lib.kiln_check_version(header_version))
+
+
+check_version()
+
+MAX_RANK = 16
+
+
+def read_dims(fn, *args):
+    dims = (ctypes.c_int64 * MAX_RANK)()
+    rank = ctypes.c_int()
+    check(fn(*args, dims, MAX_RANK, ctypes.byref(rank)))
+    return tuple(dims[i] for i in range(rank.value))
+
+
+def enc(s):
+    return s.encode("utf-8")

@@ -1,0 +1,208 @@
+"""Tests of the Python package `kiln` (ctypes over the C ABI) on the course MLP.
+
+Run by ctest (label "python") with KILN_LIBRARY set to the built libkiln and, when the CLI is built,
+KILN_CLI set to the `kiln` executable; or by hand:
+    KILN_LIBRARY=build/src/libkiln.so PYTHONPATH=python python3 -m unittest discover -s tests/python
+"""
+import ctypes
+import json
+import os
+import subprocess
+import tempfile
+import unittest
+
+import numpy as np
+
+import kiln
+import kiln.trt as trt
+from kiln import _capi
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+MLP = os.path.join(ROOT, "models", "mlp.onnx")
+FIXTURES = os.path.join(ROOT, "tests", "fixtures")
+SHAPE = (1, 1, 28, 28)
+
+
+def first64():
+    x = np.fromfile(os.path.join(FIXTURES, "mlp_first64_input.bin"), dtype=np.float32).reshape(64, 1, 28, 28)
+    y = np.fromfile(os.path.join(FIXTURES, "mlp_first64_logits.bin"), dtype=np.float32).reshape(64, 10)
+    return x, y
+
+
+class TrtRunner:
+    """The course's tensorrt_infer.py runner logic with host buffers instead of pycuda."""
+
+    def __init__(self, engine_path, input_shape):
+        self.input_shape = tuple(input_shape)
+        with open(engine_path, "rb") as f, trt.Runtime(trt.Logger(trt.Logger.ERROR)) as rt:
+            self.engine = rt.deserialize_cuda_engine(f.read())
+        if self.engine is None:
+            raise RuntimeError("Failed to deserialize engine")
+        self.ctx = self.engine.create_execution_context()
+        inputs, outputs = [], []
+        for i in range(self.engine.num_io_tensors):
+            name = self.engine.get_tensor_name(i)
+            (inputs if self.engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT else outputs).append(name)
+        assert len(inputs) == 1 and len(outputs) == 1, f"IO not 1/1: {inputs}, {outputs}"
+        self.in_name, self.out_name = inputs[0], outputs[0]
+        assert self.ctx.set_input_shape(self.in_name, self.input_shape)
+        self.out_shape = tuple(self.ctx.get_tensor_shape(self.out_name))
+        self.out_dtype = np.dtype(trt.nptype(self.engine.get_tensor_dtype(self.out_name)))
+        self.h_in = np.empty(self.input_shape, dtype=np.float32)
+        self.h_out = np.empty(self.out_shape, dtype=self.out_dtype)
+        self.ctx.set_tensor_address(self.in_name, self.h_in.ctypes.data)
+        self.ctx.set_tensor_address(self.out_name, self.h_out.ctypes.data)
+
+    def infer_once(self, x_np):
+        self.h_in[...] = x_np
+        if not self.ctx.execute_async_v3(0):
+            raise RuntimeError("Kiln execution failed: " + trt.last_error())
+        return self.h_out.copy()
+
+
+class MlpTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory()
+        cls.engine_path = os.path.join(cls.tmp.name, "mlp.engine")
+        cls.engine = kiln.build(MLP, min_shapes={"input": (1, 1, 28, 28)}, opt_shapes={"input": (8, 1, 28, 28)},
+                                max_shapes={"input": (64, 1, 28, 28)}, save=cls.engine_path)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.tmp.cleanup()
+
+    def test_engine_description(self):
+        e = kiln.load(self.engine_path)
+        self.assertEqual([i.name for i in e.inputs], ["input"])
+        self.assertEqual([o.name for o in e.outputs], ["logits"])
+        self.assertEqual(e.inputs[0].dtype, np.float32)
+        self.assertEqual(e.inputs[0].shape, (-1, 1, 28, 28))
+        self.assertEqual(e.outputs[0].shape, (-1, 10))
+        self.assertEqual(e.profile_shape("input"), ((1, 1, 28, 28), (8, 1, 28, 28), (64, 1, 28, 28)))
+        self.assertEqual(e.device, "cpu")
+        self.assertIsInstance(e.metadata, dict)
+
+    def test_infer_matches_pytorch_logits(self):
+        x, ref = first64()
+        y = self.engine.infer({"input": x})
+        self.assertEqual(list(y), ["logits"])
+        self.assertEqual(y["logits"].shape, (64, 10))
+        np.testing.assert_allclose(y["logits"], ref, rtol=1e-4, atol=1e-4)
+        np.testing.assert_array_equal(y["logits"].argmax(1), ref.argmax(1))
+        # A single array is accepted when there is one input; results are bit-identical.
+        np.testing.assert_array_equal(self.engine.infer(x)["logits"], y["logits"])
+
+    def test_infer_matches_cli_bit_for_bit(self):
+        # The C++ side of the comparison: `kiln run` binds host buffers through the C++ API
+        # (set_input_shape/set_tensor_address/execute) and exports the outputs as JSON. nlohmann
+        # prints doubles round-trip exactly, so the float32 values survive bit for bit.
+        cli = os.environ.get("KILN_CLI")
+        if not cli or not os.path.exists(cli):
+            self.skipTest("KILN_CLI not set (the kiln CLI is not built)")
+        x, _ = first64()
+        x = np.ascontiguousarray(x[:8])
+        inp = os.path.join(self.tmp.name, "in8.bin")
+        out = os.path.join(self.tmp.name, "out8.json")
+        x.tofile(inp)
+        subprocess.run([cli, "run", "--loadEngine", self.engine_path, "--shapes", "input:8x1x28x28",
+                        "--loadInputs", f"input:{inp}", "--exportOutput", out, "--iterations", "1",
+                        "--warmUp", "0", "--duration", "0"], check=True, stdout=subprocess.DEVNULL)
+        with open(out) as f:
+            doc = json.load(f)
+        ref = np.array(doc[0]["values"], dtype=np.float32).reshape(8, 10)
+        y = kiln.load(self.engine_path).infer(x)["logits"]
+        np.testing.assert_array_equal(y.view(np.uint32), ref.view(np.uint32))
+
+    def test_trt_runner_matches_infer(self):
+        x, _ = first64()
+        for batch in (1, 8):
+            xb = np.ascontiguousarray(x[:batch])
+            runner = TrtRunner(self.engine_path, xb.shape)
+            self.assertEqual(runner.out_shape, (batch, 10))
+            self.assertEqual(runner.out_dtype, np.float32)
+            y = runner.infer_once(xb)
+            np.testing.assert_array_equal(y, self.engine.infer(xb)["logits"])
+
+    def test_trt_api_details(self):
+        with open(self.engine_path, "rb") as f:
+            engine = trt.Runtime(trt.Logger(trt.Logger.WARNING)).deserialize_cuda_engine(f.read())
+        self.assertEqual(engine.num_io_tensors, 2)
+        self.assertEqual(engine.get_tensor_mode("input"), trt.TensorIOMode.INPUT)
+        self.assertEqual(engine.get_tensor_mode("logits"), trt.TensorIOMode.OUTPUT)
+        self.assertEqual(engine.get_tensor_dtype("logits"), trt.DataType.FLOAT)
+        self.assertIs(trt.nptype(trt.DataType.FLOAT), np.float32)
+        ctx = engine.create_execution_context()
+        self.assertTrue(ctx.set_input_shape("input", SHAPE))
+        self.assertFalse(ctx.set_input_shape("input", (65, 1, 28, 28)))  # outside the profile
+        self.assertTrue(trt.last_error())
+        self.assertFalse(ctx.execute_async_v3(12345))  # CPU engines need stream 0
+        self.assertIn("stream", trt.last_error())
+
+    def test_wrong_dtype(self):
+        with self.assertRaises(TypeError):
+            self.engine.infer(np.zeros(SHAPE, dtype=np.float64))
+        with self.assertRaises(TypeError):
+            self.engine.infer([[0.0]])
+
+    def test_wrong_shape(self):
+        with self.assertRaises(ValueError):
+            self.engine.infer(np.zeros((1, 784), dtype=np.float32))  # wrong rank
+        with self.assertRaises(ValueError) as cm:
+            self.engine.infer(np.zeros((65, 1, 28, 28), dtype=np.float32))  # outside the profile
+        self.assertIsInstance(cm.exception, kiln.KilnError)
+        self.assertIn("input", str(cm.exception))
+        with self.assertRaises(ValueError):
+            self.engine.infer({"nope": np.zeros(SHAPE, dtype=np.float32)})
+
+    def test_non_contiguous(self):
+        x = np.zeros((2, 1, 28, 56), dtype=np.float32)[..., ::2]
+        with self.assertRaises(ValueError):
+            self.engine.infer(x)
+
+    def test_missing_file(self):
+        with self.assertRaises(kiln.KilnError) as cm:
+            kiln.load(os.path.join(self.tmp.name, "does_not_exist.engine"))
+        self.assertIn("does_not_exist.engine", str(cm.exception))
+        with self.assertRaises(kiln.KilnError):
+            kiln.build(os.path.join(self.tmp.name, "missing.onnx"))
+
+    def test_corrupt_engine(self):
+        with open(self.engine_path, "rb") as f:
+            data = bytearray(f.read())
+        for bad in (b"", b"not an engine", bytes(data[: len(data) // 2])):
+            with self.assertRaises(kiln.KilnError):
+                kiln.deserialize(bad)
+        data[len(data) // 2] ^= 0xFF
+        with self.assertRaises(kiln.KilnError):
+            kiln.deserialize(bytes(data))
+        self.assertIsNone(trt.Runtime(None).deserialize_cuda_engine(b"garbage"))
+
+    def test_fp16_needs_cuda(self):
+        with self.assertRaises(kiln.KilnError) as cm:
+            kiln.build(MLP, fp16=True)
+        self.assertIsInstance(cm.exception, NotImplementedError)
+        self.assertIn("CUDA", str(cm.exception))
+
+    def test_version_check(self):
+        self.assertEqual(kiln.c_api_version, _capi.C_API_VERSION)
+        kiln.check_version(_capi.C_API_VERSION)
+        with self.assertRaises(kiln.VersionMismatchError) as cm:
+            kiln.check_version(_capi.C_API_VERSION + 1)
+        self.assertIn("newer than the library", str(cm.exception))
+        with self.assertRaises(kiln.VersionMismatchError):
+            kiln.check_version(0)
+
+    def test_c_abi_small_capacity_and_null(self):
+        lib = _capi.lib
+        dims = (ctypes.c_int64 * 1)()
+        rank = ctypes.c_int()
+        code = lib.kiln_engine_tensor_shape(self.engine._h, b"input", dims, 1, ctypes.byref(rank))
+        self.assertEqual(code, 7)  # KILN_OUT_OF_RANGE
+        self.assertEqual(rank.value, 4)
+        self.assertEqual(lib.kiln_engine_load(None, b"x", None), 1)  # KILN_INVALID_ARGUMENT, no crash
+        self.assertIsNone(lib.kiln_engine_tensor_name(self.engine._h, 99))
+
+
+if __name__ == "__main__":
+    unittest.main()
