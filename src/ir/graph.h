@@ -23,6 +23,15 @@ struct Value {
   Dims shape;                           // -1 for dims not known at build time
   std::vector<std::string> dim_params;  // symbolic name per dim ("" when none), e.g. "batch"
   std::optional<Tensor> constant;       // initializers and folded values
+
+  // Makes this a constant value: dtype and static shape follow the tensor.
+  void set_constant(Tensor t) {
+    dtype = t.dtype;
+    shape = t.shape;
+    rank_known = true;
+    dim_params.assign(shape.size(), "");
+    constant = std::move(t);
+  }
 };
 
 struct Node {

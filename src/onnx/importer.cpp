@@ -223,11 +223,7 @@ Result<Graph> import_model(const onnx::ModelProto& model, const std::string& bas
       return Status(StatusCode::kParseError, fmt::format("initializer '{}' is defined twice", tp.name()));
     Value v;
     v.name = tp.name();
-    v.dtype = t->dtype;
-    v.shape = t->shape;
-    v.rank_known = true;
-    v.dim_params.assign(v.shape.size(), "");
-    v.constant = std::move(t).value();
+    v.set_constant(std::move(t).value());
     const std::string name = v.name;
     by_name[name] = g.add_value(std::move(v));
   }
@@ -305,12 +301,7 @@ Result<Graph> import_model(const onnx::ModelProto& model, const std::string& bas
                                           t.is_ok() ? "must have one output" : t.status().to_string()));
         continue;
       }
-      Value& v = g.values[n.outputs[0]];
-      v.dtype = t->dtype;
-      v.shape = t->shape;
-      v.rank_known = true;
-      v.dim_params.assign(v.shape.size(), "");
-      v.constant = std::move(t).value();
+      g.values[n.outputs[0]].set_constant(std::move(t).value());
       continue;
     }
     const OpDef* def = OpRegistry::instance().find(n.domain, n.op_type);

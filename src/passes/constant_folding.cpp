@@ -43,13 +43,8 @@ Status run(Graph& g, const PassContext&, bool* changed) {
     for (const auto& o : ctx.outputs) small &= o.elements() <= kMaxFoldElements;
     if (!small) continue;
     for (size_t i = 0; i < n.outputs.size(); ++i) {
-      Value& v = g.values[n.outputs[i]];
       const RefTensor& r = ctx.outputs[i];
-      v.constant = tensor_from_ref(r, r.dtype);
-      v.dtype = r.dtype;
-      v.shape = r.shape;
-      v.rank_known = true;
-      v.dim_params.assign(v.shape.size(), "");
+      g.values[n.outputs[i]].set_constant(tensor_from_ref(r, r.dtype));
     }
     folded[ni] = 1;
     *changed = true;

@@ -33,11 +33,11 @@ Status run(Graph& g, const PassContext&, bool* changed) {
     int bias_id = bias;
     if (g.values[bias].shape.size() > 1) {
       // FusedGemm takes C as [N] (or [1]); drop the leading 1-dims of a [1,..,1,N] bias.
-      Value flat = g.values[bias];
-      flat.name += "/flat";
-      flat.shape = {flat.shape.back()};
-      flat.dim_params = {""};
-      flat.constant->shape = flat.shape;
+      Value flat;
+      flat.name = g.values[bias].name + "/flat";
+      Tensor t = *g.values[bias].constant;
+      t.shape = {t.shape.back()};
+      flat.set_constant(std::move(t));
       bias_id = g.add_value(std::move(flat));
     }
     Node fused;

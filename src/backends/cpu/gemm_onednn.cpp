@@ -63,11 +63,7 @@ Status pack(Node& n, Graph& g) {
     for (int64_t j = 0; j < N; ++j) w[k * N + j] = at->alpha * (at->trans_b ? src[j * K + k] : src[k * N + j]);
   Value wv;
   wv.name = g.values[n.inputs[1]].name + "/packed_KxN";
-  wv.dtype = DataType::kFloat32;
-  wv.shape = {K, N};
-  wv.rank_known = true;
-  wv.dim_params = {"", ""};
-  wv.constant = Tensor::from_vector(DataType::kFloat32, wv.shape, w);
+  wv.set_constant(Tensor::from_vector(DataType::kFloat32, {K, N}, w));
   n.inputs[1] = g.add_value(std::move(wv));
   n.attrs.set("transB", int64_t{0});
   n.attrs.set("alpha", 1.f);
@@ -81,11 +77,7 @@ Status pack(Node& n, Graph& g) {
       for (int64_t j = 0; j < N; ++j) bias[j] = at->beta * c.data<float>()[cs[1] == 1 ? 0 : j];
       Value bv;
       bv.name = g.values[n.inputs[2]].name + "/packed_bias";
-      bv.dtype = DataType::kFloat32;
-      bv.shape = {N};
-      bv.rank_known = true;
-      bv.dim_params = {""};
-      bv.constant = Tensor::from_vector(DataType::kFloat32, bv.shape, bias);
+      bv.set_constant(Tensor::from_vector(DataType::kFloat32, {N}, bias));
       n.inputs[2] = g.add_value(std::move(bv));
       n.attrs.set("beta", 1.f);
     }
@@ -101,14 +93,8 @@ class GemmKernel final : public CpuKernel {
   Status reshape(const std::vector<TensorDesc>& in, const std::vector<TensorDesc>& out) override {
     const Dims& a = in[0].shape;
     const Dims& b = in[1].shape;
-    k_ = a.back();
-    if (at_.trans_a) {
-      m_ = a[1];
-      k_ = a[0];
-    } else {
-      m_ = volume(a) / std::max<int64_t>(k_, 1);
-      if (k_ == 0) m_ = volume(Dims(a.begin(), a.end() - 1));
-    }
+    k_ = at_.trans_a ? a[0] : a.back();
+    m_ = at_.trans_a ? a[1] : volume(Dims(a.begin(), a.end() - 1));
     n_ = at_.trans_b ? b[0] : b[1];
     has_c_ = in.size() > 2 && in[2].dtype != DataType::kUndefined;
     bias_vector_ = false;
