@@ -174,6 +174,7 @@ Graph make_graph(const OpCase& c) {
   node.domain = c.domain;
   node.opset = c.opset;
   node.attrs = c.attrs;
+  node.precision = c.precision;
   const auto sets = shape_sets(c);
   for (size_t i = 0; i < c.inputs.size(); ++i) {
     const InputSpec& in = c.inputs[i];

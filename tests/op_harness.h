@@ -41,6 +41,8 @@ struct OpCase {
   // Extra runs on the same kernel instance: new shapes for the non-constant inputs, in order.
   std::vector<std::vector<Dims>> more_shapes;
   double tolerance = 1e-5;  // relative L2 for float outputs; integer and bool outputs compare exactly
+  // Node precision the kernels see ("fp32", "tf32", "fp16"); CUDA GEMMs pick their compute type from it.
+  std::string precision = "fp32";
   bool exact = false;       // compare float outputs exactly too (data movement and casts)
   double magnitude = 2.0;   // random floats lie in +-[magnitude/8, magnitude]
   uint64_t seed = 1;

@@ -12,7 +12,15 @@
 namespace kiln {
 
 struct BuilderConfig {
-  std::string device = "cpu";
+  std::string device = "cpu";  // "cpu" or "cuda"
+  // Precision, as in TensorRT 10: FP32 layers may use TF32 tensor cores unless tf32 is off (--noTF32);
+  // fp16 lets layers run in FP16 (--fp16). Engine IO stays FP32 unless the formats below say fp16.
+  bool fp16 = false;
+  bool tf32 = true;
+  // Per input / output in graph order (--inputIOFormats/--outputIOFormats); empty = all FP32.
+  std::vector<DataType> input_formats, output_formats;
+  // CUDA: tactic timings are read from and added to this file (--timingCacheFile); empty = none.
+  std::string timing_cache_file;
   // Per-input profiles. Inputs with dynamic dims not listed here get the default profile: every
   // dynamic dim min=1, opt=1, max=kDefaultMaxDim.
   std::map<std::string, ShapeProfile> profiles;
@@ -30,6 +38,10 @@ struct BuildSummary {
   uint64_t weight_bytes = 0;
   uint64_t arena_bytes = 0;
   double build_ms = 0;
+  std::string target;                 // CPU ISA or GPU description
+  uint64_t peak_device_memory = 0;    // CUDA: most device memory in use during the build (tactic timing)
+  int tactics_timed = 0;              // CUDA: GEMM candidates timed (not counting cache hits)
+  int timing_cache_hits = 0;
   std::vector<std::string> passes_run;
 };
 

@@ -55,7 +55,11 @@ class Engine {
   Dims tensor_shape(const std::string& name) const;              // -1 for dynamic dims
   Result<ShapeProfile> profile_shapes(const std::string& input) const;
   int num_layers() const;
-  std::string device() const;  // "cpu"
+  std::string device() const;  // "cpu" or "cuda"
+  // What the engine was built for: CPU ISA, or "NVIDIA H100 80GB HBM3 (sm_90, 132 SMs, CUDA 13.0)".
+  std::string target() const;
+  uint64_t weight_bytes() const;  // constant data (on the GPU for CUDA engines)
+  uint64_t arena_bytes() const;   // activation memory each context allocates, planned for the max shapes
   // Keys/values of the ONNX model's metadata_props, carried into the engine.
   const std::map<std::string, std::string>& metadata() const;
   // Layers, kernels, shapes, weight bytes, arena size: the `kiln inspect --json` document.
@@ -77,18 +81,27 @@ class ExecutionContext {
   Status set_input_shape(const std::string& name, const Dims& dims);
   // Concrete shape of any IO tensor under the current input shapes.
   Result<Dims> tensor_shape(const std::string& name) const;
-  // Caller-owned host memory for an IO tensor; must stay valid while execute() runs.
+  // Caller-owned memory for an IO tensor: host memory for CPU engines, device memory for CUDA engines.
+  // Must stay valid until the work that uses it has finished.
   Status set_tensor_address(const std::string& name, void* address);
   void* tensor_address(const std::string& name) const;
-  // Runs the network synchronously on the calling thread. Never allocates.
+  // Runs the network and waits for it. Never allocates once shapes and addresses are set.
   Status execute();
+  // Queues the network on a CUDA stream (a cudaStream_t; nullptr = legacy default stream) and returns;
+  // the caller synchronizes. CPU engines run synchronously and ignore the stream.
+  Status enqueue(void* stream);
+  // CUDA engines: capture the layers into a CUDA graph per input shape and replay it (trtexec
+  // --useCudaGraph). Capture happens on the first enqueue after a shape or address change.
+  void set_cuda_graph(bool on);
   // Worker threads used by this context's kernels (0 = library default).
   void set_num_threads(int threads);
-  // When on, execute() records per-layer times (adds a clock read per layer).
+  // When on, execute() records per-layer times (CPU: a clock read per layer; CUDA: events around each
+  // layer, and no CUDA graph).
   void set_profiling(bool on);
   const std::vector<LayerTiming>& last_layer_timings() const;
 
-  // One call: sets shapes from the inputs, runs, returns freshly allocated outputs.
+  // One call: sets shapes from the host inputs, runs, returns freshly allocated host outputs. CUDA
+  // engines stage through pinned host memory and context-owned device buffers.
   Result<std::map<std::string, HostTensor>> infer(const std::map<std::string, HostTensor>& inputs);
 
   explicit ExecutionContext(std::unique_ptr<ContextImpl> impl);

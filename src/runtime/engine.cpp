@@ -154,6 +154,14 @@ Result<ShapeProfile> Engine::profile_shapes(const std::string& input) const {
 }
 int Engine::num_layers() const { return static_cast<int>(impl_->model.graph.nodes.size()); }
 std::string Engine::device() const { return impl_->model.device; }
+std::string Engine::target() const { return impl_->model.target; }
+uint64_t Engine::weight_bytes() const {
+  uint64_t n = 0;
+  for (size_t v = 0; v < impl_->model.graph.values.size(); ++v)
+    if (impl_->model.storage[v].kind == StorageKind::kConstant) n += impl_->model.graph.values[v].constant->nbytes();
+  return n;
+}
+uint64_t Engine::arena_bytes() const { return impl_->model.arena_bytes; }
 const std::map<std::string, std::string>& Engine::metadata() const { return impl_->model.graph.metadata; }
 std::string Engine::inspect_json() const { return impl_->inspect_json(); }
 

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "backends/kernel_registry.h"
 #include "ir/graph.h"
 #include "kiln/status.h"
 #include "ops/op.h"
@@ -47,20 +48,7 @@ struct CpuKernelDef {
   std::function<Result<std::unique_ptr<CpuKernel>>(const KernelInit&)> create;
 };
 
-class KernelRegistry {
- public:
-  static KernelRegistry& instance();
-  Status add(CpuKernelDef def);
-  const CpuKernelDef* find(const std::string& name) const;
-  // Kernels registered for the op, highest priority first.
-  std::vector<const CpuKernelDef*> candidates(const std::string& domain, const std::string& op_type) const;
-
- private:
-  std::vector<std::unique_ptr<CpuKernelDef>> defs_;
-};
-
-struct KernelRegistrar {
-  explicit KernelRegistrar(CpuKernelDef def);
-};
+using KernelRegistry = KernelRegistryOf<CpuKernelDef>;
+using KernelRegistrar = KernelRegistrarOf<CpuKernelDef>;
 
 }  // namespace kiln::cpu
