@@ -13,6 +13,8 @@
 #include "backends/cpu/cpu_target.h"
 #include "builder/kernel_assignment.h"
 #include "builder/memory_planner.h"
+#include "builder/precision.h"
+#include "kiln/gpu.h"
 #include "builder/shape_inference.h"
 #include "engine/engine_model.h"
 #include "onnx/importer.h"
@@ -25,6 +27,15 @@ std::string flags_json(const BuilderConfig& c, const std::vector<std::string>& p
   nlohmann::json j;
   j["passes_run"] = passes_run;
   j["device"] = c.device;
+  j["fp16"] = c.fp16;
+  j["tf32"] = c.tf32;
+  auto names = [](const std::vector<DataType>& v) {
+    std::vector<std::string> out;
+    for (DataType d : v) out.emplace_back(dtype_name(d));
+    return out;
+  };
+  j["input_formats"] = names(c.input_formats);
+  j["output_formats"] = names(c.output_formats);
   j["disabled_passes"] = std::vector<std::string>(c.disabled_passes.begin(), c.disabled_passes.end());
   nlohmann::json prof = nlohmann::json::object();
   for (const auto& [name, p] : c.profiles) prof[name] = {{"min", p.min}, {"opt", p.opt}, {"max", p.max}};
@@ -33,9 +44,24 @@ std::string flags_json(const BuilderConfig& c, const std::vector<std::string>& p
 }
 
 Status check_config(const BuilderConfig& c) {
-  if (c.device != "cpu")
-    return Status(StatusCode::kUnsupported,
-                  fmt::format("device '{}' is not available in this build (supported: cpu)", c.device));
+  if (c.device != "cpu" && c.device != "cuda")
+    return Status(StatusCode::kInvalidArgument, fmt::format("unknown device '{}' (devices: cpu, cuda)", c.device));
+  if (c.device == "cpu") {
+    if (c.fp16) return Status(StatusCode::kUnsupported, "FP16 layers need --device=cuda (the CPU backend runs FP32)");
+    for (const auto* formats : {&c.input_formats, &c.output_formats})
+      for (DataType f : *formats)
+        if (f != DataType::kFloat32)
+          return Status(StatusCode::kUnsupported, "CPU engines take FP32 IO only (IO formats need --device=cuda)");
+  } else {
+    // Kernels are chosen and timed on the GPU the engine is for, so building needs one, as in TensorRT.
+    auto gpu = gpu::describe_device();
+    if (!gpu.is_ok()) return std::move(gpu).take_status().with_context("--device=cuda");
+  }
+  for (const auto* formats : {&c.input_formats, &c.output_formats})
+    for (DataType f : *formats)
+      if (f != DataType::kFloat32 && f != DataType::kFloat16)
+        return Status(StatusCode::kUnsupported,
+                      fmt::format("IO format {} is not supported (fp32 or fp16)", dtype_name(f)));
   std::set<std::string> known = {kWeightPrepackingPass, kViewAliasingPass, kMemoryReusePass};
   for (const auto* p : PassRegistry::instance().ordered()) known.insert(p->name);
   for (const auto& d : c.disabled_passes)
@@ -55,6 +81,7 @@ Result<BuildOutput> build(Result<Graph> imported, const BuilderConfig& config) {
   EngineModel m;
   m.graph = std::move(imported).value();
   Graph& g = m.graph;
+  const bool on_gpu = config.device == "cuda";
   BuildSummary summary;
   summary.onnx_nodes = static_cast<int>(g.nodes.size());
 
@@ -72,7 +99,20 @@ Result<BuildOutput> build(Result<Graph> imported, const BuilderConfig& config) {
   if (!s.is_ok()) return s;
   s = run_passes(g, ctx, &summary.passes_run);
   if (!s.is_ok()) return s;
-  s = assign_cpu_kernels(g, ctx);
+  if (on_gpu) {
+    s = apply_precision(g, config);
+    if (!s.is_ok()) return s;
+    s = annotate_static_shapes(g, m.profiles, &max_bytes);
+    if (!s.is_ok()) return std::move(s).with_context("after precision assignment");
+    bool changed = false;
+    s = fix_output_precision(g, config, &changed);
+    if (!s.is_ok()) return s;
+    if (changed) {
+      s = annotate_static_shapes(g, m.profiles, &max_bytes);
+      if (!s.is_ok()) return std::move(s).with_context("after output format casts");
+    }
+  }
+  s = on_gpu ? assign_cuda_kernels(g, ctx) : assign_cpu_kernels(g, ctx);
   if (!s.is_ok()) return s;
   g.compact();
   s = annotate_static_shapes(g, m.profiles, &max_bytes);
@@ -82,7 +122,13 @@ Result<BuildOutput> build(Result<Graph> imported, const BuilderConfig& config) {
 
   m.kiln_version = kiln::version();
   m.device = config.device;
-  m.target = cpu::target_isa();
+  if (on_gpu) {
+    s = finish_cuda_build(m, config, &summary);
+    if (!s.is_ok()) return s;
+  } else {
+    m.target = cpu::target_isa();
+  }
+  summary.target = m.target;
   for (const char* step : {kWeightPrepackingPass, kViewAliasingPass, kMemoryReusePass})
     if (!ctx.disabled.count(step)) summary.passes_run.push_back(step);
   m.build_flags_json = flags_json(config, summary.passes_run);

@@ -3,6 +3,9 @@
 #include <fmt/format.h>
 
 #include "backends/cpu/cpu_kernel.h"
+#ifdef KILN_WITH_CUDA
+#include "backends/cuda/cuda_kernel.h"
+#endif
 #include "engine/engine_model.h"
 #include "ops/op.h"
 
@@ -24,15 +27,17 @@ bool can_alias(const Graph& g, const Node& n, const std::vector<std::vector<int>
   return true;
 }
 
-}  // namespace
-
-Status assign_cpu_kernels(Graph& g, const PassContext& ctx) {
+// Assigns from one backend's registry; Def is cpu::CpuKernelDef or cuda::KernelDef.
+template <class Def>
+Status assign_from(Graph& g, const PassContext& ctx, const char* device) {
+  const auto& registry = KernelRegistryOf<Def>::instance();
   const auto consumers = g.consumers();
   std::vector<int> view_of(g.values.size(), -1);
   std::vector<char> claimed(g.values.size(), 0);
   const bool aliasing = !ctx.disabled.count(kViewAliasingPass);
   std::vector<std::string> failures;
   for (Node& n : g.nodes) {
+    n.kernel.clear();
     const OpDef* def = OpRegistry::instance().find(n.domain, n.op_type);
     if (def && def->is_view && aliasing && can_alias(g, n, consumers, view_of, claimed)) {
       n.kernel = kViewKernel;
@@ -40,7 +45,7 @@ Status assign_cpu_kernels(Graph& g, const PassContext& ctx) {
       continue;
     }
     std::string reasons;
-    for (const cpu::CpuKernelDef* k : cpu::KernelRegistry::instance().candidates(n.domain, n.op_type)) {
+    for (const Def* k : registry.candidates(n.domain, n.op_type)) {
       Status s = k->supports ? k->supports(n, g) : Status::ok();
       if (s.is_ok()) {
         n.kernel = k->name;
@@ -49,19 +54,19 @@ Status assign_cpu_kernels(Graph& g, const PassContext& ctx) {
       reasons += fmt::format("\n    {}: {}", k->name, s.to_string());
     }
     if (n.kernel.empty()) {
-      failures.push_back(fmt::format("{}: no CPU kernel can run it{}", n.describe(),
+      failures.push_back(fmt::format("{}: no {} kernel can run it{}", n.describe(), device,
                                      reasons.empty() ? " (no kernel registered for this op)" : reasons));
     }
   }
   if (!failures.empty()) {
-    std::string msg = fmt::format("{} layer(s) cannot run on the CPU:", failures.size());
+    std::string msg = fmt::format("{} layer(s) cannot run on the {}:", failures.size(), device);
     for (const auto& f : failures) msg += "\n  " + f;
     return Status(StatusCode::kUnsupported, msg);
   }
   if (!ctx.disabled.count(kWeightPrepackingPass)) {
     for (Node& n : g.nodes) {
       if (n.kernel == kViewKernel) continue;
-      const cpu::CpuKernelDef* k = cpu::KernelRegistry::instance().find(n.kernel);
+      const Def* k = registry.find(n.kernel);
       if (!k->pack) continue;
       Status s = k->pack(n, g);
       if (!s.is_ok()) return std::move(s).with_context(n.describe() + " packing weights for " + n.kernel);
@@ -69,5 +74,20 @@ Status assign_cpu_kernels(Graph& g, const PassContext& ctx) {
   }
   return Status::ok();
 }
+
+}  // namespace
+
+Status assign_cpu_kernels(Graph& g, const PassContext& ctx) { return assign_from<cpu::CpuKernelDef>(g, ctx, "CPU"); }
+
+#ifdef KILN_WITH_CUDA
+Status assign_cuda_kernels(Graph& g, const PassContext& ctx) { return assign_from<cuda::KernelDef>(g, ctx, "GPU"); }
+#else
+Status assign_cuda_kernels(Graph&, const PassContext&) {
+  return Status(StatusCode::kUnsupported, "this build of Kiln has no CUDA backend (configure with -DKILN_CUDA=ON)");
+}
+Status finish_cuda_build(EngineModel&, const BuilderConfig&, BuildSummary*) {
+  return Status(StatusCode::kUnsupported, "this build of Kiln has no CUDA backend (configure with -DKILN_CUDA=ON)");
+}
+#endif
 
 }  // namespace kiln

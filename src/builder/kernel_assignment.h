@@ -7,5 +7,14 @@ namespace kiln {
 
 // Fails listing every node no kernel can run, each with every kernel's reason.
 Status assign_cpu_kernels(Graph& g, const PassContext& ctx);
+// The same for the CUDA backend: every layer must get a GPU kernel (there is no CPU fallback).
+Status assign_cuda_kernels(Graph& g, const PassContext& ctx);
+
+struct EngineModel;
+struct BuilderConfig;
+struct BuildSummary;
+// CUDA build steps once kernels, shapes and memory are final: record the GPU, time tactics (with the
+// timing cache), and note peak device memory.
+Status finish_cuda_build(EngineModel& m, const BuilderConfig& config, BuildSummary* summary);
 
 }  // namespace kiln

@@ -137,7 +137,7 @@ std::vector<uint8_t> serialize_engine(const EngineModel& m) {
                                b.CreateString(m.build_flags_json), b.CreateString(g.producer), g.onnx_opset,
                                b.CreateVector(values), b.CreateVector(layers), b.CreateVector(g.inputs),
                                b.CreateVector(g.outputs), b.CreateVector(profiles), b.CreateVector(meta), m.arena_bytes,
-                               blob.size());
+                               blob.size(), b.CreateString(m.device_json));
   b.Finish(root);
 
   Header h{};
@@ -190,6 +190,7 @@ Result<EngineModel> deserialize_engine(std::span<const uint8_t> bytes) {
   m.device = str(e->device());
   m.target = str(e->target());
   m.build_flags_json = str(e->build_flags());
+  m.device_json = e->device_info() ? str(e->device_info()) : "{}";
   m.arena_bytes = e->arena_bytes();
   Graph& g = m.graph;
   g.producer = str(e->producer());
@@ -294,7 +295,8 @@ Result<EngineModel> deserialize_engine(std::span<const uint8_t> bytes) {
       Status s = def->check(n);
       if (!s.is_ok()) return corrupt(fmt::format("layer '{}': {}", n.name, s.to_string()));
     }
-    if (n.kernel != kViewKernel && !cpu::KernelRegistry::instance().find(n.kernel))
+    // CUDA kernels are resolved by the CUDA backend at load, which can say why one is missing.
+    if (m.device == "cpu" && n.kernel != kViewKernel && !cpu::KernelRegistry::instance().find(n.kernel))
       return Status(StatusCode::kUnsupported,
                     fmt::format("engine layer '{}' uses kernel '{}' unknown to this Kiln", n.name, n.kernel));
     g.nodes.push_back(std::move(n));

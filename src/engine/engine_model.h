@@ -37,7 +37,8 @@ struct EngineModel {
   uint64_t arena_bytes = 0;
   std::string kiln_version;
   std::string device = "cpu";
-  std::string target;                   // e.g. CPU ISA the weights were packed for
+  std::string target;                   // CPU ISA the weights were packed for, or the GPU description
+  std::string device_json = "{}";       // CUDA: the GPU and CUDA version the engine was built for
   std::string build_flags_json = "{}";
 };
 

@@ -1,7 +1,5 @@
 // ExecutionContext: per-user shapes, addresses, arena and kernel instances. execute() walks a
 // precomputed pointer table; shape changes and address changes are handled outside the hot loop.
-#include <omp.h>
-
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -9,9 +7,43 @@
 #include <fmt/format.h>
 
 #include "builder/shape_inference.h"
+#include "kiln/gpu.h"
 #include "runtime/engine_impl.h"
 
 namespace kiln {
+
+// Pinned host copies and device buffers for infer() on CUDA engines, grown as shapes need.
+struct GpuStaging {
+  struct Buffer {
+    void* host = nullptr;
+    void* device = nullptr;
+    size_t bytes = 0;
+  };
+  std::vector<Buffer> io;  // per IO tensor
+  gpu::Stream stream = nullptr;
+
+  ~GpuStaging() {
+    for (Buffer& b : io) release(b);
+    if (stream) (void)gpu::stream_destroy(stream);
+  }
+  static void release(Buffer& b) {
+    if (b.host) (void)gpu::host_free_pinned(b.host);
+    if (b.device) (void)gpu::device_free(b.device);
+    b = Buffer{};
+  }
+  Status reserve(Buffer& b, size_t bytes) {
+    if (bytes <= b.bytes && b.host) return Status::ok();
+    release(b);
+    auto h = gpu::host_alloc_pinned(bytes);
+    if (!h.is_ok()) return h.status();
+    b.host = *h;
+    auto d = gpu::device_alloc(bytes);
+    if (!d.is_ok()) return d.status();
+    b.device = *d;
+    b.bytes = bytes;
+    return Status::ok();
+  }
+};
 
 Result<std::unique_ptr<ContextImpl>> ContextImpl::create(std::shared_ptr<const EngineImpl> engine) {
   auto c = std::unique_ptr<ContextImpl>(new ContextImpl());
@@ -19,10 +51,9 @@ Result<std::unique_ptr<ContextImpl>> ContextImpl::create(std::shared_ptr<const E
   const EngineImpl& e = *c->engine_;
   c->graph_ = &e.model.graph;
   const Graph& g = *c->graph_;
-  const uint64_t arena = (std::max<uint64_t>(e.model.arena_bytes, 64) + 63) / 64 * 64;
-  c->arena_ = static_cast<uint8_t*>(std::aligned_alloc(64, arena));
-  if (!c->arena_)
-    return Status(StatusCode::kRuntimeError, fmt::format("cannot allocate the {}-byte activation arena", arena));
+  auto backend = e.backend->create_context(e.model);
+  if (!backend.is_ok()) return backend.status();
+  c->backend_ = std::move(backend).value();
   c->io_addr_.assign(e.io_names.size(), nullptr);
   c->input_shapes_.resize(g.inputs.size());
   c->input_shape_set_.assign(g.inputs.size(), 0);
@@ -33,24 +64,18 @@ Result<std::unique_ptr<ContextImpl>> ContextImpl::create(std::shared_ptr<const E
       c->input_shape_set_[i] = 1;
     }
   }
-  c->kernels_.resize(g.nodes.size());
   c->layer_in_.resize(g.nodes.size());
   c->layer_out_.resize(g.nodes.size());
-  c->in_ptrs_.resize(g.nodes.size());
-  c->out_ptrs_.resize(g.nodes.size());
+  c->tables_.inputs.resize(g.nodes.size());
+  c->tables_.outputs.resize(g.nodes.size());
   for (size_t l = 0; l < g.nodes.size(); ++l) {
-    const Node& n = g.nodes[l];
-    c->in_ptrs_[l].assign(n.inputs.size(), nullptr);
-    c->out_ptrs_[l].assign(n.outputs.size(), nullptr);
-    if (!e.kernels[l]) continue;
-    auto k = e.kernels[l]->create(cpu::KernelInit{n, g, e.constants[l], e.shared[l]});
-    if (!k.is_ok()) return std::move(k).take_status().with_context(fmt::format("layer '{}' ({})", n.name, n.kernel));
-    c->kernels_[l] = std::move(k).value();
+    c->tables_.inputs[l].assign(g.nodes[l].inputs.size(), nullptr);
+    c->tables_.outputs[l].assign(g.nodes[l].outputs.size(), nullptr);
   }
   return c;
 }
 
-ContextImpl::~ContextImpl() { std::free(arena_); }
+ContextImpl::~ContextImpl() = default;
 
 Status ContextImpl::set_input_shape(const std::string& name, const Dims& dims) {
   const EngineImpl& e = *engine_;
@@ -94,8 +119,8 @@ Status ContextImpl::update_shapes() {
                                                        dims_to_string(shapes_[v].shape, ","), st.max_bytes));
   }
   for (size_t l = 0; l < g.nodes.size(); ++l) {
-    if (!kernels_[l]) continue;
     const Node& n = g.nodes[l];
+    if (n.kernel == kViewKernel) continue;
     std::vector<TensorDesc> ins, outs;
     for (int v : n.inputs) ins.push_back(v == kNoValue ? TensorDesc{} : shapes_[v]);
     for (int v : n.outputs) outs.push_back(shapes_[v]);
@@ -106,12 +131,13 @@ Status ContextImpl::update_shapes() {
       return true;
     };
     if (same(ins, layer_in_[l]) && same(outs, layer_out_[l])) continue;
-    s = kernels_[l]->reshape(ins, outs);
+    s = backend_->reshape(l, ins, outs);
     if (!s.is_ok()) return std::move(s).with_context(fmt::format("layer '{}' ({})", n.name, n.kernel));
     layer_in_[l] = std::move(ins);
     layer_out_[l] = std::move(outs);
   }
   shapes_dirty_ = false;
+  ptrs_dirty_ = true;  // views and kernels may now see different extents
   return Status::ok();
 }
 
@@ -119,10 +145,10 @@ void* ContextImpl::value_ptr(int v) const {
   const auto& st = engine_->model.storage;
   while (st[v].kind == StorageKind::kView) v = st[v].view_of;
   switch (st[v].kind) {
-    case StorageKind::kArena: return arena_ + st[v].arena_offset;
+    case StorageKind::kArena: return backend_->arena() + st[v].arena_offset;
     case StorageKind::kInput: return io_addr_[st[v].io_index];
     case StorageKind::kOutput: return io_addr_[engine_->num_inputs + st[v].io_index];
-    case StorageKind::kConstant: return const_cast<uint8_t*>(graph_->values[v].constant->raw());
+    case StorageKind::kConstant: return const_cast<void*>(backend_->constant(v));
     default: return nullptr;
   }
 }
@@ -136,9 +162,11 @@ Status ContextImpl::update_pointers() {
   const Graph& g = *graph_;
   for (size_t l = 0; l < g.nodes.size(); ++l) {
     const Node& n = g.nodes[l];
-    for (size_t i = 0; i < n.inputs.size(); ++i) in_ptrs_[l][i] = n.inputs[i] == kNoValue ? nullptr : value_ptr(n.inputs[i]);
-    for (size_t i = 0; i < n.outputs.size(); ++i) out_ptrs_[l][i] = value_ptr(n.outputs[i]);
+    for (size_t i = 0; i < n.inputs.size(); ++i)
+      tables_.inputs[l][i] = n.inputs[i] == kNoValue ? nullptr : value_ptr(n.inputs[i]);
+    for (size_t i = 0; i < n.outputs.size(); ++i) tables_.outputs[l][i] = value_ptr(n.outputs[i]);
   }
+  backend_->invalidate();
   ptrs_dirty_ = false;
   return Status::ok();
 }
@@ -157,6 +185,10 @@ Status ContextImpl::set_tensor_address(const std::string& name, void* address) {
   const int io = engine_->io_index(name);
   if (io < 0) return Status(StatusCode::kNotFound, fmt::format("'{}' is not an IO tensor of this engine", name));
   if (!address) return Status(StatusCode::kInvalidArgument, fmt::format("null address for tensor '{}'", name));
+  // GPU kernels use 16-byte vector loads and cuBLASLt algorithms chosen for aligned operands.
+  if (engine_->on_gpu() && reinterpret_cast<uintptr_t>(address) % 16 != 0)
+    return Status(StatusCode::kInvalidArgument,
+                  fmt::format("device address for tensor '{}' must be 16-byte aligned (cudaMalloc memory is)", name));
   if (io_addr_[io] != address) {
     io_addr_[io] = address;
     ptrs_dirty_ = true;
@@ -169,7 +201,7 @@ void* ContextImpl::tensor_address(const std::string& name) const {
   return io < 0 ? nullptr : io_addr_[io];
 }
 
-Status ContextImpl::execute() {
+Status ContextImpl::prepare() {
   if (shapes_dirty_) {
     Status s = update_shapes();
     if (!s.is_ok()) return s;
@@ -178,31 +210,22 @@ Status ContextImpl::execute() {
     Status s = update_pointers();
     if (!s.is_ok()) return s;
   }
-  if (threads > 0) omp_set_num_threads(threads);
-  const size_t n = kernels_.size();
-  if (profiling) timings.resize(n);
-  for (size_t l = 0; l < n; ++l) {
-    cpu::CpuKernel* k = kernels_[l].get();
-    if (!k) continue;
-    std::chrono::steady_clock::time_point t0;
-    if (profiling) t0 = std::chrono::steady_clock::now();
-    Status s = k->run(in_ptrs_[l].data(), out_ptrs_[l].data());
-    if (!s.is_ok()) {
-      const Node& node = graph_->nodes[l];
-      return std::move(s).with_context(fmt::format("layer '{}' ({})", node.name, node.kernel));
-    }
-    if (profiling) {
-      timings[l].name = graph_->nodes[l].name;
-      timings[l].ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-    }
-  }
-  if (profiling) {
-    // Views cost nothing and are left out of the per-layer profile.
-    std::vector<LayerTiming> real;
-    for (size_t l = 0; l < n; ++l) if (kernels_[l]) real.push_back(timings[l]);
-    timings = std::move(real);
-  }
   return Status::ok();
+}
+
+Status ContextImpl::enqueue(void* stream) {
+  Status s = prepare();
+  if (!s.is_ok()) return s;
+  return backend_->enqueue(tables_, stream, nullptr);
+}
+
+Status ContextImpl::execute() {
+  Status s = prepare();
+  if (!s.is_ok()) return s;
+  if (profiling) timings.clear();
+  s = backend_->enqueue(tables_, nullptr, profiling ? &timings : nullptr);
+  if (!s.is_ok()) return s;
+  return backend_->synchronize(nullptr);
 }
 
 Result<std::map<std::string, HostTensor>> ContextImpl::infer(const std::map<std::string, HostTensor>& inputs) {
@@ -221,8 +244,6 @@ Result<std::map<std::string, HostTensor>> ContextImpl::infer(const std::map<std:
                                 dims_to_string(t.shape, ",")));
     Status s = set_input_shape(name, t.shape);
     if (!s.is_ok()) return s;
-    s = set_tensor_address(name, const_cast<uint8_t*>(t.bytes.data()));
-    if (!s.is_ok()) return s;
   }
   for (int i = 0; i < e.num_inputs; ++i)
     if (!inputs.count(e.io_names[i]))
@@ -234,15 +255,67 @@ Result<std::map<std::string, HostTensor>> ContextImpl::infer(const std::map<std:
     HostTensor& t = outputs[e.io_names[i]];
     t.dtype = graph_->values[e.io_values[i]].dtype;
     t.shape = *shape;
-    // At least one byte so that a zero-size output still has a valid address.
-    t.bytes.resize(std::max<size_t>(static_cast<size_t>(volume(t.shape)) * dtype_size(t.dtype), 1));
-    Status s = set_tensor_address(e.io_names[i], t.bytes.data());
+    t.bytes.resize(static_cast<size_t>(volume(t.shape)) * dtype_size(t.dtype));
+  }
+  Status s = e.on_gpu() ? run_staged_on_gpu(inputs, outputs) : run_on_host(inputs, outputs);
+  if (!s.is_ok()) return s;
+  return outputs;
+}
+
+Status ContextImpl::run_on_host(const std::map<std::string, HostTensor>& inputs,
+                                std::map<std::string, HostTensor>& outputs) {
+  // At least one byte so that a zero-size tensor still has a valid address.
+  static uint8_t empty[64];
+  for (const auto& [name, t] : inputs) {
+    Status s = set_tensor_address(name, t.bytes.empty() ? empty : const_cast<uint8_t*>(t.bytes.data()));
     if (!s.is_ok()) return s;
   }
-  Status s = execute();
+  for (auto& [name, t] : outputs) {
+    Status s = set_tensor_address(name, t.bytes.empty() ? empty : t.bytes.data());
+    if (!s.is_ok()) return s;
+  }
+  return execute();
+}
+
+Status ContextImpl::run_staged_on_gpu(const std::map<std::string, HostTensor>& inputs,
+                                      std::map<std::string, HostTensor>& outputs) {
+  const EngineImpl& e = *engine_;
+  if (!staging_) {
+    staging_ = std::make_unique<GpuStaging>();
+    staging_->io.resize(e.io_names.size());
+    auto st = gpu::stream_create();
+    if (!st.is_ok()) return st.status();
+    staging_->stream = *st;
+  }
+  GpuStaging& g = *staging_;
+  for (const auto& [name, t] : inputs) {
+    GpuStaging::Buffer& b = g.io[e.io_index(name)];
+    Status s = g.reserve(b, t.bytes.size());
+    if (!s.is_ok()) return std::move(s).with_context("staging input '" + name + "'");
+    if (!t.bytes.empty()) std::memcpy(b.host, t.bytes.data(), t.bytes.size());
+    s = gpu::copy_to_device_async(b.device, b.host, t.bytes.size(), g.stream);
+    if (!s.is_ok()) return std::move(s).with_context("input '" + name + "'");
+    s = set_tensor_address(name, b.device);
+    if (!s.is_ok()) return s;
+  }
+  for (auto& [name, t] : outputs) {
+    Status s = g.reserve(g.io[e.io_index(name)], t.bytes.size());
+    if (!s.is_ok()) return std::move(s).with_context("staging output '" + name + "'");
+    s = set_tensor_address(name, g.io[e.io_index(name)].device);
+    if (!s.is_ok()) return s;
+  }
+  Status s = enqueue(g.stream);
   if (!s.is_ok()) return s;
-  for (auto& [name, t] : outputs) t.bytes.resize(static_cast<size_t>(volume(t.shape)) * dtype_size(t.dtype));
-  return outputs;
+  for (auto& [name, t] : outputs) {
+    const GpuStaging::Buffer& b = g.io[e.io_index(name)];
+    s = gpu::copy_to_host_async(b.host, b.device, t.bytes.size(), g.stream);
+    if (!s.is_ok()) return std::move(s).with_context("output '" + name + "'");
+  }
+  s = gpu::stream_synchronize(g.stream);
+  if (!s.is_ok()) return s;
+  for (auto& [name, t] : outputs)
+    if (!t.bytes.empty()) std::memcpy(t.bytes.data(), g.io[e.io_index(name)].host, t.bytes.size());
+  return Status::ok();
 }
 
 // Public wrappers.
@@ -257,7 +330,9 @@ Status ExecutionContext::set_tensor_address(const std::string& name, void* addre
 }
 void* ExecutionContext::tensor_address(const std::string& name) const { return impl_->tensor_address(name); }
 Status ExecutionContext::execute() { return impl_->execute(); }
-void ExecutionContext::set_num_threads(int threads) { impl_->threads = threads; }
+Status ExecutionContext::enqueue(void* stream) { return impl_->enqueue(stream); }
+void ExecutionContext::set_cuda_graph(bool on) { impl_->backend().set_cuda_graph(on); }
+void ExecutionContext::set_num_threads(int threads) { impl_->backend().set_threads(threads); }
 void ExecutionContext::set_profiling(bool on) { impl_->profiling = on; }
 const std::vector<LayerTiming>& ExecutionContext::last_layer_timings() const { return impl_->timings; }
 Result<std::map<std::string, HostTensor>> ExecutionContext::infer(const std::map<std::string, HostTensor>& inputs) {

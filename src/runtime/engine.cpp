@@ -15,13 +15,17 @@ namespace kiln {
 
 const char* version() { return KILN_VERSION; }
 
+#ifndef KILN_WITH_CUDA
+Result<std::shared_ptr<const BackendEngine>> load_cuda_backend(const EngineModel& model) {
+  return Status(StatusCode::kUnsupported,
+                "engine was built for a CUDA GPU, but this build of Kiln has no CUDA backend (configure with -DKILN_CUDA=ON)");
+}
+#endif
+
 Result<std::shared_ptr<EngineImpl>> EngineImpl::create(EngineModel model) {
   auto e = std::make_shared<EngineImpl>();
   e->model = std::move(model);
   const Graph& g = e->model.graph;
-  if (e->model.device != "cpu")
-    return Status(StatusCode::kVersionMismatch,
-                  fmt::format("engine was built for device '{}', this runtime runs CPU engines only", e->model.device));
   for (int v : g.inputs) {
     e->io_values.push_back(v);
     e->io_names.push_back(g.values[v].name);
@@ -31,26 +35,13 @@ Result<std::shared_ptr<EngineImpl>> EngineImpl::create(EngineModel model) {
     e->io_values.push_back(v);
     e->io_names.push_back(g.values[v].name);
   }
-  for (const Node& n : g.nodes) {
-    std::vector<const Tensor*> consts;
-    for (int v : n.inputs) consts.push_back(g.is_constant(v) ? &*g.values[v].constant : nullptr);
-    const cpu::CpuKernelDef* def = nullptr;
-    std::shared_ptr<const void> shared;
-    if (n.kernel != kViewKernel) {
-      def = cpu::KernelRegistry::instance().find(n.kernel);
-      if (!def) return Status(StatusCode::kUnsupported, "unknown kernel '" + n.kernel + "'").with_context(n.describe());
-      Status s = def->supports ? def->supports(n, g) : Status::ok();
-      if (!s.is_ok()) return std::move(s).with_context(fmt::format("layer '{}' ({})", n.name, n.kernel));
-      if (def->prepare) {
-        auto r = def->prepare(n, g);
-        if (!r.is_ok()) return std::move(r).take_status().with_context(fmt::format("layer '{}' ({})", n.name, n.kernel));
-        shared = std::move(r).value();
-      }
-    }
-    e->kernels.push_back(def);
-    e->shared.push_back(std::move(shared));
-    e->constants.push_back(std::move(consts));
-  }
+  auto backend = e->model.device == "cpu"    ? load_cpu_backend(e->model)
+                 : e->model.device == "cuda" ? load_cuda_backend(e->model)
+                                             : Result<std::shared_ptr<const BackendEngine>>(Status(
+                                                   StatusCode::kVersionMismatch,
+                                                   fmt::format("engine was built for unknown device '{}'", e->model.device)));
+  if (!backend.is_ok()) return backend.status();
+  e->backend = std::move(backend).value();
   return e;
 }
 
@@ -79,6 +70,7 @@ std::string EngineImpl::inspect_json() const {
   j["producer"] = g.producer;
   j["onnx_opset"] = g.onnx_opset;
   j["build_flags"] = json::parse(model.build_flags_json, nullptr, false);
+  j["runtime_device"] = json::parse(backend->describe_json(), nullptr, false);
   j["profiles"] = json::array();
   for (size_t i = 0; i < model.profiles.size(); ++i)
     j["profiles"].push_back({{"input", g.values[g.inputs[i]].name},

@@ -4,8 +4,8 @@
 #include <string>
 #include <vector>
 
-#include "backends/cpu/cpu_kernel.h"
 #include "engine/engine_model.h"
+#include "runtime/backend.h"
 #include "kiln/runtime.h"
 
 namespace kiln {
@@ -18,14 +18,14 @@ class EngineImpl {
   std::vector<int> io_values;         // value id per IO index (inputs, then outputs)
   std::vector<std::string> io_names;  // name per IO index
   int num_inputs = 0;
-  // Per layer: kernel definition (null for views), load-time shared state, constant inputs.
-  std::vector<const cpu::CpuKernelDef*> kernels;
-  std::vector<std::shared_ptr<const void>> shared;
-  std::vector<std::vector<const Tensor*>> constants;
+  std::shared_ptr<const BackendEngine> backend;  // CPU or CUDA, by model.device
+  bool on_gpu() const { return model.device == "cuda"; }
 
   int io_index(const std::string& name) const;  // -1 if not an IO tensor
   std::string inspect_json() const;
 };
+
+struct GpuStaging;
 
 class ContextImpl {
  public:
@@ -37,28 +37,33 @@ class ContextImpl {
   Status set_tensor_address(const std::string& name, void* address);
   void* tensor_address(const std::string& name) const;
   Status execute();
+  Status enqueue(void* stream);
   Result<std::map<std::string, HostTensor>> infer(const std::map<std::string, HostTensor>& inputs);
 
-  int threads = 0;
   bool profiling = false;
   std::vector<LayerTiming> timings;
+  BackendContext& backend() { return *backend_; }
 
  private:
   Status update_shapes();    // concrete shapes + kernel reshape, when input shapes changed
   Status update_pointers();  // per-layer pointer tables, when addresses or shapes changed
+  Status prepare();          // both of the above, when needed
+  // infer()'s two ways to run: on host addresses, or (CUDA) host -> pinned staging -> device and back.
+  Status run_on_host(const std::map<std::string, HostTensor>& inputs, std::map<std::string, HostTensor>& outputs);
+  Status run_staged_on_gpu(const std::map<std::string, HostTensor>& inputs,
+                           std::map<std::string, HostTensor>& outputs);
   void* value_ptr(int v) const;
 
   std::shared_ptr<const EngineImpl> engine_;
   const Graph* graph_ = nullptr;
-  uint8_t* arena_ = nullptr;
+  std::unique_ptr<BackendContext> backend_;
   std::vector<Dims> input_shapes_;
   std::vector<char> input_shape_set_;
   std::vector<void*> io_addr_;
   std::vector<TensorDesc> shapes_;
-  std::vector<std::unique_ptr<cpu::CpuKernel>> kernels_;
   std::vector<std::vector<TensorDesc>> layer_in_, layer_out_;
-  std::vector<std::vector<const void*>> in_ptrs_;
-  std::vector<std::vector<void*>> out_ptrs_;
+  PointerTables tables_;
+  std::unique_ptr<GpuStaging> staging_;  // one-call API buffers of CUDA engines, made on first use
   bool shapes_dirty_ = true;
   bool ptrs_dirty_ = true;
 };

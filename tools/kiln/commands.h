@@ -31,6 +31,7 @@ struct RunOptions {
   std::string export_output, export_times, export_profile, export_json;
   bool dump_profile = false;
   bool separate_profile_run = false;
+  bool use_cuda_graph = false, no_data_transfers = false, use_spin_wait = false;
 };
 CLI::App* add_run_command(CLI::App& app, RunOptions* opts);
 int run_run(const RunOptions& opts);

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <filesystem>
 #include <set>
+#include <tuple>
 
 #include <fmt/format.h>
 
@@ -30,7 +31,8 @@ Status check_readable(const std::string& flag, const std::string& path) {
 
 bool BuildFlags::any_build_only_flag() const {
   return !save_engine.empty() || !min_shapes.empty() || !opt_shapes.empty() || !max_shapes.empty() ||
-         !disabled_passes.empty() || device != "cpu";
+         !disabled_passes.empty() || device != "cpu" || fp16 || no_tf32 || best || !timing_cache_file.empty() ||
+         !input_formats.empty() || !output_formats.empty();
 }
 
 std::string default_profile_note() {
@@ -53,13 +55,54 @@ void add_build_flags(CLI::App* cmd, BuildFlags* flags) {
   cmd->add_option("--disablePass", flags->disabled_passes,
                   "Skip these optimization passes (comma-separated; see `kiln build --listPasses`)")
       ->type_name("NAME,...");
+  cmd->add_flag("--fp16", flags->fp16, "Let layers run in FP16 (CUDA); engine IO stays FP32 unless IO formats say fp16");
+  cmd->add_flag("--noTF32", flags->no_tf32, "FP32 GEMMs use full FP32 math instead of TF32 tensor cores (CUDA)");
+  cmd->add_flag("--best", flags->best, "Fastest precision available: FP16 with TF32 (INT8 is not available yet)");
+  cmd->add_option("--timingCacheFile", flags->timing_cache_file,
+                  "Read tactic timings from and add new ones to this file (CUDA)")
+      ->type_name("FILE");
+  cmd->add_option("--inputIOFormats", flags->input_formats,
+                  "Engine input formats in input order, e.g. fp16:chw (fp32 or fp16, linear layouts)")
+      ->type_name("FMT,...")
+      ->delimiter(',');
+  cmd->add_option("--outputIOFormats", flags->output_formats,
+                  "Engine output formats in output order, e.g. fp16:chw")
+      ->type_name("FMT,...")
+      ->delimiter(',');
   cmd->add_flag("--verbose", flags->verbose, "Log what the builder does");
+}
+
+Result<DataType> parse_io_format(const std::string& flag, const std::string& text) {
+  const size_t colon = text.find(':');
+  const std::string type = text.substr(0, colon);
+  const std::string layout = colon == std::string::npos ? "chw" : text.substr(colon + 1);
+  DataType dt = DataType::kUndefined;
+  if (type == "fp32") dt = DataType::kFloat32;
+  else if (type == "fp16") dt = DataType::kFloat16;
+  else
+    return Status(StatusCode::kInvalidArgument,
+                  fmt::format("{}: type '{}' in '{}' is not supported (fp32, fp16)", flag, type, text));
+  // Kiln's tensors are always linear (row-major); these are the trtexec names for linear layouts.
+  if (layout != "chw" && layout != "linear")
+    return Status(StatusCode::kInvalidArgument,
+                  fmt::format("{}: layout '{}' in '{}' is not supported (chw or linear)", flag, layout, text));
+  return dt;
 }
 
 Result<BuilderConfig> make_builder_config(const BuildFlags& flags) {
   BuilderConfig config;
   config.device = flags.device;
   config.verbose = flags.verbose;
+  config.fp16 = flags.fp16 || flags.best;
+  config.tf32 = !flags.no_tf32;
+  config.timing_cache_file = flags.timing_cache_file;
+  for (auto [flag, texts, out] : {std::tuple{"--inputIOFormats", &flags.input_formats, &config.input_formats},
+                                  std::tuple{"--outputIOFormats", &flags.output_formats, &config.output_formats}})
+    for (const std::string& t : *texts) {
+      Result<DataType> dt = parse_io_format(flag, t);
+      if (!dt.is_ok()) return std::move(dt).take_status();
+      out->push_back(*dt);
+    }
   for (const std::string& pass : split_list(flags.disabled_passes)) config.disabled_passes.insert(pass);
 
   struct Part {
@@ -135,7 +178,14 @@ std::string format_build_summary(const BuiltEngine& built, const BuildFlags& fla
   out += fmt::format("[I] ONNX nodes: {} -> layers after fusion: {} (+{} views)\n", s.onnx_nodes, s.layers,
                      s.view_layers);
   out += fmt::format("[I] Weights: {}\n", format_bytes(s.weight_bytes));
+  out += fmt::format("[I] Target: {}\n", s.target);
   out += fmt::format("[I] Activation arena: {}\n", format_bytes(s.arena_bytes));
+  if (flags.device == "cuda") {
+    out += fmt::format("[I] Precision: {}{}\n", flags.fp16 || flags.best ? "FP16" : "FP32",
+                       flags.no_tf32 ? " (TF32 off)" : " (TF32 allowed)");
+    out += fmt::format("[I] Tactics timed: {}, timing cache hits: {}\n", s.tactics_timed, s.timing_cache_hits);
+    out += fmt::format("[I] Peak GPU memory in use during the build: {}\n", format_bytes(s.peak_device_memory));
+  }
   out += fmt::format("[I] Passes run: {}\n", s.passes_run.empty() ? "(none)" : join(s.passes_run, ", "));
   for (const std::string& input : engine_inputs(*built.engine)) {
     Result<ShapeProfile> p = built.engine->profile_shapes(input);

@@ -19,16 +19,23 @@ struct BuildFlags {
   std::string device = "cpu";
   std::vector<std::string> disabled_passes;
   bool verbose = false;
+  bool fp16 = false, no_tf32 = false, best = false;
+  std::string timing_cache_file;
+  std::vector<std::string> input_formats, output_formats;  // "fp16:chw" per IO tensor, in order
 
   // True when a flag that only matters for building was given (an error next to --loadEngine).
   bool any_build_only_flag() const;
 };
 
-// Adds --onnx, --saveEngine, --minShapes/--optShapes/--maxShapes, --device, --disablePass, --verbose.
+// Adds --onnx, --saveEngine, --minShapes/--optShapes/--maxShapes, --device, --disablePass, --verbose,
+// and the precision flags --fp16/--noTF32/--best, --inputIOFormats/--outputIOFormats, --timingCacheFile.
 void add_build_flags(CLI::App* cmd, BuildFlags* flags);
 
 // Help text explaining the default profile for dynamic dims.
 std::string default_profile_note();
+
+// "fp16:chw" -> kFloat16; the formats trtexec names for linear layouts of fp32/fp16 only.
+Result<DataType> parse_io_format(const std::string& flag, const std::string& text);
 
 // Turns the flags into a BuilderConfig; an input named in only some of min/opt/max is an error.
 // (min <= opt <= max and rank checks are the library's.)

@@ -11,6 +11,7 @@
 
 #include "cli_common.h"
 #include "commands.h"
+#include "executor.h"
 #include "idx_reader.h"
 #include "io_binding.h"
 #include "progress.h"
@@ -200,6 +201,7 @@ Status eval_checked(const EvalOptions& opts) {
   const int64_t pixels = data.rows * data.cols;
   int64_t correct = 0, bound_n = -1;
   Bindings io;
+  std::unique_ptr<Executor> exec;  // after io: it points into io's buffers
   ProgressBar bar("Evaluating");
   const auto t0 = std::chrono::steady_clock::now();
   for (int64_t first = 0; first < data.count; first += batch) {
@@ -208,15 +210,24 @@ Status eval_checked(const EvalOptions& opts) {
     if (run_n != bound_n) {
       Result<Dims> dims = input_dims_for(engine_dims, data, run_n, in_name);
       if (!dims.is_ok()) return std::move(dims).take_status();
+      exec.reset();
       Result<Bindings> b = bind_io(engine, ctx, {{in_name, dims.value()}}, "--batch");
       if (!b.is_ok()) return std::move(b).take_status();
       io = std::move(b).value();
+      if (io.outputs[0].dtype != DataType::kFloat32)
+        return Status(StatusCode::kUnsupported, fmt::format("output '{}' is {}; eval needs float32 logits",
+                                                            io.outputs[0].name, dtype_name(io.outputs[0].dtype)));
+      Result<std::unique_ptr<Executor>> x = Executor::create(engine, ctx, io, {});
+      if (!x.is_ok()) return std::move(x).take_status();
+      exec = std::move(x).value();
       bound_n = run_n;
     }
     float* x = reinterpret_cast<float*>(io.inputs[0].buffer.data());
     const uint8_t* px = data.images.data.data() + first * pixels;
     for (int64_t i = 0; i < n * pixels; ++i) x[i] = lut[px[i]];
-    Status s = ctx.execute();
+    Status s = exec->upload_inputs();
+    if (s.is_ok()) s = ctx.execute();
+    if (s.is_ok()) s = exec->fetch_outputs();
     if (!s.is_ok()) return std::move(s).with_context(fmt::format("images {}..{}", first, first + n - 1));
 
     const BoundTensor& out = io.outputs[0];

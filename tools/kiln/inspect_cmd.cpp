@@ -108,6 +108,12 @@ std::string format_inspection(const nlohmann::json& doc) {
       out += fmt::format("      in:  {}\n", tensors_text(member(l, "inputs")));
       out += fmt::format("      out: {}\n", tensors_text(member(l, "outputs")));
       out += fmt::format("      from ONNX: {}\n", strings_text(member(l, "origins")));
+      const json& attrs = member(l, "attributes");
+      if (member(attrs, "kiln_tactic").is_string()) {
+        const json& ms = member(attrs, "kiln_tactic_ms");
+        out += fmt::format("      tactic: {}{}\n", attrs["kiln_tactic"].get<std::string>(),
+                           ms.is_number() ? fmt::format(" ({:.4f} ms at the opt shape)", ms.get<double>()) : "");
+      }
     }
   }
   const size_t nlayers = layers.is_array() ? layers.size() : 0;

@@ -71,6 +71,8 @@ Result<Bindings> bind_io(const Engine& engine, ExecutionContext& context, const 
     if (!t.is_ok()) return std::move(t).take_status();
     b.outputs.push_back(std::move(t).value());
   }
+  // CUDA engines take device addresses: the Executor binds its device mirrors instead.
+  if (engine.device() != "cpu") return b;
   for (auto* list : {&b.inputs, &b.outputs}) {
     for (BoundTensor& t : *list) {
       Status s = context.set_tensor_address(t.name, t.buffer.data());

@@ -24,7 +24,8 @@ struct Bindings {
 };
 
 // Sets each input's shape (from `shapes`, else the static shape, else the profile's opt shape), then
-// allocates zero-initialized buffers for all IO tensors and binds them to the context. `shapes_flag`
+// allocates zero-initialized host buffers for all IO tensors and, for CPU engines, binds them to the
+// context (CUDA engines get device buffers from the Executor). `shapes_flag`
 // names the flag in errors ("--shapes"). Names in `shapes` that are not inputs are an error listing the
 // engine's inputs.
 Result<Bindings> bind_io(const Engine& engine, ExecutionContext& context, const std::map<std::string, Dims>& shapes,

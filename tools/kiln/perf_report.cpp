@@ -9,12 +9,22 @@ PerfSummary summarize(const std::vector<TimedRun>& runs, int64_t batch) {
   s.batch = batch;
   s.runs = runs.size();
   if (runs.empty()) return s;
-  std::vector<double> latencies;
-  latencies.reserve(runs.size());
-  for (const TimedRun& r : runs) latencies.push_back(r.end_ms - r.start_ms);
-  s.latency = compute_stats(std::move(latencies));
+  s.gpu = runs.front().gpu;
+  std::vector<double> latency, enqueue, h2d, compute, d2h;
+  for (const TimedRun& r : runs) {
+    latency.push_back(r.gpu ? r.h2d_ms + r.compute_ms + r.d2h_ms : r.end_ms - r.start_ms);
+    enqueue.push_back(r.gpu ? r.enqueue_ms : r.end_ms - r.start_ms);
+    h2d.push_back(r.h2d_ms);
+    compute.push_back(r.gpu ? r.compute_ms : r.end_ms - r.start_ms);
+    d2h.push_back(r.d2h_ms);
+  }
+  s.latency = compute_stats(std::move(latency));
+  s.enqueue = compute_stats(std::move(enqueue));
+  s.h2d = compute_stats(std::move(h2d));
+  s.compute = compute_stats(std::move(compute));
+  s.d2h = compute_stats(std::move(d2h));
   s.walltime_s = (runs.back().end_ms - runs.front().start_ms) / 1000.0;
-  s.total_compute_s = s.latency.total / 1000.0;
+  s.total_compute_s = s.compute.total / 1000.0;
   s.qps = s.walltime_s > 0 ? static_cast<double>(s.runs) / s.walltime_s : 0.0;
   s.samples_per_s = s.qps * static_cast<double>(batch);
   return s;
@@ -33,11 +43,17 @@ std::string format_summary(const PerfSummary& s) {
   out += "[I] === Performance summary ===\n";
   out += fmt::format("[I] Throughput: {:.2f} qps ({:.1f} samples/s at batch {})\n", s.qps, s.samples_per_s, s.batch);
   out += fmt::format("[I] Latency: {}\n", stats);
-  out += fmt::format("[I] Enqueue Time: {}\n", stats);
-  out += fmt::format("[I] Compute Time: {}\n", stats);
-  out += "[I] Note: on the CPU execute() is synchronous, so enqueue time and compute time equal latency.\n";
+  out += fmt::format("[I] Enqueue Time: {}\n", format_stats_ms(s.enqueue));
+  if (s.gpu) {
+    out += fmt::format("[I] H2D Latency: {}\n", format_stats_ms(s.h2d));
+    out += fmt::format("[I] GPU Compute Time: {}\n", format_stats_ms(s.compute));
+    out += fmt::format("[I] D2H Latency: {}\n", format_stats_ms(s.d2h));
+  } else {
+    out += fmt::format("[I] Compute Time: {}\n", stats);
+    out += "[I] Note: on the CPU execute() is synchronous, so enqueue time and compute time equal latency.\n";
+  }
   out += fmt::format("[I] Total Host Walltime: {:.3f} s\n", s.walltime_s);
-  out += fmt::format("[I] Total Compute Time: {:.3f} s\n", s.total_compute_s);
+  out += fmt::format("[I] Total {}Compute Time: {:.3f} s\n", s.gpu ? "GPU " : "", s.total_compute_s);
   out += fmt::format("[I] Timed runs: {}\n", s.runs);
   if (s.latency.cv_percent > kUnstableCvPercent) {
     out += fmt::format("[W] * Latency is unstable, with coefficient of variance = {:.2f}%.\n", s.latency.cv_percent);
@@ -49,20 +65,23 @@ std::string format_summary(const PerfSummary& s) {
 nlohmann::ordered_json times_to_json(const std::vector<TimedRun>& runs) {
   nlohmann::ordered_json out = nlohmann::ordered_json::array();
   for (const TimedRun& r : runs) {
-    const double ms = r.end_ms - r.start_ms;
+    const double host = r.end_ms - r.start_ms;
+    const double h2d = r.gpu ? r.h2d_ms : 0.0, compute = r.gpu ? r.compute_ms : host, d2h = r.gpu ? r.d2h_ms : 0.0;
+    // GPU stage boundaries are placed on the host timeline from the run's start (events carry durations).
+    const double enq = r.gpu ? r.enqueue_ms : host;
     out.push_back({{"startEnqMs", r.start_ms},
-                   {"endEnqMs", r.end_ms},
+                   {"endEnqMs", r.start_ms + enq},
                    {"startH2dMs", r.start_ms},
-                   {"endH2dMs", r.start_ms},
-                   {"startComputeMs", r.start_ms},
-                   {"endComputeMs", r.end_ms},
-                   {"startD2hMs", r.end_ms},
-                   {"endD2hMs", r.end_ms},
-                   {"h2dMs", 0.0},
-                   {"computeMs", ms},
-                   {"d2hMs", 0.0},
-                   {"latencyMs", ms},
-                   {"enqMs", ms}});
+                   {"endH2dMs", r.start_ms + h2d},
+                   {"startComputeMs", r.start_ms + h2d},
+                   {"endComputeMs", r.start_ms + h2d + compute},
+                   {"startD2hMs", r.start_ms + h2d + compute},
+                   {"endD2hMs", r.start_ms + h2d + compute + d2h},
+                   {"h2dMs", h2d},
+                   {"computeMs", compute},
+                   {"d2hMs", d2h},
+                   {"latencyMs", h2d + compute + d2h},
+                   {"enqMs", enq}});
   }
   return out;
 }

@@ -11,10 +11,16 @@
 
 namespace kiln::cli {
 
-// One timed execute(), in ms since the first timed run started.
+// One timed inference: host start/end in ms since the first timed run started, and stage durations.
+// On the CPU an inference is one synchronous execute(): enqueue = compute = end - start, no H2D/D2H.
+// On a GPU the stages come from CUDA events: H2D copies, GPU compute, D2H copies; enqueue is the host
+// time of the enqueue call.
 struct TimedRun {
   double start_ms = 0;
   double end_ms = 0;
+  double enqueue_ms = 0;
+  double h2d_ms = 0, compute_ms = 0, d2h_ms = 0;
+  bool gpu = false;
 };
 
 struct PerfSummary {
@@ -24,8 +30,9 @@ struct PerfSummary {
   double total_compute_s = 0;  // sum of per-run latencies
   double qps = 0;              // runs / walltime
   double samples_per_s = 0;    // qps * batch
-  // On the CPU an execute() is synchronous: enqueue, compute and end-to-end latency are one interval.
-  TimingStats latency;
+  bool gpu = false;
+  // Latency: CPU = host end - start; GPU = H2D + compute + D2H (trtexec's definition).
+  TimingStats latency, enqueue, h2d, compute, d2h;
 };
 
 PerfSummary summarize(const std::vector<TimedRun>& runs, int64_t batch);

@@ -10,6 +10,7 @@
 
 #include "cli_common.h"
 #include "commands.h"
+#include "executor.h"
 #include "io_binding.h"
 #include "layer_profile.h"
 #include "perf_report.h"
@@ -47,6 +48,10 @@ CLI::App* add_run_command(CLI::App& app, RunOptions* opts) {
       ->type_name("FILE");
   cmd->add_flag("--separateProfileRun", opts->separate_profile_run,
                 "Profile layers in separate runs so the timed runs are not perturbed");
+  cmd->add_flag("--useCudaGraph", opts->use_cuda_graph, "CUDA: capture the layers into a CUDA graph and replay it");
+  cmd->add_flag("--noDataTransfers", opts->no_data_transfers,
+                "CUDA: time device-resident runs (no H2D/D2H copies in the timed loop)");
+  cmd->add_flag("--useSpinWait", opts->use_spin_wait, "CUDA: wait for each run by spinning instead of blocking");
   cmd->add_option("--exportJSON", opts->export_json, "Write the performance summary as JSON")->type_name("FILE");
   cmd->footer("The run ends once both --iterations and --duration are reached. Batch in throughput = dim 0 of the "
               "first input.\n" +
@@ -101,19 +106,22 @@ Status fill_inputs(const RunOptions& opts, const Engine& engine, Bindings& io) {
 }
 
 // Runs until both the iteration count and the duration are reached; records runs and/or layer times.
-Status timed_loop(ExecutionContext& ctx, const RunOptions& opts, const char* label, std::vector<TimedRun>* runs,
-                  LayerProfile* profile) {
+Status timed_loop(Executor& exec, ExecutionContext& ctx, const RunOptions& opts, const char* label,
+                  std::vector<TimedRun>* runs, LayerProfile* profile) {
   ProgressBar bar(label);
   if (runs) runs->reserve(static_cast<size_t>(opts.iterations));
   const Clock::time_point t0 = Clock::now();
   for (int i = 0;; ++i) {
     const double elapsed_s = ms_between(t0, Clock::now()) / 1000.0;
     if (i >= opts.iterations && elapsed_s >= opts.duration_s) break;
+    TimedRun run;
     const Clock::time_point start = Clock::now();
-    Status s = ctx.execute();
+    Status s = profile ? ctx.execute() : exec.run(&run);
     const Clock::time_point end = Clock::now();
     if (!s.is_ok()) return std::move(s).with_context(fmt::format("{} iteration {}", label, i));
-    if (runs) runs->push_back({ms_between(t0, start), ms_between(t0, end)});
+    run.start_ms = ms_between(t0, start);
+    run.end_ms = ms_between(t0, end);
+    if (runs) runs->push_back(run);
     if (profile) profile->add_run(ctx.last_layer_timings());
     if (bar.enabled()) {
       const double by_iters = static_cast<double>(i + 1) / opts.iterations;
@@ -138,7 +146,7 @@ Json summary_to_json(const RunOptions& opts, const Engine& engine, const Binding
   Json shapes = Json::object();
   for (const BoundTensor& t : io.inputs) shapes[t.name] = dims_to_string(t.dims);
   const Json stats = stats_to_json(s.latency);
-  return {{"engine", opts.load_engine.empty() ? Json() : Json(opts.load_engine)},
+  Json doc = {{"engine", opts.load_engine.empty() ? Json() : Json(opts.load_engine)},
           {"onnx", opts.build.onnx.empty() ? Json() : Json(opts.build.onnx)},
           {"device", engine.device()},
           {"kiln_version", version()},
@@ -150,11 +158,20 @@ Json summary_to_json(const RunOptions& opts, const Engine& engine, const Binding
           {"throughput_qps", s.qps},
           {"throughput_samples_per_s", s.samples_per_s},
           {"latency_ms", stats},
-          {"enqueue_ms", stats},
-          {"compute_ms", stats},
+          {"enqueue_ms", stats_to_json(s.enqueue)},
+          {"compute_ms", stats_to_json(s.compute)},
           {"total_host_walltime_s", s.walltime_s},
           {"total_compute_time_s", s.total_compute_s},
           {"latency_unstable", s.latency.cv_percent > kUnstableCvPercent}};
+  if (s.gpu) {
+    doc["target"] = engine.target();
+    doc["h2d_ms"] = stats_to_json(s.h2d);
+    doc["d2h_ms"] = stats_to_json(s.d2h);
+    doc["use_cuda_graph"] = opts.use_cuda_graph;
+    doc["no_data_transfers"] = opts.no_data_transfers;
+    doc["use_spin_wait"] = opts.use_spin_wait;
+  }
+  return doc;
 }
 
 Status export_json(const std::string& flag, const std::string& path, const Json& doc) {
@@ -165,11 +182,12 @@ Status export_json(const std::string& flag, const std::string& path, const Json&
 }
 
 // Runs for `ms` milliseconds so caches, page mappings and kernel JIT are settled before timing.
-Status warm_up(ExecutionContext& ctx, double ms) {
+Status warm_up(Executor& exec, double ms) {
   int runs = 0;
   const Clock::time_point start = Clock::now();
   while (ms_between(start, Clock::now()) < ms) {
-    Status s = ctx.execute();
+    TimedRun ignored;
+    Status s = exec.run(&ignored);
     if (!s.is_ok()) return std::move(s).with_context("warm-up");
     ++runs;
   }
@@ -183,8 +201,9 @@ Status run_checked(const RunOptions& opts) {
   }
   if (!opts.load_engine.empty() && opts.build.any_build_only_flag()) {
     return Status(StatusCode::kInvalidArgument,
-                  "run: build flags (--saveEngine, --minShapes/--optShapes/--maxShapes, --device, --disablePass) "
-                  "need --onnx, not --loadEngine");
+                  "run: build flags (--saveEngine, --minShapes/--optShapes/--maxShapes, --device, --disablePass, "
+                  "--fp16, --noTF32, --best, --timingCacheFile, --inputIOFormats/--outputIOFormats) need --onnx, "
+                  "not --loadEngine");
   }
   Result<std::vector<NamedShape>> shape_list = parse_shapes("--shapes", opts.shapes);
   if (!shape_list.is_ok()) return std::move(shape_list).take_status();
@@ -212,27 +231,41 @@ Status run_checked(const RunOptions& opts) {
   if (opts.separate_profile_run && !profiling) {
     report_note("--separateProfileRun has no effect without --dumpProfile or --exportProfile");
   }
-  fmt::print("[I] Device: {}, threads: {}\n", engine.device(),
-             opts.threads > 0 ? std::to_string(opts.threads) : std::string("library default"));
+  Result<std::unique_ptr<Executor>> exec_or =
+      Executor::create(engine, ctx, io, {opts.use_cuda_graph, opts.no_data_transfers, opts.use_spin_wait});
+  if (!exec_or.is_ok()) return std::move(exec_or).take_status();
+  Executor& exec = *exec_or.value();
+  if (exec.on_gpu()) {
+    fmt::print("[I] Device: {}{}{}{}\n", engine.target(), opts.use_cuda_graph ? ", CUDA graph" : "",
+               opts.no_data_transfers ? ", no data transfers" : "", opts.use_spin_wait ? ", spin wait" : "");
+  } else {
+    fmt::print("[I] Device: {}, threads: {}\n", engine.device(),
+               opts.threads > 0 ? std::to_string(opts.threads) : std::string("library default"));
+    if (opts.use_cuda_graph || opts.no_data_transfers || opts.use_spin_wait)
+      report_note("--useCudaGraph, --noDataTransfers and --useSpinWait apply to CUDA engines only");
+  }
   fmt::print("[I] Warm-up {} ms, then at least {} iterations and {} s\n", opts.warmup_ms, opts.iterations,
              opts.duration_s);
 
-  s = warm_up(ctx, opts.warmup_ms);
+  s = warm_up(exec, opts.warmup_ms);
   if (!s.is_ok()) return s;
 
   LayerProfile profile;
-  const bool profile_inline = profiling && !opts.separate_profile_run;
+  // GPU layer timing needs events around every layer (no graph, no overlap): always its own runs.
+  const bool profile_inline = profiling && !opts.separate_profile_run && !exec.on_gpu();
   ctx.set_profiling(profile_inline);
   std::vector<TimedRun> runs;
-  s = timed_loop(ctx, opts, "Timing", &runs, profile_inline ? &profile : nullptr);
+  s = timed_loop(exec, ctx, opts, "Timing", &runs, profile_inline ? &profile : nullptr);
   if (!s.is_ok()) return s;
-  if (profiling && opts.separate_profile_run) {
+  if (profiling && !profile_inline) {
     ctx.set_profiling(true);
-    s = timed_loop(ctx, opts, "Profiling", nullptr, &profile);
+    s = timed_loop(exec, ctx, opts, "Profiling", nullptr, &profile);
     ctx.set_profiling(false);
     if (!s.is_ok()) return s;
   }
 
+  s = exec.fetch_outputs();
+  if (!s.is_ok()) return std::move(s).with_context("fetching outputs");
   const PerfSummary summary = summarize(runs, batch);
   fmt::print("{}", format_summary(summary));
   if (opts.dump_profile) fmt::print("{}", profile.format_table());

@@ -33,6 +33,9 @@ struct DeviceInfo {
   std::string describe() const;
 };
 
+// What an engine records about the GPU it was built for (JSON object text).
+std::string device_json(const DeviceInfo& d);
+
 // The current device's description, or an error naming why no GPU can be used (no driver, no device).
 Result<DeviceInfo> current_device();
 

@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Runs on the GPU machine from the bundle scripts/gpu-test.sh makes (run from the repository root).
+# Writes to $OUT: <date>-<gpu>-gpu.md (the record for bench/results/), tests.xml, log.txt and the
+# `kiln run` JSON summaries. KILN_GPU_STEPS limits the steps (default "tests cli").
+set -u
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+OUT=${OUT:-$HERE/out}
+mkdir -p "$OUT"
+WORK=$(mktemp -d /tmp/kiln-gpu.XXXXXX)
+STEPS=${KILN_GPU_STEPS:-tests cli}
+
+main() {
+  mkdir -p "$WORK/lib" "$WORK/engines"
+  cp -L "$HERE"/lib/* "$WORK/lib/"
+  for f in "$WORK"/lib/*.xz; do [[ -e "$f" ]] && xz -d "$f"; done
+  # oneDNN's loader wants libOpenCL.so.1 even on the CPU path; the machine has none.
+  export LD_LIBRARY_PATH="$WORK/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
+  chmod +x "$HERE"/bin/*
+  local gpu driver date commit
+  gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)
+  driver=$(nvidia-smi --query-gpu=driver_version --format=csv,noheader | head -1)
+  date=$(date -u +%F)
+  commit=$(cat "$HERE/COMMIT")
+  local tag=gpu
+  case "$gpu" in *H100*) tag=h100 ;; *H200*) tag=h200 ;; esac
+  local md="$OUT/$date-$tag-gpu.md"
+  {
+    echo "# Kiln GPU run: $gpu"
+    echo
+    echo "- date: $date (UTC), commit: $commit"
+    echo "- GPU: $gpu, driver $driver, $(nvcc --version 2> /dev/null | tail -1)"
+    echo "- host: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+    echo
+  } > "$md"
+  ldd "$HERE/bin/kiln" | grep 'not found' && echo "=== missing libraries above"
+
+  if [[ " $STEPS " == *" tests "* ]]; then
+    echo "=== kiln_tests with KILN_TEST_CUDA=require"
+    KILN_TEST_CUDA=require "$HERE/bin/kiln_tests" --gtest_brief=1 --gtest_output=xml:"$OUT/tests.xml" 2>&1 | tail -60
+    local rc=${PIPESTATUS[0]}
+    python3 - "$OUT/tests.xml" >> "$md" << 'PY'
+import sys, xml.etree.ElementTree as ET
+r = ET.parse(sys.argv[1]).getroot()
+print(f"## Tests (gpu label: kiln_tests, KILN_TEST_CUDA=require)\n\n{r.get('tests')} tests, {r.get('failures')} failures, "
+      f"{r.get('disabled')} disabled, {r.get('skipped', '0')} skipped, {float(r.get('time')):.1f} s\n")
+for s in r.iter('testcase'):
+    f = s.find('failure')
+    if f is not None: print(f"- FAILED {s.get('classname')}.{s.get('name')}: {f.get('message','').splitlines()[0][:300]}")
+PY
+    echo "=== kiln_tests exit $rc"
+  fi
+
+  if [[ " $STEPS " == *" cli "* ]]; then
+    local K="$HERE/bin/kiln" M=models/mlp.onnx E="$WORK/engines"
+    local prof="--minShapes=input:1x1x28x28 --optShapes=input:8192x1x28x28 --maxShapes=input:8192x1x28x28"
+    echo "## Engines (kiln build, profile 1..8192, opt 8192)" >> "$md"
+    echo >> "$md"
+    for p in fp32 tf32 fp16; do
+      local flags="--device=cuda"
+      [[ $p == fp32 ]] && flags+=" --noTF32"
+      [[ $p == fp16 ]] && flags+=" --fp16"
+      echo "=== kiln build $p"
+      $K build --onnx=$M --saveEngine=$E/mlp_$p.engine $prof $flags --timingCacheFile=$E/timing.cache 2>&1 | tee "$WORK/build_$p.txt"
+      echo "- $p: $(grep -E 'Built|Tactics|Peak|arena' "$WORK/build_$p.txt" | sed 's/\[I\] //' | tr '\n' ';')" >> "$md"
+    done
+    $K inspect --loadEngine=$E/mlp_fp16.engine 2>&1 | tee "$WORK/inspect_fp16.txt" | head -40
+    echo >> "$md"
+    echo "## kiln run (median ms; latency = H2D + GPU compute + D2H)" >> "$md"
+    echo >> "$md"
+    echo "| engine | batch | mode | latency | H2D | GPU compute | D2H | enqueue | throughput (samples/s) |" >> "$md"
+    echo "|---|---|---|---|---|---|---|---|---|" >> "$md"
+    for p in fp32 tf32 fp16; do
+      for b in 1 8192; do
+        for mode in plain graph nodata; do
+          local extra=""
+          [[ $mode == graph ]] && extra="--useCudaGraph"
+          [[ $mode == nodata ]] && extra="--useCudaGraph --noDataTransfers"
+          local j="$OUT/run_${p}_b${b}_${mode}.json"
+          $K run --loadEngine=$E/mlp_$p.engine --shapes=input:${b}x1x28x28 --warmUp=200 --iterations=200 --duration=1 \
+            $extra --exportJSON="$j" > "$WORK/run_${p}_${b}_${mode}.txt" 2>&1 || { echo "=== run $p b$b $mode failed"; tail -5 "$WORK/run_${p}_${b}_${mode}.txt"; continue; }
+          python3 - "$j" "$p" "$b" "$mode" >> "$md" << 'PY'
+import json, sys
+d = json.load(open(sys.argv[1])); m = lambda k: d[k]["median"]
+print(f"| {sys.argv[2]} | {sys.argv[3]} | {sys.argv[4]} | {m('latency_ms'):.4f} | {m('h2d_ms'):.4f} | {m('compute_ms'):.4f} | "
+      f"{m('d2h_ms'):.4f} | {m('enqueue_ms'):.4f} | {d['throughput_samples_per_s']:.0f} |")
+PY
+        done
+      done
+    done
+    grep -h "Performance summary" -A8 "$WORK/run_fp16_8192_plain.txt" || true
+  fi
+  tar -C "$WORK" -czf "$OUT/logs.tar.gz" --exclude=lib --exclude=engines . 2> /dev/null
+  echo "=== done: $md"
+  cat "$md"
+}
+
+main "$@" 2>&1 | tee "$OUT/log.txt"

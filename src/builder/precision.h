@@ -1,0 +1,20 @@
+// Precision for GPU engines, with TensorRT 10's meanings: FP32 layers, with TF32 tensor cores allowed
+// unless turned off; --fp16 runs every floating-point layer in FP16 (weights converted at build time,
+// FP32 accumulation in GEMMs); engine IO stays FP32 unless IO formats say FP16, with Cast layers at the
+// boundary where IO and layer precision differ.
+#pragma once
+#include "ir/graph.h"
+#include "kiln/builder.h"
+
+namespace kiln {
+
+// Before shape annotation: converts FP32 constants and Cast targets to FP16 (when config.fp16), sets the
+// IO dtypes from the IO formats and inserts input Casts. Call fix_output_precision after dtypes have
+// been propagated.
+Status apply_precision(Graph& g, const BuilderConfig& config);
+// After shape annotation: inserts output Casts where a graph output's dtype differs from its IO format,
+// and labels every node's precision ("fp16", "tf32" or "fp32"). Returns true in *changed when Casts
+// were added (shapes must be annotated again).
+Status fix_output_precision(Graph& g, const BuilderConfig& config, bool* changed);
+
+}  // namespace kiln

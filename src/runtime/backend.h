@@ -1,0 +1,53 @@
+// What the runtime needs from a backend. The runtime (ContextImpl) owns shapes, IO addresses and the
+// per-layer pointer tables; a backend owns kernels, the activation arena and where constants live.
+// One BackendEngine per loaded engine (shared, immutable), one BackendContext per execution context.
+#pragma once
+#include <memory>
+#include <vector>
+
+#include "engine/engine_model.h"
+#include "kiln/runtime.h"
+#include "ops/op.h"
+
+namespace kiln {
+
+// Per-layer input/output addresses for one execution, built by the runtime from ValueStorage.
+struct PointerTables {
+  std::vector<std::vector<const void*>> inputs;
+  std::vector<std::vector<void*>> outputs;
+};
+
+class BackendContext {
+ public:
+  virtual ~BackendContext() = default;
+  virtual uint8_t* arena() = 0;
+  // Address kernels read constant value v from (host or device memory).
+  virtual const void* constant(int value) const = 0;
+  // Layer l's concrete shapes changed; called outside the hot path.
+  virtual Status reshape(size_t layer, const std::vector<TensorDesc>& inputs,
+                         const std::vector<TensorDesc>& outputs) = 0;
+  // The pointer tables changed (new addresses or shapes): drop anything captured from the old ones.
+  virtual void invalidate() {}
+  // Runs (CPU) or queues (CUDA, on stream; nullptr = the context's own) every layer. When timings is
+  // non-null, per-layer times are recorded into it (CUDA: after synchronize()).
+  virtual Status enqueue(const PointerTables& tables, void* stream, std::vector<LayerTiming>* timings) = 0;
+  // Waits for work queued on stream (nullptr = the context's own). CPU: nothing to wait for.
+  virtual Status synchronize(void* stream) { (void)stream; return Status::ok(); }
+  virtual void set_threads(int threads) { (void)threads; }
+  virtual void set_cuda_graph(bool on) { (void)on; }
+};
+
+class BackendEngine {
+ public:
+  virtual ~BackendEngine() = default;
+  virtual Result<std::unique_ptr<BackendContext>> create_context(const EngineModel& model) const = 0;
+  // Device-side facts for `kiln inspect` (JSON object text), e.g. the GPU found at load time.
+  virtual std::string describe_json() const { return "{}"; }
+};
+
+// Backend loaders: validate the model's kernels for this backend and prepare shared state.
+Result<std::shared_ptr<const BackendEngine>> load_cpu_backend(const EngineModel& model);
+// Checks the GPU matches the one the engine was built for, then uploads the weights.
+Result<std::shared_ptr<const BackendEngine>> load_cuda_backend(const EngineModel& model);
+
+}  // namespace kiln
