@@ -21,7 +21,8 @@ OpDef op_def(std::string op_type, std::function<Status(const Node&)> check, std:
 std::string shape_str(const Dims& d);
 
 // Fails naming the first attribute of node that is not in allowed, e.g.
-// "Softmax: attribute 'foo' is not supported". Unknown attributes are never silently ignored.
+// "Softmax: attribute 'foo' is not supported". Unknown attributes are never silently ignored; "kiln_*" ones
+// are backend-private (tactics recorded by tune()) and allowed on every op.
 Status check_attributes(const Node& node, std::initializer_list<const char*> allowed);
 
 // Fails unless min_inputs <= #inputs <= max_inputs and #outputs is in [min_outputs, max_outputs].

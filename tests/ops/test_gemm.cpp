@@ -76,6 +76,54 @@ TEST(OpFusedGemm, ActivationsAndHighRankA) {
   EXPECT_EQ(run_op_case(r3).outputs.at(0).shape, (Dims{2, 3, 5}));
 }
 
+// Reduced precision (CUDA kernels pick the compute type from node.precision; CPU kernels run float32 and
+// skip float16). tf32 rounds operands to 10 mantissa bits: 1e-3. float16 operands and output: 1e-2.
+OpCase with_precision(OpCase c, const std::string& precision) {
+  c.precision = precision;
+  if (precision == "fp16") {
+    for (auto& in : c.inputs)
+      if (!in.omitted) in.dtype = DataType::kFloat16;
+    c.tolerance = 1e-2;
+  } else {
+    c.tolerance = 1e-3;
+  }
+  return c;
+}
+
+OpCase fused(OpCase c, const char* act) {
+  c.op_type = "FusedGemm";
+  c.domain = "kiln";
+  c.opset = 1;
+  c.attr("activation", std::string(act)).attr("activation_alpha", 0.2f);
+  return c;
+}
+
+TEST(OpGemm, Tf32AndFp16) {
+  for (const char* p : {"tf32", "fp16"}) {
+    for (bool ta : {false, true})
+      for (bool tb : {false, true}) {
+        const int64_t M = 24, K = 40, N = 16;
+        run_op_case(with_precision(gemm(ta ? Dims{K, M} : Dims{M, K}, tb ? Dims{N, K} : Dims{K, N}, Dims{N}, ta, tb), p));
+      }
+    for (const Dims& cs : {Dims{24, 16}, Dims{1, 16}, Dims{24, 1}, Dims{}}) {
+      OpCase c = with_precision(gemm({24, 40}, {40, 16}, cs), p);
+      c.attr("alpha", 0.5f).attr("beta", -1.5f);
+      run_op_case(c);
+    }
+    OpCase runtime = gemm({8, 32}, {32, 24}, std::nullopt);  // runtime B and C
+    runtime.inputs[1] = input({32, 24});
+    runtime.inputs.push_back(input({24}));
+    run_op_case(with_precision(runtime, p));
+    OpCase dynamic = with_precision(gemm({1, 96}, {64, 96}, Dims{64}, false, true), p);
+    dynamic.more_shapes = {{{9, 96}}, {{33, 96}}};
+    run_op_case(dynamic);
+    for (const char* act : {"Relu", "LeakyRelu", "Sigmoid", "Tanh"})
+      run_op_case(with_precision(fused(gemm({12, 48}, {20, 48}, Dims{20}, false, true), act), p));
+    OpCase r3 = with_precision(fused(gemm({2, 5, 32}, {32, 8}, Dims{8}), "Relu"), p);
+    EXPECT_EQ(run_op_case(r3).outputs.at(0).shape, (Dims{2, 5, 8}));
+  }
+}
+
 TEST(OpGemm, Errors) {
   Status s = infer_op(gemm({3, 4}, {5, 6}, std::nullopt));
   EXPECT_NE(s.to_string().find("inner dimensions differ"), std::string::npos) << s.to_string();

@@ -66,6 +66,34 @@ TEST(OpMatMul, ZeroSizeDims) {
   EXPECT_EQ(run_op_case(k0).outputs.at(0).shape, (Dims{3, 5}));
 }
 
+// Reduced precision: tf32 (1e-3) runs on the CPU kernel as float32 too; float16 (1e-2) has no CPU kernel, so
+// those cases only check the reference here and run on the CUDA kernels where a GPU is present.
+OpCase with_precision(OpCase c, const std::string& precision) {
+  c.precision = precision;
+  if (precision == "fp16") {
+    for (auto& in : c.inputs) in.dtype = DataType::kFloat16;
+    c.tolerance = 1e-2;
+    c.require_kernel = false;
+  } else {
+    c.tolerance = 1e-3;
+  }
+  return c;
+}
+
+TEST(OpMatMul, Tf32AndFp16) {
+  for (const char* p : {"tf32", "fp16"}) {
+    run_op_case(with_precision(matmul(input({24, 40}), input({40, 16})), p));
+    run_op_case(with_precision(matmul(input({3, 24, 40}), input({3, 40, 16})), p));            // strided batch
+    run_op_case(with_precision(matmul(input({2, 3, 24, 40}), random_constant({40, 16})), p));  // folded into M
+    run_op_case(with_precision(matmul(input({24, 40}), input({4, 40, 16})), p));               // A broadcast
+    run_op_case(with_precision(matmul(input({2, 1, 8, 24}), input({1, 3, 24, 8})), p));        // one launch per outer
+    run_op_case(with_precision(matmul(input({40}), input({2, 40, 16})), p));                   // 1-D A
+    OpCase dyn = with_precision(matmul(input({1, 5, 64}), random_constant({64, 32})), p);
+    dyn.more_shapes = {{{7, 5, 64}}, {{16, 3, 64}}};
+    run_op_case(dyn);
+  }
+}
+
 TEST(OpMatMul, IntegerReferenceOnly) {
   OpCase c = matmul(input({3, 4}, DataType::kInt64), input({4, 2}, DataType::kInt64));
   c.require_kernel = false;

@@ -1,0 +1,550 @@
+#include "backends/cuda/lt_matmul.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+
+#include <fmt/format.h>
+
+#include "backends/cuda/gemm_elementwise.h"
+#include "backends/cuda/timing_cache.h"
+
+#include "backends/cuda/cublaslt_names.inc"
+
+namespace kiln::cuda {
+
+Status lt_check(cublasStatus_t st, const std::string& what) {
+  if (st == CUBLAS_STATUS_SUCCESS) return Status::ok();
+  return Status(StatusCode::kRuntimeError,
+                fmt::format("{}: {}: {}", what, cublasLtGetStatusName(st), cublasLtGetStatusString(st)));
+}
+
+namespace {
+
+cudaDataType_t cuda_type(DataType dt) { return dt == DataType::kFloat16 ? CUDA_R_16F : CUDA_R_32F; }
+
+const char* tile_name(uint32_t id) {
+#define KILN_X(s) case CUBLASLT_MATMUL_TILE_##s: return #s;
+  switch (id) {
+    case CUBLASLT_MATMUL_TILE_UNDEFINED: return "auto";
+    KILN_LT_TILES(KILN_X)
+    default: return nullptr;
+  }
+#undef KILN_X
+}
+
+const char* stages_name(uint32_t id) {
+#define KILN_X(s) case CUBLASLT_MATMUL_STAGES_##s: return #s;
+  switch (id) {
+    case CUBLASLT_MATMUL_STAGES_UNDEFINED: return "auto";
+    KILN_LT_STAGES(KILN_X)
+    default: return nullptr;
+  }
+#undef KILN_X
+}
+
+const char* cluster_name(uint32_t id) {
+#define KILN_X(s) case CUBLASLT_CLUSTER_SHAPE_##s: return #s;
+  switch (id) {
+    case CUBLASLT_CLUSTER_SHAPE_AUTO: return "auto";
+    KILN_LT_CLUSTERS(KILN_X)
+    default: return nullptr;
+  }
+#undef KILN_X
+}
+
+const char* reduction_name(uint32_t r) {
+  switch (r) {
+    case CUBLASLT_REDUCTION_SCHEME_NONE: return "none";
+    case CUBLASLT_REDUCTION_SCHEME_INPLACE: return "inplace";
+    case CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE: return "compute";
+    case CUBLASLT_REDUCTION_SCHEME_OUTPUT_TYPE: return "output";
+    default: return nullptr;
+  }
+}
+
+template <class T>
+T config_attr(const LtAlgo& algo, cublasLtMatmulAlgoConfigAttributes_t attr) {
+  T v{};
+  size_t written = 0;
+  if (cublasLtMatmulAlgoConfigGetAttribute(&algo, attr, &v, sizeof v, &written) != CUBLAS_STATUS_SUCCESS) return T{};
+  return v;
+}
+
+// Element counts a problem touches (batch strides of 0 share one matrix).
+int64_t extent(int64_t batch, int64_t stride, int64_t matrix) { return (batch - 1) * stride + matrix; }
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------------------
+// Problem and type descriptions
+
+std::string LtProblem::layout() const {
+  std::string s = fmt::format("W:{} X:{}", trans_w ? "T" : "N", trans_x ? "T" : "N");
+  if (batch > 1) s += fmt::format(" strides x{} w{} y{}", stride_x, stride_w, stride_y);
+  return s;
+}
+
+std::string LtProblem::epilogue() const {
+  std::string s = bias ? (relu ? "RELU_BIAS" : "BIAS") : (relu ? "RELU" : "DEFAULT");
+  if (accumulate) s += "+accumulate";
+  return s;
+}
+
+std::string LtProblem::describe() const {
+  return fmt::format("Y[{}x{}] = X{}[{}x{}] * W{}[{}x{}]{}, epilogue {}", m, n, trans_x ? "^T" : "",
+                     trans_x ? k : m, trans_x ? m : k, trans_w ? "^T" : "", trans_w ? n : k, trans_w ? k : n,
+                     batch > 1 ? fmt::format(" x {} batches ({})", batch, layout()) : "", epilogue());
+}
+
+std::string LtTypes::describe() const {
+  return fmt::format("{},{}->{} compute {}", dtype_name(in), dtype_name(in), dtype_name(out),
+                     tf32 ? "32F_FAST_TF32" : "32F");
+}
+
+std::vector<int64_t> algo_to_ints(const LtAlgo& algo) {
+  static_assert(sizeof(LtAlgo) == 8 * sizeof(int64_t));
+  std::vector<int64_t> v(8);
+  std::memcpy(v.data(), &algo, sizeof algo);
+  return v;
+}
+
+std::optional<LtAlgo> algo_from_ints(const std::vector<int64_t>& v) {
+  if (v.size() != 8) return std::nullopt;
+  LtAlgo algo;
+  std::memcpy(&algo, v.data(), sizeof algo);
+  return algo;
+}
+
+std::string algo_name(const LtAlgo& algo) {
+  auto named = [](const char* name, uint32_t id) { return name ? std::string(name) : fmt::format("#{}", id); };
+  const uint32_t tile = config_attr<uint32_t>(algo, CUBLASLT_ALGO_CONFIG_TILE_ID);
+  const uint32_t stages = config_attr<uint32_t>(algo, CUBLASLT_ALGO_CONFIG_STAGES_ID);
+  const uint32_t reduction = config_attr<uint32_t>(algo, CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME);
+  const uint16_t cluster = config_attr<uint16_t>(algo, CUBLASLT_ALGO_CONFIG_CLUSTER_SHAPE_ID);
+  return fmt::format("algo {} tile {} stages {} splitK {} reduction {} swizzle {} custom {} cluster {}",
+                     config_attr<int32_t>(algo, CUBLASLT_ALGO_CONFIG_ID), named(tile_name(tile), tile),
+                     named(stages_name(stages), stages), config_attr<int32_t>(algo, CUBLASLT_ALGO_CONFIG_SPLITK_NUM),
+                     named(reduction_name(reduction), reduction),
+                     config_attr<uint32_t>(algo, CUBLASLT_ALGO_CONFIG_CTA_SWIZZLING),
+                     config_attr<uint32_t>(algo, CUBLASLT_ALGO_CONFIG_CUSTOM_OPTION),
+                     named(cluster_name(cluster), cluster));
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Plans: descriptors live in cuBLASLt's semi-opaque structs (initialized in place, nothing to free), so a
+// plan is plain data at a stable address (plans are held by unique_ptr).
+
+struct LtMatmul::Plan {
+  LtProblem problem;
+  cublasLtMatmulDescOpaque_t desc;
+  cublasLtMatrixLayoutOpaque_t a, b, c, d;  // cuBLASLt's A (= W), B (= X), C and D (= Y, same layout)
+  struct Choice {
+    bool valid = false;
+    LtAlgo algo;
+    size_t workspace = 0;
+    uint32_t align_a = 0, align_b = 0, align_c = 0, align_d = 0;  // bytes each pointer must be aligned to
+    std::string name;
+  };
+  Choice main;      // tuned or heuristic, chosen assuming kLtAlignment-aligned pointers
+  Choice fallback;  // for less aligned pointers (only when main needs more than element alignment)
+  std::string source;
+};
+
+namespace {
+
+using Plan = LtMatmul::Plan;
+
+Status init_plan(Plan& pl, const LtTypes& t, const LtProblem& p, const std::string& context) {
+  const std::string what = fmt::format("{}: describing {} ({})", context, p.describe(), t.describe());
+  if (p.m <= 0 || p.n <= 0 || p.k <= 0 || p.batch <= 0)
+    return Status(StatusCode::kInternal, what + ": empty problems never reach cuBLASLt");
+  if (p.batch > INT32_MAX) return Status(StatusCode::kUnsupported, what + ": more than 2^31 batches");
+  pl.problem = p;
+  const cudaDataType_t in = cuda_type(t.in), out = cuda_type(t.out);
+  const cublasComputeType_t compute = t.tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+  Status s = lt_check(cublasLtMatmulDescInit(&pl.desc, compute, CUDA_R_32F), what + ": cublasLtMatmulDescInit");
+  if (!s.is_ok()) return s;
+  auto set_desc = [&](cublasLtMatmulDescAttributes_t attr, const auto& v, const char* name) {
+    if (!s.is_ok()) return;
+    s = lt_check(cublasLtMatmulDescSetAttribute(&pl.desc, attr, &v, sizeof v), fmt::format("{}: setting {}", what, name));
+  };
+  const int32_t op_a = p.trans_w ? CUBLAS_OP_T : CUBLAS_OP_N;
+  const int32_t op_b = p.trans_x ? CUBLAS_OP_T : CUBLAS_OP_N;
+  set_desc(CUBLASLT_MATMUL_DESC_TRANSA, op_a, "TRANSA");
+  set_desc(CUBLASLT_MATMUL_DESC_TRANSB, op_b, "TRANSB");
+  const uint32_t epilogue = p.bias ? (p.relu ? CUBLASLT_EPILOGUE_RELU_BIAS : CUBLASLT_EPILOGUE_BIAS)
+                                   : (p.relu ? CUBLASLT_EPILOGUE_RELU : CUBLASLT_EPILOGUE_DEFAULT);
+  set_desc(CUBLASLT_MATMUL_DESC_EPILOGUE, epilogue, "EPILOGUE");
+  if (p.bias && p.batch > 1) set_desc(CUBLASLT_MATMUL_DESC_BIAS_BATCH_STRIDE, int64_t{0}, "BIAS_BATCH_STRIDE");
+  if (!s.is_ok()) return s;
+
+  auto init_layout = [&](cublasLtMatrixLayoutOpaque_t& l, cudaDataType_t type, int64_t rows, int64_t cols,
+                         int64_t stride, const char* name) {
+    if (!s.is_ok()) return;
+    s = lt_check(cublasLtMatrixLayoutInit(&l, type, static_cast<uint64_t>(rows), static_cast<uint64_t>(cols), rows),
+                 fmt::format("{}: layout of {} ({}x{})", what, name, rows, cols));
+    if (!s.is_ok() || p.batch == 1) return;
+    const int32_t count = static_cast<int32_t>(p.batch);
+    s = lt_check(cublasLtMatrixLayoutSetAttribute(&l, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &count, sizeof count),
+                 fmt::format("{}: batch count of {}", what, name));
+    if (s.is_ok())
+      s = lt_check(
+          cublasLtMatrixLayoutSetAttribute(&l, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &stride, sizeof stride),
+          fmt::format("{}: batch stride of {}", what, name));
+  };
+  // Column-major views of the row-major buffers (see the header): ld = rows, no padding.
+  init_layout(pl.a, in, p.trans_w ? p.k : p.n, p.trans_w ? p.n : p.k, p.stride_w, "W");
+  init_layout(pl.b, in, p.trans_x ? p.m : p.k, p.trans_x ? p.k : p.m, p.stride_x, "X");
+  init_layout(pl.c, out, p.n, p.m, p.stride_y, "C");
+  init_layout(pl.d, out, p.n, p.m, p.stride_y, "Y");
+  return s;
+}
+
+uint32_t cap_alignment(const LtAlgo& algo, cublasLtMatmulAlgoCapAttributes_t attr, uint32_t element) {
+  uint32_t v = 0;
+  size_t written = 0;
+  // An algorithm that cannot say keeps to what we asked the heuristic for.
+  if (cublasLtMatmulAlgoCapGetAttribute(&algo, attr, &v, sizeof v, &written) != CUBLAS_STATUS_SUCCESS)
+    return std::max(kLtAlignment, element);
+  return std::max(v, element);
+}
+
+Plan::Choice make_choice(const LtAlgo& algo, size_t workspace, const LtTypes& t) {
+  Plan::Choice c;
+  c.valid = true;
+  c.algo = algo;
+  c.workspace = workspace;
+  const uint32_t ein = static_cast<uint32_t>(dtype_size(t.in)), eout = static_cast<uint32_t>(dtype_size(t.out));
+  c.align_a = cap_alignment(algo, CUBLASLT_ALGO_CAP_MIN_ALIGNMENT_A_BYTES, ein);
+  c.align_b = cap_alignment(algo, CUBLASLT_ALGO_CAP_MIN_ALIGNMENT_B_BYTES, ein);
+  c.align_c = cap_alignment(algo, CUBLASLT_ALGO_CAP_MIN_ALIGNMENT_C_BYTES, eout);
+  c.align_d = cap_alignment(algo, CUBLASLT_ALGO_CAP_MIN_ALIGNMENT_D_BYTES, eout);
+  c.name = algo_name(algo);
+  return c;
+}
+
+// Up to `count` heuristic results for the plan, best first, with pointers aligned to `align_in` (A, B) and
+// `align_out` (C, D) bytes. An unsupported configuration is an empty list, not an error.
+Result<std::vector<cublasLtMatmulHeuristicResult_t>> heuristic(cublasLtHandle_t handle, Plan& pl, int count,
+                                                               uint32_t align_in, uint32_t align_out,
+                                                               const std::string& what) {
+  cublasLtMatmulPreferenceOpaque_t pref;
+  Status s = lt_check(cublasLtMatmulPreferenceInit(&pref), what + ": cublasLtMatmulPreferenceInit");
+  auto set_pref = [&](cublasLtMatmulPreferenceAttributes_t attr, const auto& v, const char* name) {
+    if (s.is_ok())
+      s = lt_check(cublasLtMatmulPreferenceSetAttribute(&pref, attr, &v, sizeof v),
+                   fmt::format("{}: preference {}", what, name));
+  };
+  set_pref(CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, uint64_t{kLtMaxWorkspace}, "MAX_WORKSPACE_BYTES");
+  set_pref(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, align_in, "MIN_ALIGNMENT_A_BYTES");
+  set_pref(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, align_in, "MIN_ALIGNMENT_B_BYTES");
+  set_pref(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, align_out, "MIN_ALIGNMENT_C_BYTES");
+  set_pref(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, align_out, "MIN_ALIGNMENT_D_BYTES");
+  if (!s.is_ok()) return s;
+  std::vector<cublasLtMatmulHeuristicResult_t> results(static_cast<size_t>(count));
+  int returned = 0;
+  const cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(handle, &pl.desc, &pl.a, &pl.b, &pl.c, &pl.d, &pref, count,
+                                                           results.data(), &returned);
+  if (st == CUBLAS_STATUS_NOT_SUPPORTED) return std::vector<cublasLtMatmulHeuristicResult_t>{};
+  s = lt_check(st, what + ": cublasLtMatmulAlgoGetHeuristic");
+  if (!s.is_ok()) return s;
+  results.resize(static_cast<size_t>(std::max(returned, 0)));
+  std::erase_if(results, [](const auto& r) { return r.state != CUBLAS_STATUS_SUCCESS || r.workspaceSize > kLtMaxWorkspace; });
+  return results;
+}
+
+// Workspace the algorithm needs for the plan, or nullopt when cublasLtMatmulAlgoCheck rejects it there.
+std::optional<size_t> check_algo(cublasLtHandle_t handle, Plan& pl, const LtAlgo& algo) {
+  cublasLtMatmulHeuristicResult_t r{};
+  if (cublasLtMatmulAlgoCheck(handle, &pl.desc, &pl.a, &pl.b, &pl.c, &pl.d, &algo, &r) != CUBLAS_STATUS_SUCCESS)
+    return std::nullopt;
+  if (r.workspaceSize > kLtMaxWorkspace) return std::nullopt;
+  return r.workspaceSize;
+}
+
+bool aligned(const void* p, uint32_t bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; }
+
+bool fits(const Plan::Choice& c, const void* x, const void* w, const void* y, const void* bias) {
+  // The bias has no capability of its own; hold it to C's requirement.
+  return c.valid && aligned(w, c.align_a) && aligned(x, c.align_b) && aligned(y, c.align_c) && aligned(y, c.align_d) &&
+         (!bias || aligned(bias, c.align_c));
+}
+
+struct HandleDeleter {
+  void operator()(cublasLtHandle_t h) const { cublasLtDestroy(h); }
+};
+using HandlePtr = std::unique_ptr<std::remove_pointer_t<cublasLtHandle_t>, HandleDeleter>;
+
+Result<HandlePtr> create_handle(const std::string& what) {
+  cublasLtHandle_t h = nullptr;
+  Status s = lt_check(cublasLtCreate(&h), what + ": cublasLtCreate");
+  if (!s.is_ok()) return s;
+  return HandlePtr(h);
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------------------
+// LtMatmul
+
+Result<std::unique_ptr<LtMatmul>> LtMatmul::create(LtTypes types, std::optional<LtAlgo> tuned, std::string context) {
+  auto handle = create_handle(context);
+  if (!handle.is_ok()) return handle.status();
+  std::unique_ptr<LtMatmul> m(new LtMatmul());
+  m->types_ = types;
+  m->tuned_ = tuned;
+  m->context_ = std::move(context);
+  m->handle_ = handle->release();
+  return m;
+}
+
+LtMatmul::~LtMatmul() {
+  if (handle_) cublasLtDestroy(handle_);
+}
+
+Status LtMatmul::select(const LtProblem& p) {
+  if (auto it = plans_.find(p); it != plans_.end()) {
+    current_ = it->second.get();
+    return Status::ok();
+  }
+  auto pl = std::make_unique<Plan>();
+  Status s = init_plan(*pl, types_, p, context_);
+  if (!s.is_ok()) return s;
+  const std::string what = fmt::format("{}: {} ({})", context_, p.describe(), types_.describe());
+  if (tuned_) {
+    if (auto ws = check_algo(handle_, *pl, *tuned_)) {
+      pl->main = make_choice(*tuned_, *ws, types_);
+      pl->source = "tuned";
+    }
+  }
+  if (!pl->main.valid) {  // no tactic, or it does not fit this shape (another M inside the profile)
+    auto h = heuristic(handle_, *pl, 1, kLtAlignment, kLtAlignment, what);
+    if (!h.is_ok()) return h.status();
+    if (!h->empty()) {
+      pl->main = make_choice(h->front().algo, h->front().workspaceSize, types_);
+      pl->source = "heuristic";
+    }
+  }
+  const uint32_t ein = static_cast<uint32_t>(dtype_size(types_.in)), eout = static_cast<uint32_t>(dtype_size(types_.out));
+  const Plan::Choice& m = pl->main;
+  if (!m.valid || m.align_a > ein || m.align_b > ein || m.align_c > eout || m.align_d > eout) {
+    auto h = heuristic(handle_, *pl, 1, ein, eout, what);
+    if (!h.is_ok()) return h.status();
+    if (!h->empty()) pl->fallback = make_choice(h->front().algo, h->front().workspaceSize, types_);
+  }
+  if (!pl->main.valid && !pl->fallback.valid)
+    return Status(StatusCode::kUnsupported, what + ": cuBLASLt has no algorithm for this problem on this GPU");
+  current_ = pl.get();
+  plans_.emplace(p, std::move(pl));
+  return Status::ok();
+}
+
+size_t LtMatmul::workspace_bytes() const {
+  if (!current_) return 0;
+  return std::max(current_->main.valid ? current_->main.workspace : 0,
+                  current_->fallback.valid ? current_->fallback.workspace : 0);
+}
+
+std::string LtMatmul::selected() const {
+  if (!current_) return "";
+  if (!current_->main.valid) return "fallback: " + current_->fallback.name;
+  return current_->source + ": " + current_->main.name;
+}
+
+Status LtMatmul::run(const void* x, const void* w, void* y, const void* bias, float alpha, float beta,
+                     void* workspace, cudaStream_t stream) {
+  if (!current_) return Status(StatusCode::kInternal, context_ + ": run before select");
+  Plan& pl = *current_;
+  const Plan::Choice* c = &pl.main;
+  if (!fits(*c, x, w, y, bias)) {
+    c = &pl.fallback;
+    if (!fits(*c, x, w, y, bias))
+      return Status(StatusCode::kRuntimeError,
+                    fmt::format("{}: {}: no cuBLASLt algorithm accepts these pointer alignments (X {}, W {}, Y {}, "
+                                "bias {})", context_, pl.problem.describe(), x, w, static_cast<const void*>(y), bias));
+  }
+  if (pl.problem.bias) {
+    // A host-side descriptor update, no device work: fine on the hot path and under stream capture.
+    Status s = lt_check(cublasLtMatmulDescSetAttribute(&pl.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias),
+                        context_ + ": setting the bias pointer");
+    if (!s.is_ok()) return s;
+  }
+  if (!pl.problem.accumulate) beta = 0.f;  // C is not read when beta is 0
+  return lt_check(cublasLtMatmul(handle_, &pl.desc, &alpha, w, &pl.a, x, &pl.b, &beta, y, &pl.c, y, &pl.d, &c->algo,
+                                 c->workspace ? workspace : nullptr, c->workspace, stream),
+                  fmt::format("{}: cublasLtMatmul {} ({}) with {}", context_, pl.problem.describe(), types_.describe(),
+                              c->name));
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Tuning
+
+namespace {
+
+struct DeviceBuffer {
+  void* p = nullptr;
+  ~DeviceBuffer() {
+    if (p) cudaFree(p);
+  }
+};
+
+struct Event {
+  cudaEvent_t e = nullptr;
+  ~Event() {
+    if (e) cudaEventDestroy(e);
+  }
+};
+
+Status alloc(DeviceBuffer& b, size_t bytes, const std::string& what) {
+  return check(cudaMalloc(&b.p, std::max<size_t>(bytes, 256)), fmt::format("{}: cudaMalloc of {} bytes", what, bytes));
+}
+
+}  // namespace
+
+Result<LtTuned> lt_tune(const LtTypes& types, const LtProblem& opt, const LtProblem& min, const LtProblem& max,
+                        float alpha, float beta, const TuneContext& ctx, const std::string& kernel,
+                        const std::string& precision, const std::string& context) {
+  const std::string what = fmt::format("{}: tuning {} ({})", context, opt.describe(), types.describe());
+  auto handle = create_handle(what);
+  if (!handle.is_ok()) return handle.status();
+  cublasLtHandle_t h = handle->get();
+  Plan popt, pmin, pmax;
+  Status s = init_plan(popt, types, opt, context);
+  if (s.is_ok()) s = init_plan(pmin, types, min, context);
+  if (s.is_ok()) s = init_plan(pmax, types, max, context);
+  if (!s.is_ok()) return s;
+  // Workspace at the opt shape, or nullopt when the algorithm does not run at all three shapes.
+  auto everywhere = [&](const LtAlgo& a) -> std::optional<size_t> {
+    auto ws = check_algo(h, popt, a);
+    if (ws && check_algo(h, pmin, a) && check_algo(h, pmax, a)) return ws;
+    return std::nullopt;
+  };
+
+  TimingKey key;
+  key.gpu = ctx.device.name;
+  key.cc = ctx.device.compute_capability();
+  key.library = fmt::format("cublasLt {}", cublasLtGetVersion());
+  key.kernel = kernel;
+  key.precision = precision;
+  key.dtypes = types.describe();
+  key.m = opt.m;
+  key.n = opt.n;
+  key.k = opt.k;
+  key.batch = opt.batch;
+  key.layout = opt.layout();
+  key.epilogue = opt.epilogue();
+  const std::string key_text = key.to_string();
+  if (ctx.cache) {
+    if (auto e = ctx.cache->lookup(key_text)) {
+      auto algo = algo_from_ints(e->data);
+      if (algo && everywhere(*algo)) {
+        ctx.cache->count_hit();
+        return LtTuned{*algo, e->tactic, e->ms, true};
+      }
+      ctx.cache->count_stale();  // another cuBLASLt build or driver: re-time and overwrite below
+    }
+  }
+
+  auto found = heuristic(h, popt, 16, kLtAlignment, kLtAlignment, what);
+  if (!found.is_ok()) return found.status();
+  if (found->empty())
+    return Status(StatusCode::kUnsupported, what + ": cuBLASLt has no algorithm for this problem on this GPU");
+  struct Candidate {
+    LtAlgo algo;
+    size_t workspace;
+  };
+  std::vector<Candidate> candidates;
+  for (const auto& r : *found)
+    if (auto ws = everywhere(r.algo)) candidates.push_back({r.algo, *ws});
+  // None runs at all profile shapes: time the opt-shape ones; select() falls back per shape at run time.
+  if (candidates.empty())
+    for (const auto& r : *found) candidates.push_back({r.algo, r.workspaceSize});
+
+  // Random, non-zero operands at the opt shape (values matter little for time, zeros could).
+  const size_t ein = dtype_size(types.in), eout = dtype_size(types.out);
+  const int64_t nx = extent(opt.batch, opt.stride_x, opt.m * opt.k), nw = extent(opt.batch, opt.stride_w, opt.k * opt.n),
+                ny = extent(opt.batch, opt.stride_y, opt.m * opt.n);
+  size_t ws_bytes = 0;
+  for (const auto& c : candidates) ws_bytes = std::max(ws_bytes, c.workspace);
+  DeviceBuffer x, w, y, bias, ws;
+  s = alloc(x, nx * ein, what);
+  if (s.is_ok()) s = alloc(w, nw * ein, what);
+  if (s.is_ok()) s = alloc(y, ny * eout, what);
+  if (s.is_ok()) s = alloc(bias, opt.n * eout, what);
+  if (s.is_ok()) s = alloc(ws, ws_bytes, what);
+  if (s.is_ok()) s = launch_fill_random(x.p, types.in, nx, 1, ctx.stream);
+  if (s.is_ok()) s = launch_fill_random(w.p, types.in, nw, 2, ctx.stream);
+  if (s.is_ok()) s = launch_fill_random(y.p, types.out, ny, 3, ctx.stream);
+  if (s.is_ok()) s = launch_fill_random(bias.p, types.out, opt.n, 4, ctx.stream);
+  if (!s.is_ok()) return s;
+
+  constexpr int kWarmup = 3, kRuns = 25;
+  std::vector<Event> events(kRuns + 1);
+  for (auto& e : events) {
+    s = check(cudaEventCreate(&e.e), what + ": cudaEventCreate");
+    if (!s.is_ok()) return s;
+  }
+  const float run_beta = opt.accumulate ? beta : 0.f;
+  auto launch = [&](const Candidate& c) {
+    return cublasLtMatmul(h, &popt.desc, &alpha, w.p, &popt.a, x.p, &popt.b, &run_beta, y.p, &popt.c, y.p, &popt.d,
+                          &c.algo, c.workspace ? ws.p : nullptr, c.workspace, ctx.stream);
+  };
+  if (opt.bias) {
+    const void* bp = bias.p;
+    s = lt_check(cublasLtMatmulDescSetAttribute(&popt.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bp, sizeof bp),
+                 what + ": setting the bias pointer");
+    if (!s.is_ok()) return s;
+  }
+  std::optional<LtTuned> best;
+  for (const Candidate& c : candidates) {
+    bool ok = true;
+    for (int i = 0; i < kWarmup && ok; ++i) ok = launch(c) == CUBLAS_STATUS_SUCCESS;
+    if (!ok) continue;  // checked but refuses to launch: not a candidate
+    for (int i = 0; i < kRuns && ok; ++i) {
+      ok = cudaEventRecord(events[i].e, ctx.stream) == cudaSuccess && launch(c) == CUBLAS_STATUS_SUCCESS;
+    }
+    if (ok) ok = cudaEventRecord(events[kRuns].e, ctx.stream) == cudaSuccess;
+    s = check(cudaStreamSynchronize(ctx.stream), what + ": synchronizing after timing " + algo_name(c.algo));
+    if (!s.is_ok()) return s;  // a fault here is sticky: stop
+    cudaGetLastError();
+    if (!ok) continue;
+    std::vector<float> ms(kRuns);
+    for (int i = 0; i < kRuns; ++i) {
+      s = check(cudaEventElapsedTime(&ms[i], events[i].e, events[i + 1].e), what + ": cudaEventElapsedTime");
+      if (!s.is_ok()) return s;
+    }
+    std::nth_element(ms.begin(), ms.begin() + kRuns / 2, ms.end());
+    const double median = ms[kRuns / 2];
+    if (ctx.verbose) std::fprintf(stderr, "kiln: %s: %s: %.4f ms\n", context.c_str(), algo_name(c.algo).c_str(), median);
+    if (!best || median < best->ms) best = LtTuned{c.algo, algo_name(c.algo), median, false};
+  }
+  if (!best)
+    return Status(StatusCode::kRuntimeError,
+                  fmt::format("{}: none of {} cuBLASLt candidates launched", what, candidates.size()));
+  if (ctx.cache) {
+    ctx.cache->store(key_text, TimingEntry{algo_to_ints(best->algo), best->ms, best->name});
+    ctx.cache->count_timed();
+  }
+  return *best;
+}
+
+void write_tactic(Node& node, const LtTuned& t) {
+  node.attrs.set(kTacticAttr, t.name);
+  node.attrs.set(kTacticDataAttr, algo_to_ints(t.algo));
+  node.attrs.set(kTacticMsAttr, static_cast<float>(t.ms));
+}
+
+Result<std::optional<LtAlgo>> read_tactic(const Node& node) {
+  if (!node.attrs.has(kTacticDataAttr)) return std::optional<LtAlgo>{};
+  auto data = node.attrs.get_ints(kTacticDataAttr, {});
+  if (!data.is_ok()) return data.status();
+  auto algo = algo_from_ints(*data);
+  if (!algo)
+    return Status(StatusCode::kInvalidArgument,
+                  fmt::format("{}: attribute {} holds {} ints, a cuBLASLt algorithm is 8", node.describe(),
+                              kTacticDataAttr, data->size()));
+  return std::optional<LtAlgo>(*algo);
+}
+
+}  // namespace kiln::cuda

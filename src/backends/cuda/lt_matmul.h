@@ -1,0 +1,117 @@
+// cuBLASLt plumbing shared by the GEMM and MatMul kernels: the row-major -> column-major mapping, plans
+// (descriptors + algorithm) per problem, tactic timing at build time and tactic (de)serialization.
+//
+// Mapping. Kiln tensors are row-major; cuBLASLt is column-major. A row-major [R,C] buffer read as
+// column-major is the [C,R] transpose, so Kiln's Y = op(X)·op(W) is computed as cuBLASLt's
+//   D (N x M, ld N) = op_a(A = W) · op_b(B = X)        i.e. Yᵀ = op(W)ᵀ · op(X)ᵀ
+// W is cuBLASLt's A: stored [K,N] (trans_w = 0) reads as N x K, op N; stored [N,K] (trans_w = 1) reads as
+// K x N, op T. X is cuBLASLt's B: stored [M,K] reads as K x M, op N; stored [K,M] (trans_x) as M x K, op T.
+// D's rows are Kiln's columns, so a per-column bias [N] is cuBLASLt's per-row bias epilogue. The fastest
+// form ("TN": both operands K-contiguous) is weights [N,K] with activations [M,K]: what GEMM pack() makes.
+#pragma once
+#include <cublasLt.h>
+
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "backends/cuda/cuda_kernel.h"
+
+namespace kiln::cuda {
+
+// Ok, or kRuntimeError "<what>: CUBLAS_STATUS_...: <description>".
+Status lt_check(cublasStatus_t st, const std::string& what);
+
+// One cuBLASLt matmul, in Kiln's row-major terms:
+//   Y[b] = act(alpha * op(X[b]) · op(W[b]) + beta * Y[b] (when accumulate) + bias (when bias)), act = ReLU or none
+struct LtProblem {
+  int64_t m = 0, n = 0, k = 0;
+  bool trans_x = false, trans_w = false;
+  int64_t batch = 1;
+  int64_t stride_x = 0, stride_w = 0, stride_y = 0;  // elements between batch matrices; 0 = one shared matrix
+  bool bias = false;        // per-column bias [N] of Y's dtype (cuBLASLt's BIAS epilogue)
+  bool relu = false;        // RELU epilogue (after bias and accumulate)
+  bool accumulate = false;  // C = Y in place, scaled by beta (Y was pre-filled with broadcast C)
+
+  auto operator<=>(const LtProblem&) const = default;
+  std::string layout() const;    // "W:T X:N" + strides when batched
+  std::string epilogue() const;  // "DEFAULT", "BIAS", "RELU_BIAS", ... + "+accumulate"
+  std::string describe() const;  // for messages
+};
+
+struct LtTypes {
+  DataType in = DataType::kFloat32;   // X and W
+  DataType out = DataType::kFloat32;  // Y (and bias, and C)
+  bool tf32 = false;                  // CUBLAS_COMPUTE_32F_FAST_TF32 (float32 only); else CUBLAS_COMPUTE_32F
+  std::string describe() const;       // "float16,float16->float32 compute 32F"
+};
+
+// Workspace cap for any algorithm we pick (heuristic preference and check of tuned algorithms).
+constexpr size_t kLtMaxWorkspace = size_t{32} << 20;
+// Pointer alignment the primary algorithm may assume. Arena slices and uploaded constants are at least this
+// aligned; anything less (an odd batch offset, a view) runs a fallback algorithm picked for element
+// alignment, decided per launch from the actual pointers.
+constexpr uint32_t kLtAlignment = 16;
+
+using LtAlgo = cublasLtMatmulAlgo_t;
+// The 64-byte algorithm as 8 int64 (kTacticDataAttr / timing cache data), and back (nullopt if malformed).
+std::vector<int64_t> algo_to_ints(const LtAlgo& algo);
+std::optional<LtAlgo> algo_from_ints(const std::vector<int64_t>& v);
+// "algo 21 tile 128x128 stages 64x4 splitK 1 reduction none swizzle 0 custom 0 cluster 1x1x1"
+std::string algo_name(const LtAlgo& algo);
+
+// Runs problems for one kernel instance. Owns its cuBLASLt handle (see gemm_cublaslt.cpp for why).
+class LtMatmul {
+ public:
+  // context names the layer for messages, e.g. "layer 'fc1' (cuda.f16.gemm.cublaslt)".
+  static Result<std::unique_ptr<LtMatmul>> create(LtTypes types, std::optional<LtAlgo> tuned, std::string context);
+  ~LtMatmul();
+  LtMatmul(const LtMatmul&) = delete;
+  LtMatmul& operator=(const LtMatmul&) = delete;
+
+  // Reshape time: descriptors and algorithm for `p` (the tuned algorithm when cublasLtMatmulAlgoCheck
+  // accepts it for this shape, else the heuristic's first), cached per problem. Makes `p` current.
+  Status select(const LtProblem& p);
+  size_t workspace_bytes() const;  // of the current problem (both its algorithms)
+  std::string selected() const;    // "tuned: <name>" / "heuristic: <name>" of the current problem
+
+  // Hot path: runs the current problem. bias (N elements of the output dtype) when the problem has one;
+  // y is also C when it accumulates. No allocation, no heuristic calls.
+  Status run(const void* x, const void* w, void* y, const void* bias, float alpha, float beta, void* workspace,
+             cudaStream_t stream);
+
+  struct Plan;
+
+ private:
+  LtMatmul() = default;
+  LtTypes types_;
+  std::optional<LtAlgo> tuned_;
+  std::string context_;
+  cublasLtHandle_t handle_ = nullptr;
+  std::map<LtProblem, std::unique_ptr<Plan>> plans_;
+  Plan* current_ = nullptr;
+};
+
+struct LtTuned {
+  LtAlgo algo;
+  std::string name;
+  double ms = 0;
+  bool from_cache = false;
+};
+
+// Build time, on the build GPU: times up to 16 heuristic candidates for `opt` (keeping those that
+// cublasLtMatmulAlgoCheck also accepts at `min` and `max`) on random data, median of 25 runs each, and
+// returns the fastest. Consults and fills ctx.cache (key from the device, cuBLASLt version, kernel,
+// precision, types and problem).
+Result<LtTuned> lt_tune(const LtTypes& types, const LtProblem& opt, const LtProblem& min, const LtProblem& max,
+                        float alpha, float beta, const TuneContext& ctx, const std::string& kernel,
+                        const std::string& precision, const std::string& context);
+
+// Writes kTacticAttr (name), kTacticDataAttr (algo_to_ints) and kTacticMsAttr into the node.
+void write_tactic(Node& node, const LtTuned& t);
+// The tuned algorithm recorded in the node, if any (malformed data is an error).
+Result<std::optional<LtAlgo>> read_tactic(const Node& node);
+
+}  // namespace kiln::cuda
