@@ -67,8 +67,11 @@ struct DeviceRun {
   void* y = nullptr;
   size_t x_bytes = 0, y_bytes = 0;
   DeviceRun(size_t xb, size_t yb) : x_bytes(xb), y_bytes(yb) {
-    x = *gpu::device_alloc(xb);
-    y = *gpu::device_alloc(yb);
+    auto a = gpu::device_alloc(xb);
+    auto b = gpu::device_alloc(yb);
+    EXPECT_TRUE(a.is_ok() && b.is_ok());
+    x = a.is_ok() ? a.value() : nullptr;
+    y = b.is_ok() ? b.value() : nullptr;
   }
   ~DeviceRun() {
     (void)gpu::device_free(x);
@@ -210,8 +213,11 @@ TEST(CudaMlp, SaveLoadGivesBitIdenticalOutputs) {
   auto a = test::must_load(bytes);
   auto b = test::must_load(std::vector<uint8_t>(bytes));
   auto x = test::random_floats(16 * 784, 3, -2.f, 2.f);
-  auto ya = (*a->create_execution_context())->infer({{"input", HostTensor::from_floats({16, 1, 28, 28}, x)}});
-  auto yb = (*b->create_execution_context())->infer({{"input", HostTensor::from_floats({16, 1, 28, 28}, x)}});
+  auto ca = a->create_execution_context();
+  auto cb = b->create_execution_context();
+  ASSERT_TRUE(ca.is_ok() && cb.is_ok());
+  auto ya = (*ca)->infer({{"input", HostTensor::from_floats({16, 1, 28, 28}, x)}});
+  auto yb = (*cb)->infer({{"input", HostTensor::from_floats({16, 1, 28, 28}, x)}});
   ASSERT_TRUE(ya.is_ok() && yb.is_ok());
   EXPECT_EQ(ya->at("logits").bytes, yb->at("logits").bytes);
 }
