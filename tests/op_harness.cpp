@@ -1,8 +1,11 @@
 #include "op_harness.h"
 
+#include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <random>
+#include <utility>
 
 #include <fmt/format.h>
 #include <gtest/gtest.h>
@@ -11,6 +14,12 @@
 #include "ops/cast.h"
 #include "ops/op_util.h"
 #include "ops/reference_eval.h"
+
+#ifdef KILN_WITH_CUDA
+#include <cuda_runtime.h>
+
+#include "backends/cuda/cuda_kernel.h"
+#endif
 
 namespace kiln::test {
 
@@ -24,6 +33,10 @@ InputSpec ints(const std::vector<int64_t>& values) {
 }
 InputSpec random_constant(Dims shape, DataType dt) { return InputSpec{dt, std::move(shape), false, true, {}}; }
 InputSpec omitted() { return InputSpec{DataType::kUndefined, {}, true, false, {}}; }
+OpCase gpu_only(OpCase c) {
+  c.require_kernel = false;
+  return c;
+}
 
 namespace {
 
@@ -141,6 +154,317 @@ std::string compare(const RefTensor& ref, const RefTensor& out, bool exact, doub
 }
 
 const OpDef* find_def(const OpCase& c) { return OpRegistry::instance().find(c.domain, c.op_type); }
+
+// Checks one run's outputs (host copies, guard zones included) against the reference; reports failures.
+bool check_outputs(const std::string& rwhat, const OpCase& c, const Prepared& p, const std::vector<Buffer>& outs) {
+  bool ok = true;
+  for (size_t o = 0; o < outs.size(); ++o) {
+    if (!outs[o].guard_intact()) {
+      ADD_FAILURE() << rwhat << ": output " << o << " was written out of bounds";
+      ok = false;
+    }
+    std::vector<uint8_t> bytes(outs[o].ptr, outs[o].ptr + outs[o].bytes);
+    const RefTensor got = ref_from_tensor(Tensor::make(p.out_descs[o].dtype, p.out_descs[o].shape, bytes));
+    const std::string diff = compare(p.ref_out[o], got, c.exact, c.tolerance);
+    if (!diff.empty()) {
+      ADD_FAILURE() << rwhat << ": output " << o << ": " << diff;
+      ok = false;
+    }
+  }
+  return ok;
+}
+
+// Input descs a kernel sees: constants as stored after pack (possibly in another layout or dtype).
+std::vector<TensorDesc> kernel_in_descs(const Graph& kg, std::vector<TensorDesc> descs) {
+  const Node& kn = kg.nodes[0];
+  for (size_t i = 0; i < kn.inputs.size(); ++i)
+    if (kn.inputs[i] != kNoValue && kg.values[kn.inputs[i]].constant) {
+      const Tensor& t = *kg.values[kn.inputs[i]].constant;
+      descs[i] = {t.dtype, t.shape};
+    }
+  return descs;
+}
+
+void run_cpu_kernels(const OpCase& c, const Graph& g, const std::vector<Prepared>& runs, const std::string& what,
+                     CaseReport& report) {
+  const auto candidates = cpu::KernelRegistry::instance().candidates(c.domain, c.op_type);
+  if (candidates.empty()) {
+    if (c.require_kernel && !is_gemm(c)) ADD_FAILURE() << what << ": no CPU kernel is registered for " << c.op_type;
+    return;
+  }
+  for (const cpu::CpuKernelDef* kd : candidates) {
+    const std::string kwhat = what + " on " + kd->name;
+    Status s = kd->supports(g.nodes[0], g);
+    if (!s.is_ok()) {
+      report.kernels_skipped.push_back(kd->name + ": " + s.to_string());
+      continue;
+    }
+    Graph kg = g;
+    Node& kn = kg.nodes[0];
+    if (kd->pack) {
+      s = kd->pack(kn, kg);
+      if (!s.is_ok()) { ADD_FAILURE() << kwhat << ": pack failed: " << s.to_string(); continue; }
+    }
+    std::shared_ptr<const void> shared;
+    if (kd->prepare) {
+      auto prepared = kd->prepare(kn, kg);
+      if (!prepared.is_ok()) { ADD_FAILURE() << kwhat << ": prepare failed: " << prepared.status().to_string(); continue; }
+      shared = *prepared;
+    }
+    cpu::KernelInit init{kn, kg, {}, shared};
+    for (int v : kn.inputs) init.constants.push_back(kg.is_constant(v) ? &*kg.values[v].constant : nullptr);
+    auto kernel = kd->create(init);
+    if (!kernel.is_ok()) { ADD_FAILURE() << kwhat << ": create failed: " << kernel.status().to_string(); continue; }
+    bool ok = true;
+    for (size_t r = 0; r < runs.size() && ok; ++r) {
+      const Prepared& p = runs[r];
+      const std::string rwhat = fmt::format("{} (shape set {})", kwhat, r);
+      std::vector<Tensor> in_data(kn.inputs.size());
+      std::vector<const void*> in_ptrs(kn.inputs.size(), nullptr);
+      for (size_t i = 0; i < kn.inputs.size(); ++i) {
+        if (kn.inputs[i] == kNoValue) continue;
+        const Value& v = kg.values[kn.inputs[i]];
+        // Constants are passed as stored (possibly packed); others converted from the reference data.
+        in_data[i] = v.constant ? *v.constant : tensor_from_ref(p.ref_in[i], v.dtype);
+        static const uint8_t kEmpty[64] = {};
+        in_ptrs[i] = in_data[i].nbytes() ? in_data[i].raw() : kEmpty;
+      }
+      std::vector<Buffer> outs;
+      std::vector<void*> out_ptrs;
+      for (const auto& d : p.out_descs) {
+        outs.emplace_back(static_cast<size_t>(std::max<int64_t>(volume(d.shape), 0)) * dtype_size(d.dtype));
+        out_ptrs.push_back(outs.back().ptr);
+      }
+      s = (*kernel)->reshape(kernel_in_descs(kg, p.in_descs), p.out_descs);
+      if (!s.is_ok()) { ADD_FAILURE() << rwhat << ": reshape failed: " << s.to_string(); ok = false; break; }
+      for (int rep = 0; rep < 2 && ok; ++rep) {  // twice: run() must not depend on leftover state
+        for (size_t o = 0; o < outs.size(); ++o) outs[o].poison(p.out_descs[o].dtype);
+        s = (*kernel)->run(in_ptrs.data(), out_ptrs.data());
+        if (!s.is_ok()) { ADD_FAILURE() << rwhat << ": run failed: " << s.to_string(); ok = false; break; }
+        ok = check_outputs(rwhat, c, p, outs);
+      }
+    }
+    if (ok) report.kernels_run.push_back(kd->name);
+  }
+  if (c.require_kernel && !is_gemm(c) && report.kernels_run.empty()) {
+    std::string why;
+    for (const auto& k : report.kernels_skipped) why += "\n  " + k;
+    ADD_FAILURE() << what << ": no CPU kernel ran" << why;
+  }
+}
+
+enum class CudaMode { kAuto, kRequire, kOff, kInvalid };
+
+CudaMode cuda_mode() {
+  const char* env = std::getenv("KILN_TEST_CUDA");
+  const std::string v = env ? env : "";
+  if (v.empty() || v == "auto") return CudaMode::kAuto;
+  if (v == "require") return CudaMode::kRequire;
+  if (v == "off") return CudaMode::kOff;
+  return CudaMode::kInvalid;
+}
+
+#ifdef KILN_WITH_CUDA
+
+// CUDA kernels for these ops are still being written; until they land a case may have none.
+bool cuda_kernel_optional(const OpCase& c) { return is_gemm(c) || c.op_type == "MatMul"; }
+
+// Device memory owned by the test (cudaFree on destruction). Never null once allocated, even for 0 bytes.
+class DeviceMemory {
+ public:
+  DeviceMemory() = default;
+  DeviceMemory(DeviceMemory&& o) noexcept : ptr_(std::exchange(o.ptr_, nullptr)) {}
+  DeviceMemory(const DeviceMemory&) = delete;
+  DeviceMemory& operator=(const DeviceMemory&) = delete;
+  DeviceMemory& operator=(DeviceMemory&&) = delete;
+  ~DeviceMemory() {
+    if (ptr_) cudaFree(ptr_);
+  }
+  Status allocate(size_t bytes) {
+    if (ptr_) return Status(StatusCode::kInternal, "device memory allocated twice");
+    return cuda::check(cudaMalloc(&ptr_, std::max<size_t>(bytes, 1)), fmt::format("cudaMalloc({} bytes)", bytes));
+  }
+  // Allocates and copies bytes from host data (ordered on stream).
+  Status upload(const void* data, size_t bytes, cudaStream_t stream) {
+    Status s = allocate(bytes);
+    if (!s.is_ok() || bytes == 0) return s;
+    return cuda::check(cudaMemcpyAsync(ptr_, data, bytes, cudaMemcpyHostToDevice, stream),
+                       fmt::format("uploading {} bytes", bytes));
+  }
+  void* get() const { return ptr_; }
+
+ private:
+  void* ptr_ = nullptr;
+};
+
+struct TestStream {
+  cudaStream_t stream = nullptr;
+  TestStream() = default;
+  TestStream(const TestStream&) = delete;
+  TestStream& operator=(const TestStream&) = delete;
+  ~TestStream() {
+    if (stream) cudaStreamDestroy(stream);
+  }
+};
+
+// Per-dim min (or max) over the shape sets, for tune()'s profile.
+std::vector<TensorDesc> profile_bound(const std::vector<Prepared>& runs, bool outputs, bool take_max) {
+  std::vector<TensorDesc> bound = outputs ? runs[0].out_descs : runs[0].in_descs;
+  for (const Prepared& p : runs) {
+    const std::vector<TensorDesc>& descs = outputs ? p.out_descs : p.in_descs;
+    for (size_t i = 0; i < bound.size(); ++i) {
+      if (descs[i].shape.size() != bound[i].shape.size()) continue;
+      for (size_t d = 0; d < bound[i].shape.size(); ++d)
+        bound[i].shape[d] = take_max ? std::max(bound[i].shape[d], descs[i].shape[d])
+                                     : std::min(bound[i].shape[d], descs[i].shape[d]);
+    }
+  }
+  return bound;
+}
+
+// Runs one CUDA kernel over every shape set, as an engine would: pack and tune at build time, constants
+// uploaded once, then per shape set reshape, workspace, and enqueue twice on poisoned outputs.
+void run_cuda_kernel(const cuda::KernelDef& kd, const OpCase& c, const Graph& g, const std::vector<Prepared>& runs,
+                     const cuda::DeviceInfo& device, cudaStream_t stream, const std::string& what,
+                     CaseReport& report) {
+  const std::string kwhat = what + " on " + kd.name;
+  Status s = kd.supports(g.nodes[0], g);
+  if (!s.is_ok()) {
+    report.cuda_kernels_skipped.push_back(kd.name + ": " + s.to_string());
+    return;
+  }
+  Graph kg = g;
+  Node& kn = kg.nodes[0];
+  if (kd.pack) {
+    s = kd.pack(kn, kg);
+    if (!s.is_ok()) { ADD_FAILURE() << kwhat << ": pack failed: " << s.to_string(); return; }
+  }
+  if (kd.tune) {
+    cuda::TuneContext tc{profile_bound(runs, false, false), runs[0].in_descs, profile_bound(runs, false, true),
+                         profile_bound(runs, true, false), runs[0].out_descs, profile_bound(runs, true, true),
+                         device, stream, nullptr, false};
+    for (auto* descs : {&tc.in_min, &tc.in_opt, &tc.in_max}) *descs = kernel_in_descs(kg, *descs);
+    s = kd.tune(kn, kg, tc);
+    if (!s.is_ok()) { ADD_FAILURE() << kwhat << ": tune failed: " << s.to_string(); return; }
+  }
+  // Constants go to the device once, as an engine's would; the host copies stay available too.
+  std::vector<DeviceMemory> constants(kn.inputs.size());
+  cuda::KernelInit init{kn, kg, {}, {}, device};
+  for (size_t i = 0; i < kn.inputs.size(); ++i) {
+    const int v = kn.inputs[i];
+    const Tensor* t = kg.is_constant(v) ? &*kg.values[v].constant : nullptr;
+    if (t) {
+      s = constants[i].upload(t->raw(), t->nbytes(), stream);
+      if (!s.is_ok()) { ADD_FAILURE() << kwhat << ": constant input " << i << ": " << s.to_string(); return; }
+    }
+    init.constants.push_back(t);
+    init.device_constants.push_back(t ? constants[i].get() : nullptr);
+  }
+  auto kernel = kd.create(init);
+  if (!kernel.is_ok()) { ADD_FAILURE() << kwhat << ": create failed: " << kernel.status().to_string(); return; }
+  bool ok = true;
+  for (size_t r = 0; r < runs.size() && ok; ++r) {
+    const Prepared& p = runs[r];
+    const std::string rwhat = fmt::format("{} (shape set {})", kwhat, r);
+    auto fail = [&](const std::string& step, const Status& st) {
+      ADD_FAILURE() << rwhat << ": " << step << ": " << st.to_string();
+      ok = false;
+    };
+    std::vector<DeviceMemory> in_mem(kn.inputs.size());
+    std::vector<const void*> in_ptrs(kn.inputs.size(), nullptr);
+    for (size_t i = 0; i < kn.inputs.size() && ok; ++i) {
+      if (kn.inputs[i] == kNoValue) continue;
+      const Value& v = kg.values[kn.inputs[i]];
+      if (v.constant) {
+        in_ptrs[i] = constants[i].get();
+        continue;
+      }
+      const Tensor t = tensor_from_ref(p.ref_in[i], v.dtype);
+      s = in_mem[i].upload(t.raw(), t.nbytes(), stream);
+      if (!s.is_ok()) fail(fmt::format("input {}", i), s);
+      in_ptrs[i] = in_mem[i].get();
+    }
+    if (!ok) break;
+    s = (*kernel)->reshape(kernel_in_descs(kg, p.in_descs), p.out_descs);
+    if (!s.is_ok()) { fail("reshape failed", s); break; }
+    DeviceMemory workspace;
+    const size_t ws_bytes = (*kernel)->workspace_bytes();
+    if (ws_bytes > 0) {
+      s = workspace.allocate(ws_bytes);
+      if (!s.is_ok()) { fail("workspace", s); break; }
+    }
+    std::vector<Buffer> outs;  // host staging: poison going in, results (and guard zones) coming back
+    std::vector<DeviceMemory> dev_outs(p.out_descs.size());
+    std::vector<void*> out_ptrs;
+    for (size_t o = 0; o < p.out_descs.size() && ok; ++o) {
+      const TensorDesc& d = p.out_descs[o];
+      outs.emplace_back(static_cast<size_t>(std::max<int64_t>(volume(d.shape), 0)) * dtype_size(d.dtype));
+      s = dev_outs[o].allocate(outs.back().bytes + Buffer::kGuard);
+      if (!s.is_ok()) fail(fmt::format("output {}", o), s);
+      out_ptrs.push_back(dev_outs[o].get());
+    }
+    for (int rep = 0; rep < 2 && ok; ++rep) {  // twice: enqueue() must not depend on leftover state
+      for (size_t o = 0; o < outs.size() && ok; ++o) {
+        outs[o].poison(p.out_descs[o].dtype);
+        s = cuda::check(cudaMemcpyAsync(out_ptrs[o], outs[o].ptr, outs[o].bytes + Buffer::kGuard,
+                                        cudaMemcpyHostToDevice, stream), "poisoning the output");
+        if (!s.is_ok()) fail(fmt::format("output {}", o), s);
+      }
+      if (!ok) break;
+      s = (*kernel)->enqueue(in_ptrs.data(), out_ptrs.data(), workspace.get(), stream);
+      if (!s.is_ok()) { fail("enqueue failed", s); break; }
+      s = cuda::check(cudaStreamSynchronize(stream), "cudaStreamSynchronize after enqueue");
+      if (!s.is_ok()) { fail("the kernel failed on the device", s); break; }
+      for (size_t o = 0; o < outs.size() && ok; ++o) {
+        s = cuda::check(cudaMemcpyAsync(outs[o].ptr, out_ptrs[o], outs[o].bytes + Buffer::kGuard,
+                                        cudaMemcpyDeviceToHost, stream), "copying the output back");
+        if (!s.is_ok()) fail(fmt::format("output {}", o), s);
+      }
+      s = cuda::check(cudaStreamSynchronize(stream), "cudaStreamSynchronize after the copy back");
+      if (!s.is_ok()) fail("copy back", s);
+      if (ok) ok = check_outputs(rwhat, c, p, outs);
+    }
+  }
+  if (ok) report.cuda_kernels_run.push_back(kd.name);
+}
+
+#endif  // KILN_WITH_CUDA
+
+// Every CUDA kernel registered for the op, when KILN_TEST_CUDA and the machine allow (see op_harness.h).
+void run_cuda_kernels(const OpCase& c, const Graph& g, const std::vector<Prepared>& runs, const std::string& what,
+                      CaseReport& report) {
+  const CudaMode mode = cuda_mode();
+  if (mode == CudaMode::kInvalid) {
+    ADD_FAILURE() << "KILN_TEST_CUDA=" << std::getenv("KILN_TEST_CUDA") << " is not one of auto, require, off";
+    return;
+  }
+  if (mode == CudaMode::kOff) return;
+#ifndef KILN_WITH_CUDA
+  if (mode == CudaMode::kRequire) ADD_FAILURE() << what << ": KILN_TEST_CUDA=require, but this build has no CUDA backend";
+  (void)c, (void)g, (void)runs, (void)report;
+#else
+  static const Result<cuda::DeviceInfo> device = cuda::current_device();
+  if (!device.is_ok()) {
+    if (mode == CudaMode::kRequire)
+      ADD_FAILURE() << what << ": KILN_TEST_CUDA=require, but " << device.status().to_string();
+    return;
+  }
+  report.cuda_checked = true;
+  TestStream stream;
+  Status s = cuda::check(cudaStreamCreateWithFlags(&stream.stream, cudaStreamNonBlocking), "cudaStreamCreate");
+  if (!s.is_ok()) {
+    ADD_FAILURE() << what << ": " << s.to_string();
+    return;
+  }
+  for (const cuda::KernelDef* kd : cuda::KernelRegistry::instance().candidates(c.domain, c.op_type))
+    run_cuda_kernel(*kd, c, g, runs, device.value(), stream.stream, what, report);
+  if (c.require_cuda_kernel && !cuda_kernel_optional(c) && report.cuda_kernels_run.empty()) {
+    std::string why;
+    for (const auto& k : report.cuda_kernels_skipped) why += "\n  " + k;
+    ADD_FAILURE() << what << ": no CUDA kernel ran on " << device->describe() << why;
+  }
+#endif
+}
 
 }  // namespace
 
@@ -306,84 +630,8 @@ CaseReport run_op_case(const OpCase& c) {
     v.dim_params.assign(v.shape.size(), "");
   }
 
-  const auto candidates = cpu::KernelRegistry::instance().candidates(c.domain, c.op_type);
-  if (candidates.empty()) {
-    if (!is_gemm(c)) ADD_FAILURE() << what << ": no CPU kernel is registered for " << c.op_type;
-    return report;
-  }
-  for (const cpu::CpuKernelDef* kd : candidates) {
-    const std::string kwhat = what + " on " + kd->name;
-    s = kd->supports(g.nodes[0], g);
-    if (!s.is_ok()) {
-      report.kernels_skipped.push_back(kd->name + ": " + s.to_string());
-      continue;
-    }
-    Graph kg = g;
-    Node& kn = kg.nodes[0];
-    if (kd->pack) {
-      s = kd->pack(kn, kg);
-      if (!s.is_ok()) { ADD_FAILURE() << kwhat << ": pack failed: " << s.to_string(); continue; }
-    }
-    std::shared_ptr<const void> shared;
-    if (kd->prepare) {
-      auto prepared = kd->prepare(kn, kg);
-      if (!prepared.is_ok()) { ADD_FAILURE() << kwhat << ": prepare failed: " << prepared.status().to_string(); continue; }
-      shared = *prepared;
-    }
-    cpu::KernelInit init{kn, kg, {}, shared};
-    for (int v : kn.inputs) init.constants.push_back(kg.is_constant(v) ? &*kg.values[v].constant : nullptr);
-    auto kernel = kd->create(init);
-    if (!kernel.is_ok()) { ADD_FAILURE() << kwhat << ": create failed: " << kernel.status().to_string(); continue; }
-    bool ok = true;
-    for (size_t r = 0; r < runs.size() && ok; ++r) {
-      const Prepared& p = runs[r];
-      const std::string rwhat = fmt::format("{} (shape set {})", kwhat, r);
-      std::vector<TensorDesc> in_descs = p.in_descs;
-      std::vector<Tensor> in_data(kn.inputs.size());
-      std::vector<const void*> in_ptrs(kn.inputs.size(), nullptr);
-      for (size_t i = 0; i < kn.inputs.size(); ++i) {
-        if (kn.inputs[i] == kNoValue) continue;
-        const Value& v = kg.values[kn.inputs[i]];
-        // Constants are passed as stored (possibly packed); others converted from the reference data.
-        in_data[i] = v.constant ? *v.constant : tensor_from_ref(p.ref_in[i], v.dtype);
-        if (v.constant) in_descs[i] = {v.constant->dtype, v.constant->shape};
-        static const uint8_t kEmpty[64] = {};
-        in_ptrs[i] = in_data[i].nbytes() ? in_data[i].raw() : kEmpty;
-      }
-      std::vector<Buffer> outs;
-      std::vector<void*> out_ptrs;
-      for (const auto& d : p.out_descs) {
-        outs.emplace_back(static_cast<size_t>(std::max<int64_t>(volume(d.shape), 0)) * dtype_size(d.dtype));
-        out_ptrs.push_back(outs.back().ptr);
-      }
-      s = (*kernel)->reshape(in_descs, p.out_descs);
-      if (!s.is_ok()) { ADD_FAILURE() << rwhat << ": reshape failed: " << s.to_string(); ok = false; break; }
-      for (int rep = 0; rep < 2 && ok; ++rep) {  // twice: run() must not depend on leftover state
-        for (size_t o = 0; o < outs.size(); ++o) outs[o].poison(p.out_descs[o].dtype);
-        s = (*kernel)->run(in_ptrs.data(), out_ptrs.data());
-        if (!s.is_ok()) { ADD_FAILURE() << rwhat << ": run failed: " << s.to_string(); ok = false; break; }
-        for (size_t o = 0; o < outs.size(); ++o) {
-          if (!outs[o].guard_intact()) {
-            ADD_FAILURE() << rwhat << ": output " << o << " was written out of bounds";
-            ok = false;
-          }
-          std::vector<uint8_t> bytes(outs[o].ptr, outs[o].ptr + outs[o].bytes);
-          const RefTensor got = ref_from_tensor(Tensor::make(p.out_descs[o].dtype, p.out_descs[o].shape, bytes));
-          const std::string diff = compare(p.ref_out[o], got, c.exact, c.tolerance);
-          if (!diff.empty()) {
-            ADD_FAILURE() << rwhat << ": output " << o << ": " << diff;
-            ok = false;
-          }
-        }
-      }
-    }
-    if (ok) report.kernels_run.push_back(kd->name);
-  }
-  if (c.require_kernel && !is_gemm(c) && report.kernels_run.empty()) {
-    std::string why;
-    for (const auto& k : report.kernels_skipped) why += "\n  " + k;
-    ADD_FAILURE() << what << ": no CPU kernel ran" << why;
-  }
+  run_cpu_kernels(c, g, runs, what, report);
+  run_cuda_kernels(c, g, runs, what, report);
   return report;
 }
 

@@ -2,6 +2,13 @@
 // reference, then runs every registered CPU kernel that supports the node (create -> reshape -> run on
 // NaN-poisoned outputs, twice) and compares each against the reference. Inputs are seeded random values,
 // never zero (except bool). Further shape sets run through the same kernel instance (dynamic batch).
+//
+// In a build with the CUDA backend, every CUDA kernel that supports the node runs the same way on the GPU
+// (pack -> tune -> constants uploaded -> create -> reshape -> enqueue on poisoned device outputs with a
+// guard zone, twice), as the environment variable KILN_TEST_CUDA says:
+//   unset or "auto"  run them when a GPU is usable, else skip silently;
+//   "require"        fail every case when no GPU is usable (a GPU test run can never pass vacuously);
+//   "off"            never run them.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -46,8 +53,11 @@ struct OpCase {
   bool exact = false;       // compare float outputs exactly too (data movement and casts)
   double magnitude = 2.0;   // random floats lie in +-[magnitude/8, magnitude]
   uint64_t seed = 1;
-  // Fail when no registered kernel supports the node (Gemm/FusedGemm are exempt until their kernel lands).
+  // Fail when no CPU kernel ran (Gemm/FusedGemm are exempt until their kernel lands).
   bool require_kernel = true;
+  // When CUDA kernels run (see above), fail when none of them ran. Gemm/FusedGemm/MatMul are exempt until
+  // their CUDA kernels land.
+  bool require_cuda_kernel = true;
 
   OpCase& attr(const std::string& name, AttributeValue v) {
     attrs.set(name, std::move(v));
@@ -56,10 +66,20 @@ struct OpCase {
 };
 
 struct CaseReport {
-  std::vector<std::string> kernels_run;      // names of kernels that ran and matched
-  std::vector<std::string> kernels_skipped;  // "name: reason" for kernels that do not support the node
-  std::vector<TensorDesc> outputs;           // inferred outputs of the first shape set
+  std::vector<std::string> kernels_run;      // names of CPU kernels that ran and matched
+  std::vector<std::string> kernels_skipped;  // "name: reason" for CPU kernels that do not support the node
+  bool cuda_checked = false;                      // CUDA kernels were tried (GPU present, not "off")
+  std::vector<std::string> cuda_kernels_run;      // names of CUDA kernels that ran and matched
+  std::vector<std::string> cuda_kernels_skipped;  // "name: reason" for CUDA kernels that do not support it
+  std::vector<TensorDesc> outputs;                // inferred outputs of the first shape set
 };
+
+// Relative L2 tolerance for float16 outputs (inputs are exact float16 values; each output rounds once).
+constexpr double kFloat16Tolerance = 1e-2;
+
+// A case that only a GPU backend must run (e.g. float16 arithmetic, where the CPU kernels are float32
+// only): no CPU kernel is required; a CUDA kernel still is when CUDA kernels run.
+OpCase gpu_only(OpCase c);
 
 // Runs the full check; failures are reported through gtest (ADD_FAILURE) with the case description.
 CaseReport run_op_case(const OpCase& c);

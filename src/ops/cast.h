@@ -1,4 +1,4 @@
-// Cast semantics shared by the reference and the CPU kernel, so both round and wrap identically:
+// Cast semantics shared by the reference and the CPU and CUDA kernels, so all round and wrap identically:
 // float -> int truncates toward zero (NaN -> 0, saturating at the int64 range, then wrapping to the target
 // width like an integer conversion); any -> bool is "!= 0" (NaN -> true); float16 rounds to nearest even.
 // ONNX leaves out-of-range float -> int undefined; this choice never traps.
@@ -9,13 +9,14 @@
 #include "ir/graph.h"
 #include "kiln/status.h"
 #include "ops/float16.h"
+#include "ops/host_device.h"
 
 namespace kiln {
 
 // The `to` attribute as a Kiln dtype; error naming the ONNX code when Kiln has no such dtype.
 Result<DataType> cast_target(const Node& node);
 
-inline int64_t float_to_int64(double x) {
+KILN_HOST_DEVICE inline int64_t float_to_int64(double x) {
   if (std::isnan(x)) return 0;
   const double t = std::trunc(x);
   if (t >= 0x1p63) return INT64_MAX;

@@ -6,13 +6,17 @@ namespace kiln::test {
 namespace {
 
 const char* const kOps[] = {"Add", "Sub", "Mul", "Div"};
-const DataType kTypes[] = {DataType::kFloat32, DataType::kInt64, DataType::kInt32};
+const DataType kTypes[] = {DataType::kFloat32, DataType::kInt64, DataType::kInt32, DataType::kFloat16};
 
 OpCase binary(const char* op, InputSpec a, InputSpec b, int opset = 14) {
   OpCase c;
   c.op_type = op;
   c.opset = opset;
-  c.inputs = {std::move(a), std::move(b)};
+  c.inputs = {a, std::move(b)};
+  if (a.dtype == DataType::kFloat16) {  // the CPU kernels have no float16 arithmetic
+    c = gpu_only(std::move(c));
+    c.tolerance = kFloat16Tolerance;
+  }
   return c;
 }
 
@@ -43,6 +47,8 @@ TEST(OpBinary, Broadcasting) {
   run_all({2, 1, 4}, {3, 1});    // both sides, rank mismatch
   run_all({1, 5, 1, 3}, {2, 1, 7, 1});
   run_all({1}, {1});
+  run_all({2, 1, 3, 1, 5, 1}, {1, 4, 1, 6, 1, 7});  // rank 6 after merging: the general index walk
+  run_all({4, 1, 1, 5}, {1, 3, 2, 1});               // merged broadcast dims on both sides
 }
 
 TEST(OpBinary, LargeParallel) {
@@ -52,6 +58,8 @@ TEST(OpBinary, LargeParallel) {
     run_op_case(binary(op, input({301, 299}), input({301, 299})));  // one long row, split into blocks
     run_op_case(binary(op, input({5, 40000}), input({5, 1})));
     run_op_case(binary(op, input({}), input({70001})));
+    run_op_case(binary(op, input({301, 299}, DataType::kFloat16), input({299}, DataType::kFloat16)));
+    run_op_case(binary(op, input({5, 40000}, DataType::kFloat16), input({5, 1}, DataType::kFloat16)));
   }
 }
 
@@ -79,6 +87,18 @@ TEST(OpBinary, IntegerDivTruncates) {
     auto ref = reference_op(c);
     ASSERT_TRUE(ref.is_ok()) << ref.status().to_string();
     EXPECT_EQ(ref->at(0).data, (std::vector<double>{-3, 3, 3, -3, 0, 0}));
+  }
+}
+
+TEST(OpBinary, IntegerDivByZeroGivesZero) {
+  // ONNX leaves it undefined; Kiln defines x / 0 = 0 so that no kernel traps (ops/elementwise.h).
+  for (DataType dt : {DataType::kInt64, DataType::kInt32}) {
+    OpCase c = binary("Div", input({5}, dt), constant(dt, {5}, {0, 0, 0, 1, -1}));
+    c.inputs[0].values = {5, -5, 1, 7, 7};
+    run_op_case(c);
+    auto ref = reference_op(c);
+    ASSERT_TRUE(ref.is_ok()) << ref.status().to_string();
+    EXPECT_EQ(ref->at(0).data, (std::vector<double>{0, 0, 0, 7, -7}));
   }
 }
 
@@ -111,6 +131,7 @@ TEST(OpBinary, Errors) {
 TEST(OpBinary, KernelRejectsOtherDtypes) {
   OpCase c = binary("Add", input({4}, DataType::kFloat64), input({4}, DataType::kFloat64));
   c.require_kernel = false;
+  c.require_cuda_kernel = false;
   auto r = run_op_case(c);
   EXPECT_TRUE(r.kernels_run.empty());
   ASSERT_FALSE(r.kernels_skipped.empty());

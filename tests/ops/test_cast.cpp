@@ -56,6 +56,11 @@ TEST(OpCast, SpecialValues) {
     c.inputs[0].values = {inf, -inf, nan, 65519.0, 65520.0, 1e-8};
     run_op_case(c);
   }
+  for (DataType to : kAll) {  // float16 sources: infinities, NaN, the largest normal, -0, a subnormal
+    OpCase c = cast(input({6}, DataType::kFloat16), to);
+    c.inputs[0].values = {inf, -inf, nan, 65504.0, -0.0, 0x1p-24};
+    run_op_case(c);
+  }
   OpCase b = cast(input({4}), DataType::kBool);
   b.inputs[0].values = {nan, 0.0, -0.0, 1e-30};
   auto ref = reference_op(b);
@@ -83,6 +88,18 @@ TEST(OpCast, Float16Rounding) {
     if (std::isnan(v)) continue;
     EXPECT_EQ(double_to_half(v), h) << h;
   }
+}
+
+TEST(OpCast, Float16RoundsFromDouble) {
+  // Just above a tie at double precision: rounding through float32 first would land on the tie and
+  // round to even (down); rounding straight from double rounds up.
+  OpCase c = cast(input({5}, DataType::kFloat64), DataType::kFloat16);
+  c.inputs[0].values = {1.0 + 0x1p-11 + 0x1p-40, 1.0 + 0x1p-11, 65519.999, 0x1p-25 + 0x1p-50, -(1.0 + 0x1.8p-10)};
+  run_op_case(c);
+  auto ref = reference_op(c);
+  ASSERT_TRUE(ref.is_ok());
+  EXPECT_EQ(ref->at(0).data[0], 1.0 + 0x1p-10);
+  EXPECT_EQ(ref->at(0).data[1], 1.0);
 }
 
 TEST(OpCast, DynamicShapes) {

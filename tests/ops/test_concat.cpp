@@ -32,6 +32,17 @@ TEST(OpConcat, ConstantsAndDtypes) {
   run_op_case(concat({input({2, 2}, DataType::kBool), input({1, 2}, DataType::kBool)}, 0));
 }
 
+TEST(OpConcat, CopyWidths) {
+  // Chunks and rows of 1, 2, 4, 8 and 16 bytes' alignment, several inputs, and whole-row copies (axis 0).
+  run_op_case(concat({input({3, 5}, DataType::kInt8), input({3, 7}, DataType::kInt8)}, 1));
+  run_op_case(concat({input({3, 5}, DataType::kFloat16), input({3, 2}, DataType::kFloat16),
+                      input({3, 1}, DataType::kFloat16)}, 1));
+  run_op_case(concat({input({4, 8}), input({4, 12}), input({4, 4})}, 1));
+  run_op_case(concat({input({2, 3, 2}, DataType::kInt64), input({2, 1, 2}, DataType::kInt64)}, 1));
+  run_op_case(concat({input({2, 3}), input({1, 3}), input({4, 3}), input({1, 3}), input({3, 3})}, 0));
+  run_op_case(concat({input({1, 2, 5}, DataType::kFloat16), input({1, 3, 5}, DataType::kFloat16)}, 1));
+}
+
 TEST(OpConcat, ZeroSize) {
   run_op_case(concat({input({2, 0}), input({2, 3})}, 1));
   run_op_case(concat({input({0, 3}), input({0, 4})}, 1));

@@ -1,6 +1,9 @@
 // The harness must catch broken kernels: wrong values, poison left in the output, writes past the end.
 // A probe op (domain kiln.test) whose kernel misbehaves on request exercises each check.
 #include <cmath>
+#include <cstdlib>
+#include <optional>
+#include <string>
 
 #include <gtest/gtest-spi.h>
 #include <gtest/gtest.h>
@@ -8,6 +11,9 @@
 #include "../op_harness.h"
 #include "backends/cpu/cpu_kernel.h"
 #include "ops/op_util.h"
+#ifdef KILN_WITH_CUDA
+#include "backends/cuda/cuda_kernel.h"
+#endif
 
 namespace kiln::test {
 namespace {
@@ -74,6 +80,7 @@ OpCase probe(int64_t bug) {
   c.inputs = {input({3, 5})};
   c.attr("bug", bug);
   c.require_kernel = bug == 0;  // a buggy kernel must be reported once, as itself
+  c.require_cuda_kernel = false;  // the probe is CPU-only
   return c;
 }
 
@@ -97,6 +104,53 @@ TEST(OpHarness, InputsAreNeverZero) {
   for (double v : ref->at(0).data) EXPECT_NE(v, 0.0);
 }
 
+// Sets an environment variable for the scope of a test, then restores it.
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const char* value) : name_(name) {
+    if (const char* old = std::getenv(name)) old_ = old;
+    setenv(name, value, 1);
+  }
+  ~ScopedEnv() {
+    if (old_) setenv(name_, old_->c_str(), 1);
+    else unsetenv(name_);
+  }
+
+ private:
+  const char* name_;
+  std::optional<std::string> old_;
+};
+
+bool gpu_usable() {
+#ifdef KILN_WITH_CUDA
+  return cuda::current_device().is_ok();
+#else
+  return false;
+#endif
+}
+
+TEST(OpHarness, CudaOffSkipsCudaKernels) {
+  ScopedEnv env("KILN_TEST_CUDA", "off");
+  auto r = run_op_case(probe(0));
+  EXPECT_FALSE(r.cuda_checked);
+  EXPECT_TRUE(r.cuda_kernels_run.empty());
+}
+
+// KILN_TEST_CUDA=require fails every case where CUDA kernels cannot run: a GPU run never passes vacuously.
+TEST(OpHarness, CudaRequireFailsWithoutGpu) {
+  ScopedEnv env("KILN_TEST_CUDA", "require");
+  if (gpu_usable()) {
+    EXPECT_TRUE(run_op_case(probe(0)).cuda_checked);
+    return;
+  }
+  EXPECT_NONFATAL_FAILURE(run_op_case(probe(0)), "KILN_TEST_CUDA=require, but");
+}
+
+TEST(OpHarness, CudaModeMustBeKnown) {
+  ScopedEnv env("KILN_TEST_CUDA", "yes");
+  EXPECT_NONFATAL_FAILURE(run_op_case(probe(0)), "is not one of auto, require, off");
+}
+
 TEST(OpRegistry, EveryOpHasACpuKernel) {
   for (const OpDef* def : OpRegistry::instance().all()) {
     if (def->op_type == "Gemm" || def->op_type == "FusedGemm") continue;  // the lead's kernel, checked in OpGemm
@@ -112,6 +166,26 @@ TEST(OpRegistry, KernelNamesAreUniqueAndDescriptive) {
       EXPECT_EQ(cpu::KernelRegistry::instance().find(k->name), k) << k->name << " is registered twice";
     }
 }
+
+#ifdef KILN_WITH_CUDA
+TEST(OpRegistry, EveryOpHasACudaKernel) {
+  for (const OpDef* def : OpRegistry::instance().all()) {
+    if (def->domain == "kiln.test") continue;  // harness probes
+    // Being written on another branch; their op tests exempt them the same way.
+    if (def->op_type == "Gemm" || def->op_type == "FusedGemm" || def->op_type == "MatMul") continue;
+    EXPECT_FALSE(cuda::KernelRegistry::instance().candidates(def->domain, def->op_type).empty())
+        << def->domain << "." << def->op_type << " has no CUDA kernel";
+  }
+}
+
+TEST(OpRegistry, CudaKernelNamesAreUniqueAndDescriptive) {
+  for (const cuda::KernelDef* k : cuda::KernelRegistry::instance().all()) {
+    EXPECT_EQ(k->name.rfind("cuda.", 0), 0u) << k->name;
+    EXPECT_EQ(cuda::KernelRegistry::instance().find(k->name), k) << k->name << " is registered twice";
+    EXPECT_TRUE(k->supports && k->create) << k->name;
+  }
+}
+#endif
 
 }  // namespace
 }  // namespace kiln::test

@@ -7,12 +7,17 @@
 namespace kiln::test {
 namespace {
 
-OpCase softmax(Dims shape, int opset, std::optional<int64_t> axis = std::nullopt) {
+OpCase softmax(Dims shape, int opset, std::optional<int64_t> axis = std::nullopt,
+               DataType dt = DataType::kFloat32) {
   OpCase c;
   c.op_type = "Softmax";
   c.opset = opset;
-  c.inputs = {input(std::move(shape))};
+  c.inputs = {input(std::move(shape), dt)};
   if (axis) c.attr("axis", *axis);
+  if (dt == DataType::kFloat16) {  // the CPU kernel is float32 only
+    c = gpu_only(std::move(c));
+    c.tolerance = kFloat16Tolerance;
+  }
   return c;
 }
 
@@ -42,6 +47,30 @@ TEST(OpSoftmax, LegacyCoercesTo2D) {
   double sum = 0;
   for (int i = 0; i < 12; ++i) sum += ref->at(0).data[i];
   EXPECT_NEAR(sum, 1.0, 1e-12);
+}
+
+TEST(OpSoftmax, LongRows) {
+  // fp32 must stay within 1e-5 on long rows: sums accumulate in double on every backend.
+  run_op_case(softmax({2, 70000}, 13));
+  run_op_case(softmax({3, 1024}, 13));      // longest row of a CUDA warp-per-row launch
+  run_op_case(softmax({3, 1025}, 13));      // shortest row of a CUDA block-per-row launch
+  run_op_case(softmax({2, 20000, 3}, 13, 1));  // long strided rows
+  run_op_case(softmax({5, 1, 7}, 13, 1));   // rows of one element
+}
+
+TEST(OpSoftmax, Float16) {
+  const DataType h = DataType::kFloat16;
+  run_op_case(softmax({3, 10}, 13, std::nullopt, h));
+  run_op_case(softmax({2, 3, 5}, 13, 1, h));    // strided
+  run_op_case(softmax({64, 1031}, 13, std::nullopt, h));
+  run_op_case(softmax({2, 3, 5}, 11, std::nullopt, h));  // legacy 2-D coercion
+  run_op_case(softmax({0, 5}, 13, std::nullopt, h));
+  OpCase big = softmax({4, 50}, 13, std::nullopt, h);
+  big.magnitude = 500;
+  run_op_case(big);
+  OpCase dyn = softmax({1, 10}, 13, std::nullopt, h);
+  dyn.more_shapes = {{{7, 10}}, {{64, 10}}};
+  run_op_case(dyn);
 }
 
 TEST(OpSoftmax, DynamicBatch) {

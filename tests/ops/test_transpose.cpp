@@ -37,6 +37,18 @@ TEST(OpTranspose, AllElementSizes) {
     run_op_case(transpose({3, 4, 5}, std::vector<int64_t>{2, 0, 1}, dt));
 }
 
+TEST(OpTranspose, TiledAndGatherWalks) {
+  // Sizes that are not multiples of the CUDA kernel's 32x32 tile, every element size, both kernels:
+  // the input's contiguous dim second to last in the output (tiled) or elsewhere (gather).
+  for (DataType dt : {DataType::kFloat32, DataType::kFloat16, DataType::kInt8, DataType::kInt64}) {
+    run_op_case(transpose({67, 129}, std::nullopt, dt));                              // 2-D
+    run_op_case(transpose({3, 33, 65}, std::vector<int64_t>{0, 2, 1}, dt));           // batched
+    run_op_case(transpose({2, 37, 9, 11}, std::vector<int64_t>{0, 2, 3, 1}, dt));     // NCHW -> NHWC
+    run_op_case(transpose({2, 3, 4, 5}, std::vector<int64_t>{3, 0, 2, 1}, dt));       // gather
+    run_op_case(transpose({5, 6, 7}, std::vector<int64_t>{1, 0, 2}, dt));             // inner dim kept
+  }
+}
+
 TEST(OpTranspose, DynamicBatch) {
   OpCase c = transpose({1, 4, 6}, std::vector<int64_t>{0, 2, 1});
   c.more_shapes = {{{7, 4, 6}}, {{64, 4, 6}}};

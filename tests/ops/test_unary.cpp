@@ -5,11 +5,15 @@
 namespace kiln::test {
 namespace {
 
-OpCase unary(const char* op, Dims shape, int opset = 14) {
+OpCase unary(const char* op, Dims shape, int opset = 14, DataType dt = DataType::kFloat32) {
   OpCase c;
   c.op_type = op;
   c.opset = opset;
-  c.inputs = {input(std::move(shape))};
+  c.inputs = {input(std::move(shape), dt)};
+  if (dt == DataType::kFloat16) {  // the CPU kernels are float32 only
+    c = gpu_only(std::move(c));
+    c.tolerance = kFloat16Tolerance;
+  }
   return c;
 }
 
@@ -24,6 +28,21 @@ TEST(OpUnary, Shapes) {
     dyn.more_shapes = {{{7, 33}}, {{64, 33}}};
     run_op_case(dyn);
   }
+}
+
+TEST(OpUnary, Float16) {
+  for (const char* op : {"Relu", "LeakyRelu", "Sigmoid", "Tanh"}) {
+    run_op_case(unary(op, {3, 4}, 14, DataType::kFloat16));
+    run_op_case(unary(op, {}, 14, DataType::kFloat16));
+    run_op_case(unary(op, {0, 5}, 14, DataType::kFloat16));
+    run_op_case(unary(op, {257, 263}, 14, DataType::kFloat16));
+    OpCase big = unary(op, {1000}, 14, DataType::kFloat16);
+    big.magnitude = 200;
+    run_op_case(big);
+  }
+  OpCase c = unary("LeakyRelu", {5, 6}, 14, DataType::kFloat16);
+  c.attr("alpha", 0.3f);
+  run_op_case(c);
 }
 
 TEST(OpUnary, LargeMagnitudes) {
@@ -60,6 +79,7 @@ TEST(OpUnary, IntegerReluReference) {
   OpCase c = unary("Relu", {6}, 14);
   c.inputs[0] = input({6}, DataType::kInt64);
   c.require_kernel = false;
+  c.require_cuda_kernel = false;
   run_op_case(c);
 }
 

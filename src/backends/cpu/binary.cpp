@@ -1,52 +1,18 @@
 // Add/Sub/Mul/Div for float32, int64 and int32 with numpy broadcasting. reshape() folds the broadcast into
-// an [outer..., inner] plan whose inner loop has unit or zero strides, so the compiler vectorizes it.
+// an [outer..., inner] plan (backends/layout_plan.h) whose inner loop has unit or zero strides, so the
+// compiler vectorizes it.
 #include <algorithm>
 
 #include <fmt/format.h>
 
 #include "backends/cpu/cpu_kernel.h"
 #include "backends/cpu/cpu_util.h"
+#include "backends/layout_plan.h"
 #include "ops/elementwise.h"
 #include "ops/op_util.h"
 
 namespace kiln::cpu {
 namespace {
-
-// Broadcast iteration plan: output dims after dropping 1s and merging dims that stay contiguous (or stay
-// broadcast) in both operands. The last dim is the inner loop.
-struct BroadcastPlan {
-  Dims dims;
-  Dims sa, sb;  // element strides per dim, 0 where broadcast
-  int64_t total = 0;
-};
-
-BroadcastPlan make_plan(const Dims& a, const Dims& b, const Dims& out) {
-  const Dims fa = broadcast_strides(a, out), fb = broadcast_strides(b, out);
-  BroadcastPlan p;
-  p.total = volume(out);
-  for (size_t d = 0; d < out.size(); ++d) {
-    if (out[d] == 1) continue;
-    if (!p.dims.empty()) {
-      const int64_t n = out[d];
-      auto mergeable = [&](int64_t prev, int64_t cur) { return (prev == 0 && cur == 0) || prev == cur * n; };
-      if (mergeable(p.sa.back(), fa[d]) && mergeable(p.sb.back(), fb[d])) {
-        p.dims.back() *= n;
-        p.sa.back() = fa[d];
-        p.sb.back() = fb[d];
-        continue;
-      }
-    }
-    p.dims.push_back(out[d]);
-    p.sa.push_back(fa[d]);
-    p.sb.push_back(fb[d]);
-  }
-  if (p.dims.empty()) {  // all ones: a single element
-    p.dims = {1};
-    p.sa = {0};
-    p.sb = {0};
-  }
-  return p;
-}
 
 template <BinaryOp Op, class T>
 inline void inner_loop(const T* a, const T* b, T* y, int64_t n, int64_t sa, int64_t sb) {
@@ -70,7 +36,7 @@ class BinaryKernel final : public CpuKernel {
   static constexpr int64_t kBlock = 16384;
 
   Status reshape(const std::vector<TensorDesc>& inputs, const std::vector<TensorDesc>& outputs) override {
-    plan_ = make_plan(inputs[0].shape, inputs[1].shape, outputs[0].shape);
+    plan_ = make_broadcast_plan(inputs[0].shape, inputs[1].shape, outputs[0].shape);
     return Status::ok();
   }
 

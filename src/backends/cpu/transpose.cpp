@@ -1,6 +1,7 @@
 // Transpose for any dtype (moves 1-, 2-, 4- or 8-byte elements). reshape() drops unit dims and merges
-// output dims that stay adjacent in the input, so common cases shrink to a 2-D or 3-D walk; the walk is
-// tiled over the two innermost output dims to keep both reads and writes cache-friendly.
+// output dims that stay adjacent in the input (backends/layout_plan.h), so common cases shrink to a 2-D or
+// 3-D walk; the walk is tiled over the two innermost output dims to keep both reads and writes
+// cache-friendly.
 #include <algorithm>
 #include <cstring>
 
@@ -8,6 +9,7 @@
 
 #include "backends/cpu/cpu_kernel.h"
 #include "backends/cpu/cpu_util.h"
+#include "backends/layout_plan.h"
 #include "ops/op_util.h"
 #include "ops/transpose.h"
 
@@ -53,28 +55,11 @@ class TransposeKernel final : public CpuKernel {
     const Dims& in = inputs[0].shape;
     auto perm = resolve_perm(perm_attr_, in.size());
     if (!perm.is_ok()) return perm.status();
-    perm_ = std::move(*perm);
-    const Dims in_strides = contiguous_strides(in);
-    total_ = volume(in);
-    dims_.clear();
-    strides_.clear();
-    for (size_t i = 0; i < perm_.size(); ++i) {
-      const int64_t n = in[perm_[i]], st = in_strides[perm_[i]];
-      if (n == 1) continue;
-      if (!dims_.empty() && strides_.back() == st * n) {
-        dims_.back() *= n;
-        strides_.back() = st;
-        continue;
-      }
-      dims_.push_back(n);
-      strides_.push_back(st);
-    }
-    // A plain copy when the merged walk is contiguous; otherwise pad to at least 2 dims.
-    is_copy_ = dims_.size() <= 1;
-    while (!is_copy_ && dims_.size() < 2) {
-      dims_.insert(dims_.begin(), 1);
-      strides_.insert(strides_.begin(), 0);
-    }
+    const TransposePlan plan = make_transpose_plan(in, *perm);
+    total_ = plan.total;
+    is_copy_ = plan.is_copy;
+    dims_ = plan.dims;
+    strides_ = plan.in_strides;
     return Status::ok();
   }
 
@@ -95,7 +80,6 @@ class TransposeKernel final : public CpuKernel {
 
  private:
   std::optional<std::vector<int64_t>> perm_attr_;
-  std::vector<int64_t> perm_;
   size_t elem_;
   Dims dims_, strides_;
   int64_t total_ = 0;
