@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs on the GPU machine from the bundle scripts/gpu-test.sh makes (run from the repository root).
-# Writes to $OUT: <date>-<gpu>-gpu.md (the record for bench/results/), tests.xml, log.txt and the
-# `kiln run` JSON summaries. KILN_GPU_STEPS limits the steps (default "tests cli").
+# Writes to $OUT: <date>-<gpu>-gpu.md (the record for bench/results/), log.txt, and runs.tar.gz (tests.xml,
+# every `kiln run` JSON summary and text log). KILN_GPU_STEPS limits the steps (default "tests cli").
 set -u
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 OUT=${OUT:-$HERE/out}
@@ -10,7 +10,7 @@ WORK=$(mktemp -d /tmp/kiln-gpu.XXXXXX)
 STEPS=${KILN_GPU_STEPS:-tests cli}
 
 main() {
-  mkdir -p "$WORK/lib" "$WORK/engines"
+  mkdir -p "$WORK/lib" "$WORK/engines" "$WORK/json"
   cp -L "$HERE"/lib/* "$WORK/lib/"
   for f in "$WORK"/lib/*.xz; do [[ -e "$f" ]] && xz -d "$f"; done
   # oneDNN's loader wants libOpenCL.so.1 even on the CPU path; the machine has none.
@@ -36,9 +36,9 @@ main() {
 
   if [[ " $STEPS " == *" tests "* ]]; then
     echo "=== kiln_tests with KILN_TEST_CUDA=require"
-    KILN_TEST_CUDA=require "$HERE/bin/kiln_tests" --gtest_brief=1 --gtest_output=xml:"$OUT/tests.xml" 2>&1 | tail -60
+    KILN_TEST_CUDA=require "$HERE/bin/kiln_tests" --gtest_brief=1 --gtest_output=xml:"$WORK/json/tests.xml" 2>&1 | tail -60
     local rc=${PIPESTATUS[0]}
-    python3 - "$OUT/tests.xml" >> "$md" << 'PY'
+    python3 - "$WORK/json/tests.xml" >> "$md" << 'PY'
 import sys, xml.etree.ElementTree as ET
 r = ET.parse(sys.argv[1]).getroot()
 print(f"## Tests (gpu label: kiln_tests, KILN_TEST_CUDA=require)\n\n{r.get('tests')} tests, {r.get('failures')} failures, "
@@ -71,11 +71,12 @@ PY
     echo "|---|---|---|---|---|---|---|---|---|" >> "$md"
     for p in fp32 tf32 fp16; do
       for b in 1 8192; do
-        for mode in plain graph nodata; do
+        for mode in plain spin graph nodata; do
           local extra=""
+          [[ $mode == spin ]] && extra="--useSpinWait"
           [[ $mode == graph ]] && extra="--useCudaGraph"
           [[ $mode == nodata ]] && extra="--useCudaGraph --noDataTransfers"
-          local j="$OUT/run_${p}_b${b}_${mode}.json"
+          local j="$WORK/json/run_${p}_b${b}_${mode}.json"
           $K run --loadEngine=$E/mlp_$p.engine --shapes=input:${b}x1x28x28 --warmUp=200 --iterations=200 --duration=1 \
             $extra --exportJSON="$j" > "$WORK/run_${p}_${b}_${mode}.txt" 2>&1 || { echo "=== run $p b$b $mode failed"; tail -5 "$WORK/run_${p}_${b}_${mode}.txt"; continue; }
           python3 - "$j" "$p" "$b" "$mode" >> "$md" << 'PY'
@@ -89,7 +90,8 @@ PY
     done
     grep -h "Performance summary" -A8 "$WORK/run_fp16_8192_plain.txt" || true
   fi
-  tar -C "$WORK" -czf "$OUT/logs.tar.gz" --exclude=lib --exclude=engines . 2> /dev/null
+  # The device tool brings back at most 8 files: every run's JSON and text log travel in one archive.
+  tar -C "$WORK" -czf "$OUT/runs.tar.gz" --exclude=lib --exclude=engines . 2> /dev/null
   echo "=== done: $md"
   cat "$md"
 }
