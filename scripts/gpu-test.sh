@@ -2,8 +2,9 @@
 # GPU tests and CUDA engine runs on the GPU machine, in one call. Here: builds Kiln (Release, CUDA on),
 # packs the binaries and every library that machine lacks into .carry_gpu/ (ignored by git). There:
 # scripts/remote-gpu.sh runs the "gpu" ctest label's binary (every op's CUDA kernels against the float64
-# reference, the CUDA model tests), then `kiln build`/`kiln run` for the course's engines, and writes a
-# result file for bench/results/ (GPU, driver, date, commit).
+# reference, the CUDA model tests), the Python GPU tests (tests/python/test_gpu.py with the bundled
+# libkiln and python/kiln) and the C ABI test, then `kiln build`/`kiln run` for the course's engines, and
+# writes a result file for bench/results/ (GPU, driver, date, commit).
 #
 #   bash scripts/gpu-test.sh             # BUILD_DIR (default build-gpu): Release tree with CUDA
 #   bash scripts/gpu-test.sh --no-build  # pack what BUILD_DIR already holds
@@ -19,7 +20,7 @@ if [[ "${1:-}" != "--no-build" ]]; then
   cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DKILN_CUDA=ON -DKILN_BUILD_EXAMPLES=OFF > /dev/null
   cmake --build "$BUILD" --target kiln_cli kiln_tests kiln_capi_test
 fi
-BINS=("$BUILD/tools/kiln/kiln" "$BUILD/tests/kiln_tests")
+BINS=("$BUILD/tools/kiln/kiln" "$BUILD/tests/kiln_tests" "$BUILD/tests/python/kiln_capi_test")
 rm -rf "$BUNDLE"
 mkdir -p "$BUNDLE"/{bin,lib,python}
 cp -L "${BINS[@]}" "$BUNDLE/bin/"

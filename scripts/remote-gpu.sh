@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Runs on the GPU machine from the bundle scripts/gpu-test.sh makes (run from the repository root).
 # Writes to $OUT: <date>-<gpu>-gpu.md (the record for bench/results/), log.txt, and runs.tar.gz (tests.xml,
-# every `kiln run` JSON summary and text log). KILN_GPU_STEPS limits the steps (default "tests cli").
+# every `kiln run` JSON summary and text log). KILN_GPU_STEPS limits the steps (default "tests python cli"):
+# tests = kiln_tests (gpu label); python = tests/python/test_gpu.py (the Python package on CUDA engines,
+# torch tensors, the course's two scripts) and kiln_capi_test; cli = kiln build/run of the course engines.
 set -u
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 OUT=${OUT:-$HERE/out}
 mkdir -p "$OUT"
 WORK=$(mktemp -d /tmp/kiln-gpu.XXXXXX)
-STEPS=${KILN_GPU_STEPS:-tests cli}
+STEPS=${KILN_GPU_STEPS:-tests python cli}
 
 main() {
   mkdir -p "$WORK/lib" "$WORK/engines" "$WORK/json"
@@ -48,6 +50,32 @@ for s in r.iter('testcase'):
     if f is not None: print(f"- FAILED {s.get('classname')}.{s.get('name')}: {f.get('message','').splitlines()[0][:300]}")
 PY
     echo "=== kiln_tests exit $rc"
+  fi
+
+  if [[ " $STEPS " == *" python "* ]]; then
+    # The bundled libkiln (decompressed into $WORK/lib) and python/kiln; tests, models and fixtures come
+    # from the repository tree the device tool copied.
+    echo "=== python: tests/python/test_gpu.py with KILN_TEST_CUDA=require"
+    local pylog="$WORK/python.txt" prc crc
+    KILN_LIBRARY="$WORK/lib/libkiln.so.0" PYTHONPATH="$HERE/python" KILN_TEST_CUDA=require \
+      python3 tests/python/test_gpu.py -v > "$pylog" 2>&1
+    prc=$?
+    tail -60 "$pylog"
+    "$HERE/bin/kiln_capi_test" models/mlp.onnx > "$WORK/capi.txt" 2>&1
+    crc=$?
+    cat "$WORK/capi.txt"
+    {
+      echo "## Python (tests/python/test_gpu.py, KILN_TEST_CUDA=require)"
+      echo
+      echo "- $(python3 --version 2>&1), numpy $(python3 -c 'import numpy; print(numpy.__version__)' 2>&1 | tail -1)," \
+        "torch $(python3 -c 'import torch; print(torch.__version__, "cuda", torch.cuda.is_available())' 2>&1 | tail -1)"
+      echo "- unittest exit $prc: $(grep -E '^(Ran |OK|FAILED)' "$pylog" | tr '\n' ' ')"
+      grep -E '^(FAIL|ERROR):|skipped' "$pylog" | sed 's/^/- /'
+      grep -E '平均延迟|out shape' "$pylog" | sed 's/^/- course script: /'
+      echo "- kiln_capi_test exit $crc: $(grep -E 'gpu:|capi ok|failed' "$WORK/capi.txt" | tr '\n' ' ')"
+      echo
+    } >> "$md"
+    echo "=== python exit $prc, capi exit $crc"
   fi
 
   if [[ " $STEPS " == *" cli "* ]]; then

@@ -35,6 +35,8 @@ Result<Stream> stream_create();
 Status stream_destroy(Stream s);
 // spin = poll (cudaStreamQuery) instead of blocking: lower latency, one busy core (trtexec --useSpinWait).
 Status stream_synchronize(Stream s, bool spin = false);
+// Waits for all work on the current device (cudaDeviceSynchronize), like pycuda's Context.synchronize().
+Status device_synchronize();
 
 Result<Event> event_create();
 Status event_destroy(Event e);

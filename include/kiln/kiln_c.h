@@ -15,6 +15,15 @@
  *  - Strings returned by the library are owned by the handle they came from and live as long as it.
  *  - CPU engines: tensor addresses are host pointers; kiln_context_enqueue() requires stream == NULL
  *    and runs synchronously on the calling thread, like kiln_context_execute().
+ *  - CUDA engines: tensor addresses are device pointers (16-byte aligned; cudaMalloc/kiln_gpu_malloc
+ *    memory is) and kiln_context_enqueue() queues the work on the given cudaStream_t (NULL = the legacy
+ *    default stream) and returns; the caller synchronizes. Streams and pointers are the CUDA runtime's
+ *    own, so they mix with other CUDA libraries (PyTorch, CuPy) in the process.
+ *
+ * History: version 1 (CPU engines); version 2 added CUDA streams in kiln_context_enqueue,
+ * kiln_context_set_cuda_graph, kiln_engine_target, kiln_build_engine with kiln_build_options_t, and
+ * the kiln_gpu_* plumbing. Nothing was removed or changed, so version-1 callers still work
+ * (KILN_C_API_MIN_COMPATIBLE stays 1).
  */
 #ifndef KILN_KILN_C_H_
 #define KILN_KILN_C_H_
@@ -32,7 +41,7 @@
 extern "C" {
 #endif
 
-#define KILN_C_API_VERSION 1
+#define KILN_C_API_VERSION 2
 #define KILN_C_API_MIN_COMPATIBLE 1
 
 typedef enum {
@@ -98,6 +107,8 @@ KILN_C_EXPORT const char* kiln_engine_metadata_key(const kiln_engine_t* engine, 
 /* NULL when the key is absent. */
 KILN_C_EXPORT const char* kiln_engine_metadata(const kiln_engine_t* engine, const char* key);
 KILN_C_EXPORT const char* kiln_engine_device(const kiln_engine_t* engine);
+/* What the engine was built for: the CPU ISA, or the GPU ("NVIDIA H100 80GB HBM3 (sm_90, ...)"). */
+KILN_C_EXPORT const char* kiln_engine_target(const kiln_engine_t* engine);
 
 /* Builder: ONNX file -> serialized engine in a malloc'd buffer (*out_data) the caller frees with
  * kiln_free. Profiles: num_profiles inputs; profile i names profile_names[i] and has rank
@@ -109,6 +120,27 @@ KILN_C_EXPORT kiln_status_t kiln_build_engine_from_file(const char* onnx_path, c
                                                         const int64_t* profile_opt, const int64_t* profile_max,
                                                         void** out_data, size_t* out_size);
 
+/* Builder with options (version 2). Call kiln_build_options_init() first, then set fields: the
+ * struct_size it records lets later versions append fields without breaking this one. Profiles are
+ * packed as for kiln_build_engine_from_file. */
+typedef struct {
+  size_t struct_size;            /* sizeof(kiln_build_options_t), set by kiln_build_options_init */
+  const char* device;            /* "cpu" or "cuda"; NULL = "cpu" */
+  int fp16;                      /* nonzero: layers may run in FP16 (CUDA only); engine IO stays FP32 */
+  int tf32;                      /* nonzero (default): FP32 layers may use TF32 tensor cores (CUDA) */
+  const char* timing_cache_file; /* CUDA tactic timings read from and added to this file; NULL = none */
+  int num_profiles;
+  const char* const* profile_names;
+  const int* profile_ranks;
+  const int64_t* profile_min;
+  const int64_t* profile_opt;
+  const int64_t* profile_max;
+} kiln_build_options_t;
+KILN_C_EXPORT void kiln_build_options_init(kiln_build_options_t* options);
+/* options may be NULL (defaults). Output as for kiln_build_engine_from_file. */
+KILN_C_EXPORT kiln_status_t kiln_build_engine(const char* onnx_path, const kiln_build_options_t* options,
+                                              void** out_data, size_t* out_size);
+
 /* Execution contexts. */
 KILN_C_EXPORT kiln_status_t kiln_context_create(const kiln_engine_t* engine, kiln_context_t** out);
 KILN_C_EXPORT void kiln_context_destroy(kiln_context_t* ctx);
@@ -118,9 +150,31 @@ KILN_C_EXPORT kiln_status_t kiln_context_tensor_shape(const kiln_context_t* ctx,
                                                       int64_t* dims, int capacity, int* rank);
 KILN_C_EXPORT kiln_status_t kiln_context_set_tensor_address(kiln_context_t* ctx, const char* name, void* address);
 KILN_C_EXPORT kiln_status_t kiln_context_execute(kiln_context_t* ctx);
-/* CPU engines: stream must be NULL (else KILN_INVALID_ARGUMENT); runs synchronously. */
+/* CUDA engines: queues the work on stream (a cudaStream_t; NULL = legacy default stream) and returns.
+ * CPU engines: stream must be NULL (else KILN_INVALID_ARGUMENT); runs synchronously. */
 KILN_C_EXPORT kiln_status_t kiln_context_enqueue(kiln_context_t* ctx, void* stream);
 KILN_C_EXPORT kiln_status_t kiln_context_set_num_threads(kiln_context_t* ctx, int threads);
+/* CUDA engines: capture the layers into a CUDA graph per input shape and replay it (the stream must
+ * not be the legacy default stream). No effect on CPU engines. */
+KILN_C_EXPORT kiln_status_t kiln_context_set_cuda_graph(kiln_context_t* ctx, int on);
+
+/* GPU plumbing (version 2) over the CUDA runtime, for bindings that drive CUDA engines without CUDA
+ * headers or another CUDA library. Pointers and streams are plain CUDA ones (void* = cudaStream_t;
+ * NULL = legacy default stream). Without a usable GPU, or in a build without the CUDA backend, every
+ * call fails with KILN_UNSUPPORTED and says why. Copies are asynchronous on the stream; with pageable
+ * host memory CUDA completes them before returning. */
+KILN_C_EXPORT int kiln_gpu_available(void); /* 1 when a usable GPU is present, else 0 */
+/* The GPU ("NVIDIA H100 80GB HBM3 (sm_90, 132 SMs, CUDA 13.0)"), or why none can be used. Static. */
+KILN_C_EXPORT const char* kiln_gpu_describe_device(void);
+KILN_C_EXPORT kiln_status_t kiln_gpu_malloc(size_t size, void** out); /* 256-byte aligned */
+KILN_C_EXPORT kiln_status_t kiln_gpu_free(void* p);                   /* NULL is a no-op */
+KILN_C_EXPORT kiln_status_t kiln_gpu_memcpy_htod_async(void* dst, const void* src, size_t size, void* stream);
+KILN_C_EXPORT kiln_status_t kiln_gpu_memcpy_dtoh_async(void* dst, const void* src, size_t size, void* stream);
+KILN_C_EXPORT kiln_status_t kiln_gpu_memcpy_dtod_async(void* dst, const void* src, size_t size, void* stream);
+KILN_C_EXPORT kiln_status_t kiln_gpu_stream_create(void** out); /* a non-blocking stream */
+KILN_C_EXPORT kiln_status_t kiln_gpu_stream_destroy(void* stream);
+KILN_C_EXPORT kiln_status_t kiln_gpu_stream_synchronize(void* stream);
+KILN_C_EXPORT kiln_status_t kiln_gpu_device_synchronize(void);
 
 #ifdef __cplusplus
 }

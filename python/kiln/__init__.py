@@ -5,10 +5,14 @@
                         max_shapes=..., save="mlp.engine")
     engine = kiln.load("mlp.engine")
     y = engine.infer({"input": x})          # {output name: numpy array}
+    gpu = kiln.build("mlp.onnx", device="cuda", fp16=True, ...)   # CUDA engines take the same calls
 
-`kiln.trt` mirrors the TensorRT Python API for scripts written against it (CPU engines: host
-pointers, stream 0). libkiln is found via $KILN_LIBRARY, kiln/_lib/, the build tree, or the loader.
+`kiln.trt` mirrors the TensorRT Python API and `kiln.cuda` the parts of `pycuda.driver` that TensorRT
+scripts use (streams, device memory, copies), so such scripts run with `import kiln.trt as trt` and
+`import kiln.cuda as cuda`. libkiln is found via $KILN_LIBRARY, kiln/_lib/, the build tree, or the
+loader.
 """
+from . import cuda
 from ._capi import C_API_VERSION, check_version, lib as _lib
 from ._engine import Engine, ExecutionContext, TensorInfo, build, deserialize, load
 from .errors import (CorruptEngineError, InternalError, InvalidArgumentError, KilnError, KilnIOError,

@@ -5,7 +5,7 @@ import os
 
 from . import errors
 
-C_API_VERSION = 1  # the kiln_c.h version this package was written against
+C_API_VERSION = 2  # the kiln_c.h version this package was written against
 
 _PKG_DIR = os.path.dirname(os.path.abspath(__file__))
 
@@ -77,11 +77,43 @@ _sigs = {
     "kiln_context_execute": (ctypes.c_int32, [ctypes.c_void_p]),
     "kiln_context_enqueue": (ctypes.c_int32, [ctypes.c_void_p, ctypes.c_void_p]),
     "kiln_context_set_num_threads": (ctypes.c_int32, [ctypes.c_void_p, ctypes.c_int]),
+    # Version 2.
+    "kiln_engine_target": (ctypes.c_char_p, [ctypes.c_void_p]),
+    "kiln_build_options_init": (None, [ctypes.c_void_p]),
+    "kiln_build_engine": (ctypes.c_int32, [ctypes.c_char_p, ctypes.c_void_p, ctypes.POINTER(ctypes.c_void_p),
+                                           ctypes.POINTER(ctypes.c_size_t)]),
+    "kiln_context_set_cuda_graph": (ctypes.c_int32, [ctypes.c_void_p, ctypes.c_int]),
+    "kiln_gpu_available": (ctypes.c_int, []),
+    "kiln_gpu_describe_device": (ctypes.c_char_p, []),
+    "kiln_gpu_malloc": (ctypes.c_int32, [ctypes.c_size_t, ctypes.POINTER(ctypes.c_void_p)]),
+    "kiln_gpu_free": (ctypes.c_int32, [ctypes.c_void_p]),
+    "kiln_gpu_memcpy_htod_async": (ctypes.c_int32, [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t,
+                                                    ctypes.c_void_p]),
+    "kiln_gpu_memcpy_dtoh_async": (ctypes.c_int32, [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t,
+                                                    ctypes.c_void_p]),
+    "kiln_gpu_memcpy_dtod_async": (ctypes.c_int32, [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t,
+                                                    ctypes.c_void_p]),
+    "kiln_gpu_stream_create": (ctypes.c_int32, [ctypes.POINTER(ctypes.c_void_p)]),
+    "kiln_gpu_stream_destroy": (ctypes.c_int32, [ctypes.c_void_p]),
+    "kiln_gpu_stream_synchronize": (ctypes.c_int32, [ctypes.c_void_p]),
+    "kiln_gpu_device_synchronize": (ctypes.c_int32, []),
 }
-for _name, (_res, _args) in _sigs.items():
-    _fn = getattr(lib, _name)
-    _fn.restype = _res
-    _fn.argtypes = _args
+
+
+class BuildOptions(ctypes.Structure):
+    """kiln_build_options_t (kiln_c.h, version 2); fill it with kiln_build_options_init."""
+    _fields_ = [("struct_size", ctypes.c_size_t), ("device", ctypes.c_char_p), ("fp16", ctypes.c_int),
+                ("tf32", ctypes.c_int), ("timing_cache_file", ctypes.c_char_p), ("num_profiles", ctypes.c_int),
+                ("profile_names", ctypes.POINTER(ctypes.c_char_p)), ("profile_ranks", ctypes.POINTER(ctypes.c_int)),
+                ("profile_min", _i64p), ("profile_opt", _i64p), ("profile_max", _i64p)]
+
+
+def _declare(names):
+    for name in names:
+        res, args = _sigs[name]
+        fn = getattr(lib, name)
+        fn.restype = res
+        fn.argtypes = args
 
 
 def check(code):
@@ -95,7 +127,10 @@ def check_version(header_version=C_API_VERSION):
     check(lib.kiln_check_version(header_version))
 
 
+# Version first, so that an older libkiln fails with a clear message rather than a missing symbol.
+_declare(["kiln_c_api_version", "kiln_check_version", "kiln_last_error"])
 check_version()
+_declare(_sigs)
 
 MAX_RANK = 16
 

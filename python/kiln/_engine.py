@@ -5,9 +5,9 @@ from collections import namedtuple
 
 import numpy as np
 
-from . import _capi
+from . import _capi, cuda
 from ._capi import check, enc, lib, read_dims
-from .errors import KilnError, UnsupportedError
+from .errors import KilnError
 
 # ONNX dtype codes (kiln::DataType) <-> numpy.
 ONNX_TO_NUMPY = {1: np.float32, 2: np.uint8, 3: np.int8, 6: np.int32, 7: np.int64, 9: np.bool_,
@@ -54,6 +54,8 @@ class Engine:
     def __init__(self, handle):
         self._h = handle
         self._ctx = None  # lazily created context for infer(); so infer() is not thread-safe
+        self._stream = None  # CUDA engines: infer()'s stream and device staging buffers {name: allocation}
+        self._staging = {}
 
     def __del__(self):
         self._ctx = None
@@ -111,6 +113,11 @@ class Engine:
         return lib.kiln_engine_device(self._h).decode()
 
     @property
+    def target(self):
+        """What the engine was built for: the CPU ISA or the GPU."""
+        return lib.kiln_engine_target(self._h).decode()
+
+    @property
     def metadata(self):
         out = {}
         for i in range(lib.kiln_engine_num_metadata(self._h)):
@@ -122,44 +129,129 @@ class Engine:
         return ExecutionContext(self)
 
     # -- one call --
-    def infer(self, inputs):
-        """Runs the engine on host numpy arrays; returns {output name: new numpy array}.
+    def infer(self, inputs, outputs=None, stream=None):
+        """Runs the engine once and returns {output name: tensor}.
 
-        `inputs` is a dict {name: array}, or a single array when the engine has one input. Arrays must
-        have the engine's dtype (TypeError otherwise) and be C-contiguous (ValueError otherwise);
-        shapes outside the profile raise Kiln's error (a ValueError subclass). Reuses one context per
-        Engine, so concurrent callers should each use create_execution_context()."""
+        `inputs` is a dict {name: tensor}, or a single tensor when the engine has one input. Tensors are
+        either all host numpy arrays or, for CUDA engines, all device tensors:
+
+        - numpy arrays: returns new numpy arrays. CUDA engines copy through device buffers kept by
+          this Engine.
+        - device tensors with __cuda_array_interface__ (PyTorch CUDA tensors, CuPy arrays): bound
+          without a copy. `outputs` must then be a dict {name: device tensor} of the output shapes
+          (see create_execution_context().get_tensor_shape) to write into; it is returned. The work
+          is queued on `stream` (a kiln.cuda.Stream, torch.cuda.Stream or int handle; default: the
+          legacy default stream, which PyTorch's default stream is) and waited for.
+
+        Tensors must have the engine's dtype (TypeError otherwise) and be C-contiguous (ValueError
+        otherwise); shapes outside the profile raise Kiln's error (a ValueError subclass). Reuses
+        one context per Engine, so concurrent callers should each use create_execution_context()."""
         ins = self.inputs
         if not isinstance(inputs, dict):
             if len(ins) != 1:
                 raise ValueError(f"engine has {len(ins)} inputs; pass a dict {{name: array}}")
             inputs = {ins[0].name: inputs}
-        names = {i.name for i in ins}
-        unknown = set(inputs) - names
-        if unknown:
-            raise ValueError(f"not inputs of this engine: {sorted(unknown)}; inputs are {sorted(names)}")
-        missing = names - set(inputs)
-        if missing:
-            raise ValueError(f"missing inputs: {sorted(missing)}")
+        _check_names("inputs", inputs, {i.name for i in ins})
         if self._ctx is None:
             self._ctx = ExecutionContext(self)
+        device = {name: cuda.cuda_array(t) for name, t in inputs.items()}
+        if any(a is not None for a in device.values()):
+            return self._infer_device(ins, device, outputs, stream)
+        if outputs is not None:
+            raise TypeError("outputs= takes device tensors to write into; with numpy inputs infer() returns "
+                            "new arrays")
+        ctx = self._ctx
+        arrays = {}
+        for info in ins:
+            arrays[info.name] = _check_array(info, inputs[info.name])
+            ctx.set_input_shape(info.name, arrays[info.name].shape)
+        outs = {o.name: np.empty(ctx.get_tensor_shape(o.name), dtype=o.dtype) for o in self.outputs}
+        if self.device == "cuda":
+            self._run_staged(arrays, outs)
+        else:
+            for name, arr in {**arrays, **outs}.items():
+                ctx.set_tensor_address(name, arr.ctypes.data)
+            ctx.execute()
+        return outs
+
+    def _run_staged(self, arrays, outs):
+        """Host arrays through device buffers, on this Engine's stream."""
+        if self._stream is None:
+            self._stream = cuda.Stream()
+        stream, ctx = self._stream, self._ctx
+        for name, arr in arrays.items():
+            buf = self._staging_buffer(name, arr.nbytes)
+            cuda.memcpy_htod_async(buf, arr, stream)
+            ctx.set_tensor_address(name, int(buf))
+        for name, out in outs.items():
+            ctx.set_tensor_address(name, int(self._staging_buffer(name, out.nbytes)))
+        ctx.enqueue(stream)
+        for name, out in outs.items():
+            cuda.memcpy_dtoh_async(out, self._staging[name], stream)
+        stream.synchronize()
+
+    def _staging_buffer(self, name, nbytes):
+        buf = self._staging.get(name)
+        if buf is None or buf.size < nbytes:  # grows only; the previous run has finished with the old one
+            buf = self._staging[name] = cuda.mem_alloc(nbytes)
+        return buf
+
+    def _infer_device(self, ins, device, outputs, stream):
+        if self.device != "cuda":
+            raise TypeError(f"device tensors need a CUDA engine; this engine runs on '{self.device}' (pass numpy "
+                            f"arrays)")
         ctx = self._ctx
         for info in ins:
-            arr = _check_array(info, inputs[info.name])
-            ctx.set_input_shape(info.name, arr.shape)
-            ctx.set_tensor_address(info.name, arr.ctypes.data)
-        outs = {}
+            a = device[info.name]
+            if a is None:
+                raise TypeError(f"input '{info.name}' is host memory while other inputs are device tensors; "
+                                f"pass all inputs one way")
+            _check_device(info, a, f"input '{info.name}'")
+            if len(a.shape) != len(info.shape):
+                raise ValueError(f"input '{info.name}': rank {len(a.shape)} {a.shape} does not match the "
+                                 f"engine's {len(info.shape)} {info.shape}")
+            ctx.set_input_shape(info.name, a.shape)
+        if not isinstance(outputs, dict):
+            raise TypeError("device inputs need outputs={name: device tensor} to write into (Kiln does not "
+                            "allocate another library's tensors); shapes from get_tensor_shape")
+        _check_names("outputs", outputs, {o.name for o in self.outputs})
+        bind = {name: a.ptr for name, a in device.items()}
         for info in self.outputs:
-            out = np.empty(ctx.get_tensor_shape(info.name), dtype=info.dtype)
-            ctx.set_tensor_address(info.name, out.ctypes.data)
-            outs[info.name] = out
-        ctx.execute()
-        return outs
+            a = cuda.cuda_array(outputs[info.name])
+            if a is None:
+                raise TypeError(f"output '{info.name}': expected a device tensor with __cuda_array_interface__, "
+                                f"got {type(outputs[info.name]).__name__}")
+            _check_device(info, a, f"output '{info.name}'")
+            want = ctx.get_tensor_shape(info.name)
+            if a.shape != want:
+                raise ValueError(f"output '{info.name}': shape {a.shape} does not match {want}")
+            bind[info.name] = a.ptr
+        for name, ptr in bind.items():
+            ctx.set_tensor_address(name, ptr)
+        handle = cuda.stream_handle(stream)
+        ctx.enqueue(handle)
+        check(lib.kiln_gpu_stream_synchronize(handle))
+        return outputs
+
+
+def _check_names(what, given, names):
+    unknown = set(given) - names
+    if unknown:
+        raise ValueError(f"not {what} of this engine: {sorted(unknown)}; {what} are {sorted(names)}")
+    missing = names - set(given)
+    if missing:
+        raise ValueError(f"missing {what}: {sorted(missing)}")
 
 
 def _check_array(info, arr):
     if not isinstance(arr, np.ndarray):
-        raise TypeError(f"input '{info.name}': expected a numpy.ndarray, got {type(arr).__name__}")
+        if hasattr(arr, "__dlpack__"):
+            raise TypeError(f"input '{info.name}': {type(arr).__name__} has __dlpack__ but no "
+                            f"__cuda_array_interface__; Kiln takes numpy arrays and device tensors with "
+                            f"__cuda_array_interface__ (PyTorch CUDA tensors, CuPy arrays); for a CPU "
+                            f"tensor pass numpy (e.g. tensor.numpy())")
+        raise TypeError(f"input '{info.name}': expected a numpy.ndarray or a device tensor with "
+                        f"__cuda_array_interface__, got {type(arr).__name__}")
     if arr.dtype != info.dtype:
         raise TypeError(f"input '{info.name}': dtype {arr.dtype} does not match the engine's {info.dtype}")
     if not arr.flags.c_contiguous:
@@ -168,6 +260,13 @@ def _check_array(info, arr):
         raise ValueError(f"input '{info.name}': rank {arr.ndim} {arr.shape} does not match the engine's "
                          f"{len(info.shape)} {info.shape}")
     return arr
+
+
+def _check_device(info, a, what):
+    if a.dtype != info.dtype:
+        raise TypeError(f"{what}: dtype {a.dtype} does not match the engine's {info.dtype}")
+    if not a.c_contiguous:
+        raise ValueError(f"{what}: device tensor is not C-contiguous (call .contiguous())")
 
 
 class ExecutionContext:
@@ -210,7 +309,14 @@ class ExecutionContext:
         check(lib.kiln_context_execute(self._h))
 
     def enqueue(self, stream=0):
-        check(lib.kiln_context_enqueue(self._h, ctypes.c_void_p(int(stream)) if stream else None))
+        """CUDA engines: queues the work on stream (kiln.cuda.Stream, int handle, None/0 = legacy default
+        stream) and returns. CPU engines: stream must be 0/None; runs synchronously."""
+        check(lib.kiln_context_enqueue(self._h, cuda.stream_handle(stream) or None))
+
+    def set_cuda_graph(self, on):
+        """CUDA engines: capture the layers into a CUDA graph per shape and replay it (needs a created
+        stream, not the legacy default one). No effect on CPU engines."""
+        check(lib.kiln_context_set_cuda_graph(self._h, 1 if on else 0))
 
 
 _runtime = None
@@ -233,12 +339,14 @@ def deserialize(data):
     return _default_runtime().deserialize(data)
 
 
-def build(onnx_path, fp16=False, min_shapes=None, opt_shapes=None, max_shapes=None, save=None, device="cpu"):
+def build(onnx_path, fp16=False, min_shapes=None, opt_shapes=None, max_shapes=None, save=None, device="cpu",
+          tf32=True, timing_cache=None):
     """Builds an engine from an ONNX file and returns it (also written to `save` when given).
 
+    device: "cpu" or "cuda" (built for the GPU of this machine). fp16: layers may run in FP16 (CUDA
+    only; IO stays FP32). tf32: FP32 layers may use TF32 tensor cores (CUDA; on by default, as in
+    TensorRT). timing_cache: file that CUDA tactic timings are read from and added to.
     Profiles: {input name: shape} dicts; an input listed in any of them must be listed in all three."""
-    if fp16:
-        raise UnsupportedError("fp16 needs the CUDA backend (not built yet); build with fp16=False", 3)
     min_shapes, opt_shapes, max_shapes = min_shapes or {}, opt_shapes or {}, max_shapes or {}
     names = sorted(set(min_shapes) | set(opt_shapes) | set(max_shapes))
     ranks, mins, opts, maxs = [], [], [], []
@@ -252,12 +360,17 @@ def build(onnx_path, fp16=False, min_shapes=None, opt_shapes=None, max_shapes=No
         mins += mn
         opts += op
         maxs += mx
-    c_names = (ctypes.c_char_p * max(len(names), 1))(*[enc(n) for n in names])
-    c_ranks = (ctypes.c_int * max(len(ranks), 1))(*ranks)
-    arr = lambda v: (ctypes.c_int64 * max(len(v), 1))(*v)  # noqa: E731
+    arr = lambda ctype, v: (ctype * max(len(v), 1))(*v)  # noqa: E731
+    o = _capi.BuildOptions()
+    lib.kiln_build_options_init(ctypes.byref(o))
+    keep = [arr(ctypes.c_char_p, [enc(n) for n in names]), arr(ctypes.c_int, ranks),
+            arr(ctypes.c_int64, mins), arr(ctypes.c_int64, opts), arr(ctypes.c_int64, maxs)]  # alive for the call
+    o.device, o.fp16, o.tf32 = enc(device), int(bool(fp16)), int(bool(tf32))
+    o.timing_cache_file = enc(os.fspath(timing_cache)) if timing_cache is not None else None
+    o.num_profiles = len(names)
+    o.profile_names, o.profile_ranks, o.profile_min, o.profile_opt, o.profile_max = keep
     data, size = ctypes.c_void_p(), ctypes.c_size_t()
-    check(lib.kiln_build_engine_from_file(enc(os.fspath(onnx_path)), enc(device), len(names), c_names, c_ranks,
-                                          arr(mins), arr(opts), arr(maxs), ctypes.byref(data), ctypes.byref(size)))
+    check(lib.kiln_build_engine(enc(os.fspath(onnx_path)), ctypes.byref(o), ctypes.byref(data), ctypes.byref(size)))
     try:
         blob = ctypes.string_at(data, size.value)
     finally:

@@ -3,15 +3,20 @@
 Logger (deserialize_cuda_engine, set_input_shape, execute_async_v3); the Kiln message is kept too
 (`trt.last_error()`).
 
+CUDA engines (built with device="cuda"): tensor addresses are device pointers: ints (as from
+`int(cuda.mem_alloc(n))` with `import kiln.cuda as cuda`, the pycuda stand-in), kiln.cuda
+DeviceAllocations, or device tensors with __cuda_array_interface__ (PyTorch CUDA tensors, CuPy arrays;
+checked for contiguity and dtype). execute_async_v3(stream_handle) queues the work on that CUDA stream.
+
 CPU engines: tensor addresses are host pointers (e.g. numpy `arr.ctypes.data`) and the stream
-handle must be 0; execute_async_v3 runs synchronously. Device pointers wait for the CUDA backend.
+handle must be 0; execute_async_v3 runs synchronously.
 """
 import enum
 import sys
 
 import numpy as np
 
-from . import _engine
+from . import _engine, cuda
 from ._capi import lib
 from .errors import KilnError
 
@@ -149,11 +154,27 @@ class IExecutionContext:
         return tuple(self._ctx.get_tensor_shape(name))
 
     def set_tensor_address(self, name, address):
-        return self._try(self._ctx.set_tensor_address, name, address)
+        """address: an int pointer, a kiln.cuda.DeviceAllocation, or (CUDA engines) a device tensor with
+        __cuda_array_interface__. TypeError/ValueError for a tensor of the wrong dtype or layout, as
+        TensorRT's bindings raise for bad arguments; False (logged) when Kiln refuses the address."""
+        arr = cuda.cuda_array(address)
+        if arr is not None:
+            if self.engine.kiln_engine.device != "cuda":
+                raise ValueError(f"'{name}': a device tensor cannot feed a CPU engine (bind host memory)")
+            want = self.engine.kiln_engine.tensor_dtype(name)
+            if arr.dtype != want:
+                raise TypeError(f"'{name}': device tensor dtype {arr.dtype} does not match the engine's {want}")
+        return self._try(self._ctx.set_tensor_address, name, cuda.device_pointer(address))
 
     def execute_async_v3(self, stream_handle):
-        """Runs synchronously on CPU engines; stream_handle must be 0. True on success."""
+        """CUDA engines: queues the work on the stream (an int cudaStream_t such as kiln.cuda.Stream().handle,
+        or a stream object) and returns. CPU engines: runs synchronously; stream_handle must be 0.
+        True on success."""
         return self._try(self._ctx.enqueue, stream_handle)
+
+    def set_cuda_graph(self, on):
+        """Kiln extension (trtexec --useCudaGraph): replay the layers as a CUDA graph per shape."""
+        return self._try(self._ctx.set_cuda_graph, on)
 
     def execute_v2(self, bindings=None):
         if bindings is not None:

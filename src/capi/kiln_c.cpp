@@ -10,6 +10,7 @@
 #include <string>
 
 #include "kiln/builder.h"
+#include "kiln/gpu.h"
 #include "kiln/runtime.h"
 
 struct kiln_runtime {
@@ -17,11 +18,12 @@ struct kiln_runtime {
 };
 struct kiln_engine {
   std::shared_ptr<kiln::Engine> engine;
-  std::string device;
+  std::string device, target;  // returned as C strings, so they live with the handle
 };
 struct kiln_context {
   std::shared_ptr<kiln::Engine> engine;  // keeps the engine alive while the context lives
   std::unique_ptr<kiln::ExecutionContext> ctx;
+  bool on_gpu = false;
 };
 
 namespace {
@@ -81,6 +83,30 @@ kiln_status_t write_dims(const kiln::Dims& d, int64_t* dims, int capacity, int* 
   return KILN_OK;
 }
 
+// Whether a GPU can be used, checked once: it does not change while the process runs, and the copy
+// entry points sit on hot paths (a course script copies 1,000 times in a timed loop).
+const kiln::Status& gpu_status() {
+  static const kiln::Status status = [] {
+    auto d = kiln::gpu::describe_device();
+    if (d.is_ok()) return kiln::Status::ok();
+    // One wording whatever the cause (no CUDA backend, no driver, no device), for callers to match.
+    std::string why = d.status().to_string();
+    if (why.rfind("no usable", 0) != 0) why = "no usable GPU: " + why;
+    return kiln::Status(kiln::StatusCode::kUnsupported, why);
+  }();
+  return status;
+}
+
+// Inside guarded()'s lambda of a kiln_gpu_* entry point: fails with KILN_UNSUPPORTED (and why) when no
+// GPU can be used, before touching the CUDA runtime.
+#define KILN_REQUIRE_GPU()                                                                          \
+  do {                                                                                              \
+    if (!gpu_status().is_ok())                                                                      \
+      return fail(KILN_UNSUPPORTED, std::string(fn) + ": " + gpu_status().to_string());              \
+  } while (0)
+
+kiln_status_t check(const kiln::Status& s) { return s.is_ok() ? KILN_OK : fail(s); }
+
 }  // namespace
 
 extern "C" {
@@ -124,6 +150,7 @@ static kiln_status_t wrap_engine(kiln::Result<std::shared_ptr<kiln::Engine>>&& r
   if (!r.is_ok()) return fail(r.status());
   auto* e = new kiln_engine{std::move(r).value(), {}};
   e->device = e->engine->device();
+  e->target = e->engine->target();
   *out = e;
   return KILN_OK;
 }
@@ -222,41 +249,76 @@ const char* kiln_engine_metadata(const kiln_engine_t* engine, const char* key) {
 }
 
 const char* kiln_engine_device(const kiln_engine_t* engine) { return engine ? engine->device.c_str() : nullptr; }
+const char* kiln_engine_target(const kiln_engine_t* engine) { return engine ? engine->target.c_str() : nullptr; }
 
-kiln_status_t kiln_build_engine_from_file(const char* onnx_path, const char* device, int num_profiles,
-                                          const char* const* profile_names, const int* profile_ranks,
-                                          const int64_t* profile_min, const int64_t* profile_opt,
-                                          const int64_t* profile_max, void** out_data, size_t* out_size) {
+void kiln_build_options_init(kiln_build_options_t* options) {
+  if (!options) return;
+  *options = kiln_build_options_t{};
+  options->struct_size = sizeof(kiln_build_options_t);
+  options->tf32 = 1;  // as kiln::BuilderConfig and TensorRT 10
+}
+
+kiln_status_t kiln_build_engine(const char* onnx_path, const kiln_build_options_t* options, void** out_data,
+                                size_t* out_size) {
   const char* fn = __func__;
   return guarded(fn, [&]() -> kiln_status_t {
     KILN_REQUIRE(onnx_path && out_data && out_size, "NULL argument");
-    KILN_REQUIRE(num_profiles == 0 || (profile_names && profile_ranks && profile_min && profile_opt && profile_max),
-                 "profile arrays are NULL");
     *out_data = nullptr;
     *out_size = 0;
+    kiln_build_options_t o;
+    kiln_build_options_init(&o);
+    if (options) {
+      // Version 2 is the first layout; a caller that skipped kiln_build_options_init has no struct_size.
+      KILN_REQUIRE(options->struct_size >= sizeof(kiln_build_options_t),
+                   "options->struct_size is too small (call kiln_build_options_init first)");
+      o = *options;
+    }
+    KILN_REQUIRE(o.num_profiles >= 0, "num_profiles < 0");
+    KILN_REQUIRE(o.num_profiles == 0 ||
+                     (o.profile_names && o.profile_ranks && o.profile_min && o.profile_opt && o.profile_max),
+                 "profile arrays are NULL");
     kiln::BuilderConfig config;
-    if (device) config.device = device;
+    if (o.device) config.device = o.device;
+    config.fp16 = o.fp16 != 0;
+    config.tf32 = o.tf32 != 0;
+    if (o.timing_cache_file) config.timing_cache_file = o.timing_cache_file;
     size_t offset = 0;
-    for (int i = 0; i < num_profiles; ++i) {
-      KILN_REQUIRE(profile_names[i] && profile_ranks[i] >= 0, "bad profile entry");
-      const size_t r = static_cast<size_t>(profile_ranks[i]);
+    for (int i = 0; i < o.num_profiles; ++i) {
+      KILN_REQUIRE(o.profile_names[i] && o.profile_ranks[i] >= 0, "bad profile entry");
+      const size_t r = static_cast<size_t>(o.profile_ranks[i]);
       kiln::ShapeProfile p;
-      p.min.assign(profile_min + offset, profile_min + offset + r);
-      p.opt.assign(profile_opt + offset, profile_opt + offset + r);
-      p.max.assign(profile_max + offset, profile_max + offset + r);
-      config.profiles[profile_names[i]] = std::move(p);
+      p.min.assign(o.profile_min + offset, o.profile_min + offset + r);
+      p.opt.assign(o.profile_opt + offset, o.profile_opt + offset + r);
+      p.max.assign(o.profile_max + offset, o.profile_max + offset + r);
+      config.profiles[o.profile_names[i]] = std::move(p);
       offset += r;
     }
     auto built = kiln::build_engine_from_file(onnx_path, config);
     if (!built.is_ok()) return fail(built.status());
     const auto& bytes = built->engine;
     void* buf = std::malloc(bytes.empty() ? 1 : bytes.size());
-    if (!buf) return fail(KILN_INTERNAL, "kiln_build_engine_from_file: out of memory");
+    if (!buf) return fail(KILN_INTERNAL, std::string(fn) + ": out of memory");
     if (!bytes.empty()) std::memcpy(buf, bytes.data(), bytes.size());
     *out_data = buf;
     *out_size = bytes.size();
     return KILN_OK;
   });
+}
+
+kiln_status_t kiln_build_engine_from_file(const char* onnx_path, const char* device, int num_profiles,
+                                          const char* const* profile_names, const int* profile_ranks,
+                                          const int64_t* profile_min, const int64_t* profile_opt,
+                                          const int64_t* profile_max, void** out_data, size_t* out_size) {
+  kiln_build_options_t o;
+  kiln_build_options_init(&o);
+  o.device = device;
+  o.num_profiles = num_profiles;
+  o.profile_names = profile_names;
+  o.profile_ranks = profile_ranks;
+  o.profile_min = profile_min;
+  o.profile_opt = profile_opt;
+  o.profile_max = profile_max;
+  return kiln_build_engine(onnx_path, &o, out_data, out_size);
 }
 
 kiln_status_t kiln_context_create(const kiln_engine_t* engine, kiln_context_t** out) {
@@ -266,7 +328,7 @@ kiln_status_t kiln_context_create(const kiln_engine_t* engine, kiln_context_t** 
     *out = nullptr;
     auto c = engine->engine->create_execution_context();
     if (!c.is_ok()) return fail(c.status());
-    *out = new kiln_context{engine->engine, std::move(c).value()};
+    *out = new kiln_context{engine->engine, std::move(c).value(), engine->device == "cuda"};
     return KILN_OK;
   });
 }
@@ -314,8 +376,20 @@ kiln_status_t kiln_context_execute(kiln_context_t* ctx) {
 kiln_status_t kiln_context_enqueue(kiln_context_t* ctx, void* stream) {
   const char* fn = __func__;
   return guarded(fn, [&]() -> kiln_status_t {
+    KILN_REQUIRE(ctx, "NULL context");
+    if (ctx->on_gpu) return check(ctx->ctx->enqueue(stream));
+    // A stream handed to a CPU engine means the caller expects asynchronous GPU work: say so.
     KILN_REQUIRE(stream == nullptr, "CPU engines run synchronously; stream must be NULL (0)");
-    return kiln_context_execute(ctx);
+    return check(ctx->ctx->execute());
+  });
+}
+
+kiln_status_t kiln_context_set_cuda_graph(kiln_context_t* ctx, int on) {
+  const char* fn = __func__;
+  return guarded(fn, [&]() -> kiln_status_t {
+    KILN_REQUIRE(ctx, "NULL context");
+    ctx->ctx->set_cuda_graph(on != 0);
+    return KILN_OK;
   });
 }
 
@@ -325,6 +399,113 @@ kiln_status_t kiln_context_set_num_threads(kiln_context_t* ctx, int threads) {
     KILN_REQUIRE(ctx && threads >= 0, "bad argument");
     ctx->ctx->set_num_threads(threads);
     return KILN_OK;
+  });
+}
+
+int kiln_gpu_available(void) {
+  try {
+    return gpu_status().is_ok() ? 1 : 0;
+  } catch (...) {
+    return 0;
+  }
+}
+
+const char* kiln_gpu_describe_device(void) {
+  try {
+    static const std::string text = [] {
+      auto d = kiln::gpu::describe_device();
+      return d.is_ok() ? *d : gpu_status().to_string();
+    }();
+    return text.c_str();
+  } catch (...) {
+    return "unknown (describing the device failed)";
+  }
+}
+
+kiln_status_t kiln_gpu_malloc(size_t size, void** out) {
+  const char* fn = __func__;
+  return guarded(fn, [&]() -> kiln_status_t {
+    KILN_REQUIRE(out, "out is NULL");
+    *out = nullptr;
+    KILN_REQUIRE_GPU();
+    auto p = kiln::gpu::device_alloc(size);
+    if (!p.is_ok()) return fail(p.status());
+    *out = *p;
+    return KILN_OK;
+  });
+}
+
+kiln_status_t kiln_gpu_free(void* p) {
+  const char* fn = __func__;
+  return guarded(fn, [&]() -> kiln_status_t {
+    if (!p) return KILN_OK;
+    KILN_REQUIRE_GPU();
+    return check(kiln::gpu::device_free(p));
+  });
+}
+
+kiln_status_t kiln_gpu_memcpy_htod_async(void* dst, const void* src, size_t size, void* stream) {
+  const char* fn = __func__;
+  return guarded(fn, [&]() -> kiln_status_t {
+    KILN_REQUIRE_GPU();
+    KILN_REQUIRE(size == 0 || (dst && src), "NULL pointer");
+    return check(kiln::gpu::copy_to_device_async(dst, src, size, stream));
+  });
+}
+
+kiln_status_t kiln_gpu_memcpy_dtoh_async(void* dst, const void* src, size_t size, void* stream) {
+  const char* fn = __func__;
+  return guarded(fn, [&]() -> kiln_status_t {
+    KILN_REQUIRE_GPU();
+    KILN_REQUIRE(size == 0 || (dst && src), "NULL pointer");
+    return check(kiln::gpu::copy_to_host_async(dst, src, size, stream));
+  });
+}
+
+kiln_status_t kiln_gpu_memcpy_dtod_async(void* dst, const void* src, size_t size, void* stream) {
+  const char* fn = __func__;
+  return guarded(fn, [&]() -> kiln_status_t {
+    KILN_REQUIRE_GPU();
+    KILN_REQUIRE(size == 0 || (dst && src), "NULL pointer");
+    return check(kiln::gpu::copy_device_to_device_async(dst, src, size, stream));
+  });
+}
+
+kiln_status_t kiln_gpu_stream_create(void** out) {
+  const char* fn = __func__;
+  return guarded(fn, [&]() -> kiln_status_t {
+    KILN_REQUIRE(out, "out is NULL");
+    *out = nullptr;
+    KILN_REQUIRE_GPU();
+    auto s = kiln::gpu::stream_create();
+    if (!s.is_ok()) return fail(s.status());
+    *out = *s;
+    return KILN_OK;
+  });
+}
+
+kiln_status_t kiln_gpu_stream_destroy(void* stream) {
+  const char* fn = __func__;
+  return guarded(fn, [&]() -> kiln_status_t {
+    KILN_REQUIRE_GPU();
+    KILN_REQUIRE(stream, "the default stream cannot be destroyed");
+    return check(kiln::gpu::stream_destroy(stream));
+  });
+}
+
+kiln_status_t kiln_gpu_stream_synchronize(void* stream) {
+  const char* fn = __func__;
+  return guarded(fn, [&]() -> kiln_status_t {
+    KILN_REQUIRE_GPU();
+    return check(kiln::gpu::stream_synchronize(stream));
+  });
+}
+
+kiln_status_t kiln_gpu_device_synchronize(void) {
+  const char* fn = __func__;
+  return guarded(fn, [&]() -> kiln_status_t {
+    KILN_REQUIRE_GPU();
+    return check(kiln::gpu::device_synchronize());
   });
 }
 

@@ -92,6 +92,8 @@ Status stream_synchronize(Stream s, bool spin) {
   }
 }
 
+Status device_synchronize() { return cuda::check(cudaDeviceSynchronize(), "cudaDeviceSynchronize"); }
+
 Result<Event> event_create() {
   cudaEvent_t e = nullptr;
   Status s = cuda::check(cudaEventCreate(&e), "cudaEventCreate");
@@ -140,6 +142,7 @@ Status copy_device_to_device_async(void*, const void*, size_t, Stream) { return 
 Result<Stream> stream_create() { return no_cuda(); }
 Status stream_destroy(Stream) { return no_cuda(); }
 Status stream_synchronize(Stream, bool) { return no_cuda(); }
+Status device_synchronize() { return no_cuda(); }
 Result<Event> event_create() { return no_cuda(); }
 Status event_destroy(Event) { return no_cuda(); }
 Status event_record(Event, Stream) { return no_cuda(); }

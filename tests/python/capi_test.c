@@ -1,4 +1,5 @@
-/* The C ABI used from C: version check, build the MLP, describe it, run batch 2, check errors.
+/* The C ABI used from C: version check, build the MLP, describe it, run batch 2, check errors, and the
+ * GPU plumbing (a round trip through device memory when a GPU is present, KILN_UNSUPPORTED otherwise).
  *   kiln_capi_test MODEL.onnx */
 #include <kiln/kiln_c.h>
 
@@ -24,6 +25,8 @@ int main(int argc, char** argv) {
   EXPECT(kiln_check_version(KILN_C_API_VERSION + 1) == KILN_VERSION_MISMATCH);
   EXPECT(strstr(kiln_last_error(), "newer") != NULL);
   EXPECT(kiln_c_api_version() == KILN_C_API_VERSION);
+  EXPECT(KILN_C_API_VERSION == 2);
+  EXPECT(kiln_check_version(1) == KILN_OK); /* version 2 only added functions */
 
   const char* names[] = {"input"};
   const int ranks[] = {4};
@@ -31,6 +34,21 @@ int main(int argc, char** argv) {
   void* blob = NULL;
   size_t size = 0;
   EXPECT(kiln_build_engine_from_file(argv[1], NULL, 1, names, ranks, mn, opt, mx, &blob, &size) == KILN_OK);
+  EXPECT(blob != NULL && size > 0);
+  kiln_free(blob);
+  kiln_build_options_t options;
+  kiln_build_options_init(&options);
+  EXPECT(options.struct_size == sizeof options && options.tf32 == 1 && options.fp16 == 0);
+  options.num_profiles = 1;
+  options.profile_names = names;
+  options.profile_ranks = ranks;
+  options.profile_min = mn;
+  options.profile_opt = opt;
+  options.profile_max = mx;
+  options.fp16 = 1; /* the CPU backend runs FP32 */
+  EXPECT(kiln_build_engine(argv[1], &options, &blob, &size) == KILN_UNSUPPORTED && blob == NULL);
+  options.fp16 = 0;
+  EXPECT(kiln_build_engine(argv[1], &options, &blob, &size) == KILN_OK);
   EXPECT(blob != NULL && size > 0);
 
   kiln_runtime_t* rt = NULL;
@@ -49,6 +67,7 @@ int main(int argc, char** argv) {
 
   EXPECT(kiln_engine_num_io_tensors(engine) == 2);
   EXPECT(strcmp(kiln_engine_tensor_name(engine, 0), "input") == 0);
+  EXPECT(strcmp(kiln_engine_device(engine), "cpu") == 0 && kiln_engine_target(engine)[0] != '\0');
   EXPECT(kiln_engine_tensor_mode(engine, "input") == KILN_TENSOR_INPUT);
   EXPECT(kiln_engine_tensor_mode(engine, "logits") == KILN_TENSOR_OUTPUT);
   EXPECT(kiln_engine_tensor_dtype(engine, "logits") == 1);
@@ -75,6 +94,35 @@ int main(int argc, char** argv) {
   EXPECT(kiln_context_enqueue(ctx, NULL) == KILN_OK);
   EXPECT(memcmp(first, y, sizeof first) == 0);
   EXPECT(kiln_context_enqueue(ctx, (void*)1) == KILN_INVALID_ARGUMENT);
+  EXPECT(kiln_context_set_cuda_graph(ctx, 1) == KILN_OK); /* no effect on CPU engines */
+  EXPECT(kiln_context_enqueue(ctx, NULL) == KILN_OK);
+  EXPECT(kiln_context_set_cuda_graph(NULL, 1) == KILN_INVALID_ARGUMENT);
+
+  /* GPU plumbing. */
+  void* d = NULL;
+  void* stream = NULL;
+  printf("gpu: %s\n", kiln_gpu_describe_device());
+  EXPECT(kiln_gpu_free(NULL) == KILN_OK);
+  if (kiln_gpu_available()) {
+    float back[20];
+    EXPECT(kiln_gpu_malloc(sizeof first, &d) == KILN_OK && d != NULL);
+    EXPECT(kiln_gpu_stream_create(&stream) == KILN_OK && stream != NULL);
+    EXPECT(kiln_gpu_memcpy_htod_async(d, first, sizeof first, stream) == KILN_OK);
+    EXPECT(kiln_gpu_memcpy_dtod_async(d, d, sizeof first, stream) == KILN_OK);
+    EXPECT(kiln_gpu_memcpy_dtoh_async(back, d, sizeof back, stream) == KILN_OK);
+    EXPECT(kiln_gpu_stream_synchronize(stream) == KILN_OK);
+    EXPECT(memcmp(first, back, sizeof back) == 0);
+    EXPECT(kiln_gpu_device_synchronize() == KILN_OK);
+    EXPECT(kiln_gpu_stream_destroy(stream) == KILN_OK);
+    EXPECT(kiln_gpu_free(d) == KILN_OK);
+  } else {
+    EXPECT(kiln_gpu_malloc(16, &d) == KILN_UNSUPPORTED && d == NULL);
+    EXPECT(strstr(kiln_last_error(), "no usable") != NULL);
+    EXPECT(kiln_gpu_stream_create(&stream) == KILN_UNSUPPORTED && stream == NULL);
+    EXPECT(kiln_gpu_memcpy_htod_async(NULL, first, 4, NULL) == KILN_UNSUPPORTED);
+    EXPECT(kiln_gpu_stream_synchronize(NULL) == KILN_UNSUPPORTED);
+    EXPECT(kiln_gpu_device_synchronize() == KILN_UNSUPPORTED);
+  }
 
   kiln_context_destroy(ctx);
   kiln_engine_destroy(engine);

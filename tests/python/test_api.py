@@ -14,12 +14,15 @@ import unittest
 import numpy as np
 
 import kiln
+import kiln.cuda as cuda
+import kiln.cuda.autoinit  # noqa: F401  (a no-op, importable everywhere)
 import kiln.trt as trt
 from kiln import _capi
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MLP = os.path.join(ROOT, "models", "mlp.onnx")
 FIXTURES = os.path.join(ROOT, "tests", "fixtures")
+COURSE = os.path.join(ROOT, "tests", "python", "course")
 SHAPE = (1, 1, 28, 28)
 
 
@@ -182,11 +185,19 @@ class MlpTest(unittest.TestCase):
         with self.assertRaises(kiln.KilnError) as cm:
             kiln.build(MLP, fp16=True)
         self.assertIsInstance(cm.exception, NotImplementedError)
-        self.assertIn("CUDA", str(cm.exception))
+        self.assertIn("cuda", str(cm.exception).lower())
+
+    def test_cuda_build_without_gpu(self):
+        if cuda.is_available():
+            self.skipTest("a GPU is present (test_gpu.py covers CUDA builds)")
+        with self.assertRaises(kiln.KilnError):
+            kiln.build(MLP, device="cuda", fp16=True)
 
     def test_version_check(self):
         self.assertEqual(kiln.c_api_version, _capi.C_API_VERSION)
+        self.assertEqual(_capi.C_API_VERSION, 2)
         kiln.check_version(_capi.C_API_VERSION)
+        kiln.check_version(1)  # version 2 only added functions
         with self.assertRaises(kiln.VersionMismatchError) as cm:
             kiln.check_version(_capi.C_API_VERSION + 1)
         self.assertIn("newer than the library", str(cm.exception))
@@ -202,6 +213,124 @@ class MlpTest(unittest.TestCase):
         self.assertEqual(rank.value, 4)
         self.assertEqual(lib.kiln_engine_load(None, b"x", None), 1)  # KILN_INVALID_ARGUMENT, no crash
         self.assertIsNone(lib.kiln_engine_tensor_name(self.engine._h, 99))
+
+    def test_target_and_cuda_graph_on_cpu(self):
+        self.assertTrue(self.engine.target)
+        ctx = self.engine.create_execution_context()
+        ctx.set_cuda_graph(True)  # no effect on CPU engines
+        x = np.zeros(SHAPE, np.float32)
+        y = np.empty((1, 10), np.float32)
+        ctx.set_input_shape("input", SHAPE)
+        ctx.set_tensor_address("input", x.ctypes.data)
+        ctx.set_tensor_address("logits", y.ctypes.data)
+        ctx.enqueue(None)
+        np.testing.assert_array_equal(y, self.engine.infer(x)["logits"])
+
+    def test_device_tensors_need_a_cuda_engine(self):
+        x = FakeDeviceArray(SHAPE)
+        with self.assertRaises(TypeError) as cm:
+            self.engine.infer(x, outputs={"logits": FakeDeviceArray((1, 10))})
+        self.assertIn("CUDA engine", str(cm.exception))
+        with self.assertRaises(TypeError) as cm:
+            self.engine.infer(DlpackOnly())
+        self.assertIn("__cuda_array_interface__", str(cm.exception))
+        with open(self.engine_path, "rb") as f:
+            ctx = trt.Runtime(None).deserialize_cuda_engine(f.read()).create_execution_context()
+        with self.assertRaises(ValueError):
+            ctx.set_tensor_address("input", x)
+        with self.assertRaises(TypeError):
+            ctx.set_tensor_address("input", object())
+
+
+class FakeDeviceArray:
+    """Describes (never dereferenced) device memory through __cuda_array_interface__, as CuPy and PyTorch
+    do; the pointer is bogus, so only checks that fail before any copy may use it."""
+
+    def __init__(self, shape, typestr="<f4", strides=None, ptr=0x7F0000000000):
+        self.__cuda_array_interface__ = {"shape": tuple(shape), "typestr": typestr, "strides": strides,
+                                         "data": (ptr, False), "version": 3}
+
+
+class DlpackOnly:
+    def __dlpack__(self, stream=None):
+        raise AssertionError("not to be called")
+
+
+class CudaModuleTest(unittest.TestCase):
+    """kiln.cuda without a GPU (the CI machine): importable, clear errors, argument checks first."""
+
+    def test_describe(self):
+        self.assertIsInstance(cuda.is_available(), bool)
+        self.assertTrue(cuda.describe_device())
+        kiln.cuda.autoinit.context  # noqa: B018  (pycuda.autoinit's name exists)
+
+    def test_calls_without_gpu_raise_kiln_error(self):
+        if cuda.is_available():
+            self.skipTest("a GPU is present")
+        calls = [lambda: cuda.mem_alloc(16), cuda.Stream, cuda.Context.synchronize,
+                 lambda: cuda.memcpy_htod_async(0x1000, np.zeros(4, np.float32)),
+                 lambda: cuda.memcpy_dtoh(np.zeros(4, np.float32), 0x1000)]
+        for call in calls:
+            with self.assertRaises(kiln.UnsupportedError) as cm:
+                call()
+            self.assertIn("no usable", str(cm.exception))
+        self.assertEqual(_capi.lib.kiln_gpu_free(None), 0)
+
+    def test_array_checks(self):
+        dev = FakeDeviceArray((4,))
+        with self.assertRaises(TypeError):
+            cuda.memcpy_htod_async(dev, [1.0, 2.0])  # not a numpy array
+        with self.assertRaises(ValueError):
+            cuda.memcpy_htod_async(dev, np.zeros(8, np.float32)[::2])  # not contiguous
+        with self.assertRaises(ValueError):
+            cuda.memcpy_htod_async(dev, np.zeros(5, np.float32))  # 20 bytes into 16
+        with self.assertRaises(ValueError):
+            cuda.memcpy_dtoh_async(np.zeros(5, np.float32), dev)
+        ro = np.zeros(4, np.float32)
+        ro.flags.writeable = False
+        with self.assertRaises(ValueError):
+            cuda.memcpy_dtoh_async(ro, dev)
+        with self.assertRaises(TypeError):
+            cuda.memcpy_htod_async(np.zeros(4, np.float32), np.zeros(4, np.float32))  # host as device
+        with self.assertRaises(TypeError):
+            cuda.memcpy_htod_async("0x1000", np.zeros(4, np.float32))
+        with self.assertRaises(TypeError):
+            cuda.memcpy_htod_async(dev, np.zeros(4, np.float32), stream="default")
+
+    def test_cuda_array_interface_parsing(self):
+        a = cuda.cuda_array(FakeDeviceArray((2, 3)))
+        self.assertEqual((a.shape, a.dtype, a.c_contiguous, a.nbytes), ((2, 3), np.float32, True, 24))
+        self.assertTrue(cuda.cuda_array(FakeDeviceArray((2, 3), strides=(12, 4))).c_contiguous)
+        self.assertTrue(cuda.cuda_array(FakeDeviceArray((1, 3), strides=(999, 4))).c_contiguous)
+        transposed = FakeDeviceArray((3, 2), strides=(4, 12))
+        self.assertFalse(cuda.cuda_array(transposed).c_contiguous)
+        with self.assertRaises(ValueError):
+            cuda.device_pointer(transposed)
+        self.assertEqual(cuda.device_pointer(FakeDeviceArray((2,), ptr=4096)), 4096)
+        self.assertIsNone(cuda.cuda_array(np.zeros(3)))
+        self.assertEqual(cuda.stream_handle(None), 0)
+        self.assertEqual(cuda.stream_handle(7), 7)
+
+
+class CourseCopiesTest(unittest.TestCase):
+    """tests/python/course/*.py are the course's scripts (kept verbatim in course/original/) with only
+    their imports switched to kiln; test_gpu.py runs them."""
+
+    def test_only_imports_differ(self):
+        for name in ("tensorrt_infer.py", "tensorrt_fp16_b8192.py"):
+            with open(os.path.join(COURSE, "original", name), encoding="utf-8") as f:
+                original = f.read().splitlines()
+            with open(os.path.join(COURSE, name), encoding="utf-8") as f:
+                ours = f.read().splitlines()
+            self.assertEqual(len(ours), len(original), name)
+            changed = [(a, b) for a, b in zip(original, ours) if a != b]
+            self.assertEqual(len(changed), 3, name)  # tensorrt, pycuda.driver, pycuda.autoinit
+            for a, b in changed:
+                self.assertTrue(a.startswith("import ") and b.startswith("import "), (name, a, b))
+                self.assertTrue("tensorrt" in a or "pycuda" in a, (name, a))
+                self.assertNotIn("tensorrt", b.split("#")[0])
+                self.assertNotIn("pycuda", b)
+                self.assertIn("kiln.", b)
 
 
 if __name__ == "__main__":
