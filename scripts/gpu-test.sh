@@ -43,3 +43,4 @@ echo "$commit" > "$BUNDLE/COMMIT"
 grep -qxF "/$BUNDLE/" .git/info/exclude 2> /dev/null || echo "/$BUNDLE/" >> .git/info/exclude
 echo "gpu-test: $BUNDLE is $(du -sh "$BUNDLE" | cut -f1): $(ls "$BUNDLE/lib" | tr '\n' ' ')"
 echo 'gpu-test: now run(carry=[".carry_gpu"], timeout_s=600, command="bash .carry_gpu/remote-gpu.sh")'
+echo 'gpu-test: comparison (bench/compare.py, from the working tree): command="KILN_GPU_STEPS=compare bash .carry_gpu/remote-gpu.sh"'

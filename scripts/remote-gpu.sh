@@ -4,6 +4,8 @@
 # every `kiln run` JSON summary and text log). KILN_GPU_STEPS limits the steps (default "tests python cli"):
 # tests = kiln_tests (gpu label); python = tests/python/test_gpu.py (the Python package on CUDA engines,
 # torch tensors, the course's two scripts) and kiln_capi_test; cli = kiln build/run of the course engines.
+# Optional, not in the default: compare = bench/compare.py, Kiln beside ONNX Runtime and PyTorch in the
+# course's tables (issue 7): KILN_GPU_STEPS="compare" (KILN_COMPARE_ARGS=--quick for its short run).
 set -u
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 OUT=${OUT:-$HERE/out}
@@ -118,6 +120,22 @@ PY
     done
     grep -h "Performance summary" -A8 "$WORK/run_fp16_8192_plain.txt" || true
   fi
+  if [[ " $STEPS " == *" compare "* ]]; then
+    # bench/compare.py (issue 7): the course's tables and the extended peers; writes
+    # <date>-<gpu>-compare.{md,json,png} into $OUT. KILN_COMPARE_ARGS=--quick for the short run.
+    echo "=== compare: bench/compare.py ${KILN_COMPARE_ARGS:-}"
+    KILN_LIBRARY="$WORK/lib/libkiln.so.0" PYTHONPATH="$HERE/python" \
+      timeout 540 python3 bench/compare.py --out "$OUT" --commit "$HERE/COMMIT" ${KILN_COMPARE_ARGS:-}
+    local cmrc=$?
+    echo "=== compare exit $cmrc"
+    {
+      echo "## Compare (bench/compare.py, exit $cmrc)"
+      echo
+      ls "$OUT" | grep -- '-compare\.' | sed 's/^/- /'
+      echo
+    } >> "$md"
+  fi
+
   # The device tool brings back at most 8 files: every run's JSON and text log travel in one archive.
   tar -C "$WORK" -czf "$OUT/runs.tar.gz" --exclude=lib --exclude=engines . 2> /dev/null
   echo "=== done: $md"
