@@ -163,7 +163,11 @@ class KilnCtx:
         self.error = None
         self.engines = {}
         try:
-            import kiln
+            try:
+                import kiln
+            except ImportError:  # not on PYTHONPATH: the repository's own python/kiln
+                sys.path.insert(0, os.path.join(ROOT, "python"))
+                import kiln
             import kiln.cuda
             self.kiln = kiln
             self.version = kiln.__version__
