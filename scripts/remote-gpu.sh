@@ -119,6 +119,9 @@ PY
       done
     done
     grep -h "Performance summary" -A8 "$WORK/run_fp16_8192_plain.txt" || true
+    # Per-layer GPU times (CUDA events around each layer, in runs of their own).
+    $K run --loadEngine=$E/mlp_fp16.engine --shapes=input:8192x1x28x28 --iterations=50 --duration=0 --dumpProfile \
+      > "$WORK/profile_fp16_8192.txt" 2>&1 && grep -A12 -i "profile" "$WORK/profile_fp16_8192.txt" | tail -12
   fi
   if [[ " $STEPS " == *" compare "* ]]; then
     # bench/compare.py (issue 7): the course's tables and the extended peers; writes
