@@ -8,11 +8,17 @@
 
 namespace kiln {
 
-Result<std::vector<int64_t>> transpose_perm(const Node& node, size_t rank) {
-  if (!node.attrs.has("perm")) return resolve_perm(std::nullopt, rank);
+Result<std::optional<std::vector<int64_t>>> perm_attribute(const Node& node) {
+  if (!node.attrs.has("perm")) return std::optional<std::vector<int64_t>>();
   auto perm = node.attrs.get_ints("perm", {});
   if (!perm.is_ok()) return perm.status();
-  return resolve_perm(*perm, rank);
+  return std::optional<std::vector<int64_t>>(std::move(perm).value());
+}
+
+Result<std::vector<int64_t>> transpose_perm(const Node& node, size_t rank) {
+  auto attr = perm_attribute(node);
+  if (!attr.is_ok()) return attr.status();
+  return resolve_perm(*attr, rank);
 }
 
 Result<std::vector<int64_t>> resolve_perm(const std::optional<std::vector<int64_t>>& attr, size_t rank) {

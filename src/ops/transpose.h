@@ -11,7 +11,9 @@ namespace kiln {
 
 // `perm` (default: reversed dims) validated as a permutation of [0, rank).
 Result<std::vector<int64_t>> transpose_perm(const Node& node, size_t rank);
-// Same from the raw attribute (nullopt when absent), for kernels that learn the rank at reshape().
+// The raw `perm` attribute (nullopt when absent), for kernels that learn the rank at reshape().
+Result<std::optional<std::vector<int64_t>>> perm_attribute(const Node& node);
+// Same as transpose_perm from the raw attribute, for kernels that learn the rank at reshape().
 Result<std::vector<int64_t>> resolve_perm(const std::optional<std::vector<int64_t>>& attr, size_t rank);
 // out[i] = in[perm[i]].
 Dims permute_dims(const Dims& in, const std::vector<int64_t>& perm);

@@ -6,6 +6,7 @@
 
 #include "backends/cpu/cpu_kernel.h"
 #include "backends/cpu/cpu_util.h"
+#include "backends/dtype_dispatch.h"
 #include "ops/cast.h"
 
 namespace kiln::cpu {
@@ -71,36 +72,13 @@ void cast_loop(const void* in, void* out, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] = store<To>(load<From>(x[i]));
 }
 
-template <DataType From>
-CastFn pick_to(DataType to) {
-  switch (to) {
-    case DataType::kFloat32: return cast_loop<From, DataType::kFloat32>;
-    case DataType::kFloat64: return cast_loop<From, DataType::kFloat64>;
-    case DataType::kFloat16: return cast_loop<From, DataType::kFloat16>;
-    case DataType::kInt8: return cast_loop<From, DataType::kInt8>;
-    case DataType::kUInt8: return cast_loop<From, DataType::kUInt8>;
-    case DataType::kInt32: return cast_loop<From, DataType::kInt32>;
-    case DataType::kInt64: return cast_loop<From, DataType::kInt64>;
-    case DataType::kBool: return cast_loop<From, DataType::kBool>;
-    case DataType::kUndefined: return nullptr;
-  }
-  return nullptr;
-}
+// The cast_loop instantiation for each (From, To) pair, for dispatch_dtype_pair.
+template <DataType From, DataType To>
+struct PairFn {
+  static constexpr CastFn fn = cast_loop<From, To>;
+};
 
-CastFn pick(DataType from, DataType to) {
-  switch (from) {
-    case DataType::kFloat32: return pick_to<DataType::kFloat32>(to);
-    case DataType::kFloat64: return pick_to<DataType::kFloat64>(to);
-    case DataType::kFloat16: return pick_to<DataType::kFloat16>(to);
-    case DataType::kInt8: return pick_to<DataType::kInt8>(to);
-    case DataType::kUInt8: return pick_to<DataType::kUInt8>(to);
-    case DataType::kInt32: return pick_to<DataType::kInt32>(to);
-    case DataType::kInt64: return pick_to<DataType::kInt64>(to);
-    case DataType::kBool: return pick_to<DataType::kBool>(to);
-    case DataType::kUndefined: return nullptr;
-  }
-  return nullptr;
-}
+CastFn pick(DataType from, DataType to) { return dispatch_dtype_pair<PairFn>(from, to); }
 
 class CastKernel final : public CpuKernel {
  public:

@@ -60,12 +60,7 @@ CpuKernelDef concat_kernel_def() {
   CpuKernelDef def;
   def.name = kName;
   def.op_type = "Concat";
-  def.supports = [](const Node& node, const Graph& graph) {
-    const DataType dt = graph.values[node.inputs[0]].dtype;
-    if (dtype_size(dt) == 0)
-      return Status(StatusCode::kUnsupported, fmt::format("dtype {} is not supported by {}", dtype_name(dt), kName));
-    return Status::ok();
-  };
+  def.supports = [](const Node& node, const Graph& graph) { return require_word_dtype(node, graph, kName); };
   def.create = [](const KernelInit& init) -> Result<std::unique_ptr<CpuKernel>> {
     const DataType dt = init.graph.values[init.node.inputs[0]].dtype;
     return std::unique_ptr<CpuKernel>(std::make_unique<ConcatKernel>(init.node, dtype_size(dt)));

@@ -48,10 +48,7 @@ CpuKernelDef copy_kernel_def(const char* op_type) {
   def.name = kernel_name("cpu.any.copy", op_type);
   def.op_type = op_type;
   def.supports = [name = def.name](const Node& node, const Graph& graph) {
-    const DataType dt = graph.values[node.inputs[0]].dtype;
-    if (dtype_size(dt) == 0)
-      return Status(StatusCode::kUnsupported, fmt::format("dtype {} is not supported by {}", dtype_name(dt), name));
-    return Status::ok();
+    return require_word_dtype(node, graph, name);
   };
   def.create = [](const KernelInit&) -> Result<std::unique_ptr<CpuKernel>> {
     return std::unique_ptr<CpuKernel>(std::make_unique<CopyKernel>());

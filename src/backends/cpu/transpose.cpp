@@ -90,21 +90,12 @@ CpuKernelDef transpose_kernel_def() {
   CpuKernelDef def;
   def.name = kName;
   def.op_type = "Transpose";
-  def.supports = [](const Node& node, const Graph& graph) {
-    const size_t elem = dtype_size(graph.values[node.inputs[0]].dtype);
-    if (elem == 1 || elem == 2 || elem == 4 || elem == 8) return Status::ok();
-    return Status(StatusCode::kUnsupported, fmt::format("dtype {} is not supported by {}",
-                                                        dtype_name(graph.values[node.inputs[0]].dtype), kName));
-  };
+  def.supports = [](const Node& node, const Graph& graph) { return require_word_dtype(node, graph, kName); };
   def.create = [](const KernelInit& init) -> Result<std::unique_ptr<CpuKernel>> {
-    std::optional<std::vector<int64_t>> perm;
-    if (init.node.attrs.has("perm")) {
-      auto p = init.node.attrs.get_ints("perm", {});
-      if (!p.is_ok()) return p.status();
-      perm = *p;
-    }
+    auto perm = perm_attribute(init.node);
+    if (!perm.is_ok()) return perm.status();
     const DataType dt = init.graph.values[init.node.inputs[0]].dtype;
-    return std::unique_ptr<CpuKernel>(std::make_unique<TransposeKernel>(std::move(perm), dtype_size(dt)));
+    return std::unique_ptr<CpuKernel>(std::make_unique<TransposeKernel>(std::move(perm).value(), dtype_size(dt)));
   };
   return def;
 }

@@ -9,6 +9,7 @@
 #include <cstdint>
 
 #include "backends/cuda/cuda_kernel.h"
+#include "backends/dtype_dispatch.h"
 #include "ops/cast.h"
 
 namespace kiln::cuda {
@@ -84,36 +85,13 @@ void cast_launch(const void* in, void* out, int64_t n, cudaStream_t stream) {
       static_cast<const typename Storage<From>::T*>(in), static_cast<typename Storage<To>::T*>(out), n);
 }
 
-template <DataType From>
-CastLaunch pick_to(DataType to) {
-  switch (to) {
-    case DataType::kFloat32: return cast_launch<From, DataType::kFloat32>;
-    case DataType::kFloat64: return cast_launch<From, DataType::kFloat64>;
-    case DataType::kFloat16: return cast_launch<From, DataType::kFloat16>;
-    case DataType::kInt8: return cast_launch<From, DataType::kInt8>;
-    case DataType::kUInt8: return cast_launch<From, DataType::kUInt8>;
-    case DataType::kInt32: return cast_launch<From, DataType::kInt32>;
-    case DataType::kInt64: return cast_launch<From, DataType::kInt64>;
-    case DataType::kBool: return cast_launch<From, DataType::kBool>;
-    case DataType::kUndefined: return nullptr;
-  }
-  return nullptr;
-}
+// The cast_launch instantiation for each (From, To) pair, for dispatch_dtype_pair.
+template <DataType From, DataType To>
+struct PairFn {
+  static constexpr CastLaunch fn = cast_launch<From, To>;
+};
 
-CastLaunch pick(DataType from, DataType to) {
-  switch (from) {
-    case DataType::kFloat32: return pick_to<DataType::kFloat32>(to);
-    case DataType::kFloat64: return pick_to<DataType::kFloat64>(to);
-    case DataType::kFloat16: return pick_to<DataType::kFloat16>(to);
-    case DataType::kInt8: return pick_to<DataType::kInt8>(to);
-    case DataType::kUInt8: return pick_to<DataType::kUInt8>(to);
-    case DataType::kInt32: return pick_to<DataType::kInt32>(to);
-    case DataType::kInt64: return pick_to<DataType::kInt64>(to);
-    case DataType::kBool: return pick_to<DataType::kBool>(to);
-    case DataType::kUndefined: return nullptr;
-  }
-  return nullptr;
-}
+CastLaunch pick(DataType from, DataType to) { return dispatch_dtype_pair<PairFn>(from, to); }
 
 class CastKernel final : public CudaKernel {
  public:

@@ -104,12 +104,7 @@ KernelDef concat_kernel_def() {
   KernelDef def;
   def.name = kName;
   def.op_type = "Concat";
-  def.supports = [](const Node& node, const Graph& graph) {
-    const DataType dt = graph.values[node.inputs[0]].dtype;
-    if (dtype_size(dt) == 0)
-      return Status(StatusCode::kUnsupported, cat("dtype ", dtype_name(dt), " is not supported by ", kName));
-    return Status::ok();
-  };
+  def.supports = [](const Node& node, const Graph& graph) { return require_word_dtype(node, graph, kName); };
   def.create = [](const KernelInit& init) -> Result<std::unique_ptr<CudaKernel>> {
     const DataType dt = init.graph.values[init.node.inputs[0]].dtype;
     return std::unique_ptr<CudaKernel>(std::make_unique<ConcatKernel>(init.node, dtype_size(dt)));

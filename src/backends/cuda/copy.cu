@@ -67,9 +67,8 @@ KernelDef copy_kernel_def(const char* op_type) {
   def.name = cat("cuda.any.copy.", op_type);
   def.op_type = op_type;
   def.supports = [name = def.name](const Node& node, const Graph& graph) {
-    const DataType dt = graph.values[node.inputs[0]].dtype;
-    if (dtype_size(dt) == 0)
-      return Status(StatusCode::kUnsupported, cat("dtype ", dtype_name(dt), " is not supported by ", name));
+    Status s = require_word_dtype(node, graph, name);
+    if (!s.is_ok()) return s;
     if (node.outputs.size() > 1 && node.outputs[1] != kNoValue) {
       const DataType mask = graph.values[node.outputs[1]].dtype;
       const size_t e = dtype_size(mask);

@@ -2,7 +2,6 @@
 
 #include <fmt/format.h>
 
-#include "backends/cpu/cpu_util.h"
 
 namespace kiln::cuda {
 
@@ -14,23 +13,6 @@ Status check(cudaError_t err, std::string_view what) {
 
 Status check_launch(std::string_view kernel) {
   return check(cudaGetLastError(), fmt::format("launching {}", kernel));
-}
-
-Status require_dtypes(const Node& node, const Graph& graph, std::initializer_list<DataType> dtypes,
-                      const std::string& kernel, bool all_inputs) {
-  return cpu::require_dtypes(node, graph, dtypes, kernel, all_inputs);
-}
-
-Status require_max_rank(const Node& node, const Graph& graph, size_t max_rank, const std::string& kernel) {
-  for (const auto* ids : {&node.inputs, &node.outputs})
-    for (int id : *ids) {
-      if (id == kNoValue) continue;
-      const Value& v = graph.values[id];
-      if (v.rank_known && v.shape.size() > max_rank)
-        return Status(StatusCode::kUnsupported, fmt::format("value '{}' has rank {}, more than the {} dims {} supports",
-                                                            v.name, v.shape.size(), max_rank, kernel));
-    }
-  return Status::ok();
 }
 
 std::string DeviceInfo::describe() const {

@@ -9,6 +9,7 @@
 #include <string>
 #include <string_view>
 
+#include "backends/kernel_checks.h"
 #include "ir/graph.h"
 #include "kiln/status.h"
 
@@ -51,14 +52,6 @@ std::string cat(const Args&... args) {
 }
 
 // Ok when input 0 (and every other present input when all_inputs) has one of the dtypes; otherwise e.g.
-// "dtype int8 of input 0 is not supported by cuda.f32.softmax". Same gate as the CPU backend's.
-Status require_dtypes(const Node& node, const Graph& graph, std::initializer_list<DataType> dtypes,
-                      const std::string& kernel, bool all_inputs = true);
-
-// Ok when no input or output of the node has more than max_rank dims (kernels that pass shapes by value
-// in a fixed-size struct); otherwise says so, naming the kernel.
-Status require_max_rank(const Node& node, const Graph& graph, size_t max_rank, const std::string& kernel);
-
 // Elements -> blocks for a 1-D grid-stride launch; capped so grids stay reasonable.
 inline unsigned grid_for(int64_t n, int block, int64_t max_blocks = 65535 * 4) {
   int64_t b = (n + block - 1) / block;

@@ -155,21 +155,15 @@ KernelDef transpose_kernel_def() {
   def.name = kName;
   def.op_type = "Transpose";
   def.supports = [](const Node& node, const Graph& graph) {
-    const DataType dt = graph.values[node.inputs[0]].dtype;
-    const size_t elem = dtype_size(dt);
-    if (elem != 1 && elem != 2 && elem != 4 && elem != 8)
-      return Status(StatusCode::kUnsupported, cat("dtype ", dtype_name(dt), " is not supported by ", kName));
+    Status s = require_word_dtype(node, graph, kName);
+    if (!s.is_ok()) return s;
     return require_max_rank(node, graph, kMaxRank, kName);
   };
   def.create = [](const KernelInit& init) -> Result<std::unique_ptr<CudaKernel>> {
-    std::optional<std::vector<int64_t>> perm;
-    if (init.node.attrs.has("perm")) {
-      auto p = init.node.attrs.get_ints("perm", {});
-      if (!p.is_ok()) return p.status();
-      perm = *p;
-    }
+    auto perm = perm_attribute(init.node);
+    if (!perm.is_ok()) return perm.status();
     const DataType dt = init.graph.values[init.node.inputs[0]].dtype;
-    return std::unique_ptr<CudaKernel>(std::make_unique<TransposeKernel>(std::move(perm), dtype_size(dt)));
+    return std::unique_ptr<CudaKernel>(std::make_unique<TransposeKernel>(std::move(perm).value(), dtype_size(dt)));
   };
   return def;
 }
