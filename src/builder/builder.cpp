@@ -136,8 +136,7 @@ Result<BuildOutput> build(Result<Graph> imported, const BuilderConfig& config) {
   BuildOutput out;
   out.engine = serialize_engine(m);
   for (const Node& n : g.nodes) (n.kernel == kViewKernel ? summary.view_layers : summary.layers)++;
-  for (size_t v = 0; v < g.values.size(); ++v)
-    if (m.storage[v].kind == StorageKind::kConstant) summary.weight_bytes += g.values[v].constant->nbytes();
+  summary.weight_bytes = m.weight_bytes();
   summary.arena_bytes = m.arena_bytes;
   summary.build_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   out.summary = std::move(summary);

@@ -40,6 +40,14 @@ struct EngineModel {
   std::string target;                   // CPU ISA the weights were packed for, or the GPU description
   std::string device_json = "{}";       // CUDA: the GPU and CUDA version the engine was built for
   std::string build_flags_json = "{}";
+
+  // Bytes of constant data the engine carries (the weights).
+  uint64_t weight_bytes() const {
+    uint64_t n = 0;
+    for (size_t v = 0; v < graph.values.size(); ++v)
+      if (storage[v].kind == StorageKind::kConstant) n += graph.values[v].constant->nbytes();
+    return n;
+  }
 };
 
 constexpr uint32_t kEngineFormatVersion = 1;

@@ -82,9 +82,6 @@ std::string EngineImpl::inspect_json() const {
   j["outputs"] = json::array();
   for (int v : g.outputs) j["outputs"].push_back(tensor(v));
   j["layers"] = json::array();
-  uint64_t weight_bytes = 0;
-  for (size_t v = 0; v < g.values.size(); ++v)
-    if (model.storage[v].kind == StorageKind::kConstant) weight_bytes += g.values[v].constant->nbytes();
   for (const Node& n : g.nodes) {
     json l;
     l["name"] = n.name;
@@ -110,7 +107,7 @@ std::string EngineImpl::inspect_json() const {
     l["attributes"] = attrs;
     j["layers"].push_back(l);
   }
-  j["weight_bytes"] = weight_bytes;
+  j["weight_bytes"] = model.weight_bytes();
   j["arena_bytes"] = model.arena_bytes;
   j["metadata"] = g.metadata;
   // Names come from the model and need not be valid UTF-8; replace bad bytes rather than throw.
@@ -147,12 +144,7 @@ Result<ShapeProfile> Engine::profile_shapes(const std::string& input) const {
 int Engine::num_layers() const { return static_cast<int>(impl_->model.graph.nodes.size()); }
 std::string Engine::device() const { return impl_->model.device; }
 std::string Engine::target() const { return impl_->model.target; }
-uint64_t Engine::weight_bytes() const {
-  uint64_t n = 0;
-  for (size_t v = 0; v < impl_->model.graph.values.size(); ++v)
-    if (impl_->model.storage[v].kind == StorageKind::kConstant) n += impl_->model.graph.values[v].constant->nbytes();
-  return n;
-}
+uint64_t Engine::weight_bytes() const { return impl_->model.weight_bytes(); }
 uint64_t Engine::arena_bytes() const { return impl_->model.arena_bytes; }
 const std::map<std::string, std::string>& Engine::metadata() const { return impl_->model.graph.metadata; }
 std::string Engine::inspect_json() const { return impl_->inspect_json(); }

@@ -8,6 +8,7 @@
 #include "builder/shape_inference.h"
 #include "engine/engine_model.h"
 #include "kiln/builder.h"
+#include "kiln/gpu.h"
 
 namespace kiln {
 
@@ -19,10 +20,10 @@ std::vector<TensorDesc> descs(const std::vector<TensorDesc>& all, const std::vec
   return out;
 }
 
+// Device memory in use now; 0 when it cannot be read (the figure is informational).
 size_t device_memory_used() {
-  size_t free_bytes = 0, total = 0;
-  if (cudaMemGetInfo(&free_bytes, &total) != cudaSuccess) return 0;
-  return total - free_bytes;
+  auto used = gpu::device_memory_used();
+  return used.is_ok() ? used.value() : 0;
 }
 
 }  // namespace
