@@ -1,5 +1,6 @@
-// Gemm / kiln.FusedGemm on float32 through oneDNN's matmul primitive, with bias and activation fused
-// into the primitive (one call per layer).
+// Gemm / kiln.FusedGemm on float32 and kiln.QGemm on int8 through oneDNN's matmul primitive, with bias,
+// activation and (INT8) the per-channel rescale and requantization fused into the primitive (one call per
+// layer; oneDNN uses AVX-512 VNNI or AMX for int8 where the CPU has them).
 //   build (pack):   B -> alpha*op(B) as a [K,N] matrix, C -> beta*C as a [N] bias when it broadcasts so;
 //                   the node becomes transB=0, alpha=1, beta=1 (same function, kernel-ready layout).
 //   reshape:        creates the primitive for the concrete M with weights in the layout it prefers on
@@ -15,6 +16,7 @@
 #include "backends/cpu/cpu_kernel.h"
 #include "backends/cpu/onednn_common.h"
 #include "ops/gemm.h"
+#include "ops/quantize.h"
 
 namespace kiln::cpu {
 namespace {
@@ -23,6 +25,7 @@ using dnnl::memory;
 using tag = memory::format_tag;
 
 constexpr const char* kKernelName = "cpu.f32.gemm.onednn";
+constexpr const char* kQGemmName = "cpu.int8.qgemm.onednn";
 
 // The process-wide engine (onednn_common), wrapped without taking ownership.
 const dnnl::engine& cpu_engine() {
@@ -85,10 +88,21 @@ Status pack(Node& n, Graph& g) {
   return Status::ok();
 }
 
+// What differs between the float and the INT8 GEMM: data types and the INT8 rescale.
+struct MatmulTypes {
+  memory::data_type a = memory::data_type::f32, b = memory::data_type::f32, y = memory::data_type::f32;
+  std::vector<float> out_scales;  // per output column; empty = none (float GEMM)
+  float y_inv_scale = 0;          // INT8 output: multiply by 1/y_scale before rounding; 0 = float output
+};
+
 class GemmKernel final : public CpuKernel {
  public:
-  GemmKernel(const Node& n, GemmAttrs attrs, const Tensor* b_const, const Tensor* c_const)
-      : node_name_(n.name), at_(attrs), b_const_(b_const), c_const_(c_const), stream_(cpu_engine()) {}
+  GemmKernel(const Node& n, GemmAttrs attrs, const Tensor* b_const, const Tensor* c_const, MatmulTypes types = {},
+             std::vector<float> owned_bias = {})
+      : node_name_(n.name), at_(attrs), b_const_(b_const), c_const_(c_const), types_(std::move(types)),
+        owned_bias_(std::move(owned_bias)), stream_(cpu_engine()) {
+    if (!owned_bias_.empty()) c_const_ = nullptr;
+  }
 
   Status reshape(const std::vector<TensorDesc>& in, const std::vector<TensorDesc>& out) override {
     const Dims& a = in[0].shape;
@@ -96,10 +110,10 @@ class GemmKernel final : public CpuKernel {
     k_ = at_.trans_a ? a[0] : a.back();
     m_ = at_.trans_a ? a[1] : volume(Dims(a.begin(), a.end() - 1));
     n_ = at_.trans_b ? b[0] : b[1];
-    has_c_ = in.size() > 2 && in[2].dtype != DataType::kUndefined;
+    has_c_ = (in.size() > 2 && in[2].dtype != DataType::kUndefined) || !owned_bias_.empty();
     bias_vector_ = false;
     if (has_c_) {
-      Dims cs = in[2].shape;
+      Dims cs = owned_bias_.empty() ? in[2].shape : Dims{n_};
       while (cs.size() < 2) cs.insert(cs.begin(), 1);
       c_rows_ = cs[0];
       c_cols_ = cs[1];
@@ -113,10 +127,10 @@ class GemmKernel final : public CpuKernel {
     have_prim_ = false;
     try {
       const memory::dims a_strides = at_.trans_a ? memory::dims{1, m_} : memory::dims{k_, 1};
-      memory::desc a_md({m_, k_}, memory::data_type::f32, a_strides);
-      memory::desc b_plain({k_, n_}, memory::data_type::f32, at_.trans_b ? memory::dims{1, k_} : memory::dims{n_, 1});
-      memory::desc b_md = b_const_ ? memory::desc({k_, n_}, memory::data_type::f32, tag::any) : b_plain;
-      memory::desc y_md({m_, n_}, memory::data_type::f32, tag::ab);
+      memory::desc a_md({m_, k_}, types_.a, a_strides);
+      memory::desc b_plain({k_, n_}, types_.b, at_.trans_b ? memory::dims{1, k_} : memory::dims{n_, 1});
+      memory::desc b_md = b_const_ ? memory::desc({k_, n_}, types_.b, tag::any) : b_plain;
+      memory::desc y_md({m_, n_}, types_.y, tag::ab);
       dnnl::post_ops po;
       // A C that varies by row is written into Y first and added by the sum post-op.
       if (has_c_ && !bias_vector_) po.append_sum(1.f);
@@ -129,10 +143,12 @@ class GemmKernel final : public CpuKernel {
         case Activation::kSigmoid: po.append_eltwise(1.f, dnnl::algorithm::eltwise_logistic, 0.f, 0.f); break;
         case Activation::kTanh: po.append_eltwise(1.f, dnnl::algorithm::eltwise_tanh, 0.f, 0.f); break;
       }
+      if (types_.y_inv_scale > 0) po.append_eltwise(1.f, dnnl::algorithm::eltwise_linear, types_.y_inv_scale, 0.f);
       dnnl::primitive_attr attr;
       attr.set_post_ops(po);
       attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
       if (at_.alpha != 1.f) attr.set_output_scales(0, {at_.alpha});
+      if (!types_.out_scales.empty()) attr.set_output_scales(1 << 1, types_.out_scales);
       dnnl::matmul::primitive_desc pd =
           bias_vector_ ? dnnl::matmul::primitive_desc(
                              dnnl::matmul::desc(a_md, b_md, memory::desc({1, n_}, memory::data_type::f32, tag::ab), y_md),
@@ -150,7 +166,9 @@ class GemmKernel final : public CpuKernel {
       }
       if (bias_vector_)
         bias_mem_ = memory(memory::desc({1, n_}, memory::data_type::f32, tag::ab), cpu_engine(),
-                           const_cast<float*>(c_const_ ? c_const_->data<float>() : nullptr));
+                           const_cast<float*>(!owned_bias_.empty() ? owned_bias_.data()
+                                              : c_const_                ? c_const_->data<float>()
+                                                                        : nullptr));
       bound_ = {};
       args_.clear();
       args_.push_back({DNNL_ARG_SRC, a_mem_.get()});
@@ -167,7 +185,8 @@ class GemmKernel final : public CpuKernel {
   Status run(const void* const* in, void* const* out) override {
     float* y = static_cast<float*>(out[0]);
     if (!have_prim_) {  // an empty product: Y = act(beta*C) or nothing at all
-      if (m_ * n_ > 0) fill_from_c(y, static_cast<const float*>(has_c_ ? in[2] : nullptr), true);
+      if (m_ * n_ > 0 && types_.out_scales.empty()) fill_from_c(y, static_cast<const float*>(has_c_ ? in[2] : nullptr), true);
+      if (m_ * n_ > 0 && !types_.out_scales.empty()) fill_quantized_bias(out[0]);
       return Status::ok();
     }
     if (has_c_ && !bias_vector_) fill_from_c(y, static_cast<const float*>(in[2]), false);
@@ -182,7 +201,7 @@ class GemmKernel final : public CpuKernel {
     bind(a_mem_, bound_[0], in[0]);
     bind(y_mem_, bound_[1], y);
     if (!b_const_) bind(b_mem_, bound_[2], in[1]);
-    if (bias_vector_ && !c_const_) bind(bias_mem_, bound_[3], in[2]);
+    if (bias_vector_ && !c_const_ && owned_bias_.empty()) bind(bias_mem_, bound_[3], in[2]);
     if (st == dnnl_success)
       st = dnnl_primitive_execute(prim_.get(), stream_.get(), static_cast<int>(args_.size()), args_.data());
     if (st == dnnl_success) st = dnnl_stream_wait(stream_.get());
@@ -197,7 +216,7 @@ class GemmKernel final : public CpuKernel {
   memory packed_weights(const memory::desc& want, const memory::desc& plain) {
     for (auto& [md, mem] : packed_)
       if (md == want) return mem;
-    memory src(plain, cpu_engine(), const_cast<float*>(b_const_->data<float>()));
+    memory src(plain, cpu_engine(), const_cast<uint8_t*>(b_const_->raw()));
     if (want == plain) {
       packed_.emplace_back(want, src);
       return src;
@@ -218,10 +237,25 @@ class GemmKernel final : public CpuKernel {
       }
   }
 
+  // INT8 with K = 0: Y = act(bias), requantized when the output is int8.
+  void fill_quantized_bias(void* y) const {
+    for (int64_t i = 0; i < m_; ++i)
+      for (int64_t j = 0; j < n_; ++j) {
+        const double b = owned_bias_.empty() ? 0.0 : owned_bias_[j] * types_.out_scales[j];
+        const double v = apply_activation(at_.activation, b, at_.activation_alpha);
+        if (types_.y_inv_scale > 0)
+          static_cast<int8_t*>(y)[i * n_ + j] = static_cast<int8_t>(quantize_saturate(static_cast<float>(v * types_.y_inv_scale), -128, 127));
+        else
+          static_cast<float*>(y)[i * n_ + j] = static_cast<float>(v);
+      }
+  }
+
   std::string node_name_;
   GemmAttrs at_;
   const Tensor* b_const_;
   const Tensor* c_const_;
+  MatmulTypes types_;
+  std::vector<float> owned_bias_;  // INT8: bias / out_scale, in the int32 accumulator's units
   dnnl::stream stream_;
   int64_t m_ = 0, k_ = 0, n_ = 0, c_rows_ = 1, c_cols_ = 1;
   bool has_c_ = false, bias_vector_ = false, have_prim_ = false;
@@ -244,6 +278,62 @@ Result<std::unique_ptr<CpuKernel>> create(const KernelInit& init) {
   }
 }
 
+// kiln.QGemm: int8 A and constant int8 W, float32 bias and per-channel weight scales (see ops/quantize.h).
+Status supports_qgemm(const Node& n, const Graph& g) {
+  auto at = QGemmAttrs::parse(n);
+  if (!at.is_ok()) return at.status();
+  if (g.values[n.inputs[0]].dtype != DataType::kInt8)
+    return Status(StatusCode::kUnsupported, fmt::format("{} takes int8 A", kQGemmName));
+  for (size_t i : {size_t{1}, size_t{3}})
+    if (!g.is_constant(n.inputs[i]))
+      return Status(StatusCode::kUnsupported, fmt::format("{} needs constant weights and weight scales", kQGemmName));
+  if (n.inputs[2] != kNoValue && !g.is_constant(n.inputs[2]))
+    return Status(StatusCode::kUnsupported, fmt::format("{} needs a constant bias", kQGemmName));
+  return Status::ok();
+}
+
+Result<std::unique_ptr<CpuKernel>> create_qgemm(const KernelInit& init) {
+  if (auto engine = onednn_cpu_engine(); !engine.is_ok()) return engine.status();
+  auto q = QGemmAttrs::parse(init.node);
+  if (!q.is_ok()) return q.status();
+  const Tensor& w = *init.constants[1];
+  const Tensor& ws = *init.constants[3];
+  const int64_t n = q->trans_b ? w.shape[0] : w.shape[1];
+  GemmAttrs at;
+  at.trans_b = q->trans_b;
+  at.activation = q->activation;
+  at.activation_alpha = q->activation_alpha;
+  MatmulTypes types;
+  types.a = types.b = memory::data_type::s8;
+  types.y = q->int8_output() ? memory::data_type::s8 : memory::data_type::f32;
+  types.y_inv_scale = q->int8_output() ? 1.f / q->y_scale : 0.f;
+  types.out_scales.resize(static_cast<size_t>(n));
+  for (int64_t j = 0; j < n; ++j) types.out_scales[j] = q->a_scale * ws.data<float>()[ws.elements() == 1 ? 0 : j];
+  // oneDNN 2.x adds the bias to the int32 accumulator before the output scale: dst = scale * (acc + bias).
+  std::vector<float> bias;
+  if (init.constants[2]) {
+    bias.resize(static_cast<size_t>(n));
+    for (int64_t j = 0; j < n; ++j) bias[j] = init.constants[2]->data<float>()[j] / types.out_scales[j];
+  }
+  try {
+    return std::unique_ptr<CpuKernel>(
+        std::make_unique<GemmKernel>(init.node, at, &w, nullptr, std::move(types), std::move(bias)));
+  } catch (const dnnl::error& e) {
+    return dnnl_failure(e, "creating a stream for layer '" + init.node.name + "'");
+  }
+}
+
+CpuKernelDef qgemm_def() {
+  CpuKernelDef d;
+  d.name = kQGemmName;
+  d.domain = "kiln";
+  d.op_type = "QGemm";
+  d.priority = 10;
+  d.supports = supports_qgemm;
+  d.create = create_qgemm;
+  return d;
+}
+
 CpuKernelDef def(const std::string& domain, const std::string& op, const std::string& name) {
   CpuKernelDef d;
   d.name = name;
@@ -258,6 +348,7 @@ CpuKernelDef def(const std::string& domain, const std::string& op, const std::st
 
 const KernelRegistrar kGemm{def("", "Gemm", kKernelName)};
 const KernelRegistrar kFusedGemm{def("kiln", "FusedGemm", std::string(kKernelName) + ".fused")};
+const KernelRegistrar kQGemm{qgemm_def()};
 
 }  // namespace
 }  // namespace kiln::cpu
