@@ -9,7 +9,7 @@
 
 #include "kiln/status.h"
 
-namespace kiln::cli {
+namespace kiln::data {
 
 struct IdxArray {
   std::vector<int64_t> dims;  // e.g. {10000, 28, 28} for images, {10000} for labels
@@ -20,4 +20,4 @@ struct IdxArray {
 // missing file, bad magic, unsupported type, zero or absurd dims, truncated data, trailing bytes.
 Result<IdxArray> read_idx(const std::string& path);
 
-}  // namespace kiln::cli
+}  // namespace kiln::data

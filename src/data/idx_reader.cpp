@@ -1,4 +1,4 @@
-#include "idx_reader.h"
+#include "data/idx_reader.h"
 
 #include <cerrno>
 #include <cstring>
@@ -7,7 +7,7 @@
 #include <fmt/format.h>
 #include <zlib.h>
 
-namespace kiln::cli {
+namespace kiln::data {
 namespace {
 
 // No IDX file we read comes anywhere near this; the cap turns a corrupt header into an error instead of
@@ -91,4 +91,4 @@ Result<IdxArray> read_idx(const std::string& path) {
   return out;
 }
 
-}  // namespace kiln::cli
+}  // namespace kiln::data
