@@ -1,4 +1,4 @@
-#include "idx_reader.h"
+#include "data/idx_reader.h"
 
 #include <unistd.h>
 #include <zlib.h>
@@ -10,7 +10,7 @@
 
 #include <gtest/gtest.h>
 
-namespace kiln::cli {
+namespace kiln::data {
 namespace {
 
 std::string temp_path(const std::string& name) {
@@ -158,4 +158,4 @@ TEST_F(IdxReader, CorruptGzipStream) {
 }
 
 }  // namespace
-}  // namespace kiln::cli
+}  // namespace kiln::data

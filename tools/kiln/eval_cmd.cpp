@@ -11,12 +11,15 @@
 
 #include "cli_common.h"
 #include "commands.h"
+#include "data/idx_reader.h"
 #include "executor.h"
-#include "idx_reader.h"
 #include "io_binding.h"
 #include "progress.h"
 
 namespace kiln::cli {
+
+using data::IdxArray;
+using data::read_idx;
 
 namespace {
 constexpr const char* kFashionMnistDir = "/usr/share/datasets/fashion-mnist";

@@ -9,7 +9,7 @@
 
 #include "kiln/status.h"
 
-namespace kiln::cli {
+namespace kiln::data {
 
 struct IdxArray {
   std::vector<int64_t> dims;  // e.g. {10000, 28, 28} for images, {10000} for labels
@@ -20,4 +20,11 @@ struct IdxArray {
 // missing file, bad magic, unsupported type, zero or absurd dims, truncated data, trailing bytes.
 Result<IdxArray> read_idx(const std::string& path);
 
-}  // namespace kiln::cli
+// A label file: read_idx, which must give one dimension.
+Result<std::vector<uint8_t>> read_idx_labels(const std::string& path);
+
+// The label file beside an image file by the MNIST naming convention: "...images-idx3-ubyte[.gz]" ->
+// "...labels-idx1-ubyte[.gz]" (also "images.idx3-ubyte"); "" when the name does not follow it.
+std::string labels_path_for_images(const std::string& images_path);
+
+}  // namespace kiln::data

@@ -1,13 +1,15 @@
-#include "idx_reader.h"
+#include "data/idx_reader.h"
 
 #include <cerrno>
 #include <cstring>
 #include <memory>
+#include <utility>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <zlib.h>
 
-namespace kiln::cli {
+namespace kiln::data {
 namespace {
 
 // No IDX file we read comes anywhere near this; the cap turns a corrupt header into an error instead of
@@ -91,4 +93,28 @@ Result<IdxArray> read_idx(const std::string& path) {
   return out;
 }
 
-}  // namespace kiln::cli
+Result<std::vector<uint8_t>> read_idx_labels(const std::string& path) {
+  Result<IdxArray> idx = read_idx(path);
+  if (!idx.is_ok()) return std::move(idx).take_status();
+  if (idx->dims.size() != 1) {
+    return Status(StatusCode::kInvalidArgument,
+                  fmt::format("IDX file '{}': labels must have one dimension [N], it has shape [{}]", path,
+                              fmt::join(idx->dims, ", ")));
+  }
+  return std::move(idx->data);
+}
+
+std::string labels_path_for_images(const std::string& images_path) {
+  for (const auto& [images, labels] : {std::pair{"images-idx3-ubyte", "labels-idx1-ubyte"},
+                                       std::pair{"images.idx3-ubyte", "labels.idx1-ubyte"}}) {
+    for (const char* suffix : {"", ".gz"}) {
+      const std::string tail = fmt::format("{}{}", images, suffix);
+      if (images_path.ends_with(tail)) {
+        return images_path.substr(0, images_path.size() - tail.size()) + labels + suffix;
+      }
+    }
+  }
+  return "";
+}
+
+}  // namespace kiln::data
