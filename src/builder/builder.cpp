@@ -19,6 +19,10 @@
 #include "engine/engine_model.h"
 #include "onnx/importer.h"
 #include "passes/pass.h"
+#include "quant/calibrate.h"
+#include "quant/calibration_cache.h"
+#include "quant/calibrator.h"
+#include "quant/quantize_graph.h"
 
 namespace kiln {
 namespace {
@@ -29,6 +33,11 @@ std::string flags_json(const BuilderConfig& c, const std::vector<std::string>& p
   j["device"] = c.device;
   j["fp16"] = c.fp16;
   j["tf32"] = c.tf32;
+  j["int8"] = c.int8.enabled;
+  if (c.int8.enabled) {
+    j["calib_algo"] = c.int8.algorithm;
+    j["layer_precisions"] = c.int8.layer_precisions;
+  }
   auto names = [](const std::vector<DataType>& v) {
     std::vector<std::string> out;
     for (DataType d : v) out.emplace_back(dtype_name(d));
@@ -41,6 +50,56 @@ std::string flags_json(const BuilderConfig& c, const std::vector<std::string>& p
   for (const auto& [name, p] : c.profiles) prof[name] = {{"min", p.min}, {"opt", p.opt}, {"max", p.max}};
   j["profiles"] = prof;
   return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+Status check_int8_config(const BuilderConfig::Int8& q) {
+  auto algo = quant::calib_algo_from_name(q.algorithm);
+  if (!algo.is_ok()) return std::move(algo).take_status().with_context("--calibAlgo");
+  if (q.batches < 1 || q.batch_size < 1)
+    return Status(StatusCode::kInvalidArgument, fmt::format("calibration needs at least one batch of one sample "
+                                                            "(batches {}, batch size {})", q.batches, q.batch_size));
+  if (!(q.percentile > 0 && q.percentile <= 100))
+    return Status(StatusCode::kInvalidArgument, fmt::format("percentile {} is not in (0, 100]", q.percentile));
+  return Status::ok();
+}
+
+// INT8: plan the layers, get activation scales (from the cache, else by calibrating), rewrite the graph.
+Status quantize_to_int8(Graph& g, const std::vector<ShapeProfile>& profiles, const BuilderConfig& c,
+                        BuildSummary* summary) {
+  auto plan = quant::plan_int8(g, c.int8.layer_precisions);
+  if (!plan.is_ok()) return plan.status();
+  summary->int8_notes = plan->kept_float;
+  if (plan->layers.empty()) {
+    summary->warnings.push_back("--int8: no layer runs in INT8 (see the layers kept in float)");
+    return Status::ok();
+  }
+  const quant::CalibAlgo algo = quant::calib_algo_from_name(c.int8.algorithm).value();
+  const std::string& cache_path = c.int8.cache_file;
+  std::map<std::string, float> scales;
+  if (!cache_path.empty() && std::filesystem::exists(cache_path)) {
+    auto cache = quant::read_calibration_cache_file(cache_path, algo, &summary->warnings);
+    if (!cache.is_ok()) return cache.status();
+    scales = std::move(cache->scales);
+    summary->calibration = fmt::format("scales from calibration cache {}", cache_path);
+  } else {
+    auto cal = quant::calibrate(g, profiles, plan->scaled_values, c.int8);
+    if (!cal.is_ok()) return std::move(cal).take_status().with_context("INT8 calibration");
+    scales = std::move(cal->scales);
+    summary->calibration = cal->summary;
+    if (!cache_path.empty()) {
+      quant::CalibrationCache cache;
+      cache.version = quant::kCalibrationCacheVersion;
+      cache.algorithm = quant::trt_algo_name(algo);
+      cache.scales = scales;
+      Status s = quant::write_calibration_cache_file(cache_path, cache);
+      if (!s.is_ok()) return s;
+      summary->calibration += ", written to " + cache_path;
+    }
+  }
+  Status s = quant::apply_int8(g, *plan, scales);
+  if (!s.is_ok()) return s;
+  summary->int8_layers = static_cast<int>(plan->layers.size());
+  return Status::ok();
 }
 
 Status check_config(const BuilderConfig& c) {
@@ -62,6 +121,10 @@ Status check_config(const BuilderConfig& c) {
       if (f != DataType::kFloat32 && f != DataType::kFloat16)
         return Status(StatusCode::kUnsupported,
                       fmt::format("IO format {} is not supported (fp32 or fp16)", dtype_name(f)));
+  if (c.int8.enabled) {
+    Status s = check_int8_config(c.int8);
+    if (!s.is_ok()) return s;
+  }
   std::set<std::string> known = {kWeightPrepackingPass, kViewAliasingPass, kMemoryReusePass};
   for (const auto* p : PassRegistry::instance().ordered()) known.insert(p->name);
   for (const auto& d : c.disabled_passes)
@@ -72,6 +135,21 @@ Status check_config(const BuilderConfig& c) {
     }
   return Status::ok();
 }
+
+}  // namespace
+
+Status lower_to_kernels(EngineModel& m, bool on_gpu, const PassContext& ctx) {
+  Graph& g = m.graph;
+  Status s = on_gpu ? assign_cuda_kernels(g, ctx) : assign_cpu_kernels(g, ctx);
+  if (!s.is_ok()) return s;
+  g.compact();
+  std::vector<uint64_t> max_bytes;
+  s = annotate_static_shapes(g, m.profiles, &max_bytes);
+  if (!s.is_ok()) return std::move(s).with_context("after optimization");
+  return plan_memory(g, max_bytes, !ctx.disabled.count(kMemoryReusePass), &m.storage, &m.arena_bytes);
+}
+
+namespace {
 
 Result<BuildOutput> build(Result<Graph> imported, const BuilderConfig& config) {
   const auto t0 = std::chrono::steady_clock::now();
@@ -99,6 +177,12 @@ Result<BuildOutput> build(Result<Graph> imported, const BuilderConfig& config) {
   if (!s.is_ok()) return s;
   s = run_passes(g, ctx, &summary.passes_run);
   if (!s.is_ok()) return s;
+  if (config.int8.enabled) {
+    s = quantize_to_int8(g, m.profiles, config, &summary);
+    if (!s.is_ok()) return s;
+    s = annotate_static_shapes(g, m.profiles, &max_bytes);
+    if (!s.is_ok()) return std::move(s).with_context("after the INT8 rewrite");
+  }
   if (on_gpu) {
     s = apply_precision(g, config);
     if (!s.is_ok()) return s;
@@ -112,12 +196,7 @@ Result<BuildOutput> build(Result<Graph> imported, const BuilderConfig& config) {
       if (!s.is_ok()) return std::move(s).with_context("after output format casts");
     }
   }
-  s = on_gpu ? assign_cuda_kernels(g, ctx) : assign_cpu_kernels(g, ctx);
-  if (!s.is_ok()) return s;
-  g.compact();
-  s = annotate_static_shapes(g, m.profiles, &max_bytes);
-  if (!s.is_ok()) return std::move(s).with_context("after optimization");
-  s = plan_memory(g, max_bytes, !ctx.disabled.count(kMemoryReusePass), &m.storage, &m.arena_bytes);
+  s = lower_to_kernels(m, on_gpu, ctx);
   if (!s.is_ok()) return s;
 
   m.kiln_version = kiln::version();

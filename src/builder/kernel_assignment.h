@@ -13,6 +13,9 @@ Status assign_cuda_kernels(Graph& g, const PassContext& ctx);
 struct EngineModel;
 struct BuilderConfig;
 struct BuildSummary;
+// Kernels (with weight packing), final static shapes and the memory plan of m.graph: the steps after the
+// graph is optimized. Also used to build the CPU engine that runs INT8 calibration.
+Status lower_to_kernels(EngineModel& m, bool on_gpu, const PassContext& ctx);
 // CUDA build steps once kernels, shapes and memory are final: record the GPU, time tactics (with the
 // timing cache), and note peak device memory.
 Status finish_cuda_build(EngineModel& m, const BuilderConfig& config, BuildSummary* summary);

@@ -1,5 +1,8 @@
 #include "builder/precision.h"
 
+#include <map>
+#include <set>
+
 #include <fmt/format.h>
 
 #include "ops/float16.h"
@@ -36,6 +39,60 @@ bool is_gemm_like(const Node& n) {
   return n.op_type == "Gemm" || n.op_type == "MatMul" || (n.domain == "kiln" && n.op_type == "FusedGemm");
 }
 
+// INT8 layers (QuantizeLinear, kiln.QGemm) compute from float32 data and write float32 or int8: with --fp16
+// their float parameters stay float32, and Casts join them to the FP16 layers around them.
+bool is_int8_layer(const Node& n) { return n.precision == "int8"; }
+
+std::set<int> int8_parameters(const Graph& g) {
+  std::set<int> keep;
+  for (const Node& n : g.nodes)
+    if (is_int8_layer(n))
+      for (size_t i = 1; i < n.inputs.size(); ++i)
+        if (g.is_constant(n.inputs[i])) keep.insert(n.inputs[i]);
+  return keep;
+}
+
+// A new value like v but of dtype dt, named after v, produced by a Cast from `from`.
+int add_cast(Graph& g, std::vector<Node>* casts, int from, int like, DataType dt, const std::string& suffix) {
+  Value cv = g.values[like];
+  cv.name += suffix;
+  cv.dtype = dt;
+  cv.constant.reset();
+  const int w = g.add_value(std::move(cv));
+  casts->push_back(cast_node(g.values[w].name, from, w, dt));
+  return w;
+}
+
+// Casts at the borders of INT8 layers in an FP16 graph (graph inputs are handled by the IO casts).
+void join_int8_layers_to_fp16(Graph& g) {
+  std::vector<Node> nodes;
+  std::map<int, int> as_fp32;  // FP16 activation -> its FP32 copy for INT8 layers
+  std::map<int, int> as_fp16;  // FP32 output of a QGemm -> its FP16 copy for float layers
+  for (Node& n : g.nodes) {
+    std::vector<Node> before;
+    const int x0 = n.inputs.empty() ? kNoValue : n.inputs[0];
+    const bool fp16_source = g.is_graph_input(x0) ? g.values[x0].dtype == DataType::kFloat16 : true;
+    if (is_int8_layer(n) && n.op_type == "QuantizeLinear" && fp16_source) {
+      const int x = n.inputs[0];
+      auto it = as_fp32.find(x);
+      if (it == as_fp32.end())
+        it = as_fp32.emplace(x, add_cast(g, &before, x, x, DataType::kFloat32, "/to_float32")).first;
+      n.inputs[0] = it->second;
+    }
+    if (!is_int8_layer(n))
+      for (int& in : n.inputs)
+        if (auto it = as_fp16.find(in); it != as_fp16.end()) in = it->second;
+    nodes.insert(nodes.end(), before.begin(), before.end());
+    nodes.push_back(n);
+    if (is_int8_layer(n) && n.op_type == "QGemm" && g.values[n.outputs[0]].dtype == DataType::kFloat32) {
+      std::vector<Node> after;
+      as_fp16[n.outputs[0]] = add_cast(g, &after, n.outputs[0], n.outputs[0], DataType::kFloat16, "/to_float16");
+      nodes.insert(nodes.end(), after.begin(), after.end());
+    }
+  }
+  g.nodes = std::move(nodes);
+}
+
 }  // namespace
 
 Status apply_precision(Graph& g, const BuilderConfig& c) {
@@ -47,8 +104,11 @@ Status apply_precision(Graph& g, const BuilderConfig& c) {
                                                             c.output_formats.size(), g.outputs.size()));
   const DataType inner = internal_float(c);
   if (c.fp16) {
-    for (Value& v : g.values)
-      if (v.constant && v.dtype == DataType::kFloat32) v.set_constant(to_half(*v.constant));
+    const std::set<int> keep = int8_parameters(g);
+    for (size_t i = 0; i < g.values.size(); ++i) {
+      Value& v = g.values[i];
+      if (v.constant && v.dtype == DataType::kFloat32 && !keep.count(static_cast<int>(i))) v.set_constant(to_half(*v.constant));
+    }
     for (Node& n : g.nodes)
       if (n.op_type == "Cast" && n.domain.empty()) {
         auto to = n.attrs.get_int("to", 0);
@@ -75,10 +135,11 @@ Status apply_precision(Graph& g, const BuilderConfig& c) {
     const int w = g.add_value(std::move(inside));
     for (Node& n : g.nodes)
       for (int& in : n.inputs)
-        if (in == v) in = w;
+        if (in == v && !is_int8_layer(n)) in = w;  // INT8 layers read the FP32 input itself
     casts.push_back(cast_node(g.values[w].name, v, w, inner));
   }
   g.nodes.insert(g.nodes.begin(), casts.begin(), casts.end());
+  if (c.fp16) join_int8_layers_to_fp16(g);
   return Status::ok();
 }
 
@@ -115,6 +176,7 @@ Status fix_output_precision(Graph& g, const BuilderConfig& c, bool* changed) {
     *changed = true;
   }
   for (Node& n : g.nodes) {
+    if (n.precision == "int8") continue;  // set by the INT8 rewrite
     bool half = false;
     for (int v : n.outputs) half = half || (v >= 0 && g.values[v].dtype == DataType::kFloat16);
     for (int v : n.inputs) half = half || (v >= 0 && g.values[v].dtype == DataType::kFloat16);

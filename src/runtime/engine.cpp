@@ -1,10 +1,12 @@
 // Runtime, Engine and the inspect document.
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "ops/quantize.h"
 #include "runtime/engine_impl.h"
 
 #ifndef KILN_VERSION
@@ -61,7 +63,9 @@ std::string EngineImpl::inspect_json() const {
       if (val.shape[d] >= 0) shape.push_back(val.shape[d]);
       else shape.push_back(d < val.dim_params.size() && !val.dim_params[d].empty() ? val.dim_params[d] : "?");
     }
-    return json{{"name", val.name}, {"dtype", dtype_name(val.dtype)}, {"shape", shape}};
+    json t{{"name", val.name}, {"dtype", dtype_name(val.dtype)}, {"shape", shape}};
+    if (auto scale = int8_value_scale(g, v)) t["scale"] = *scale;  // INT8 activations: real = scale * q
+    return t;
   };
   json j;
   j["kiln_version"] = model.kiln_version;
@@ -105,6 +109,14 @@ std::string EngineImpl::inspect_json() const {
       }, kv.second);
     }
     l["attributes"] = attrs;
+    if (n.domain == "kiln" && n.op_type == "QGemm" && g.is_constant(n.inputs[3])) {
+      const Tensor& ws = *g.values[n.inputs[3]].constant;
+      const float* w = ws.data<float>();
+      const auto [lo, hi] = std::minmax_element(w, w + ws.elements());
+      l["int8"] = {{"input_scale", n.attrs.get_float("a_scale", 0).value()},
+                   {"output_scale", n.attrs.get_float("y_scale", 0).value()},
+                   {"weight_scale_min", *lo}, {"weight_scale_max", *hi}, {"weight_channels", ws.elements()}};
+    }
     j["layers"].push_back(l);
   }
   j["weight_bytes"] = model.weight_bytes();

@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 
 #include "cli_common.h"
+#include "progress.h"
 #include "shapes_arg.h"
 
 namespace kiln::cli {
@@ -32,7 +33,8 @@ Status check_readable(const std::string& flag, const std::string& path) {
 bool BuildFlags::any_build_only_flag() const {
   return !save_engine.empty() || !min_shapes.empty() || !opt_shapes.empty() || !max_shapes.empty() ||
          !disabled_passes.empty() || device != "cpu" || fp16 || no_tf32 || best || !timing_cache_file.empty() ||
-         !input_formats.empty() || !output_formats.empty();
+         !input_formats.empty() || !output_formats.empty() || int8 || !calib_data.empty() || !calib_cache.empty() ||
+         !layer_precisions.empty();
 }
 
 std::string default_profile_note() {
@@ -69,6 +71,32 @@ void add_build_flags(CLI::App* cmd, BuildFlags* flags) {
                   "Engine output formats in output order, e.g. fp16:chw")
       ->type_name("FMT,...")
       ->delimiter(',');
+  cmd->add_flag("--int8", flags->int8,
+                "Run GEMM layers in INT8 with scales from calibration (--calibData) or a cache (--calib)");
+  cmd->add_option("--calibData", flags->calib_data,
+                  "Calibration data for --int8: IDX images (plain or .gz; normalized as the model's metadata says), "
+                  ".npy or raw float32 files, comma-separated")
+      ->type_name("FILE,...");
+  cmd->add_option("--calib", flags->calib_cache,
+                  "TensorRT-format calibration cache: used when the file exists, else written after calibrating")
+      ->type_name("FILE");
+  cmd->add_option("--calibAlgo", flags->calib_algo, "Calibrator: percentile (default), entropy (TensorRT's "
+                                                    "EntropyCalibration2), minmax")
+      ->check(CLI::IsMember({"entropy", "minmax", "percentile"}))
+      ->capture_default_str();
+  cmd->add_option("--calibBatches", flags->calib_batches, "Calibration batches to use")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_option("--calibBatchSize", flags->calib_batch_size, "Samples per calibration batch (within the profile)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_option("--calibPercentile", flags->calib_percentile, "Percentile kept by --calibAlgo=percentile")
+      ->check(CLI::Range(1e-6, 100.0))
+      ->capture_default_str();
+  cmd->add_option("--layerPrecisions", flags->layer_precisions,
+                  "Per-layer precision, e.g. /fc3/Gemm:fp32,/fc1/Gemm:int8 (layer or ONNX node names, * for all)")
+      ->type_name("NAME:PREC,...")
+      ->delimiter(',');
   cmd->add_flag("--verbose", flags->verbose, "Log what the builder does");
 }
 
@@ -104,6 +132,23 @@ Result<BuilderConfig> make_builder_config(const BuildFlags& flags) {
       out->push_back(*dt);
     }
   for (const std::string& pass : split_list(flags.disabled_passes)) config.disabled_passes.insert(pass);
+  config.int8.enabled = flags.int8;
+  config.int8.calib_data = flags.calib_data;
+  config.int8.cache_file = flags.calib_cache;
+  config.int8.algorithm = flags.calib_algo;
+  config.int8.batches = flags.calib_batches;
+  config.int8.batch_size = flags.calib_batch_size;
+  config.int8.percentile = flags.calib_percentile;
+  for (const std::string& spec : flags.layer_precisions) {
+    // Names may contain ':' (e.g. onnx::Gemm_9), so the precision follows the last one.
+    const size_t colon = spec.rfind(':');
+    if (colon == std::string::npos || colon == 0 || colon + 1 == spec.size())
+      return Status(StatusCode::kInvalidArgument,
+                    fmt::format("--layerPrecisions: '{}' is not NAME:PRECISION (e.g. /fc3/Gemm:fp32)", spec));
+    config.int8.layer_precisions.emplace_back(spec.substr(0, colon), spec.substr(colon + 1));
+  }
+  if (!flags.int8 && (!flags.calib_data.empty() || !flags.calib_cache.empty()))
+    return Status(StatusCode::kInvalidArgument, "--calibData and --calib need --int8");
 
   struct Part {
     const char* flag;
@@ -153,7 +198,12 @@ Result<BuiltEngine> build_from_flags(const BuildFlags& flags) {
     }
   }
 
+  ProgressBar calib_bar("calibrating");
+  config->int8.progress = [&calib_bar](int done, int total) {
+    calib_bar.update(static_cast<double>(done) / total, fmt::format("batch {}/{}", done, total));
+  };
   Result<BuildOutput> out = build_engine_from_file(flags.onnx, config.value());
+  calib_bar.finish();
   if (!out.is_ok()) return std::move(out).take_status().with_context(fmt::format("building '{}'", flags.onnx));
 
   BuiltEngine built;
@@ -187,6 +237,11 @@ std::string format_build_summary(const BuiltEngine& built, const BuildFlags& fla
     out += fmt::format("[I] Peak GPU memory in use during the build: {}\n", format_bytes(s.peak_device_memory));
   }
   out += fmt::format("[I] Passes run: {}\n", s.passes_run.empty() ? "(none)" : join(s.passes_run, ", "));
+  if (flags.int8) {
+    out += fmt::format("[I] INT8 layers: {}; scales: {}\n", s.int8_layers, s.calibration.empty() ? "-" : s.calibration);
+    for (const std::string& note : s.int8_notes) out += fmt::format("[I] Kept in float: {}\n", note);
+  }
+  for (const std::string& w : s.warnings) out += fmt::format("[W] {}\n", w);
   for (const std::string& input : engine_inputs(*built.engine)) {
     Result<ShapeProfile> p = built.engine->profile_shapes(input);
     const std::string shape = dims_to_string(built.engine->tensor_shape(input));

@@ -22,6 +22,11 @@ struct BuildFlags {
   bool fp16 = false, no_tf32 = false, best = false;
   std::string timing_cache_file;
   std::vector<std::string> input_formats, output_formats;  // "fp16:chw" per IO tensor, in order
+  bool int8 = false;
+  std::string calib_data, calib_cache, calib_algo = "percentile";
+  int calib_batches = 8, calib_batch_size = 256;
+  double calib_percentile = 99.99;
+  std::vector<std::string> layer_precisions;  // "name:fp32", comma-separated
 
   // True when a flag that only matters for building was given (an error next to --loadEngine).
   bool any_build_only_flag() const;

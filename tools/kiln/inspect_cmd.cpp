@@ -58,6 +58,7 @@ std::string tensors_text(const json& list) {
     std::string s = text(t, "name");
     if (t.contains("dtype")) s += ":" + text(t, "dtype");
     if (t.contains("shape")) s += "[" + shape_text(t["shape"]) + "]";
+    if (t.contains("scale") && t["scale"].is_number()) s += fmt::format(" (scale {:.6g})", t["scale"].get<double>());
     parts.push_back(std::move(s));
   }
   return join(parts, ", ");
@@ -108,6 +109,15 @@ std::string format_inspection(const nlohmann::json& doc) {
       out += fmt::format("      in:  {}\n", tensors_text(member(l, "inputs")));
       out += fmt::format("      out: {}\n", tensors_text(member(l, "outputs")));
       out += fmt::format("      from ONNX: {}\n", strings_text(member(l, "origins")));
+      const json& q = member(l, "int8");
+      if (q.is_object()) {
+        const double ys = member(q, "output_scale").is_number() ? q["output_scale"].get<double>() : 0;
+        out += fmt::format("      int8: input scale {:.6g} (amax {:.4g}), weight scales {:.3g}..{:.3g} over {} channels, "
+                           "output {}\n",
+                           q.value("input_scale", 0.0), 127 * q.value("input_scale", 0.0), q.value("weight_scale_min", 0.0),
+                           q.value("weight_scale_max", 0.0), q.value("weight_channels", 0),
+                           ys > 0 ? fmt::format("int8, scale {:.6g} (amax {:.4g})", ys, 127 * ys) : "float32");
+      }
       const json& attrs = member(l, "attributes");
       if (member(attrs, "kiln_tactic").is_string()) {
         const json& ms = member(attrs, "kiln_tactic_ms");
