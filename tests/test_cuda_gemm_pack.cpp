@@ -124,6 +124,52 @@ TEST(CudaGemmSupports, DtypesAndPrecision) {
     EXPECT_NE(cuda::KernelRegistry::instance().find(name), nullptr) << name;
 }
 
+// kiln.QGemm: the cuBLASLt kernel takes K and N multiples of 4 only (its int8 kernels' rule) and says which
+// kernel runs the rest; pack() puts W in [N,K] without changing the function.
+OpCase qgemm_case(int64_t K, int64_t N, bool trans_b) {
+  OpCase c;
+  c.domain = "kiln";
+  c.op_type = "QGemm";
+  std::vector<double> w(static_cast<size_t>(K * N)), ws(static_cast<size_t>(N), 0.003), bias(static_cast<size_t>(N));
+  for (size_t i = 0; i < w.size(); ++i) w[i] = static_cast<double>(static_cast<int>(i * 37 % 255) - 127);
+  for (size_t j = 0; j < bias.size(); ++j) bias[j] = 0.25 * static_cast<double>(j) - 1;
+  c.inputs = {input({3, K}, DataType::kInt8), constant(DataType::kInt8, trans_b ? Dims{N, K} : Dims{K, N}, w),
+              constant(DataType::kFloat32, {N}, bias), constant(DataType::kFloat32, {N}, ws)};
+  c.attr("a_scale", 0.02f).attr("y_scale", 0.05f).attr("activation", std::string("Relu"));
+  if (trans_b) c.attr("transB", int64_t{1});
+  return c;
+}
+
+TEST(CudaQGemm, SupportsAndPack) {
+  const cuda::KernelDef& lt = kernel("cuda.int8.qgemm.cublaslt");
+  const cuda::KernelDef& tiled = kernel("cuda.int8.qgemm.tiled");
+  EXPECT_GT(lt.priority, tiled.priority);
+  for (auto [K, N] : {std::pair<int64_t, int64_t>{30, 12}, {40, 10}, {40, 17}}) {
+    Graph g = make_graph(qgemm_case(K, N, false));
+    Status s = lt.supports(g.nodes[0], g);
+    EXPECT_NE(s.message().find("multiples of 4"), std::string::npos) << K << "x" << N << ": " << s.to_string();
+    EXPECT_NE(s.message().find("cuda.int8.qgemm.tiled"), std::string::npos) << s.to_string();
+    EXPECT_TRUE(tiled.supports(g.nodes[0], g).is_ok()) << tiled.supports(g.nodes[0], g).to_string();
+  }
+  OpCase runtime_w = qgemm_case(32, 8, false);
+  runtime_w.inputs[1] = input({32, 8}, DataType::kInt8);
+  Graph rg = make_graph(runtime_w);
+  EXPECT_NE(lt.supports(rg.nodes[0], rg).message().find("transB=1"), std::string::npos);
+  for (bool trans_b : {false, true}) {
+    const int64_t K = 64, N = 24;
+    Graph g = make_graph(qgemm_case(K, N, trans_b));
+    ASSERT_TRUE(lt.supports(g.nodes[0], g).is_ok()) << lt.supports(g.nodes[0], g).to_string();
+    Graph packed = g;
+    ASSERT_TRUE(lt.pack(packed.nodes[0], packed).is_ok());
+    const Node& n = packed.nodes[0];
+    EXPECT_EQ(n.attrs.get_int("transB", 0).value(), 1);
+    EXPECT_EQ(packed.values[n.inputs[1]].shape, (Dims{N, K}));
+    RefTensor a{DataType::kInt8, {3, K}, {}};
+    for (int64_t i = 0; i < 3 * K; ++i) a.data.push_back(static_cast<double>(i * 29 % 255) - 127);
+    EXPECT_EQ(evaluate(g, a), evaluate(packed, a));
+  }
+}
+
 }  // namespace
 }  // namespace kiln::test
 #endif  // KILN_WITH_CUDA

@@ -1,10 +1,11 @@
-// Iteration plans shared by the CPU and CUDA kernels: a broadcast (binary elementwise ops) or a permutation
+// Iteration plans shared by the CPU and CUDA kernels: a broadcast (binary elementwise ops), a permutation
 // (Transpose) reduced to the fewest dims, by dropping unit dims and merging dims that stay contiguous (or
-// stay broadcast) on every side. Header-only and free of fmt, so .cu files can include it.
+// stay broadcast) on every side, and the quantization axis of QuantizeLinear/DequantizeLinear. Header-only and free of fmt, so .cu files can include it.
 #pragma once
 #include <cstdint>
 
 #include "kiln/types.h"
+#include "ops/host_device.h"
 #include "ops/op_util.h"
 
 namespace kiln {
@@ -71,6 +72,24 @@ inline TransposePlan make_transpose_plan(const Dims& in, const std::vector<int64
     p.in_strides.push_back(st);
   }
   p.is_copy = p.dims.size() <= 1;
+  return p;
+}
+
+// QuantizeLinear/DequantizeLinear: element i uses scale and zero point (i / inner) % channels; per-tensor is
+// channels = 1. The axis attribute was validated by shape inference.
+struct QuantAxisPlan {
+  int64_t channels = 1, inner = 1;
+  KILN_HOST_DEVICE int64_t channel(int64_t i) const { return channels == 1 ? 0 : (i / inner) % channels; }
+};
+
+inline QuantAxisPlan make_quant_axis_plan(const Node& node, const Dims& x, const Dims& scale) {
+  QuantAxisPlan p;
+  if (volume(scale) <= 1) return p;
+  auto attr = node.attrs.get_int("axis", 1);
+  auto axis = normalize_axis(attr.is_ok() ? *attr : 1, static_cast<int64_t>(x.size()));
+  if (!axis.is_ok()) return p;
+  p.channels = x[*axis];
+  for (size_t d = *axis + 1; d < x.size(); ++d) p.inner *= x[d];
   return p;
 }
 

@@ -5,16 +5,13 @@
 #include <cmath>
 #include <cstdint>
 
-#include "ops/host_device.h"
-
-#if !defined(__CUDACC__)
 #include <optional>
 #include <vector>
 
 #include "ir/graph.h"
 #include "kiln/status.h"
 #include "ops/gemm.h"
-#endif
+#include "ops/host_device.h"
 
 namespace kiln {
 
@@ -24,8 +21,6 @@ KILN_HOST_DEVICE inline int32_t quantize_saturate(float x, int32_t lo, int32_t h
   const float r = rintf(x);  // current rounding mode: to nearest even
   return r <= static_cast<float>(lo) ? lo : r >= static_cast<float>(hi) ? hi : static_cast<int32_t>(r);
 }
-
-#if !defined(__CUDACC__)
 
 // kiln.QGemm: Y = act(a_scale * w_scale[n] * sum_k A[m,k] * W[k,n] + bias[n]), A and W int8 with int32
 // accumulation. Inputs: A int8 [..., K]; W int8 constant, [K,N] (transB=0) or [N,K] (transB=1);
@@ -45,7 +40,5 @@ struct QGemmAttrs {
 // The scale of an INT8 value, read from its producer (QuantizeLinear's per-tensor scale or QGemm's
 // y_scale); nullopt for other values. Tools use it to show and dequantize INT8 activations.
 std::optional<float> int8_value_scale(const Graph& g, int value);
-
-#endif
 
 }  // namespace kiln

@@ -62,6 +62,8 @@ TEST(OpQuantizeLinear, PerAxis) {
   OpCase last = quantize({2, 6}, DataType::kUInt8, {6}, {0.1, 0.2, 0.3, 0.4, 0.5, 0.6}, 13);
   last.attr("axis", int64_t{-1});
   run_op_case(last);
+  // Inner size a multiple of 4: groups of 4 elements share a channel (the CUDA kernel's vector path).
+  run_op_case(quantize({2, 3, 8}, DataType::kInt8, {3}, {0.1, 0.3, 0.05}, 13));
 }
 
 TEST(OpQuantizeLinear, Errors) {
@@ -134,6 +136,18 @@ TEST(OpQGemm, DynamicBatchAndRank3) {
   OpCase r3 = qgemm(6, 32, 8, true, 0.f);
   r3.inputs[0].shape = {2, 3, 32};
   EXPECT_EQ(run_op_case(r3).outputs.at(0).shape, (Dims{2, 3, 8}));
+}
+
+// K or N not a multiple of 4 (cuBLASLt's int8 kernels refuse them; the CUDA tiled kernel runs them), several
+// tiles in M, N and K, a per-tensor weight scale and LeakyRelu.
+TEST(OpQGemm, OddSizesAndPerTensorWeightScale) {
+  run_op_case(qgemm(5, 30, 12, true, 0.05f, "LeakyRelu"));
+  OpCase big = qgemm(130, 100, 70, true, 0.f, "Relu", true);
+  big.more_shapes = {{{1, 100}}, {{64, 100}}};
+  run_op_case(big);
+  OpCase one_scale = qgemm(7, 48, 20, true, 0.04f);
+  one_scale.inputs[3] = constant(DataType::kFloat32, {1}, {2.5e-3});
+  run_op_case(one_scale);
 }
 
 TEST(OpQGemm, Errors) {

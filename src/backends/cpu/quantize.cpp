@@ -8,28 +8,12 @@
 
 #include "backends/cpu/cpu_kernel.h"
 #include "backends/cpu/cpu_util.h"
+#include "backends/layout_plan.h"
 #include "ops/op_util.h"
 #include "ops/quantize.h"
 
 namespace kiln::cpu {
 namespace {
-
-// Scale/zero-point index of element i: the coordinate along the quantization axis (0 when per-tensor).
-struct AxisPlan {
-  int64_t channels = 1, inner = 1;
-  int64_t channel(int64_t i) const { return channels == 1 ? 0 : (i / inner) % channels; }
-};
-
-AxisPlan axis_plan(const Node& node, const Dims& x, const Dims& scale) {
-  AxisPlan p;
-  if (volume(scale) <= 1) return p;
-  auto attr = node.attrs.get_int("axis", 1);  // validated by shape inference
-  auto axis = normalize_axis(attr.is_ok() ? *attr : 1, static_cast<int64_t>(x.size()));
-  if (!axis.is_ok()) return p;
-  p.channels = x[*axis];
-  for (size_t d = *axis + 1; d < x.size(); ++d) p.inner *= x[d];
-  return p;
-}
 
 template <class Q>
 __attribute__((target_clones("avx512f", "avx2", "default"))) void quantize_per_tensor(const float* x, Q* y, int64_t n,
@@ -50,7 +34,7 @@ class QuantizeKernel final : public CpuKernel {
 
   Status reshape(const std::vector<TensorDesc>& in, const std::vector<TensorDesc>& out) override {
     n_ = volume(in[0].shape);
-    plan_ = axis_plan(node_, in[0].shape, in[1].shape);
+    plan_ = make_quant_axis_plan(node_, in[0].shape, in[1].shape);
     has_zp_ = in.size() > 2 && in[2].dtype != DataType::kUndefined;
     int8_ = out[0].dtype == DataType::kInt8;
     return Status::ok();
@@ -81,7 +65,7 @@ class QuantizeKernel final : public CpuKernel {
 
   Node node_;
   int64_t n_ = 0;
-  AxisPlan plan_;
+  QuantAxisPlan plan_;
   bool has_zp_ = false, int8_ = true;
 };
 
@@ -91,7 +75,7 @@ class DequantizeKernel final : public CpuKernel {
 
   Status reshape(const std::vector<TensorDesc>& in, const std::vector<TensorDesc>& out) override {
     n_ = volume(in[0].shape);
-    plan_ = axis_plan(node_, in[0].shape, in[1].shape);
+    plan_ = make_quant_axis_plan(node_, in[0].shape, in[1].shape);
     has_zp_ = in.size() > 2 && in[2].dtype != DataType::kUndefined;
     dtype_ = in[0].dtype;
     return Status::ok();
@@ -128,7 +112,7 @@ class DequantizeKernel final : public CpuKernel {
 
   Node node_;
   int64_t n_ = 0;
-  AxisPlan plan_;
+  QuantAxisPlan plan_;
   bool has_zp_ = false;
   DataType dtype_ = DataType::kInt8;
 };

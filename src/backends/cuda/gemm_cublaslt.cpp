@@ -70,14 +70,6 @@ Status supports(const Node& n, const Graph& g, DataType in, const std::string& k
   return tf32.is_ok() ? Status::ok() : tf32.status();
 }
 
-// Row-major element transpose of a [rows, cols] tensor of any element size.
-std::vector<uint8_t> transpose_bytes(const uint8_t* src, int64_t rows, int64_t cols, size_t esize) {
-  std::vector<uint8_t> out(static_cast<size_t>(rows * cols) * esize);
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t c = 0; c < cols; ++c) std::memcpy(&out[(c * rows + r) * esize], &src[(r * cols + c) * esize], esize);
-  return out;
-}
-
 std::vector<uint8_t> encode(DataType dt, const std::vector<double>& v) {
   std::vector<uint8_t> out(v.size() * dtype_size(dt));
   for (size_t i = 0; i < v.size(); ++i) {
@@ -98,17 +90,9 @@ Status pack(Node& n, Graph& g) {
   const DataType out_dt = g.values[n.outputs[0]].dtype;
   int64_t N = -1;
   if (g.is_constant(n.inputs[1])) {
-    const Tensor& b = *g.values[n.inputs[1]].constant;
-    if (b.shape.size() != 2) return Status(StatusCode::kInvalidArgument, n.describe() + ": B must be 2-D");
-    N = at->trans_b ? b.shape[0] : b.shape[1];
-    if (!at->trans_b) {  // [K,N] -> [N,K]
-      const int64_t K = b.shape[0];
-      Value wv;
-      wv.name = g.values[n.inputs[1]].name + "/packed_NxK";
-      wv.set_constant(Tensor::make(b.dtype, {N, K}, transpose_bytes(b.raw(), K, N, dtype_size(b.dtype))));
-      n.inputs[1] = g.add_value(std::move(wv));
-      n.attrs.set("transB", int64_t{1});
-    }
+    Status s = pack_weights_nk(n, g);
+    if (!s.is_ok()) return s;
+    N = g.values[n.inputs[1]].constant->shape[0];  // now [N,K]
   } else if (const Value& b = g.values[n.inputs[1]]; b.rank_known && b.shape.size() == 2) {
     N = at->trans_b ? b.shape[0] : b.shape[1];  // may be -1 (dynamic): then C stays as it is
   }

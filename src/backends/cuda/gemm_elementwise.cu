@@ -2,6 +2,8 @@
 // cannot express), activations cuBLASLt has no exact epilogue for, random fill for tactic timing.
 #include <cuda_fp16.h>
 
+#include <type_traits>
+
 #include "backends/cuda/cuda_util.h"
 #include "backends/cuda/gemm_elementwise.h"
 
@@ -23,19 +25,9 @@ __global__ void broadcast_c(const TC* c, int64_t rs, int64_t cs, float scale, TD
 }
 
 template <class T>
-__global__ void activation(T* d, int64_t n, int act, float alpha) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
-    const float x = load_f(d, i);
-    float y = x;
-    switch (act) {
-      case int(Activation::kRelu): y = x > 0.f ? x : 0.f; break;
-      case int(Activation::kLeakyRelu): y = x >= 0.f ? x : alpha * x; break;
-      case int(Activation::kSigmoid): y = 1.f / (1.f + expf(-x)); break;  // expf, not __expf: matches float64 ref
-      case int(Activation::kTanh): y = tanhf(x); break;
-      default: break;
-    }
-    store_f(d, i, y);
-  }
+__global__ void activation(T* d, int64_t n, Activation act, float alpha) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
+    store_f(d, i, activate(act, load_f(d, i), alpha));
 }
 
 template <class T>
@@ -45,9 +37,14 @@ __global__ void fill_random(T* p, int64_t n, uint64_t seed) {
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
     z ^= z >> 31;
-    const float u = float(z >> 40) * (1.f / 16777216.f);  // [0, 1)
-    const float v = 0.125f + 0.875f * u;
-    store_f(p, i, (z & 1) ? -v : v);
+    if constexpr (std::is_integral_v<T>) {
+      const T v = static_cast<T>(1 + (z >> 40) % 127);
+      p[i] = (z & 1) ? T(-v) : v;
+    } else {
+      const float u = float(z >> 40) * (1.f / 16777216.f);  // [0, 1)
+      const float v = 0.125f + 0.875f * u;
+      store_f(p, i, (z & 1) ? -v : v);
+    }
   }
 }
 
@@ -86,20 +83,22 @@ Status launch_activation(void* d, DataType dtype, int64_t n, Activation act, flo
   if (!is_float_type(dtype)) return bad_dtype("activation", dtype);
   const unsigned grid = grid_for(n, 256);
   if (dtype == DataType::kFloat16)
-    activation<<<grid, 256, 0, stream>>>(static_cast<__half*>(d), n, int(act), alpha);
+    activation<<<grid, 256, 0, stream>>>(static_cast<__half*>(d), n, act, alpha);
   else
-    activation<<<grid, 256, 0, stream>>>(static_cast<float*>(d), n, int(act), alpha);
+    activation<<<grid, 256, 0, stream>>>(static_cast<float*>(d), n, act, alpha);
   return check_launch(cat("activation ", activation_name(act), " on ", n, " elements"));
 }
 
 Status launch_fill_random(void* p, DataType dtype, int64_t n, uint64_t seed, cudaStream_t stream) {
   if (n <= 0) return Status::ok();
-  if (!is_float_type(dtype)) return bad_dtype("fill_random", dtype);
   const unsigned grid = grid_for(n, 256);
-  if (dtype == DataType::kFloat16)
-    fill_random<<<grid, 256, 0, stream>>>(static_cast<__half*>(p), n, seed);
-  else
-    fill_random<<<grid, 256, 0, stream>>>(static_cast<float*>(p), n, seed);
+  switch (dtype) {
+    case DataType::kFloat16: fill_random<<<grid, 256, 0, stream>>>(static_cast<__half*>(p), n, seed); break;
+    case DataType::kFloat32: fill_random<<<grid, 256, 0, stream>>>(static_cast<float*>(p), n, seed); break;
+    case DataType::kInt8: fill_random<<<grid, 256, 0, stream>>>(static_cast<int8_t*>(p), n, seed); break;
+    case DataType::kInt32: fill_random<<<grid, 256, 0, stream>>>(static_cast<int32_t*>(p), n, seed); break;
+    default: return Status(StatusCode::kInternal, cat("fill_random: dtype code ", int(dtype), " is not supported"));
+  }
   return check_launch("fill_random");
 }
 

@@ -1,6 +1,7 @@
 #include "backends/cuda/lt_matmul.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 
@@ -21,7 +22,18 @@ Status lt_check(cublasStatus_t st, const std::string& what) {
 
 namespace {
 
-cudaDataType_t cuda_type(DataType dt) { return dt == DataType::kFloat16 ? CUDA_R_16F : CUDA_R_32F; }
+cudaDataType_t cuda_type(DataType dt) {
+  switch (dt) {
+    case DataType::kFloat16: return CUDA_R_16F;
+    case DataType::kInt8: return CUDA_R_8I;
+    case DataType::kInt32: return CUDA_R_32I;
+    default: return CUDA_R_32F;
+  }
+}
+
+// The least pointer alignment an algorithm may be asked for: the element size, and 4 bytes for int8
+// (cuBLASLt's IMMA kernels need it; below it the heuristic has nothing to offer).
+uint32_t min_alignment(DataType dt) { return dt == DataType::kInt8 ? 4u : static_cast<uint32_t>(dtype_size(dt)); }
 
 const char* tile_name(uint32_t id) {
 #define KILN_X(s) case CUBLASLT_MATMUL_TILE_##s: return #s;
@@ -99,7 +111,7 @@ std::string LtProblem::describe() const {
 
 std::string LtTypes::describe() const {
   return fmt::format("{},{}->{} compute {}", dtype_name(in), dtype_name(in), dtype_name(out),
-                     tf32 ? "32F_FAST_TF32" : "32F");
+                     integer() ? "32I" : tf32 ? "32F_FAST_TF32" : "32F");
 }
 
 std::vector<int64_t> algo_to_ints(const LtAlgo& algo) {
@@ -162,8 +174,10 @@ Status init_plan(Plan& pl, const LtTypes& t, const LtProblem& p, const std::stri
   if (p.batch > INT32_MAX) return Status(StatusCode::kUnsupported, what + ": more than 2^31 batches");
   pl.problem = p;
   const cudaDataType_t in = cuda_type(t.in), out = cuda_type(t.out);
-  const cublasComputeType_t compute = t.tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
-  Status s = lt_check(cublasLtMatmulDescInit(&pl.desc, compute, CUDA_R_32F), what + ": cublasLtMatmulDescInit");
+  const cublasComputeType_t compute =
+      t.integer() ? CUBLAS_COMPUTE_32I : t.tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+  Status s = lt_check(cublasLtMatmulDescInit(&pl.desc, compute, t.integer() ? CUDA_R_32I : CUDA_R_32F),
+                      what + ": cublasLtMatmulDescInit");
   if (!s.is_ok()) return s;
   auto set_desc = [&](cublasLtMatmulDescAttributes_t attr, const auto& v, const char* name) {
     if (!s.is_ok()) return;
@@ -215,7 +229,7 @@ Plan::Choice make_choice(const LtAlgo& algo, size_t workspace, const LtTypes& t)
   c.valid = true;
   c.algo = algo;
   c.workspace = workspace;
-  const uint32_t ein = static_cast<uint32_t>(dtype_size(t.in)), eout = static_cast<uint32_t>(dtype_size(t.out));
+  const uint32_t ein = min_alignment(t.in), eout = min_alignment(t.out);
   c.align_a = cap_alignment(algo, CUBLASLT_ALGO_CAP_MIN_ALIGNMENT_A_BYTES, ein);
   c.align_b = cap_alignment(algo, CUBLASLT_ALGO_CAP_MIN_ALIGNMENT_B_BYTES, ein);
   c.align_c = cap_alignment(algo, CUBLASLT_ALGO_CAP_MIN_ALIGNMENT_C_BYTES, eout);
@@ -262,6 +276,18 @@ std::optional<size_t> check_algo(cublasLtHandle_t handle, Plan& pl, const LtAlgo
   if (r.workspaceSize > kLtMaxWorkspace) return std::nullopt;
   return r.workspaceSize;
 }
+
+// alpha and beta in the matmul's scale type: float, or int32 for the integer compute type.
+struct Scalars {
+  float f[2];
+  int32_t i[2];
+  bool integer;
+  Scalars(const LtTypes& t, float alpha, float beta)
+      : f{alpha, beta}, i{static_cast<int32_t>(std::lround(alpha)), static_cast<int32_t>(std::lround(beta))},
+        integer(t.integer()) {}
+  const void* alpha() const { return integer ? static_cast<const void*>(&i[0]) : &f[0]; }
+  const void* beta() const { return integer ? static_cast<const void*>(&i[1]) : &f[1]; }
+};
 
 bool aligned(const void* p, uint32_t bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; }
 
@@ -326,7 +352,7 @@ Status LtMatmul::select(const LtProblem& p) {
       pl->source = "heuristic";
     }
   }
-  const uint32_t ein = static_cast<uint32_t>(dtype_size(types_.in)), eout = static_cast<uint32_t>(dtype_size(types_.out));
+  const uint32_t ein = min_alignment(types_.in), eout = min_alignment(types_.out);
   const Plan::Choice& m = pl->main;
   if (!m.valid || m.align_a > ein || m.align_b > ein || m.align_c > eout || m.align_d > eout) {
     auto h = heuristic(handle_, *pl, 1, ein, eout, what);
@@ -352,6 +378,10 @@ std::string LtMatmul::selected() const {
   return current_->source + ": " + current_->main.name;
 }
 
+bool LtMatmul::accepts(const void* x, const void* w, const void* y, const void* bias) const {
+  return current_ && (fits(current_->main, x, w, y, bias) || fits(current_->fallback, x, w, y, bias));
+}
+
 Status LtMatmul::run(const void* x, const void* w, void* y, const void* bias, float alpha, float beta,
                      void* workspace, cudaStream_t stream) {
   if (!current_) return Status(StatusCode::kInternal, context_ + ": run before select");
@@ -371,8 +401,9 @@ Status LtMatmul::run(const void* x, const void* w, void* y, const void* bias, fl
     if (!s.is_ok()) return s;
   }
   if (!pl.problem.accumulate) beta = 0.f;  // C is not read when beta is 0
-  return lt_check(cublasLtMatmul(handle_, &pl.desc, &alpha, w, &pl.a, x, &pl.b, &beta, y, &pl.c, y, &pl.d, &c->algo,
-                                 c->workspace ? workspace : nullptr, c->workspace, stream),
+  const Scalars scalars(types_, alpha, beta);
+  return lt_check(cublasLtMatmul(handle_, &pl.desc, scalars.alpha(), w, &pl.a, x, &pl.b, scalars.beta(), y, &pl.c, y,
+                                 &pl.d, &c->algo, c->workspace ? workspace : nullptr, c->workspace, stream),
                   fmt::format("{}: cublasLtMatmul {} ({}) with {}", context_, pl.problem.describe(), types_.describe(),
                               c->name));
 }
@@ -476,7 +507,7 @@ Result<LtTuned> lt_tune(const LtTypes& types, const LtProblem& opt, const LtProb
   if (s.is_ok()) s = launch_fill_random(x.p, types.in, nx, 1, ctx.stream);
   if (s.is_ok()) s = launch_fill_random(w.p, types.in, nw, 2, ctx.stream);
   if (s.is_ok()) s = launch_fill_random(y.p, types.out, ny, 3, ctx.stream);
-  if (s.is_ok()) s = launch_fill_random(bias.p, types.out, opt.n, 4, ctx.stream);
+  if (s.is_ok() && opt.bias) s = launch_fill_random(bias.p, types.out, opt.n, 4, ctx.stream);
   if (!s.is_ok()) return s;
 
   constexpr int kWarmup = 3, kRuns = 25;
@@ -485,10 +516,10 @@ Result<LtTuned> lt_tune(const LtTypes& types, const LtProblem& opt, const LtProb
     s = check(cudaEventCreate(&e.e), what + ": cudaEventCreate");
     if (!s.is_ok()) return s;
   }
-  const float run_beta = opt.accumulate ? beta : 0.f;
+  const Scalars scalars(types, alpha, opt.accumulate ? beta : 0.f);
   auto launch = [&](const Candidate& c) {
-    return cublasLtMatmul(h, &popt.desc, &alpha, w.p, &popt.a, x.p, &popt.b, &run_beta, y.p, &popt.c, y.p, &popt.d,
-                          &c.algo, c.workspace ? ws.p : nullptr, c.workspace, ctx.stream);
+    return cublasLtMatmul(h, &popt.desc, scalars.alpha(), w.p, &popt.a, x.p, &popt.b, scalars.beta(), y.p, &popt.c,
+                          y.p, &popt.d, &c.algo, c.workspace ? ws.p : nullptr, c.workspace, ctx.stream);
   };
   if (opt.bias) {
     const void* bp = bias.p;
@@ -527,6 +558,30 @@ Result<LtTuned> lt_tune(const LtTypes& types, const LtProblem& opt, const LtProb
     ctx.cache->count_timed();
   }
   return *best;
+}
+
+// Row-major element transpose of a [rows, cols] tensor of any element size.
+std::vector<uint8_t> transpose_bytes(const uint8_t* src, int64_t rows, int64_t cols, size_t esize) {
+  std::vector<uint8_t> out(static_cast<size_t>(rows * cols) * esize);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) std::memcpy(&out[(c * rows + r) * esize], &src[(r * cols + c) * esize], esize);
+  return out;
+}
+
+Status pack_weights_nk(Node& n, Graph& g) {
+  if (n.inputs.size() < 2 || !g.is_constant(n.inputs[1])) return Status::ok();
+  auto trans_b = n.attrs.get_int("transB", 0);
+  if (!trans_b.is_ok()) return trans_b.status();
+  if (*trans_b != 0) return Status::ok();
+  const Tensor& b = *g.values[n.inputs[1]].constant;
+  if (b.shape.size() != 2) return Status(StatusCode::kInvalidArgument, n.describe() + ": B must be 2-D");
+  const int64_t K = b.shape[0], N = b.shape[1];
+  Value wv;
+  wv.name = g.values[n.inputs[1]].name + "/packed_NxK";
+  wv.set_constant(Tensor::make(b.dtype, {N, K}, transpose_bytes(b.raw(), K, N, dtype_size(b.dtype))));
+  n.inputs[1] = g.add_value(std::move(wv));
+  n.attrs.set("transB", int64_t{1});
+  return Status::ok();
 }
 
 void write_tactic(Node& node, const LtTuned& t) {

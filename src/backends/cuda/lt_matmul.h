@@ -45,7 +45,10 @@ struct LtTypes {
   DataType in = DataType::kFloat32;   // X and W
   DataType out = DataType::kFloat32;  // Y (and bias, and C)
   bool tf32 = false;                  // CUBLAS_COMPUTE_32F_FAST_TF32 (float32 only); else CUBLAS_COMPUTE_32F
-  std::string describe() const;       // "float16,float16->float32 compute 32F"
+  // int8 X and W with an int32 Y: CUBLAS_COMPUTE_32I with int32 alpha/beta (the IMMA kernels want "TN",
+  // K and N multiples of 4 and 4-byte aligned pointers; see qgemm_cublaslt.cpp).
+  bool integer() const { return in == DataType::kInt8; }
+  std::string describe() const;       // "float16,float16->float32 compute 32F", "int8,int8->int32 compute 32I"
 };
 
 // Workspace cap for any algorithm we pick (heuristic preference and check of tuned algorithms).
@@ -76,9 +79,12 @@ class LtMatmul {
   Status select(const LtProblem& p);
   size_t workspace_bytes() const;  // of the current problem (both its algorithms)
   std::string selected() const;    // "tuned: <name>" / "heuristic: <name>" of the current problem
+  // Whether run() has an algorithm for these pointers' alignments (callers with a fallback of their own).
+  bool accepts(const void* x, const void* w, const void* y, const void* bias) const;
 
   // Hot path: runs the current problem. bias (N elements of the output dtype) when the problem has one;
-  // y is also C when it accumulates. No allocation, no heuristic calls.
+  // y is also C when it accumulates. No allocation, no heuristic calls. Integer types pass alpha and beta
+  // as int32 (rounded).
   Status run(const void* x, const void* w, void* y, const void* bias, float alpha, float beta, void* workspace,
              cudaStream_t stream);
 
@@ -108,6 +114,10 @@ struct LtTuned {
 Result<LtTuned> lt_tune(const LtTypes& types, const LtProblem& opt, const LtProblem& min, const LtProblem& max,
                         float alpha, float beta, const TuneContext& ctx, const std::string& kernel,
                         const std::string& precision, const std::string& context);
+
+// Build-time packing shared by the GEMM kernels: a constant 2-D input 1 stored [K,N] (transB = 0) becomes
+// its [N,K] transpose and transB = 1, cuBLASLt's "TN" form. Other inputs are left as they are.
+Status pack_weights_nk(Node& n, Graph& g);
 
 // Writes kTacticAttr (name), kTacticDataAttr (algo_to_ints) and kTacticMsAttr into the node.
 void write_tactic(Node& node, const LtTuned& t);
