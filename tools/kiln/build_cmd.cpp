@@ -1,6 +1,9 @@
 // `kiln build`: ONNX -> engine file, like `trtexec --onnx=... --saveEngine=...`.
 #include <fmt/format.h>
 
+#include <cmath>
+
+#include "accuracy_target.h"
 #include "cli_common.h"
 #include "commands.h"
 
@@ -26,7 +29,8 @@ int run_build(const BuildOptions& opts) {
     return report_error("build: --saveEngine is required (use `kiln run --onnx=...` to build and time without saving)",
                         kExitUsage);
   }
-  Result<BuiltEngine> built = build_from_flags(opts.build);
+  Result<BuiltEngine> built =
+      std::isnan(opts.build.accuracy_target) ? build_from_flags(opts.build) : build_with_accuracy_target(opts.build);
   if (!built.is_ok()) return report_error(built.status());
   fmt::print("{}", format_build_summary(built.value(), opts.build));
   return kExitOk;

@@ -1,6 +1,7 @@
 #include "engine_source.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -34,7 +35,7 @@ bool BuildFlags::any_build_only_flag() const {
   return !save_engine.empty() || !min_shapes.empty() || !opt_shapes.empty() || !max_shapes.empty() ||
          !disabled_passes.empty() || device != "cpu" || fp16 || no_tf32 || best || !timing_cache_file.empty() ||
          !input_formats.empty() || !output_formats.empty() || int8 || !calib_data.empty() || !calib_cache.empty() ||
-         !layer_precisions.empty();
+         !layer_precisions.empty() || !std::isnan(accuracy_target);
 }
 
 std::string default_profile_note() {
@@ -97,6 +98,17 @@ void add_build_flags(CLI::App* cmd, BuildFlags* flags) {
                   "Per-layer precision, e.g. /fc3/Gemm:fp32,/fc1/Gemm:int8 (layer or ONNX node names, * for all)")
       ->type_name("NAME:PREC,...")
       ->delimiter(',');
+  cmd->add_option("--accuracyTarget", flags->accuracy_target,
+                  "With --int8: move the INT8 layers that hurt most to FP32 until the top-1 drop on held-out data is "
+                  "at most this many points")
+      ->check(CLI::Range(0.0, 100.0));
+  cmd->add_option("--accuracyData", flags->accuracy_data,
+                  "Labelled IDX images for --accuracyTarget (labels file beside them; default: the --calibData file, "
+                  "samples after those calibration used)")
+      ->type_name("FILE");
+  cmd->add_option("--accuracySamples", flags->accuracy_samples, "Held-out samples --accuracyTarget evaluates")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   cmd->add_flag("--verbose", flags->verbose, "Log what the builder does");
 }
 

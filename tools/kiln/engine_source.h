@@ -1,6 +1,7 @@
 // Where a subcommand's engine comes from: a saved engine file (--loadEngine) or an ONNX model built on
 // the spot (--onnx plus the build flags, shared by `kiln build` and `kiln run`).
 #pragma once
+#include <limits>
 #include <memory>
 #include <string>
 #include <vector>
@@ -27,6 +28,9 @@ struct BuildFlags {
   int calib_batches = 8, calib_batch_size = 256;
   double calib_percentile = 99.99;
   std::vector<std::string> layer_precisions;  // "name:fp32", comma-separated
+  double accuracy_target = std::numeric_limits<double>::quiet_NaN();  // top-1 points; NaN = off
+  std::string accuracy_data;
+  int64_t accuracy_samples = 10000;
 
   // True when a flag that only matters for building was given (an error next to --loadEngine).
   bool any_build_only_flag() const;
