@@ -86,6 +86,13 @@ Result<BuildOutput> build_engine_from_file(const std::string& onnx_path, const B
 Result<BuildOutput> build_engine_from_bytes(const std::string& onnx_bytes, const std::string& base_dir,
                                             const BuilderConfig& config);
 
+// Every tensor of an ONNX model computed in float64 by the operators' reference implementations, on the
+// model as imported (no passes, no fusion): the oracle `kiln compare --onnx` checks engines against.
+// `inputs` by name, in the model's input dtypes; returns each graph input and node output by name as a
+// kFloat64 HostTensor.
+Result<std::map<std::string, HostTensor>> evaluate_onnx_reference(const std::string& onnx_path,
+                                                                  const std::map<std::string, HostTensor>& inputs);
+
 struct PassInfo {
   std::string name;
   std::string description;

@@ -3,6 +3,7 @@
 // addresses and scratch memory, and executes. One Engine may be shared by many contexts and threads.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <span>
@@ -38,6 +39,16 @@ struct HostTensor {
 struct LayerTiming {
   std::string name;
   double ms = 0;
+};
+
+// One output of one layer as the engine computed it, for a layer observer (set_layer_observer).
+struct LayerOutput {
+  std::string layer;   // the engine's layer name (`kiln inspect`)
+  std::string tensor;  // the value's name: the ONNX tensor name, or one a pass made (e.g. "x::int8")
+  DataType dtype = DataType::kUndefined;
+  Dims shape;
+  const void* data = nullptr;  // host memory, valid only during the observer call
+  float scale = 0;             // INT8 values: real = scale * q; else 0
 };
 
 class EngineImpl;
@@ -99,6 +110,11 @@ class ExecutionContext {
   // layer, and no CUDA graph).
   void set_profiling(bool on);
   const std::vector<LayerTiming>& last_layer_timings() const;
+  // While set, execute(), enqueue() and infer() call the observer after every non-view layer, in layer
+  // order, once per output that has storage, with the exact bytes the next layer reads. The engine and
+  // its kernels stay those of a normal run; CUDA engines then wait for each layer, copy its outputs to
+  // host memory and use no CUDA graph (so enqueue() returns when the work is done). Empty turns it off.
+  void set_layer_observer(std::function<void(const LayerOutput&)> observer);
 
   // One call: sets shapes from the host inputs, runs, returns freshly allocated host outputs. CUDA
   // engines stage through pinned host memory and context-owned device buffers.

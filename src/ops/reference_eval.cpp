@@ -73,7 +73,8 @@ Result<std::vector<RefTensor>> evaluate_node_reference(const Node& node, const s
   return std::move(ctx.outputs);
 }
 
-Result<std::vector<RefTensor>> evaluate_reference(const Graph& g, const std::vector<RefTensor>& inputs) {
+Result<std::vector<std::optional<RefTensor>>> evaluate_reference_values(const Graph& g,
+                                                                        const std::vector<RefTensor>& inputs) {
   if (inputs.size() != g.inputs.size())
     return Status(StatusCode::kInvalidArgument,
                   fmt::format("reference evaluation got {} inputs, the graph has {}", inputs.size(), g.inputs.size()));
@@ -96,10 +97,17 @@ Result<std::vector<RefTensor>> evaluate_reference(const Graph& g, const std::vec
     for (size_t i = 0; i < node.outputs.size(); ++i)
       if (node.outputs[i] != kNoValue) vals[node.outputs[i]] = std::move((*out)[i]);
   }
+  return vals;
+}
+
+Result<std::vector<RefTensor>> evaluate_reference(const Graph& g, const std::vector<RefTensor>& inputs) {
+  auto vals = evaluate_reference_values(g, inputs);
+  if (!vals.is_ok()) return vals.status();
   std::vector<RefTensor> result;
   for (int v : g.outputs) {
-    if (!vals[v]) return Status(StatusCode::kInternal, fmt::format("graph output '{}' was never computed", g.values[v].name));
-    result.push_back(*vals[v]);
+    if (!(*vals)[v])
+      return Status(StatusCode::kInternal, fmt::format("graph output '{}' was never computed", g.values[v].name));
+    result.push_back(std::move(*(*vals)[v]));
   }
   return result;
 }

@@ -1,6 +1,7 @@
 // Float64 evaluation with the operators' reference implementations: one node (constant folding) or a whole
 // graph (the oracle for model tests).
 #pragma once
+#include <optional>
 #include <vector>
 
 #include "ir/graph.h"
@@ -20,7 +21,11 @@ Tensor tensor_from_ref(const RefTensor& r, DataType dtype);
 // RefTensor per node output. Errors carry the node's description.
 Result<std::vector<RefTensor>> evaluate_node_reference(const Node& node, const std::vector<const RefTensor*>& inputs);
 
-// Runs g node by node. inputs follow g.inputs; constants come from the values' Tensors. Returns g.outputs.
+// Runs g node by node. inputs follow g.inputs; constants come from the values' Tensors. Returns every
+// value by id (nullopt where none was computed, e.g. values no node produces).
+Result<std::vector<std::optional<RefTensor>>> evaluate_reference_values(const Graph& g,
+                                                                        const std::vector<RefTensor>& inputs);
+// The same, returning g.outputs only.
 Result<std::vector<RefTensor>> evaluate_reference(const Graph& g, const std::vector<RefTensor>& inputs);
 
 }  // namespace kiln

@@ -2,6 +2,7 @@
 // per-layer pointer tables; a backend owns kernels, the activation arena and where constants live.
 // One BackendEngine per loaded engine (shared, immutable), one BackendContext per execution context.
 #pragma once
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -17,6 +18,11 @@ struct PointerTables {
   std::vector<std::vector<void*>> outputs;
 };
 
+// Called once each non-view layer has finished, with host-readable addresses of its outputs (null where
+// an output has no storage): the outputs themselves on the CPU; on CUDA, copies in context-owned host
+// memory made after the stream was synchronized.
+using AfterLayer = std::function<Status(size_t layer, const void* const* host_outputs)>;
+
 class BackendContext {
  public:
   virtual ~BackendContext() = default;
@@ -29,8 +35,10 @@ class BackendContext {
   // The pointer tables changed (new addresses or shapes): drop anything captured from the old ones.
   virtual void invalidate() {}
   // Runs (CPU) or queues (CUDA, on stream; nullptr = the context's own) every layer. When timings is
-  // non-null, per-layer times are recorded into it (CUDA: after synchronize()).
-  virtual Status enqueue(const PointerTables& tables, void* stream, std::vector<LayerTiming>* timings) = 0;
+  // non-null, per-layer times are recorded into it (CUDA: after synchronize()). When after_layer is
+  // non-null it is called after each layer (CUDA: layer by layer, no graph) and its errors stop the run.
+  virtual Status enqueue(const PointerTables& tables, void* stream, std::vector<LayerTiming>* timings,
+                         const AfterLayer* after_layer) = 0;
   // Waits for work queued on stream (nullptr = the context's own). CPU: nothing to wait for.
   virtual Status synchronize(void* stream) { (void)stream; return Status::ok(); }
   virtual void set_threads(int threads) { (void)threads; }

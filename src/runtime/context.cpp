@@ -8,6 +8,7 @@
 
 #include "builder/shape_inference.h"
 #include "kiln/gpu.h"
+#include "ops/quantize.h"
 #include "runtime/engine_impl.h"
 
 namespace kiln {
@@ -213,17 +214,47 @@ Status ContextImpl::prepare() {
   return Status::ok();
 }
 
+void ContextImpl::set_layer_observer(std::function<void(const LayerOutput&)> observer) {
+  observer_ = std::move(observer);
+  if (observer_ && int8_scales_.empty()) {
+    int8_scales_.resize(graph_->values.size());
+    for (size_t v = 0; v < int8_scales_.size(); ++v)
+      int8_scales_[v] = int8_value_scale(*graph_, static_cast<int>(v)).value_or(0.f);
+  }
+}
+
+Status ContextImpl::run_layers(void* stream, std::vector<LayerTiming>* layer_times) {
+  if (!observer_) return backend_->enqueue(tables_, stream, layer_times, nullptr);
+  const Graph& g = *graph_;
+  const AfterLayer report = [&](size_t l, const void* const* outputs) -> Status {
+    const Node& n = g.nodes[l];
+    for (size_t i = 0; i < n.outputs.size(); ++i) {
+      const int v = n.outputs[i];
+      if (!outputs[i] || engine_->model.storage[v].kind == StorageKind::kUnused) continue;
+      // The observer is the caller's code: its exceptions become a Status like every other failure.
+      try {
+        observer_(LayerOutput{n.name, g.values[v].name, shapes_[v].dtype, shapes_[v].shape, outputs[i], int8_scales_[v]});
+      } catch (const std::exception& e) {
+        return Status(StatusCode::kRuntimeError, fmt::format("the layer observer threw: {}", e.what()))
+            .with_context(fmt::format("layer '{}' ({})", n.name, n.kernel));
+      }
+    }
+    return Status::ok();
+  };
+  return backend_->enqueue(tables_, stream, layer_times, &report);
+}
+
 Status ContextImpl::enqueue(void* stream) {
   Status s = prepare();
   if (!s.is_ok()) return s;
-  return backend_->enqueue(tables_, stream, nullptr);
+  return run_layers(stream, nullptr);
 }
 
 Status ContextImpl::execute() {
   Status s = prepare();
   if (!s.is_ok()) return s;
   if (profiling) timings.clear();
-  s = backend_->enqueue(tables_, nullptr, profiling ? &timings : nullptr);
+  s = run_layers(nullptr, profiling ? &timings : nullptr);
   if (!s.is_ok()) return s;
   return backend_->synchronize(nullptr);
 }
@@ -335,6 +366,9 @@ void ExecutionContext::set_cuda_graph(bool on) { impl_->backend().set_cuda_graph
 void ExecutionContext::set_num_threads(int threads) { impl_->backend().set_threads(threads); }
 void ExecutionContext::set_profiling(bool on) { impl_->profiling = on; }
 const std::vector<LayerTiming>& ExecutionContext::last_layer_timings() const { return impl_->timings; }
+void ExecutionContext::set_layer_observer(std::function<void(const LayerOutput&)> observer) {
+  impl_->set_layer_observer(std::move(observer));
+}
 Result<std::map<std::string, HostTensor>> ExecutionContext::infer(const std::map<std::string, HostTensor>& inputs) {
   return impl_->infer(inputs);
 }

@@ -39,6 +39,7 @@ class ContextImpl {
   Status execute();
   Status enqueue(void* stream);
   Result<std::map<std::string, HostTensor>> infer(const std::map<std::string, HostTensor>& inputs);
+  void set_layer_observer(std::function<void(const LayerOutput&)> observer);
 
   bool profiling = false;
   std::vector<LayerTiming> timings;
@@ -48,6 +49,8 @@ class ContextImpl {
   Status update_shapes();    // concrete shapes + kernel reshape, when input shapes changed
   Status update_pointers();  // per-layer pointer tables, when addresses or shapes changed
   Status prepare();          // both of the above, when needed
+  // The backend's enqueue, reporting to the layer observer when one is set.
+  Status run_layers(void* stream, std::vector<LayerTiming>* layer_times);
   // infer()'s two ways to run: on host addresses, or (CUDA) host -> pinned staging -> device and back.
   Status run_on_host(const std::map<std::string, HostTensor>& inputs, std::map<std::string, HostTensor>& outputs);
   Status run_staged_on_gpu(const std::map<std::string, HostTensor>& inputs,
@@ -63,6 +66,8 @@ class ContextImpl {
   std::vector<TensorDesc> shapes_;
   std::vector<std::vector<TensorDesc>> layer_in_, layer_out_;
   PointerTables tables_;
+  std::function<void(const LayerOutput&)> observer_;
+  std::vector<float> int8_scales_;  // per value, for the observer: real = scale * q (0 if not INT8)
   std::unique_ptr<GpuStaging> staging_;  // one-call API buffers of CUDA engines, made on first use
   bool shapes_dirty_ = true;
   bool ptrs_dirty_ = true;

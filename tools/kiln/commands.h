@@ -59,4 +59,16 @@ int run_inspect(const InspectOptions& opts);
 // The readable layout of Engine::inspect_json(); missing keys print as "-".
 std::string format_inspection(const nlohmann::json& doc);
 
+struct CompareOptions {
+  std::string load_engine;
+  std::string against, onnx;  // the reference: exactly one
+  int64_t batch = 64;
+  uint64_t seed = 1;
+  double threshold = 0.05;
+  int threads = 0;
+  std::string export_json;
+};
+CLI::App* add_compare_command(CLI::App& app, CompareOptions* opts);
+int run_compare(const CompareOptions& opts);
+
 }  // namespace kiln::cli

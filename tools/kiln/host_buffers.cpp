@@ -1,6 +1,8 @@
 #include "host_buffers.h"
 
+#include <algorithm>
 #include <bit>
+#include <cmath>
 #include <cstring>
 #include <random>
 
@@ -118,6 +120,41 @@ nlohmann::ordered_json values_to_json(const uint8_t* data, DataType dtype, int64
     }
   }
   return values;
+}
+
+std::vector<double> values_to_doubles(const uint8_t* data, DataType dtype, int64_t count) {
+  std::vector<double> v(static_cast<size_t>(std::max<int64_t>(count, 0)));
+  for (size_t i = 0; i < v.size(); ++i) {
+    switch (dtype) {
+      case DataType::kFloat32: v[i] = reinterpret_cast<const float*>(data)[i]; break;
+      case DataType::kFloat64: v[i] = reinterpret_cast<const double*>(data)[i]; break;
+      case DataType::kFloat16: v[i] = half_to_float(reinterpret_cast<const uint16_t*>(data)[i]); break;
+      case DataType::kInt32: v[i] = reinterpret_cast<const int32_t*>(data)[i]; break;
+      case DataType::kInt64: v[i] = static_cast<double>(reinterpret_cast<const int64_t*>(data)[i]); break;
+      case DataType::kInt8: v[i] = reinterpret_cast<const int8_t*>(data)[i]; break;
+      case DataType::kUInt8: v[i] = data[i]; break;
+      case DataType::kBool: v[i] = data[i] != 0; break;
+      case DataType::kUndefined: return {};
+    }
+  }
+  return v;
+}
+
+void doubles_to_values(const std::vector<double>& values, DataType dtype, uint8_t* data) {
+  for (size_t i = 0; i < values.size(); ++i) {
+    const double x = values[i];
+    switch (dtype) {
+      case DataType::kFloat32: reinterpret_cast<float*>(data)[i] = static_cast<float>(x); break;
+      case DataType::kFloat64: reinterpret_cast<double*>(data)[i] = x; break;
+      case DataType::kFloat16: reinterpret_cast<uint16_t*>(data)[i] = float_to_half(static_cast<float>(x)); break;
+      case DataType::kInt32: reinterpret_cast<int32_t*>(data)[i] = static_cast<int32_t>(std::lround(x)); break;
+      case DataType::kInt64: reinterpret_cast<int64_t*>(data)[i] = std::llround(x); break;
+      case DataType::kInt8: reinterpret_cast<int8_t*>(data)[i] = static_cast<int8_t>(std::clamp(std::lround(x), -128L, 127L)); break;
+      case DataType::kUInt8: data[i] = static_cast<uint8_t>(std::clamp(std::lround(x), 0L, 255L)); break;
+      case DataType::kBool: data[i] = x != 0; break;
+      case DataType::kUndefined: return;
+    }
+  }
 }
 
 }  // namespace kiln::cli

@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -43,6 +44,11 @@ Status load_raw_file(const std::string& tensor, const std::string& path, HostBuf
 
 // Values as a JSON array of numbers (float16 widened to float).
 nlohmann::ordered_json values_to_json(const uint8_t* data, DataType dtype, int64_t count);
+
+// Values widened to float64 (float16 widened, integers exact, bool 0/1), for error metrics.
+std::vector<double> values_to_doubles(const uint8_t* data, DataType dtype, int64_t count);
+// The inverse, as a conversion to dtype would do it (integers round to nearest), into count elements.
+void doubles_to_values(const std::vector<double>& values, DataType dtype, uint8_t* data);
 
 float half_to_float(uint16_t h);
 uint16_t float_to_half(float f);

@@ -1,4 +1,4 @@
-// kiln: build, time, evaluate and inspect engines from the command line, with trtexec's flag names.
+// kiln: build, time, evaluate, inspect and compare engines from the command line, with trtexec's flag names.
 #include <fmt/format.h>
 
 #include "cli_common.h"
@@ -15,17 +15,19 @@ int main(int argc, char** argv) {
   RunOptions run;
   EvalOptions eval;
   InspectOptions inspect;
+  CompareOptions compare;
   CLI::App* build_cmd = add_build_command(app, &build);
   CLI::App* run_cmd = add_run_command(app, &run);
   CLI::App* eval_cmd = add_eval_command(app, &eval);
   CLI::App* inspect_cmd = add_inspect_command(app, &inspect);
+  CLI::App* compare_cmd = add_compare_command(app, &compare);
 
   // CLI11 would answer "A subcommand is required" for a misspelt one; name it instead.
   if (argc > 1 && argv[1][0] != '-') {
     bool known = false;
-    for (const CLI::App* sub : {build_cmd, run_cmd, eval_cmd, inspect_cmd}) known |= sub->get_name() == argv[1];
+    for (const CLI::App* sub : {build_cmd, run_cmd, eval_cmd, inspect_cmd, compare_cmd}) known |= sub->get_name() == argv[1];
     if (!known) {
-      return report_error(fmt::format("unknown command '{}' (commands: build, run, eval, inspect)", argv[1]), kExitUsage);
+      return report_error(fmt::format("unknown command '{}' (commands: build, run, eval, inspect, compare)", argv[1]), kExitUsage);
     }
   }
 
@@ -48,5 +50,6 @@ int main(int argc, char** argv) {
   if (run_cmd->parsed()) return run_run(run);
   if (eval_cmd->parsed()) return run_eval(eval);
   if (inspect_cmd->parsed()) return run_inspect(inspect);
-  return report_error("no command given (build, run, eval, inspect)", kExitUsage);
+  if (compare_cmd->parsed()) return run_compare(compare);
+  return report_error("no command given (build, run, eval, inspect, compare)", kExitUsage);
 }

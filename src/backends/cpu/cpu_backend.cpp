@@ -27,7 +27,8 @@ class CpuContext final : public BackendContext {
   Status reshape(size_t l, const std::vector<TensorDesc>& in, const std::vector<TensorDesc>& out) override {
     return kernels_[l]->reshape(in, out);
   }
-  Status enqueue(const PointerTables& t, void*, std::vector<LayerTiming>* timings) override;
+  Status enqueue(const PointerTables& t, void*, std::vector<LayerTiming>* timings,
+                 const AfterLayer* after_layer) override;
   void set_threads(int threads) override { threads_ = threads; }
 
  private:
@@ -69,7 +70,8 @@ Status CpuContext::init() {
   return Status::ok();
 }
 
-Status CpuContext::enqueue(const PointerTables& t, void*, std::vector<LayerTiming>* timings) {
+Status CpuContext::enqueue(const PointerTables& t, void*, std::vector<LayerTiming>* timings,
+                           const AfterLayer* after_layer) {
   if (threads_ > 0) omp_set_num_threads(threads_);
   const Graph& g = model_.graph;
   for (size_t l = 0; l < kernels_.size(); ++l) {
@@ -82,6 +84,10 @@ Status CpuContext::enqueue(const PointerTables& t, void*, std::vector<LayerTimin
     if (timings)
       timings->push_back({g.nodes[l].name,
                           std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count()});
+    if (after_layer) {
+      s = (*after_layer)(l, t.outputs[l].data());
+      if (!s.is_ok()) return s;
+    }
   }
   return Status::ok();
 }

@@ -30,7 +30,8 @@ class CudaContext final : public BackendContext {
   const void* constant(int v) const override;
   Status reshape(size_t l, const std::vector<TensorDesc>& in, const std::vector<TensorDesc>& out) override;
   void invalidate() override { drop_graph(); }
-  Status enqueue(const PointerTables& t, void* stream, std::vector<LayerTiming>* timings) override;
+  Status enqueue(const PointerTables& t, void* stream, std::vector<LayerTiming>* timings,
+                 const AfterLayer* after_layer) override;
   Status synchronize(void* stream) override {
     return check(cudaStreamSynchronize(stream ? static_cast<cudaStream_t>(stream) : stream_), "cudaStreamSynchronize");
   }
@@ -40,7 +41,9 @@ class CudaContext final : public BackendContext {
   }
 
  private:
-  Status run_layers(const PointerTables& t, cudaStream_t s, std::vector<LayerTiming>* timings);
+  Status run_layers(const PointerTables& t, cudaStream_t s, std::vector<LayerTiming>* timings,
+                    const AfterLayer* after_layer);
+  Status observe_layer(size_t l, const PointerTables& t, cudaStream_t s, const AfterLayer& after_layer);
   Status capture(const PointerTables& t, cudaStream_t s);
   void drop_graph() {
     if (graph_exec_) cudaGraphExecDestroy(graph_exec_);
@@ -55,6 +58,8 @@ class CudaContext final : public BackendContext {
   cudaStream_t stream_ = nullptr;
   std::vector<std::unique_ptr<cuda::CudaKernel>> kernels_;  // null for views
   std::vector<cudaEvent_t> events_;                         // profiling: one before each layer, one at the end
+  std::vector<std::vector<size_t>> output_bytes_;           // per layer and output, at the current shapes
+  std::vector<std::vector<uint8_t>> observed_;              // observing: host copies of one layer's outputs
   bool use_graph_ = false;
   cudaGraphExec_t graph_exec_ = nullptr;
 };
@@ -108,6 +113,7 @@ Status CudaContext::init() {
   if (!s.is_ok()) return s;
   const Graph& g = model_.graph;
   kernels_.resize(g.nodes.size());
+  output_bytes_.resize(g.nodes.size());
   for (size_t l = 0; l < g.nodes.size(); ++l) {
     const cuda::KernelDef* def = engine_->kernels[l];
     if (!def) continue;
@@ -129,6 +135,8 @@ Status CudaContext::reshape(size_t l, const std::vector<TensorDesc>& in, const s
   drop_graph();
   Status s = kernels_[l]->reshape(in, out);
   if (!s.is_ok()) return s;
+  output_bytes_[l].clear();
+  for (const TensorDesc& d : out) output_bytes_[l].push_back(static_cast<size_t>(volume(d.shape)) * dtype_size(d.dtype));
   const size_t need = kernels_[l]->workspace_bytes();
   if (need > workspace_bytes_) {
     // cudaFree waits for the device, so no queued layer still uses the old workspace.
@@ -142,7 +150,8 @@ Status CudaContext::reshape(size_t l, const std::vector<TensorDesc>& in, const s
   return Status::ok();
 }
 
-Status CudaContext::run_layers(const PointerTables& t, cudaStream_t s, std::vector<LayerTiming>* timings) {
+Status CudaContext::run_layers(const PointerTables& t, cudaStream_t s, std::vector<LayerTiming>* timings,
+                               const AfterLayer* after_layer) {
   const Graph& g = model_.graph;
   size_t timed = 0;
   for (size_t l = 0; l < kernels_.size(); ++l) {
@@ -154,16 +163,39 @@ Status CudaContext::run_layers(const PointerTables& t, cudaStream_t s, std::vect
     }
     Status st = k->enqueue(t.inputs[l].data(), t.outputs[l].data(), workspace_, s);
     if (!st.is_ok()) return std::move(st).with_context(layer_context(g.nodes[l]));
+    if (after_layer) {
+      st = observe_layer(l, t, s, *after_layer);
+      if (!st.is_ok()) return st;
+    }
   }
   if (timings) return check(cudaEventRecord(events_[timed], s), "cudaEventRecord");
   return Status::ok();
+}
+
+// Waits for layer l, copies its outputs to host memory and hands them to the hook.
+Status CudaContext::observe_layer(size_t l, const PointerTables& t, cudaStream_t s, const AfterLayer& after_layer) {
+  const std::vector<void*>& outs = t.outputs[l];
+  if (observed_.size() < outs.size()) observed_.resize(outs.size());
+  std::vector<const void*> host(outs.size(), nullptr);
+  for (size_t i = 0; i < outs.size(); ++i) {
+    if (!outs[i]) continue;
+    const size_t bytes = output_bytes_[l][i];
+    observed_[i].resize(std::max<size_t>(bytes, 1));
+    Status st = check(cudaMemcpyAsync(observed_[i].data(), outs[i], bytes, cudaMemcpyDeviceToHost, s),
+                      "copying a layer output to the host");
+    if (!st.is_ok()) return std::move(st).with_context(layer_context(model_.graph.nodes[l]));
+    host[i] = observed_[i].data();
+  }
+  Status st = check(cudaStreamSynchronize(s), "cudaStreamSynchronize");
+  if (!st.is_ok()) return std::move(st).with_context(layer_context(model_.graph.nodes[l]));
+  return after_layer(l, host.data());
 }
 
 Status CudaContext::capture(const PointerTables& t, cudaStream_t s) {
   Status st = check(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal),
                     "starting CUDA graph capture (the stream must not be the legacy default stream)");
   if (!st.is_ok()) return st;
-  st = run_layers(t, s, nullptr);
+  st = run_layers(t, s, nullptr, nullptr);
   cudaGraph_t graph = nullptr;
   const cudaError_t end = cudaStreamEndCapture(s, &graph);
   if (!st.is_ok()) {
@@ -177,7 +209,8 @@ Status CudaContext::capture(const PointerTables& t, cudaStream_t s) {
   return st;
 }
 
-Status CudaContext::enqueue(const PointerTables& t, void* stream, std::vector<LayerTiming>* timings) {
+Status CudaContext::enqueue(const PointerTables& t, void* stream, std::vector<LayerTiming>* timings,
+                            const AfterLayer* after_layer) {
   cudaStream_t s = stream ? static_cast<cudaStream_t>(stream) : stream_;
   if (timings) {
     // Profiling runs layer by layer with events around each, never through a graph.
@@ -189,7 +222,7 @@ Status CudaContext::enqueue(const PointerTables& t, void* stream, std::vector<La
       if (!st.is_ok()) return st;
       events_.push_back(e);
     }
-    Status st = run_layers(t, s, timings);
+    Status st = run_layers(t, s, timings, after_layer);
     if (!st.is_ok()) return st;
     st = check(cudaStreamSynchronize(s), "cudaStreamSynchronize");
     if (!st.is_ok()) return st;
@@ -204,7 +237,8 @@ Status CudaContext::enqueue(const PointerTables& t, void* stream, std::vector<La
     }
     return Status::ok();
   }
-  if (!use_graph_) return run_layers(t, s, nullptr);
+  // Observing runs layer by layer too (each waited for and copied out), never through a graph.
+  if (!use_graph_ || after_layer) return run_layers(t, s, nullptr, after_layer);
   if (!graph_exec_) {
     Status st = capture(t, s);
     if (!st.is_ok()) return st;
