@@ -36,6 +36,22 @@ for b in "${BINS[@]}"; do
   done
 done
 cp -r python/kiln "$BUNDLE/python/"
+# Fashion-MNIST for the INT8 tests (that machine has no Debian datasets): the test set, and the first
+# 12288 training images with their labels (calibration, and held-out data for --accuracyTarget).
+FM=/usr/share/datasets/fashion-mnist
+mkdir -p "$BUNDLE/data/fashion-mnist"
+cp "$FM"/t10k-*.gz "$BUNDLE/data/fashion-mnist/"
+python3 - "$FM" "$BUNDLE/data/fashion-mnist" 12288 << 'PY'
+import gzip, struct, sys
+src, dst, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+for kind, per in (("images-idx3-ubyte", 784), ("labels-idx1-ubyte", 1)):
+    raw = gzip.open(f"{src}/train-{kind}.gz").read()
+    ndim = raw[3]
+    dims = list(struct.unpack(f">{ndim}I", raw[4:4 + 4 * ndim])); dims[0] = n
+    body = raw[4 + 4 * ndim: 4 + 4 * ndim + n * per]
+    with gzip.open(f"{dst}/train-{kind}.gz", "wb") as f:
+        f.write(raw[:4] + struct.pack(f">{ndim}I", *dims) + body)
+PY
 cp scripts/remote-gpu.sh "$BUNDLE/"
 commit=$(git rev-parse --short HEAD)
 [[ -n "$(git status --porcelain --untracked-files=no)" ]] && commit="$commit (+ uncommitted changes)"

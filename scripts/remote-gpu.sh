@@ -19,6 +19,8 @@ main() {
   for f in "$WORK"/lib/*.xz; do [[ -e "$f" ]] && xz -d "$f"; done
   # oneDNN's loader wants libOpenCL.so.1 even on the CPU path; the machine has none.
   export LD_LIBRARY_PATH="$WORK/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
+  # Fashion-MNIST as packed by gpu-test.sh (test set + the first 12288 training images).
+  export KILN_FASHION_MNIST="$HERE/data/fashion-mnist"
   chmod +x "$HERE"/bin/*
   local gpu driver date commit
   gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)
@@ -85,21 +87,40 @@ PY
     local prof="--minShapes=input:1x1x28x28 --optShapes=input:8192x1x28x28 --maxShapes=input:8192x1x28x28"
     echo "## Engines (kiln build, profile 1..8192, opt 8192)" >> "$md"
     echo >> "$md"
-    for p in fp32 tf32 fp16; do
+    local FM="$KILN_FASHION_MNIST"
+    for p in fp32 tf32 fp16 int8 int8fp16; do
       local flags="--device=cuda"
       [[ $p == fp32 ]] && flags+=" --noTF32"
-      [[ $p == fp16 ]] && flags+=" --fp16"
+      [[ $p == fp16 || $p == int8fp16 ]] && flags+=" --fp16"
+      [[ $p == int8* ]] && flags+=" --int8 --calibData=$FM/train-images-idx3-ubyte.gz --calib=$E/mlp_$p.cache"
       echo "=== kiln build $p"
       $K build --onnx=$M --saveEngine=$E/mlp_$p.engine $prof $flags --timingCacheFile=$E/timing.cache 2>&1 | tee "$WORK/build_$p.txt"
       echo "- $p: $(grep -E 'Built|Tactics|Peak|arena' "$WORK/build_$p.txt" | sed 's/\[I\] //' | tr '\n' ';')" >> "$md"
     done
     $K inspect --loadEngine=$E/mlp_fp16.engine 2>&1 | tee "$WORK/inspect_fp16.txt" | head -40
+    $K inspect --loadEngine=$E/mlp_int8.engine 2>&1 | tee "$WORK/inspect_int8.txt" | head -40
+    # Accuracy per precision on the 10,000 test images, and the INT8 engine's per-layer error.
+    echo "## kiln eval (Fashion-MNIST test set, 10,000 images)" >> "$md"
+    echo >> "$md"
+    for p in fp32 tf32 fp16 int8 int8fp16; do
+      $K eval --loadEngine=$E/mlp_$p.engine --images=$FM/t10k-images-idx3-ubyte.gz --labels=$FM/t10k-labels-idx1-ubyte.gz \
+        --exportJSON="$WORK/json/eval_$p.json" > "$WORK/eval_$p.txt" 2>&1
+      echo "- $p: $(grep -iE 'top-1|accuracy' "$WORK/eval_$p.txt" | head -2 | tr '\n' ' ')" >> "$md"
+    done
+    echo >> "$md"
+    $K compare --loadEngine=$E/mlp_int8.engine --onnx=$M --batch=256 > "$WORK/compare_int8.txt" 2>&1
+    { echo "## kiln compare (INT8 CUDA engine vs float64 ONNX reference, random inputs)"; echo; echo '```';
+      cat "$WORK/compare_int8.txt"; echo '```'; echo; } >> "$md"
+    $K build --onnx=$M --saveEngine=$E/mlp_int8_target.engine $prof --device=cuda --int8 --calibAlgo=entropy \
+      --calibData=$FM/train-images-idx3-ubyte.gz --accuracyTarget=0.2 > "$WORK/accuracy_target.txt" 2>&1
+    { echo "## kiln build --int8 --calibAlgo=entropy --accuracyTarget=0.2 (CUDA)"; echo; echo '```';
+      grep -E "Accuracy|INT8:|trying|Moved" "$WORK/accuracy_target.txt"; echo '```'; echo; } >> "$md"
     echo >> "$md"
     echo "## kiln run (median ms; latency = H2D + GPU compute + D2H)" >> "$md"
     echo >> "$md"
     echo "| engine | batch | mode | latency | H2D | GPU compute | D2H | enqueue | throughput (samples/s) |" >> "$md"
     echo "|---|---|---|---|---|---|---|---|---|" >> "$md"
-    for p in fp32 tf32 fp16; do
+    for p in fp32 tf32 fp16 int8 int8fp16; do
       for b in 1 8192; do
         for mode in plain spin graph nodata; do
           local extra=""

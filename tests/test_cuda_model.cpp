@@ -24,19 +24,6 @@ using test::source_path;
 
 const char* kMlp = "models/mlp.onnx";
 
-bool gpu_required() {
-  const char* v = std::getenv("KILN_TEST_CUDA");
-  return v && std::string(v) == "require";
-}
-
-#define REQUIRE_GPU()                                                                       \
-  do {                                                                                      \
-    if (!gpu::available()) {                                                                \
-      if (gpu_required()) FAIL() << "KILN_TEST_CUDA=require but no usable GPU was found";  \
-      GTEST_SKIP() << "no GPU";                                                             \
-    }                                                                                       \
-  } while (0)
-
 BuilderConfig cuda_config(int64_t min, int64_t opt, int64_t max) {
   BuilderConfig c;
   c.device = "cuda";

@@ -2,6 +2,7 @@
 #pragma once
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <fstream>
 #include <random>
 #include <string>
@@ -9,9 +10,24 @@
 
 #include <onnx/onnx_pb.h>
 
+#include "kiln/gpu.h"
 #include "kiln/kiln.h"
 
 namespace kiln::test {
+
+// GPU tests skip without a GPU, unless KILN_TEST_CUDA=require (the "gpu" ctest label) makes that a failure.
+inline bool gpu_required() {
+  const char* v = std::getenv("KILN_TEST_CUDA");
+  return v && std::string(v) == "require";
+}
+
+#define REQUIRE_GPU()                                                                                  \
+  do {                                                                                                 \
+    if (!::kiln::gpu::available()) {                                                                   \
+      if (::kiln::test::gpu_required()) FAIL() << "KILN_TEST_CUDA=require but no usable GPU was found"; \
+      GTEST_SKIP() << "no GPU";                                                                        \
+    }                                                                                                  \
+  } while (0)
 
 inline std::string source_path(const std::string& rel) { return std::string(KILN_SOURCE_DIR) + "/" + rel; }
 

@@ -14,7 +14,9 @@ namespace {
 
 using test::source_path;
 
-const std::string kData = "/usr/share/datasets/fashion-mnist";
+// KILN_FASHION_MNIST: where the GPU machine (no Debian datasets) has the files gpu-test.sh packs.
+const std::string kData = std::getenv("KILN_FASHION_MNIST") ? std::getenv("KILN_FASHION_MNIST")
+                                                               : "/usr/share/datasets/fashion-mnist";
 const std::string kTrain = kData + "/train-images-idx3-ubyte.gz";
 
 bool have_data() { return std::filesystem::exists(kTrain); }
@@ -88,6 +90,33 @@ TEST(Int8Mlp, AccuracyWithinHalfAPointOfFp32) {
     EXPECT_GE(agreement, is_default ? 99.5 : 95.0) << algo;
     std::printf("[ INT8 %-10s ] top-1 %.2f%% (FP32 %.2f%%), argmax agreement %.2f%%\n", algo, e.top1, ref.top1,
                 agreement);
+  }
+}
+
+// The same on the GPU (label gpu): INT8 alone and INT8 with FP16 for the float layers.
+TEST(Int8MlpGpu, AccuracyMatchesFp32) {
+  REQUIRE_GPU();
+  if (!have_data()) GTEST_SKIP() << "Fashion-MNIST not installed";
+  BuilderConfig fp32;
+  fp32.profiles = int8_config().profiles;
+  auto f = build(fp32);
+  ASSERT_TRUE(f.is_ok()) << f.status().to_string();
+  const Eval ref = evaluate(f->engine);
+  for (bool fp16 : {false, true}) {
+    BuilderConfig c = int8_config();
+    c.device = "cuda";
+    c.fp16 = fp16;
+    auto q = build(c);
+    ASSERT_TRUE(q.is_ok()) << q.status().to_string();
+    EXPECT_EQ(q->summary.int8_layers, 2);
+    const Eval e = evaluate(q->engine);
+    int agree = 0;
+    for (size_t i = 0; i < e.predicted.size(); ++i) agree += e.predicted[i] == ref.predicted[i];
+    const double agreement = 100.0 * agree / e.predicted.size();
+    EXPECT_NEAR(e.top1, ref.top1, 0.2) << "fp16 " << fp16;
+    EXPECT_GE(agreement, 99.5) << "fp16 " << fp16;
+    std::printf("[ CUDA INT8%s ] top-1 %.2f%% (FP32 CPU %.2f%%), argmax agreement %.2f%%\n", fp16 ? "+FP16" : "",
+                e.top1, ref.top1, agreement);
   }
 }
 
