@@ -62,6 +62,7 @@ std::string format_inspection(const nlohmann::json& doc);
 struct CompareOptions {
   std::string load_engine;
   std::string against, onnx;  // the reference: exactly one
+  std::string data;           // input samples (IDX/.npy/raw, one input); random N(0,1) when empty
   int64_t batch = 64;
   uint64_t seed = 1;
   double threshold = 0.05;

@@ -11,6 +11,7 @@
 
 #include "cli_common.h"
 #include "commands.h"
+#include "data/calibration_data.h"
 #include "host_buffers.h"
 
 namespace kiln::cli {
@@ -21,6 +22,10 @@ CLI::App* add_compare_command(CLI::App& app, CompareOptions* opts) {
   cmd->add_option("--against", opts->against, "Reference engine file (observed the same way)")->type_name("FILE");
   cmd->add_option("--onnx", opts->onnx, "Reference: the ONNX model evaluated node by node in float64")
       ->type_name("FILE");
+  cmd->add_option("--data", opts->data,
+                  "Input samples for the (single) input: IDX images (normalized as the engine's metadata says), .npy "
+                  "or raw float32 files, comma-separated; the first --batch samples are used")
+      ->type_name("FILE,...");
   cmd->add_option("--batch", opts->batch, "Batch of the random inputs (dim 0, kept inside the profile)")
       ->check(at_least(1))
       ->capture_default_str();
@@ -185,6 +190,33 @@ int64_t argmax_agreement(const Tensor64& a, const Tensor64& r) {
   return agree;
 }
 
+double metadata_number(const Engine& e, const char* key, double fallback) {
+  auto it = e.metadata().find(key);
+  if (it == e.metadata().end()) return fallback;
+  try {
+    return std::stod(it->second);
+  } catch (...) {
+    return fallback;
+  }
+}
+
+// The first dims[0] samples of the files (fewer if they hold fewer: dims[0] shrinks), for a one-input engine.
+Result<std::vector<double>> data_values(const Engine& engine, const std::string& spec, Dims* dims) {
+  if (engine_inputs(engine).size() != 1)
+    return Status(StatusCode::kUnsupported, "--data feeds engines with one input");
+  data::Normalization norm;
+  norm.scale = metadata_number(engine, "input_scale", norm.scale);
+  norm.mean = metadata_number(engine, "normalize_mean", norm.mean);
+  norm.std = metadata_number(engine, "normalize_std", norm.std);
+  auto batches = data::CalibrationBatches::open(spec, Dims(dims->begin() + 1, dims->end()), norm);
+  if (!batches.is_ok()) return batches.status();
+  std::vector<float> x;
+  int64_t rows = 0;
+  if (!batches->next((*dims)[0], &x, &rows)) return Status(StatusCode::kInvalidArgument, "'" + spec + "' holds no sample");
+  (*dims)[0] = rows;
+  return std::vector<double>(x.begin(), x.end());
+}
+
 std::string number(double x) { return fmt::format("{:.3e}", x); }
 
 Status compare_checked(const CompareOptions& opts) {
@@ -198,14 +230,21 @@ Status compare_checked(const CompareOptions& opts) {
     against = std::move(b).value();
   }
 
-  // TODO(issue 6): --data=FILE[,FILE] through data::CalibrationBatches once it is in main.
   Result<std::map<std::string, Dims>> shapes = input_shapes(engine, opts.batch);
   if (!shapes.is_ok()) return std::move(shapes).take_status();
   std::map<std::string, std::vector<double>> values;
   std::map<std::string, uint64_t> seeds;  // one stream per input: the seed, then seed + 1, ...
-  for (const auto& [name, dims] : *shapes) {
-    seeds[name] = opts.seed + seeds.size();
-    values[name] = normal_values(static_cast<size_t>(volume(dims)), seeds[name]);
+  std::string source = "random N(0,1)";
+  if (!opts.data.empty()) {
+    Result<std::vector<double>> real = data_values(engine, opts.data, &shapes->begin()->second);
+    if (!real.is_ok()) return std::move(real).take_status().with_context("--data");
+    values[shapes->begin()->first] = std::move(real).value();
+    source = opts.data;
+  } else {
+    for (const auto& [name, dims] : *shapes) {
+      seeds[name] = opts.seed + seeds.size();
+      values[name] = normal_values(static_cast<size_t>(volume(dims)), seeds[name]);
+    }
   }
   const int64_t batch = shapes->empty() || shapes->begin()->second.empty() ? 0 : shapes->begin()->second[0];
 
@@ -244,8 +283,8 @@ Status compare_checked(const CompareOptions& opts) {
   fmt::print("Engine: {} ({}, {} layers)\nReference: {}\n", opts.load_engine, engine.device(), engine.num_layers(),
              ref_name);
   for (const auto& [name, t] : run->inputs)
-    fmt::print("Input '{}': {} {} (random N(0,1), seed {})\n", name, dtype_name(t.dtype), dims_to_string(t.shape),
-               seeds[name]);
+    fmt::print("Input '{}': {} {} ({})\n", name, dtype_name(t.dtype), dims_to_string(t.shape),
+               opts.data.empty() ? fmt::format("random N(0,1), seed {}", seeds[name]) : source);
   size_t layer_w = 5, tensor_w = 6;
   for (const LayerError& e : errors) {
     layer_w = std::max(layer_w, e.engine->layer.size());
@@ -297,6 +336,7 @@ Status compare_checked(const CompareOptions& opts) {
         {"reference", {{"kind", against ? "engine" : "onnx"}, {"path", against ? opts.against : opts.onnx}}},
         {"batch", batch},
         {"seed", opts.seed},
+        {"data", opts.data},
         {"threshold", opts.threshold},
         {"layers", std::move(layers)},
         {"first_over_threshold", first_over ? nlohmann::ordered_json{{"layer", first_over->engine->layer},
