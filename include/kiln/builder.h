@@ -43,10 +43,16 @@ struct BuilderConfig {
     // Per-layer precision, trtexec's --layerPrecisions: layer or ONNX node name (or "*") -> fp32|fp16|int8.
     // Without an entry, a GEMM whose output is a graph output stays in float (TensorRT's usual advice).
     std::vector<std::pair<std::string, std::string>> layer_precisions;
+    // Activation scales given by the caller (tensor name -> scale, amax / 127), like TensorRT's
+    // setDynamicRange: when set, no calibration runs and no cache is read or written.
+    std::map<std::string, float> scales;
     // Called as calibration proceeds (done, total batches of both passes), e.g. for a progress bar.
     std::function<void(int done, int total)> progress;
   };
   Int8 int8;
+  // --best: each INT8-capable layer runs in INT8 or in float (FP16 on CUDA), whichever makes the engine
+  // faster at the profile's opt shape, timed on this machine (needs int8 calibration data or a cache).
+  bool best = false;
   // Per-input profiles. Inputs with dynamic dims not listed here get the default profile: every
   // dynamic dim min=1, opt=1, max=kDefaultMaxDim.
   std::map<std::string, ShapeProfile> profiles;
@@ -70,6 +76,9 @@ struct BuildSummary {
   int timing_cache_hits = 0;
   int int8_layers = 0;                // layers running in INT8
   std::string calibration;            // how scales were obtained, e.g. "entropy, 2048 samples" or "cache x.cache"
+  std::map<std::string, float> int8_scales;  // the activation scales the INT8 layers use
+  std::vector<std::string> int8_layer_names;
+  std::vector<std::string> best_choices;     // --best: "layer: int8 x ms vs float y ms -> choice"
   std::vector<std::string> int8_notes;  // "layer: why" for each GEMM kept in float under --int8
   std::vector<std::string> warnings;    // e.g. a calibration cache from another TensorRT version
   std::vector<std::string> passes_run;

@@ -4,7 +4,9 @@
 
 #include <chrono>
 #include <filesystem>
+#include <cstring>
 #include <fstream>
+#include <random>
 #include <sstream>
 
 #include <fmt/format.h>
@@ -34,6 +36,7 @@ std::string flags_json(const BuilderConfig& c, const std::vector<std::string>& p
   j["fp16"] = c.fp16;
   j["tf32"] = c.tf32;
   j["int8"] = c.int8.enabled;
+  j["best"] = c.best;
   if (c.int8.enabled) {
     j["calib_algo"] = c.int8.algorithm;
     j["layer_precisions"] = c.int8.layer_precisions;
@@ -76,7 +79,10 @@ Status quantize_to_int8(Graph& g, const std::vector<ShapeProfile>& profiles, con
   const quant::CalibAlgo algo = quant::calib_algo_from_name(c.int8.algorithm).value();
   const std::string& cache_path = c.int8.cache_file;
   std::map<std::string, float> scales;
-  if (!cache_path.empty() && std::filesystem::exists(cache_path)) {
+  if (!c.int8.scales.empty()) {
+    scales = c.int8.scales;
+    summary->calibration = "scales given by the caller";
+  } else if (!cache_path.empty() && std::filesystem::exists(cache_path)) {
     auto cache = quant::read_calibration_cache_file(cache_path, algo, &summary->warnings);
     if (!cache.is_ok()) return cache.status();
     scales = std::move(cache->scales);
@@ -96,9 +102,11 @@ Status quantize_to_int8(Graph& g, const std::vector<ShapeProfile>& profiles, con
       summary->calibration += ", written to " + cache_path;
     }
   }
+  for (int l : plan->layers) summary->int8_layer_names.push_back(g.nodes[l].name);
   Status s = quant::apply_int8(g, *plan, scales);
   if (!s.is_ok()) return s;
   summary->int8_layers = static_cast<int>(plan->layers.size());
+  summary->int8_scales = scales;
   return Status::ok();
 }
 
@@ -222,15 +230,115 @@ Result<BuildOutput> build(Result<Graph> imported, const BuilderConfig& config) {
   return out;
 }
 
+// Median execute() time of an engine at its profiles' opt shapes, random inputs, on its own device.
+Result<double> time_at_opt(const std::vector<uint8_t>& bytes) {
+  auto engine = Runtime().deserialize_engine(bytes);
+  if (!engine.is_ok()) return engine.status();
+  auto ctx = (*engine)->create_execution_context();
+  if (!ctx.is_ok()) return ctx.status();
+  const bool on_gpu = (*engine)->device() == "cuda";
+  ExecutionContext& c = **ctx;
+  for (int i = 0; i < (*engine)->num_io_tensors(); ++i) {
+    const std::string& name = (*engine)->io_tensor_name(i);
+    auto prof = (*engine)->profile_shapes(name);
+    if (prof.is_ok()) {
+      Status s = c.set_input_shape(name, prof->opt);
+      if (!s.is_ok()) return s;
+    }
+  }
+  std::vector<std::vector<uint8_t>> host;
+  std::vector<void*> device;
+  struct Free {
+    std::vector<void*>* p;
+    ~Free() {
+      for (void* d : *p) (void)gpu::device_free(d);
+    }
+  } free_device{&device};
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<float> uni(-1.f, 1.f);
+  for (int i = 0; i < (*engine)->num_io_tensors(); ++i) {
+    const std::string& name = (*engine)->io_tensor_name(i);
+    auto shape = c.tensor_shape(name);
+    if (!shape.is_ok()) return shape.status();
+    const size_t n = static_cast<size_t>(volume(*shape)) * dtype_size((*engine)->tensor_dtype(name));
+    auto& h = host.emplace_back(std::max<size_t>(n, 4));
+    for (size_t k = 0; k + 4 <= h.size(); k += 4) {
+      const float v = uni(rng);
+      std::memcpy(&h[k], &v, 4);
+    }
+    void* addr = h.data();
+    if (on_gpu) {
+      auto d = gpu::device_alloc(h.size());
+      if (!d.is_ok()) return d.status();
+      device.push_back(*d);
+      Status s = gpu::copy_to_device_async(*d, h.data(), h.size(), nullptr);
+      if (s.is_ok()) s = gpu::device_synchronize();
+      if (!s.is_ok()) return s;
+      addr = *d;
+    }
+    Status s = c.set_tensor_address(name, addr);
+    if (!s.is_ok()) return s;
+  }
+  std::vector<double> ms;
+  for (int i = 0; i < 40; ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    Status s = c.execute();
+    if (!s.is_ok()) return s;
+    if (i >= 10) ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  }
+  std::nth_element(ms.begin(), ms.begin() + ms.size() / 2, ms.end());
+  return ms[ms.size() / 2];
+}
+
+// --best: starts from every INT8-capable layer in INT8 and moves a layer to float (FP16 on CUDA) when
+// that makes the whole engine faster at the opt shape. Scales are computed once.
+Result<BuildOutput> build_best(const Graph& imported, const BuilderConfig& config) {
+  BuilderConfig c = config;
+  c.best = false;
+  if (c.device == "cuda") c.fp16 = true;
+  auto current = build(imported, c);
+  if (!c.int8.enabled || !current.is_ok() || current->summary.int8_layer_names.empty()) return current;
+  const BuildSummary first = current->summary;
+  c.int8.scales = first.int8_scales;
+  auto t = time_at_opt(current->engine);
+  if (!t.is_ok()) return std::move(t).take_status().with_context("--best: timing the INT8 engine");
+  std::vector<std::string> choices;
+  const char* float_name = c.device == "cuda" ? "fp16" : "fp32";
+  for (const std::string& layer : first.int8_layer_names) {
+    BuilderConfig trial = c;
+    trial.int8.layer_precisions.emplace_back(layer, float_name);
+    auto alt = build(imported, trial);
+    if (!alt.is_ok()) return alt.status();
+    auto ta = time_at_opt(alt->engine);
+    if (!ta.is_ok()) return std::move(ta).take_status().with_context("--best: timing " + layer + " in " + float_name);
+    const bool switch_to_float = *ta < 0.98 * *t;  // a 2% margin keeps noise from flipping choices
+    choices.push_back(fmt::format("{}: engine {:.4f} ms with it in INT8, {:.4f} ms in {} -> {}", layer, *t, *ta,
+                                  float_name, switch_to_float ? float_name : "int8"));
+    if (switch_to_float) {
+      c = trial;
+      current = std::move(alt);
+      t = ta;
+    }
+  }
+  current->summary.calibration = first.calibration;
+  current->summary.best_choices = std::move(choices);
+  return current;
+}
+
+Result<BuildOutput> build_entry(Result<Graph> imported, const BuilderConfig& config) {
+  if (!config.best || !imported.is_ok()) return build(std::move(imported), config);
+  return build_best(*imported, config);
+}
+
 }  // namespace
 
 Result<BuildOutput> build_engine_from_bytes(const std::string& onnx_bytes, const std::string& base_dir,
                                             const BuilderConfig& config) {
-  return build(import_onnx_bytes(onnx_bytes, base_dir), config);
+  return build_entry(import_onnx_bytes(onnx_bytes, base_dir), config);
 }
 
 Result<BuildOutput> build_engine_from_file(const std::string& onnx_path, const BuilderConfig& config) {
-  return build(import_onnx_file(onnx_path), config);
+  return build_entry(import_onnx_file(onnx_path), config);
 }
 
 std::vector<PassInfo> list_passes() {

@@ -199,6 +199,19 @@ TEST(Int8Mlp, LayerPrecisions) {
   EXPECT_FALSE(build(c).is_ok());
 }
 
+TEST(Int8Mlp, BestTimesEachInt8Layer) {
+  if (!have_data()) GTEST_SKIP() << "Fashion-MNIST not installed";
+  BuilderConfig c = int8_config();
+  c.best = true;
+  auto b = build(c);
+  ASSERT_TRUE(b.is_ok()) << b.status().to_string();
+  ASSERT_EQ(b->summary.best_choices.size(), 2u);  // /1/Gemm and /3/Gemm, each timed in INT8 and in FP32
+  EXPECT_NE(b->summary.best_choices[0].find("/1/Gemm"), std::string::npos);
+  EXPECT_NE(b->summary.calibration.find("percentile"), std::string::npos);  // calibrated once, then reused
+  const Eval e = evaluate(b->engine);
+  EXPECT_GT(e.top1, 87.5);
+}
+
 TEST(Int8Mlp, CalibrationDataErrors) {
   BuilderConfig c = int8_config();
   c.int8.calib_data.clear();

@@ -60,7 +60,9 @@ void add_build_flags(CLI::App* cmd, BuildFlags* flags) {
       ->type_name("NAME,...");
   cmd->add_flag("--fp16", flags->fp16, "Let layers run in FP16 (CUDA); engine IO stays FP32 unless IO formats say fp16");
   cmd->add_flag("--noTF32", flags->no_tf32, "FP32 GEMMs use full FP32 math instead of TF32 tensor cores (CUDA)");
-  cmd->add_flag("--best", flags->best, "Fastest precision available: FP16 with TF32 (INT8 is not available yet)");
+  cmd->add_flag("--best", flags->best,
+                "Per layer, the fastest of INT8 (with --calibData or --calib) and float (FP16/TF32 on CUDA, FP32 on "
+                "the CPU), chosen by timing the engine at the opt shape");
   cmd->add_option("--timingCacheFile", flags->timing_cache_file,
                   "Read tactic timings from and add new ones to this file (CUDA)")
       ->type_name("FILE");
@@ -133,7 +135,8 @@ Result<BuilderConfig> make_builder_config(const BuildFlags& flags) {
   BuilderConfig config;
   config.device = flags.device;
   config.verbose = flags.verbose;
-  config.fp16 = flags.fp16 || flags.best;
+  config.fp16 = flags.fp16 || (flags.best && flags.device == "cuda");
+  config.best = flags.best;
   config.tf32 = !flags.no_tf32;
   config.timing_cache_file = flags.timing_cache_file;
   for (auto [flag, texts, out] : {std::tuple{"--inputIOFormats", &flags.input_formats, &config.input_formats},
@@ -144,7 +147,7 @@ Result<BuilderConfig> make_builder_config(const BuildFlags& flags) {
       out->push_back(*dt);
     }
   for (const std::string& pass : split_list(flags.disabled_passes)) config.disabled_passes.insert(pass);
-  config.int8.enabled = flags.int8;
+  config.int8.enabled = flags.int8 || (flags.best && (!flags.calib_data.empty() || !flags.calib_cache.empty()));
   config.int8.calib_data = flags.calib_data;
   config.int8.cache_file = flags.calib_cache;
   config.int8.algorithm = flags.calib_algo;
@@ -159,8 +162,10 @@ Result<BuilderConfig> make_builder_config(const BuildFlags& flags) {
                     fmt::format("--layerPrecisions: '{}' is not NAME:PRECISION (e.g. /fc3/Gemm:fp32)", spec));
     config.int8.layer_precisions.emplace_back(spec.substr(0, colon), spec.substr(colon + 1));
   }
-  if (!flags.int8 && (!flags.calib_data.empty() || !flags.calib_cache.empty()))
-    return Status(StatusCode::kInvalidArgument, "--calibData and --calib need --int8");
+  if (!config.int8.enabled && (!flags.calib_data.empty() || !flags.calib_cache.empty()))
+    return Status(StatusCode::kInvalidArgument, "--calibData and --calib need --int8 (or --best)");
+  if (flags.best && !config.int8.enabled)
+    report_note("--best: INT8 is not considered without calibration data (--calibData) or a cache (--calib)");
 
   struct Part {
     const char* flag;
@@ -249,7 +254,8 @@ std::string format_build_summary(const BuiltEngine& built, const BuildFlags& fla
     out += fmt::format("[I] Peak GPU memory in use during the build: {}\n", format_bytes(s.peak_device_memory));
   }
   out += fmt::format("[I] Passes run: {}\n", s.passes_run.empty() ? "(none)" : join(s.passes_run, ", "));
-  if (flags.int8) {
+  for (const std::string& choice : s.best_choices) out += fmt::format("[I] --best: {}\n", choice);
+  if (flags.int8 || flags.best) {
     out += fmt::format("[I] INT8 layers: {}; scales: {}\n", s.int8_layers, s.calibration.empty() ? "-" : s.calibration);
     for (const std::string& note : s.int8_notes) out += fmt::format("[I] Kept in float: {}\n", note);
   }
