@@ -18,6 +18,7 @@
 #include <omp.h>
 #include <onnx/onnx_pb.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -148,27 +149,53 @@ std::vector<float> random_normal(size_t n, unsigned seed) {
 void write(const memory& m, const float* src, size_t bytes) { std::memcpy(m.get_data_handle(), src, bytes); }
 
 // The chain at one batch size: everything allocated and reordered at construction, run() only executes.
+// int8: the INT8 peer of Kiln's INT8 engine: s8 input (already quantized: the chain does not time the
+// input's quantization, Kiln does), s8 weights quantized per output channel, per-channel output scales,
+// s8 activations between layers and f32 logits, bias and ReLU fused as in the f32 chain.
 class Chain {
  public:
-  Chain(const Model& model, int64_t batch, const dnnl::engine& eng) : batch_(batch) {
+  Chain(const Model& model, int64_t batch, const dnnl::engine& eng, bool int8 = false) : batch_(batch), int8_(int8) {
     dnnl::stream s(eng);
     const int64_t k0 = model.layers.front().k;
-    memory cur(memory::desc({batch, k0}, dt::f32, tag::ab), eng);
+    const dt act = int8 ? dt::s8 : dt::f32;
+    memory cur(memory::desc({batch, k0}, act, tag::ab), eng);
     input_ = cur;
-    for (const auto& L : model.layers) {
-      const memory::desc src_md({batch, L.k}, dt::f32, tag::ab);
-      const memory::desc w_any({L.k, L.n}, dt::f32, tag::any);
+    for (size_t li = 0; li < model.layers.size(); ++li) {
+      const Layer& L = model.layers[li];
+      const bool last = li + 1 == model.layers.size();
+      const memory::desc src_md({batch, L.k}, act, tag::ab);
+      const memory::desc w_any({L.k, L.n}, act, tag::any);
       const memory::desc b_md({1, L.n}, dt::f32, tag::ab);
-      const memory::desc dst_md({batch, L.n}, dt::f32, tag::ab);
+      const memory::desc dst_md({batch, L.n}, int8 && !last ? dt::s8 : dt::f32, tag::ab);
       dnnl::post_ops po;
       if (L.relu) po.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0.f, 0.f);
       dnnl::primitive_attr attr;
       attr.set_post_ops(po);
+      std::vector<float> w_scale(static_cast<size_t>(L.n), 1.f);
+      if (int8) {
+        for (int64_t n = 0; n < L.n; ++n) {
+          float amax = 0;
+          for (int64_t k = 0; k < L.k; ++k) amax = std::max(amax, std::fabs(L.w_at(k, n)));
+          w_scale[n] = amax > 0 ? amax / 127 : 1.f;
+        }
+        // Activation scales of a calibrated model (input amax ~2, hidden amax ~15); values only set magnitudes.
+        std::vector<float> out_scales(static_cast<size_t>(L.n));
+        for (int64_t n = 0; n < L.n; ++n) out_scales[n] = (li == 0 ? 2.f : 15.f) / 127 * w_scale[n] / (last ? 1.f : 15.f / 127);
+        attr.set_output_scales(1 << 1, out_scales);
+      }
       const dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(src_md, w_any, b_md, dst_md), attr, eng);
 
       // Model layout -> the primitive's preferred layout, once.
-      memory w_user(memory::desc({L.k, L.n}, dt::f32, L.trans_b ? tag::ba : tag::ab), eng);
-      write(w_user, L.w.data(), L.w.size() * sizeof(float));
+      memory w_user(memory::desc({L.k, L.n}, act, L.trans_b ? tag::ba : tag::ab), eng);
+      if (int8) {
+        std::vector<int8_t> q(L.w.size());
+        for (int64_t k = 0; k < L.k; ++k)
+          for (int64_t n = 0; n < L.n; ++n)
+            q[L.trans_b ? n * L.k + k : k * L.n + n] = static_cast<int8_t>(std::lrint(L.w_at(k, n) / w_scale[n]));
+        std::memcpy(w_user.get_data_handle(), q.data(), q.size());
+      } else {
+        write(w_user, L.w.data(), L.w.size() * sizeof(float));
+      }
       memory w(pd.weights_desc(), eng);
       dnnl::reorder(w_user, w).execute(s, w_user, w);
       memory b(b_md, eng);
@@ -185,7 +212,11 @@ class Chain {
     out_features_ = model.layers.back().n;
   }
 
-  void set_input(const std::vector<float>& x) { write(input_, x.data(), x.size() * sizeof(float)); }
+  void set_input(const std::vector<float>& x) {
+    if (!int8_) return write(input_, x.data(), x.size() * sizeof(float));
+    auto* q = static_cast<int8_t*>(input_.get_data_handle());
+    for (size_t i = 0; i < x.size(); ++i) q[i] = static_cast<int8_t>(std::clamp(std::lrint(x[i] * 40), -127L, 127L));
+  }
   void run(dnnl::stream& s) {
     for (size_t i = 0; i < prims_.size(); ++i) prims_[i].execute(s, args_[i]);
     s.wait();
@@ -196,6 +227,7 @@ class Chain {
 
  private:
   int64_t batch_;
+  bool int8_ = false;
   int64_t out_features_ = 0;
   memory input_, output_;
   std::vector<dnnl::matmul> prims_;
@@ -223,12 +255,12 @@ struct Globals {
   Model model;
   dnnl::engine eng{dnnl::engine::kind::cpu, 0};
   dnnl::stream stream{eng};
-  std::map<int64_t, std::unique_ptr<Chain>> chains;
+  std::map<std::pair<int64_t, bool>, std::unique_ptr<Chain>> chains;
 
-  Chain& chain(int64_t batch) {
-    auto& c = chains[batch];
+  Chain& chain(int64_t batch, bool int8 = false) {
+    auto& c = chains[{batch, int8}];
     if (!c) {
-      c = std::make_unique<Chain>(model, batch, eng);
+      c = std::make_unique<Chain>(model, batch, eng, int8);
       c->set_input(random_normal(static_cast<size_t>(batch * model.layers.front().k), 123));
     }
     return *c;
@@ -242,9 +274,9 @@ int64_t chain_flops_per_sample(const Model& m) {
   return f;
 }
 
-void BM_chain(benchmark::State& state) {
+void run_chain(benchmark::State& state, bool int8) {
   const int64_t batch = state.range(0);
-  Chain& c = g->chain(batch);
+  Chain& c = g->chain(batch, int8);
   c.run(g->stream);  // warm-up outside the timed loop
   kiln_bench::IterationStats stats;
   for (auto _ : state) stats.time(state, [&] { c.run(g->stream); });
@@ -257,6 +289,9 @@ void BM_chain(benchmark::State& state) {
                                                 benchmark::Counter::kIsIterationInvariantRate);
   state.SetLabel(c.impl());
 }
+
+void BM_chain(benchmark::State& state) { run_chain(state, false); }
+void BM_chain_int8(benchmark::State& state) { run_chain(state, true); }
 
 // One plain f32 matmul of layer 1's shape at batch 8192: the sgemm rate of this oneDNN on this machine.
 void BM_sgemm_layer1(benchmark::State& state) {
@@ -295,6 +330,7 @@ void BM_sgemm_layer1(benchmark::State& state) {
 }
 
 BENCHMARK(BM_chain)->ArgName("batch")->Arg(1)->Arg(64)->Arg(8192)->UseManualTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_chain_int8)->ArgName("batch")->Arg(1)->Arg(64)->Arg(8192)->UseManualTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_sgemm_layer1)->ArgName("m")->Arg(8192)->UseManualTime()->Unit(benchmark::kMicrosecond);
 
 // Checks the chain against the float64 reference at an odd batch; returns the relative L2 error.

@@ -144,6 +144,19 @@ if [[ -n "$KILN" ]]; then
         --threads="$t" --duration="$KILN_DURATION" --exportJSON="$RAW/kiln_b${b}_t${t}.json"
     else skip "kiln_b${b}_t${t}" "no engine (kiln build failed)"; fi
   done
+  # INT8 (issue 6): scales from the committed calibration cache (bench/mlp_int8.cache, percentile 99.99 over
+  # 2048 Fashion-MNIST training images), so the target machine needs no dataset.
+  ENGINE8="$RAW/mlp_int8.engine"
+  step kiln_build_int8 "$NPROC" native "$KILN" build --onnx="$MODEL" --saveEngine="$ENGINE8" --int8 \
+    --calib="$HERE/mlp_int8.cache" --minShapes=input:1x1x28x28 --optShapes=input:8192x1x28x28 --maxShapes=input:8192x1x28x28
+  for bt in "1 1" "1 $NPROC" "8192 1" "8192 $NPROC"; do
+    read -r b t <<< "$bt"
+    [[ -f "$RAW/kiln_int8_b${b}_t${t}.json" ]] && continue
+    if [[ -f "$ENGINE8" ]]; then
+      step "kiln_int8_b${b}_t${t}" "$t" native "$KILN" run --loadEngine="$ENGINE8" --shapes="input:${b}x1x28x28" \
+        --threads="$t" --duration="$KILN_DURATION" --exportJSON="$RAW/kiln_int8_b${b}_t${t}.json"
+    else skip "kiln_int8_b${b}_t${t}" "no INT8 engine (kiln build failed)"; fi
+  done
 else
   skip kiln "no kiln under $BIN"
 fi

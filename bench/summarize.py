@@ -69,8 +69,8 @@ def gbench_find(rows, prefix, arg):
     return None
 
 
-def onednn_entry(doc, batch):
-    b = gbench_find(gbench_rows(doc), "BM_chain/", batch)
+def onednn_entry(doc, batch, bench="BM_chain/"):
+    b = gbench_find(gbench_rows(doc), bench, batch)
     if not b:
         return None
     return {"median_ms": b["p50_us"] / 1e3, "p99_ms": b["p99_us"] / 1e3, "mean_ms": b["mean_us"] / 1e3,
@@ -153,8 +153,8 @@ def find_kiln_latency(doc):
     return out if out["median_ms"] is not None else None
 
 
-def kiln_entry(raw, batch, threads):
-    doc = load(os.path.join(raw, f"kiln_b{batch}_t{threads}.json"))
+def kiln_entry(raw, batch, threads, prefix="kiln"):
+    doc = load(os.path.join(raw, f"{prefix}_b{batch}_t{threads}.json"))
     if doc is None:
         return None
     lat = find_kiln_latency(doc)
@@ -256,6 +256,17 @@ def main():
         row["kiln_api_over_onednn"] = ka / row["onednn"]["median_ms"] if ka and row["onednn"] else None
         rows.append(row)
 
+    # Issue 6's INT8 goals (same Xeon): b1 <= 3 µs; b8192 <= 2.0 ms on one thread, <= 0.4 ms on 16.
+    int8_goal = {(1, 1): 0.003, (8192, 1): 2.0, (8192, 16): 0.4}
+    int8_rows = []
+    for r in rows:
+        b, t = r["batch"], r["threads"]
+        k8 = kiln_entry(raw, b, t, prefix="kiln_int8")
+        o8 = onednn_entry(onednn.get(t), b, bench="BM_chain_int8/")
+        int8_rows.append({"batch": b, "threads": t, "kiln_int8": k8, "onednn_int8": o8, "kiln_fp32": r["kiln"],
+                          "issue_goal_ms": int8_goal.get((b, t)),
+                          "ratio": k8["median_ms"] / o8["median_ms"] if k8 and o8 else None})
+
     ort_version = next((d.get("onnxruntime_version") for d in ort.values() if d), "?")
     onednn_ctx = next((d.get("context", {}) for d in onednn.values() if d), {})
     steps = []
@@ -265,6 +276,7 @@ def main():
         pass
 
     doc = {"date": date, "commit": commit, "notes": args.note, "machine": machine, "system": system, "rows": rows,
+           "int8_rows": int8_rows,
            "l2_stream": l2, "sgemm_layer1": {str(t): s for t, s in sgemm.items()},
            "versions": {"onnxruntime": ort_version, "onednn": onednn_ctx.get("onednn_version", "?")},
            "onednn_weights": onednn_ctx.get("weights"), "steps": steps,
@@ -320,6 +332,22 @@ def main():
             L.append(f"- oneDNN sgemm 8192×784×256 f32, {t} thread(s): {fmt_time(s['median_ms'])} = "
                      f"{s['gflops']:.1f} GFLOP/s")
     L.append("")
+    # INT8 (issue 6): Kiln's INT8 engine beside the bare oneDNN int8 chain (which gets pre-quantized s8 input).
+    int8_rows = doc.get("int8_rows", [])
+    if int8_rows:
+        L.append("")
+        L.append("### INT8")
+        L.append("")
+        L.append("| batch | threads | Kiln INT8 `kiln run` median [p99] | oneDNN int8 chain median [p99] | Kiln FP32 | "
+                 "issue goal (16-core Xeon) | Kiln INT8 ÷ oneDNN int8 |")
+        L.append("|---:|---:|---|---|---|---|---:|")
+        for r in int8_rows:
+            L.append(f"| {r['batch']} | {r['threads']} | {cell(r['kiln_int8'])} | {cell(r['onednn_int8'])} | "
+                     f"{cell(r['kiln_fp32'])} | {fmt_time(r['issue_goal_ms'])} | {fmt_ratio(r['ratio'])} |")
+        L.append("")
+        L.append("The int8 chain's input is already int8 (it does not time quantizing the float input); Kiln's INT8 "
+                 "engine takes the float32 input and quantizes it. Kiln INT8 engine: scales from bench/mlp_int8.cache.")
+        L.append("")
     L.append("Issue reference (same Xeon, 2026-11-24): oneDNN chain 15.0 µs (b1, 1 thread), 29.4 ms (b8192, 1 thread), "
              "3.73 ms (b8192, 16 threads); ORT 1.30 20.0 µs, 37.7 ms, 4.65 ms.")
     failed = [s for s in steps if len(s) >= 2 and s[1] not in ("0", "skipped")]

@@ -58,7 +58,7 @@ for b in "${BINS[@]}"; do
     echo "gpu-bench: $b has unresolved libraries here:" >&2; ldd "$b" | grep 'not found' >&2; exit 1
   fi
 done
-cp bench/run_cpu_bench.sh bench/ort_cpu.py bench/summarize.py "$BUNDLE/bench/"
+cp bench/run_cpu_bench.sh bench/ort_cpu.py bench/summarize.py bench/mlp_int8.cache "$BUNDLE/bench/"
 cp bench/remote.sh "$BUNDLE/remote.sh"
 cp models/mlp.onnx "$BUNDLE/models/"
 commit=$(git rev-parse --verify -q HEAD || echo "no-commit")
