@@ -16,6 +16,8 @@ WORK=$(mktemp -d /tmp/kiln-bench.XXXXXX)
 
 main() {
   mkdir -p "$WORK/lib"
+  # A CUDA-enabled build links cudart/cuBLASLt: they come from that machine's own toolkit.
+  export LD_LIBRARY_PATH="${LD_LIBRARY_PATH:+$LD_LIBRARY_PATH:}/usr/local/cuda/lib64"
   cp -L "$HERE"/lib/* "$WORK/lib/"
   for f in "$WORK"/lib/*.xz; do
     [[ -e "$f" ]] || continue

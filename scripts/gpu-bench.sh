@@ -43,7 +43,7 @@ rm -rf "$BUNDLE"
 mkdir -p "$BUNDLE"/{bin,lib,bench,models}
 cp -L "${BINS[@]}" "$BUNDLE/bin/"
 # Present on the GPU machine (and must come from it): glibc, the C++ runtime, GCC's OpenMP runtime.
-SKIP='^(linux-vdso|ld-linux|libc|libm|libpthread|libdl|librt|libresolv|libutil|libstdc\+\+|libgcc_s|libgomp)\.so'
+SKIP='^(linux-vdso|ld-linux|libc|libm|libpthread|libdl|librt|libresolv|libutil|libstdc\+\+|libgcc_s|libgomp|libcudart|libcublasLt|libcublas)\.so'
 for b in "${BINS[@]}"; do
   ldd "$b" | awk '$2 == "=>" && $3 ~ /^\// {print $1, $3}' | while read -r soname path; do
     [[ "$soname" =~ $SKIP ]] && continue

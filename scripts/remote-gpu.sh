@@ -108,8 +108,9 @@ PY
       echo "- $p: $(grep -iE 'top-1|accuracy' "$WORK/eval_$p.txt" | head -2 | tr '\n' ' ')" >> "$md"
     done
     echo >> "$md"
-    $K compare --loadEngine=$E/mlp_int8.engine --onnx=$M --batch=256 > "$WORK/compare_int8.txt" 2>&1
-    { echo "## kiln compare (INT8 CUDA engine vs float64 ONNX reference, random inputs)"; echo; echo '```';
+    $K compare --loadEngine=$E/mlp_int8.engine --onnx=$M --batch=1000 --data=$FM/t10k-images-idx3-ubyte.gz \
+      > "$WORK/compare_int8.txt" 2>&1
+    { echo "## kiln compare (INT8 CUDA engine vs float64 ONNX reference, first 1000 test images)"; echo; echo '```';
       cat "$WORK/compare_int8.txt"; echo '```'; echo; } >> "$md"
     $K build --onnx=$M --saveEngine=$E/mlp_int8_target.engine $prof --device=cuda --int8 --calibAlgo=entropy \
       --calibData=$FM/train-images-idx3-ubyte.gz --accuracyTarget=0.2 > "$WORK/accuracy_target.txt" 2>&1
@@ -141,8 +142,10 @@ PY
     done
     grep -h "Performance summary" -A8 "$WORK/run_fp16_8192_plain.txt" || true
     # Per-layer GPU times (CUDA events around each layer, in runs of their own).
-    $K run --loadEngine=$E/mlp_fp16.engine --shapes=input:8192x1x28x28 --iterations=50 --duration=0 --dumpProfile \
-      > "$WORK/profile_fp16_8192.txt" 2>&1 && grep -A12 -i "profile" "$WORK/profile_fp16_8192.txt" | tail -12
+    for p in fp16 int8; do
+      $K run --loadEngine=$E/mlp_$p.engine --shapes=input:8192x1x28x28 --iterations=50 --duration=0 --dumpProfile \
+        > "$WORK/profile_${p}_8192.txt" 2>&1 && grep -A12 -i "profile" "$WORK/profile_${p}_8192.txt" | tail -12
+    done
   fi
   if [[ " $STEPS " == *" compare "* ]]; then
     # bench/compare.py (issue 7): the course's tables and the extended peers; writes
