@@ -1,5 +1,7 @@
 #include "data/calibration_data.h"
 
+#include <charconv>
+
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
@@ -208,6 +210,21 @@ Result<CalibrationBatches> CalibrationBatches::slice(int64_t first, int64_t coun
     s.parts_.push_back(std::move(p));
   }
   return s;
+}
+
+Result<Normalization> normalization_from_metadata(const std::map<std::string, std::string>& metadata) {
+  Normalization n;
+  for (auto [key, field] : {std::pair{"input_scale", &n.scale}, std::pair{"normalize_mean", &n.mean},
+                            std::pair{"normalize_std", &n.std}}) {
+    auto it = metadata.find(key);
+    if (it == metadata.end()) continue;
+    double x = 0;
+    auto [p, ec] = std::from_chars(it->second.data(), it->second.data() + it->second.size(), x);
+    if (ec != std::errc() || p != it->second.data() + it->second.size() || !std::isfinite(x))
+      return Status(StatusCode::kParseError, fmt::format("model metadata '{}' = '{}' is not a number", key, it->second));
+    *field = x;
+  }
+  return n;
 }
 
 }  // namespace kiln::data

@@ -11,6 +11,7 @@
 #pragma once
 #include <array>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -24,6 +25,10 @@ namespace kiln::data {
 struct Normalization {
   double scale = 1.0 / 255.0, mean = 0.0, std = 1.0;
 };
+
+// The model's preprocessing from its metadata keys input_scale, normalize_mean and normalize_std (missing
+// keys keep the defaults); a value that is not a number is an error naming the key.
+Result<Normalization> normalization_from_metadata(const std::map<std::string, std::string>& metadata);
 
 class CalibrationBatches {
  public:

@@ -1,6 +1,5 @@
 #include "quant/calibrate.h"
 
-#include <charconv>
 #include <chrono>
 #include <cmath>
 
@@ -26,16 +25,6 @@ int view_root(const Graph& g, int v) {
     v = n.inputs[0];
   }
   return v;
-}
-
-Result<double> metadata_number(const Graph& g, const char* key, double fallback) {
-  auto it = g.metadata.find(key);
-  if (it == g.metadata.end()) return fallback;
-  double x = 0;
-  auto [p, ec] = std::from_chars(it->second.data(), it->second.data() + it->second.size(), x);
-  if (ec != std::errc() || p != it->second.data() + it->second.size() || !std::isfinite(x))
-    return Status(StatusCode::kParseError, fmt::format("model metadata '{}' = '{}' is not a number", key, it->second));
-  return x;
 }
 
 // Calibration batches in memory, each a full set of inputs (both passes run over the same data).
@@ -71,16 +60,9 @@ Result<std::vector<std::map<std::string, HostTensor>>> load_batches(const Graph&
       return Status(StatusCode::kUnsupported, fmt::format("input '{}' has dynamic dims besides the batch ({} to {}); "
                                                           "calibration files need a fixed sample shape",
                                                           in.name, dims_to_string(prof.min), dims_to_string(prof.max)));
-  data::Normalization norm;
-  auto scale = metadata_number(g, "input_scale", norm.scale);
-  auto mean = metadata_number(g, "normalize_mean", norm.mean);
-  auto stdev = metadata_number(g, "normalize_std", norm.std);
-  for (auto* r : {&scale, &mean, &stdev})
-    if (!r->is_ok()) return r->status();
-  norm.scale = *scale;
-  norm.mean = *mean;
-  norm.std = *stdev;
-  auto source = data::CalibrationBatches::open(opts.calib_data, sample, norm);
+  auto norm = data::normalization_from_metadata(g.metadata);
+  if (!norm.is_ok()) return norm.status();
+  auto source = data::CalibrationBatches::open(opts.calib_data, sample, *norm);
   if (!source.is_ok()) return std::move(source).take_status().with_context("--calibData");
   const int64_t batch = std::clamp<int64_t>(opts.batch_size, prof.min[0], prof.max[0]);
   std::vector<float> rows_data;

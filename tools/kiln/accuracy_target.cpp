@@ -22,16 +22,6 @@ struct HeldOut {
   std::vector<uint8_t> labels;
 };
 
-double metadata_or(const Engine& e, const char* key, double fallback) {
-  auto it = e.metadata().find(key);
-  if (it == e.metadata().end()) return fallback;
-  try {
-    return std::stod(it->second);
-  } catch (...) {
-    return fallback;
-  }
-}
-
 // Held-out samples: those of --accuracyData (default: the calibration file) after the ones calibration used.
 Result<HeldOut> open_held_out(const BuildFlags& flags, const Engine& fp32) {
   const std::string images = flags.accuracy_data.empty() ? flags.calib_data : flags.accuracy_data;
@@ -43,11 +33,9 @@ Result<HeldOut> open_held_out(const BuildFlags& flags, const Engine& fp32) {
   const std::string input = engine_inputs(fp32).at(0);
   Dims sample = fp32.tensor_shape(input);
   sample.erase(sample.begin());
-  data::Normalization norm;
-  norm.scale = metadata_or(fp32, "input_scale", norm.scale);
-  norm.mean = metadata_or(fp32, "normalize_mean", norm.mean);
-  norm.std = metadata_or(fp32, "normalize_std", norm.std);
-  auto all = data::CalibrationBatches::open(images, sample, norm);
+  auto norm = data::normalization_from_metadata(fp32.metadata());
+  if (!norm.is_ok()) return norm.status();
+  auto all = data::CalibrationBatches::open(images, sample, *norm);
   if (!all.is_ok()) return std::move(all).take_status().with_context("--accuracyData");
   auto y = data::read_idx_labels(labels);
   if (!y.is_ok()) return y.status();

@@ -190,25 +190,13 @@ int64_t argmax_agreement(const Tensor64& a, const Tensor64& r) {
   return agree;
 }
 
-double metadata_number(const Engine& e, const char* key, double fallback) {
-  auto it = e.metadata().find(key);
-  if (it == e.metadata().end()) return fallback;
-  try {
-    return std::stod(it->second);
-  } catch (...) {
-    return fallback;
-  }
-}
-
 // The first dims[0] samples of the files (fewer if they hold fewer: dims[0] shrinks), for a one-input engine.
 Result<std::vector<double>> data_values(const Engine& engine, const std::string& spec, Dims* dims) {
   if (engine_inputs(engine).size() != 1)
     return Status(StatusCode::kUnsupported, "--data feeds engines with one input");
-  data::Normalization norm;
-  norm.scale = metadata_number(engine, "input_scale", norm.scale);
-  norm.mean = metadata_number(engine, "normalize_mean", norm.mean);
-  norm.std = metadata_number(engine, "normalize_std", norm.std);
-  auto batches = data::CalibrationBatches::open(spec, Dims(dims->begin() + 1, dims->end()), norm);
+  auto norm = data::normalization_from_metadata(engine.metadata());
+  if (!norm.is_ok()) return norm.status();
+  auto batches = data::CalibrationBatches::open(spec, Dims(dims->begin() + 1, dims->end()), *norm);
   if (!batches.is_ok()) return batches.status();
   std::vector<float> x;
   int64_t rows = 0;
