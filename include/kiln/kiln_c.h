@@ -22,8 +22,9 @@
  *
  * History: version 1 (CPU engines); version 2 added CUDA streams in kiln_context_enqueue,
  * kiln_context_set_cuda_graph, kiln_engine_target, kiln_build_engine with kiln_build_options_t, and
- * the kiln_gpu_* plumbing. Nothing was removed or changed, so version-1 callers still work
- * (KILN_C_API_MIN_COMPATIBLE stays 1).
+ * the kiln_gpu_* plumbing; version 3 appended the INT8 fields to kiln_build_options_t (a version-2
+ * struct, shorter by its struct_size, still builds with them at their defaults). Nothing was removed or
+ * changed, so version-1 callers still work (KILN_C_API_MIN_COMPATIBLE stays 1).
  */
 #ifndef KILN_KILN_C_H_
 #define KILN_KILN_C_H_
@@ -41,7 +42,7 @@
 extern "C" {
 #endif
 
-#define KILN_C_API_VERSION 2
+#define KILN_C_API_VERSION 3
 #define KILN_C_API_MIN_COMPATIBLE 1
 
 typedef enum {
@@ -135,6 +136,12 @@ typedef struct {
   const int64_t* profile_min;
   const int64_t* profile_opt;
   const int64_t* profile_max;
+  /* Version 3: INT8 post-training quantization (see docs/int8.md). */
+  int int8;                      /* nonzero: GEMM layers run in INT8 with calibrated scales */
+  const char* calib_data;        /* calibration files (IDX/.npy/raw, comma-separated); NULL = none */
+  const char* calib_cache;       /* TensorRT-format cache: read when it exists, else written; NULL = none */
+  const char* calib_algo;        /* "percentile" (NULL), "entropy" or "minmax" */
+  int best;                      /* nonzero: per layer INT8 or float, whichever is faster (trtexec --best) */
 } kiln_build_options_t;
 KILN_C_EXPORT void kiln_build_options_init(kiln_build_options_t* options);
 /* options may be NULL (defaults). Output as for kiln_build_engine_from_file. */

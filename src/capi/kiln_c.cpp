@@ -3,6 +3,8 @@
 #include "kiln/kiln_c.h"
 
 #include <cstdlib>
+#include <algorithm>
+#include <cstddef>
 #include <cstring>
 #include <exception>
 #include <iterator>
@@ -268,10 +270,12 @@ kiln_status_t kiln_build_engine(const char* onnx_path, const kiln_build_options_
     kiln_build_options_t o;
     kiln_build_options_init(&o);
     if (options) {
-      // Version 2 is the first layout; a caller that skipped kiln_build_options_init has no struct_size.
-      KILN_REQUIRE(options->struct_size >= sizeof(kiln_build_options_t),
+      // Version 2 is the first layout (up to profile_max); later versions append fields, which keep their
+      // defaults for callers built against an older header. No struct_size: kiln_build_options_init skipped.
+      KILN_REQUIRE(options->struct_size >= offsetof(kiln_build_options_t, int8),
                    "options->struct_size is too small (call kiln_build_options_init first)");
-      o = *options;
+      std::memcpy(&o, options, std::min(options->struct_size, sizeof(o)));
+      o.struct_size = sizeof(o);
     }
     KILN_REQUIRE(o.num_profiles >= 0, "num_profiles < 0");
     KILN_REQUIRE(o.num_profiles == 0 ||
@@ -282,6 +286,12 @@ kiln_status_t kiln_build_engine(const char* onnx_path, const kiln_build_options_
     config.fp16 = o.fp16 != 0;
     config.tf32 = o.tf32 != 0;
     if (o.timing_cache_file) config.timing_cache_file = o.timing_cache_file;
+    config.best = o.best != 0;
+    config.int8.enabled = o.int8 != 0 || (config.best && (o.calib_data || o.calib_cache));
+    if (o.calib_data) config.int8.calib_data = o.calib_data;
+    if (o.calib_cache) config.int8.cache_file = o.calib_cache;
+    if (o.calib_algo) config.int8.algorithm = o.calib_algo;
+    if (config.best && config.device == "cuda") config.fp16 = true;
     size_t offset = 0;
     for (int i = 0; i < o.num_profiles; ++i) {
       KILN_REQUIRE(o.profile_names[i] && o.profile_ranks[i] >= 0, "bad profile entry");

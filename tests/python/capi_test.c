@@ -4,6 +4,7 @@
 #include <kiln/kiln_c.h>
 
 #include <stdio.h>
+#include <stddef.h>
 #include <string.h>
 
 static int failures = 0;
@@ -25,8 +26,8 @@ int main(int argc, char** argv) {
   EXPECT(kiln_check_version(KILN_C_API_VERSION + 1) == KILN_VERSION_MISMATCH);
   EXPECT(strstr(kiln_last_error(), "newer") != NULL);
   EXPECT(kiln_c_api_version() == KILN_C_API_VERSION);
-  EXPECT(KILN_C_API_VERSION == 2);
-  EXPECT(kiln_check_version(1) == KILN_OK); /* version 2 only added functions */
+  EXPECT(KILN_C_API_VERSION == 3);
+  EXPECT(kiln_check_version(1) == KILN_OK); /* versions 2 and 3 only added functions and struct fields */
 
   const char* names[] = {"input"};
   const int ranks[] = {4};
@@ -48,6 +49,14 @@ int main(int argc, char** argv) {
   options.fp16 = 1; /* the CPU backend runs FP32 */
   EXPECT(kiln_build_engine(argv[1], &options, &blob, &size) == KILN_UNSUPPORTED && blob == NULL);
   options.fp16 = 0;
+  /* A version-2 caller's shorter struct still builds (the INT8 fields keep their defaults). */
+  options.struct_size = offsetof(kiln_build_options_t, int8);
+  options.int8 = 1; /* beyond the declared size: must be ignored (no calibration data would be an error) */
+  EXPECT(kiln_build_engine(argv[1], &options, &blob, &size) == KILN_OK);
+  kiln_free(blob);
+  options.struct_size = sizeof options; /* INT8 with neither data nor cache: a clear error */
+  EXPECT(kiln_build_engine(argv[1], &options, &blob, &size) != KILN_OK && strstr(kiln_last_error(), "calibData"));
+  options.int8 = 0;
   EXPECT(kiln_build_engine(argv[1], &options, &blob, &size) == KILN_OK);
   EXPECT(blob != NULL && size > 0);
 

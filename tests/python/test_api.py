@@ -181,6 +181,18 @@ class MlpTest(unittest.TestCase):
             kiln.deserialize(bytes(data))
         self.assertIsNone(trt.Runtime(None).deserialize_cuda_engine(b"garbage"))
 
+    def test_int8_build_from_cache(self):
+        cache = os.path.join(ROOT, "bench", "mlp_int8.cache")
+        eng = kiln.build(MLP, int8=True, calib_cache=cache, min_shapes={"input": (1, 1, 28, 28)},
+                         opt_shapes={"input": (64, 1, 28, 28)}, max_shapes={"input": (64, 1, 28, 28)})
+        x, ref = first64()
+        y = eng.infer({"input": x})["logits"]
+        agree = (y.argmax(1) == ref.argmax(1)).mean()
+        self.assertGreaterEqual(agree, 0.95)  # INT8 vs PyTorch FP32 on the first 64 test images
+        with self.assertRaises(kiln.KilnError) as cm:
+            kiln.build(MLP, int8=True)  # neither data nor cache
+        self.assertIn("calibData", str(cm.exception))
+
     def test_fp16_needs_cuda(self):
         with self.assertRaises(kiln.KilnError) as cm:
             kiln.build(MLP, fp16=True)
@@ -195,9 +207,9 @@ class MlpTest(unittest.TestCase):
 
     def test_version_check(self):
         self.assertEqual(kiln.c_api_version, _capi.C_API_VERSION)
-        self.assertEqual(_capi.C_API_VERSION, 2)
+        self.assertEqual(_capi.C_API_VERSION, 3)
         kiln.check_version(_capi.C_API_VERSION)
-        kiln.check_version(1)  # version 2 only added functions
+        kiln.check_version(1)  # versions 2 and 3 only added functions and appended struct fields
         with self.assertRaises(kiln.VersionMismatchError) as cm:
             kiln.check_version(_capi.C_API_VERSION + 1)
         self.assertIn("newer than the library", str(cm.exception))
