@@ -16,10 +16,12 @@ sets LD_LIBRARY_PATH, KILN_LIBRARY and PYTHONPATH). Writes to --out (default ./o
    exactly as the course's TensorRT scripts do (pageable numpy, memcpy_htod_async, execute_async_v3,
    memcpy_dtoh_async, stream.synchronize per iteration), and through engine.infer ("simple API").
 2. Extended (subset): ORT CPU all threads, PyTorch eager FP32/FP16 end to end from pageable numpy, PyTorch
-   CUDA graph FP32/FP16 device-resident, Kiln CUDA FP16/TF32 device-resident with and without CUDA graph,
-   and the copy limits (pageable and pinned H2D of the batch-8192 input, D2H of its output). Every row:
+   CUDA graph FP32/FP16 device-resident, Kiln CUDA FP16/TF32/INT8 device-resident with and without CUDA
+   graph, Kiln CPU FP32/INT8 on one and all threads (INT8 scales from bench/mlp_int8.cache), and the copy limits (pageable and pinned H2D of the batch-8192 input, D2H of its output). Every row:
    median and p99 over many iterations, each timed with perf_counter around a synchronize (the `timer`
    column says so).
+3. Accuracy: top-1 on the Fashion-MNIST test set (KILN_FASHION_MNIST or Debian's dataset) for every Kiln
+   precision on CPU and CUDA and for the PyTorch model, with argmax agreement against Kiln CPU FP32.
 Every system is wrapped: a missing peer or a failure is reported in its row with the reason, never dropped.
 """
 import argparse
@@ -45,6 +47,8 @@ COURSE = {
            ("TensorRT FP16", 2.260, 3624212, "mlp_fp16_b8192.engine")],
 }
 COURSE_PLAN = {1: (100, 1000), 8192: (5, 20)}  # (warm-up, iterations), the course's
+INT8_CACHE = os.path.join(HERE, "mlp_int8.cache")  # percentile 99.99 over 2048 Fashion-MNIST training images
+FASHION_MNIST = os.environ.get("KILN_FASHION_MNIST", "/usr/share/datasets/fashion-mnist")
 
 
 # ---------------------------------------------------------------- timing
@@ -179,16 +183,19 @@ class KilnCtx:
             self.error = f"kiln not importable: {short_error(e)}"
             self.version = None
 
-    def engine_file(self, model, precision, mn, opt, mx):
-        """Builds (once) a CUDA engine with profile batch mn/opt/mx; returns (path, build seconds)."""
-        key = (precision, mn, opt, mx)
+    def engine_file(self, model, precision, mn, opt, mx, device="cuda"):
+        """Builds (once) an engine with profile batch mn/opt/mx; returns (path, build seconds). precision:
+        fp32, tf32, fp16 or int8 (scales from bench/mlp_int8.cache, a TensorRT-format calibration cache)."""
+        key = (precision, mn, opt, mx, device)
         if key not in self.engines:
-            path = os.path.join(self.workdir, f"mlp_{precision}_{mn}_{opt}_{mx}.engine")
+            path = os.path.join(self.workdir, f"mlp_{device}_{precision}_{mn}_{opt}_{mx}.engine")
             shp = lambda b: {"input": (b, 1, 28, 28)}  # noqa: E731
             t0 = time.perf_counter()
-            self.kiln.build(model, device="cuda", fp16=(precision == "fp16"), tf32=(precision != "fp32"),
+            int8 = precision == "int8"
+            self.kiln.build(model, device=device, fp16=(precision == "fp16"), tf32=(precision != "fp32"),
                             min_shapes=shp(mn), opt_shapes=shp(opt), max_shapes=shp(mx), save=path,
-                            timing_cache=os.path.join(self.workdir, "timing.cache"))
+                            timing_cache=os.path.join(self.workdir, "timing.cache") if device == "cuda" else None,
+                            int8=int8, calib_cache=INT8_CACHE if int8 else None)
             self.engines[key] = (path, time.perf_counter() - t0)
         return self.engines[key]
 
@@ -294,6 +301,7 @@ class Report:
     def __init__(self):
         self.course = {1: [], 8192: []}
         self.ext = []
+        self.accuracy = []
         self.notes = []
 
     def course_row(self, method, batch, stats=None, note="", reason=None):
@@ -477,7 +485,7 @@ def main():
                             "note": "course-method run (warm-up/iterations as the course)"})
 
     # Kiln CUDA device-resident, with and without CUDA graph
-    for prec in ("fp16", "tf32"):
+    for prec in ("fp16", "tf32", "int8"):
         for batch in (1, 8192):
             for graph in (False, True):
                 name = f"Kiln CUDA {prec.upper()}"
@@ -513,6 +521,28 @@ def main():
             rep.ext_row(name, batch, mode, PC, time_loop(lambda: runner.infer_once(x), warm, iters, batch),
                         "the course's infer_once (H2D, execute, D2H, synchronize)")
         guarded(rep, [("ext", name, batch, mode, PC)], kiln_e2e)
+
+    # Kiln CPU (the same Python API, a CPU engine): FP32 and INT8, one thread and all threads
+    for prec in ("fp32", "int8"):
+        for threads in (1, 0):
+            for batch in (1, 8192):
+                name = f"Kiln CPU {prec.upper()} {'1 thread' if threads == 1 else 'all threads'}"
+
+                def kiln_cpu(prec=prec, threads=threads, batch=batch, name=name):
+                    path, _ = kc.engine_file(args.model, prec, 1, batch, 8192, device="cpu")
+                    eng = kc.kiln.load(path)
+                    ctx = eng.create_execution_context()
+                    ctx.set_num_threads(threads)
+                    x = make_input(batch)
+                    y = __import__("numpy").empty((batch, 10), dtype="float32")
+                    ctx.set_input_shape("input", x.shape)
+                    ctx.set_tensor_address("input", x.ctypes.data)
+                    ctx.set_tensor_address("logits", y.ctypes.data)
+                    warm, iters = ext_plan[batch]
+                    rep.ext_row(name, batch, "e2e pageable", PC, time_loop(ctx.execute, warm, iters, batch),
+                                "context.execute() on numpy buffers" + (", scales from bench/mlp_int8.cache"
+                                                                         if prec == "int8" else ""))
+                guarded(rep, [("ext", name, batch, "e2e pageable", PC)], kiln_cpu)
 
     # PyTorch
     torch_rows = [(f"PyTorch eager {p}", b, "e2e pageable") for p in ("FP32", "FP16") for b in (1, 8192)] + \
@@ -612,8 +642,63 @@ def main():
                             f"{nbytes / 1e6:.2f} MB, {nbytes / st['median_ms'] / 1e6:.2f} GB/s (median)")
         guarded(rep, [("ext", f"limit: {n}", b, "copy", PC) for n, b in lim_rows], copies)
 
+    accuracy(args, kc, rep, None if torch_err else model)
     info["elapsed_s"] = round(time.perf_counter() - t_start, 1)
     write_outputs(args, info, rep)
+
+
+def read_idx(path):
+    import gzip
+    import numpy as np
+    with (gzip.open(path) if path.endswith(".gz") else open(path, "rb")) as f:
+        raw = f.read()
+    ndim = raw[3]
+    dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+
+
+def accuracy(args, kc, rep, torch_model):
+    """Top-1 on the Fashion-MNIST test set for every Kiln precision (CPU and CUDA) and the PyTorch model."""
+    import numpy as np
+    try:
+        images = read_idx(os.path.join(FASHION_MNIST, "t10k-images-idx3-ubyte.gz"))
+        labels = read_idx(os.path.join(FASHION_MNIST, "t10k-labels-idx1-ubyte.gz"))
+    except Exception as e:  # noqa: BLE001
+        rep.accuracy.append({"system": "all", "reason": f"no Fashion-MNIST test set: {short_error(e)}"})
+        return
+    x = ((images.astype(np.float32) / 255.0 - 0.2860) / 0.3530).reshape(-1, 1, 28, 28).astype(np.float32)
+    systems = [(f"Kiln CPU {p.upper()}", "cpu", p) for p in ("fp32", "int8")] + \
+              [(f"Kiln CUDA {p.upper()}", "cuda", p) for p in ("fp32", "tf32", "fp16", "int8")]
+    ref_pred = None
+    for name, device, prec in systems:
+        try:
+            if kc.error and device == "cuda":
+                raise RuntimeError(kc.error)
+            path, _ = kc.engine_file(args.model, prec, 1, 1000, 1000, device=device)
+            eng = kc.kiln.load(path)
+            pred = np.concatenate([eng.infer({"input": x[i:i + 1000]})["logits"].argmax(1)
+                                   for i in range(0, len(x), 1000)])
+            row = {"system": name, "top1": float((pred == labels).mean() * 100), "correct": int((pred == labels).sum())}
+            if ref_pred is None and prec == "fp32":
+                ref_pred = pred
+            if ref_pred is not None:
+                row["agreement_with_fp32"] = float((pred == ref_pred).mean() * 100)
+            rep.accuracy.append(row)
+        except Exception as e:  # noqa: BLE001
+            rep.accuracy.append({"system": name, "reason": f"failed: {short_error(e)}"})
+    try:
+        if torch_model is None:
+            raise RuntimeError("torch not usable (see the PyTorch rows)")
+        import torch
+        m = __import__("copy").deepcopy(torch_model).cpu()
+        with torch.inference_mode():
+            pred = m(torch.from_numpy(x)).argmax(1).numpy()
+        rep.accuracy.append({"system": "PyTorch FP32 (CPU)", "top1": float((pred == labels).mean() * 100),
+                             "correct": int((pred == labels).sum())})
+    except Exception as e:  # noqa: BLE001
+        rep.accuracy.append({"system": "PyTorch FP32 (CPU)", "reason": short_error(e)})
+    for r in rep.accuracy:
+        print(f"  accuracy {r['system']:<24} " + (f"{r['top1']:.2f}%" if "top1" in r else r["reason"]), flush=True)
 
 
 # ---------------------------------------------------------------- output
@@ -662,6 +747,15 @@ def write_outputs(args, info, rep):
             L.append(f"| {r['system']} | {r['batch']} | {r['mode']} | {r['median_ms']:.4f} | {r['p99_ms']:.4f} | "
                      f"{r['samples_per_s_median']:,.0f} | {r['timer']} | {r['note']} |")
     L.append("")
+    L += ["## Accuracy (Fashion-MNIST test set, 10,000 images)", "",
+          "| system | top-1 | correct | argmax agreement with Kiln CPU FP32 |", "|---|--:|--:|--:|"]
+    for r in rep.accuracy:
+        if "reason" in r:
+            L.append(f"| {r['system']} | – | – | {r['reason']} |")
+        else:
+            agree = f"{r['agreement_with_fp32']:.2f}%" if "agreement_with_fp32" in r else ""
+            L.append(f"| {r['system']} | {r['top1']:.2f}% | {r['correct']} | {agree} |")
+    L.append("")
     png = stem + ".png"
     chart = make_chart(png, rep)
     if chart is True:
@@ -676,7 +770,7 @@ def write_outputs(args, info, rep):
         json.dump({"info": info, "course_method": {str(k): v for k, v in rep.course.items()},
                    "course_figures": {str(k): [dict(zip(("method", "mean_ms", "samples_per_s", "note"), r))
                                                for r in v] for k, v in COURSE.items()},
-                   "extended": rep.ext}, f, indent=2)
+                   "extended": rep.ext, "accuracy": rep.accuracy}, f, indent=2)
     print(f"compare.py: wrote {stem}.md, .json" + (", .png" if chart is True else "") +
           f" in {info['elapsed_s']} s", flush=True)
 
