@@ -189,7 +189,8 @@ TEST(Int8Mlp, LayerPrecisions) {
   auto one = build(c);
   ASSERT_TRUE(one.is_ok()) << one.status().to_string();
   EXPECT_EQ(one->summary.int8_layers, 1);
-  for (const auto& l : doc_of(*one)["layers"])
+  const auto doc = doc_of(*one);  // kept alive: the loop below walks into it
+  for (const auto& l : doc["layers"])
     if (l["name"] == "/1/Gemm") EXPECT_EQ(l["precision"], "fp32");
   c.int8.layer_precisions = {{"/nope/Gemm", "fp32"}};
   auto bad = build(c);

@@ -72,7 +72,10 @@ Status CpuContext::init() {
 
 Status CpuContext::enqueue(const PointerTables& t, void*, std::vector<LayerTiming>* timings,
                            const AfterLayer* after_layer) {
-  if (threads_ > 0) omp_set_num_threads(threads_);
+  // omp_set_num_threads is per calling thread and sticks: a context with the default (0) must restore the
+  // process default (OMP_NUM_THREADS or all cores, read once) after another context asked for fewer.
+  static const int default_threads = omp_get_max_threads();
+  omp_set_num_threads(threads_ > 0 ? threads_ : default_threads);
   const Graph& g = model_.graph;
   for (size_t l = 0; l < kernels_.size(); ++l) {
     cpu::CpuKernel* k = kernels_[l].get();
