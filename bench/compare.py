@@ -302,6 +302,7 @@ class Report:
         self.course = {1: [], 8192: []}
         self.ext = []
         self.accuracy = []
+        self.sweep = []
         self.notes = []
 
     def course_row(self, method, batch, stats=None, note="", reason=None):
@@ -642,9 +643,143 @@ def main():
                             f"{nbytes / 1e6:.2f} MB, {nbytes / st['median_ms'] / 1e6:.2f} GB/s (median)")
         guarded(rep, [("ext", f"limit: {n}", b, "copy", PC) for n, b in lim_rows], copies)
 
+    sweep(args, kc, rep, ext_plan, None if torch_err else model)
     accuracy(args, kc, rep, None if torch_err else model)
     info["elapsed_s"] = round(time.perf_counter() - t_start, 1)
     write_outputs(args, info, rep)
+
+
+SWEEP_BATCHES = [2 ** i for i in range(14)]  # 1 ... 8192
+
+
+def sweep(args, kc, rep, ext_plan, torch_model):
+    """Latency and throughput over batch 1...8192 (powers of two) for the main systems, each with one engine
+    or model over the whole range (Kiln: profile 1/8192/8192, shape set per batch). Device-resident rows
+    rotate their inputs through buffers larger than the H100's 50 MB L2 in total, so no iteration reads an
+    input another left in cache."""
+    import numpy as np
+    iters_for = lambda b: max(10, min(300, int(3e5 / (b * 40)) + 10))  # noqa: E731  fewer at large batches
+    if args.quick:
+        iters_for = lambda b: max(5, min(60, int(3e4 / (b * 40)) + 5))  # noqa: E731
+
+    def run(system, mode, make_once):
+        for b in SWEEP_BATCHES:
+            try:
+                once = make_once(b)
+                st = time_loop(once, max(3, iters_for(b) // 5), iters_for(b), b)
+                rep.sweep.append({"system": system, "mode": mode, **st})
+            except Exception as e:  # noqa: BLE001
+                rep.sweep.append({"system": system, "mode": mode, "batch": b, "reason": f"failed: {short_error(e)}"})
+                break
+        last = rep.sweep[-1]
+        print(f"  sweep {system:<34} [{mode}] " + (f"b8192 median {last['median_ms']:.4f} ms" if "reason" not in last
+                                                  else last["reason"]), flush=True)
+
+    rotate_bytes = 64 << 20  # > 50 MB L2
+    if not kc.error:
+        for prec in ("fp16", "int8"):
+            path, _ = kc.engine_file(args.model, prec, 1, 8192, 8192)
+
+            def kiln_resident(b, path=path):
+                r = TrtRunner(path, (b, 1, 28, 28))
+                nbuf = max(2, -(-rotate_bytes // (b * 784 * 4)))
+                bufs = [kc.kiln.cuda.mem_alloc(b * 784 * 4) for _ in range(nbuf)]
+                x = make_input(b)
+                for d in bufs:
+                    kc.kiln.cuda.memcpy_htod(d, x)
+                r._keep = bufs
+                i = [0]
+
+                def once():
+                    r.ctx.set_tensor_address(r.in_name, int(bufs[i[0] % nbuf]))
+                    i[0] += 1
+                    r.compute_once()
+                return once
+            run(f"Kiln CUDA {prec.upper()}", "device-resident, rotated", kiln_resident)
+
+            def kiln_e2e(b, path=path):
+                r = TrtRunner(path, (b, 1, 28, 28))
+                x = make_input(b)
+                return lambda: r.infer_once(x)
+            run(f"Kiln CUDA {prec.upper()}", "e2e pageable", kiln_e2e)
+    for prec in ("fp32", "int8"):
+        def kiln_cpu(b, prec=prec):
+            path, _ = kc.engine_file(args.model, prec, 1, 8192, 8192, device="cpu")
+            ctx = kc.kiln.load(path).create_execution_context()
+            x, y = make_input(b), np.empty((b, 10), dtype=np.float32)
+            ctx.set_input_shape("input", x.shape)
+            ctx.set_tensor_address("input", x.ctypes.data)
+            ctx.set_tensor_address("logits", y.ctypes.data)
+            ctx._keep = (x, y)
+            return ctx.execute
+        run(f"Kiln CPU {prec.upper()} all threads", "e2e pageable", kiln_cpu)
+    try:
+        import onnxruntime as ort
+        so = ort.SessionOptions()
+        sess = ort.InferenceSession(args.model, so, providers=["CPUExecutionProvider"])
+
+        def ort_cpu(b):
+            feeds = {"input": make_input(b)}
+            return lambda: sess.run(None, feeds)
+        run("ORT CPU all threads", "e2e pageable", ort_cpu)
+    except Exception as e:  # noqa: BLE001
+        rep.sweep.append({"system": "ORT CPU all threads", "mode": "e2e pageable", "batch": 1,
+                          "reason": f"not usable: {short_error(e)}"})
+    if torch_model is not None:
+        import torch
+        m16 = __import__("copy").deepcopy(torch_model).half()
+
+        def torch_graph(b):
+            n = max(2, -(-rotate_bytes // (b * 784 * 2)))
+            xs = [torch.from_numpy(make_input(b)).cuda().half() for _ in range(n)]
+            static = torch.empty_like(xs[0])
+            s = torch.cuda.Stream()
+            s.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(s), torch.inference_mode():
+                for _ in range(3):
+                    m16(static)
+            torch.cuda.current_stream().wait_stream(s)
+            g = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(g), torch.inference_mode():
+                m16(static)
+            i = [0]
+
+            def once():  # the copy into the graph's static input is the rotation (device to device)
+                static.copy_(xs[i[0] % n])
+                i[0] += 1
+                g.replay()
+                torch.cuda.synchronize()
+            return once
+        run("PyTorch CUDA graph FP16", "device-resident, rotated (+ d2d copy)", torch_graph)
+
+        def torch_eager(b):
+            x = make_input(b)
+
+            def once():
+                with torch.inference_mode():
+                    return m16(torch.from_numpy(x).cuda().half()).float().cpu()
+            return once
+        run("PyTorch eager FP16", "e2e pageable", torch_eager)
+
+        def h2d_pinned(b):
+            xp = torch.from_numpy(make_input(b)).pin_memory()
+            d = torch.empty_like(xp, device="cuda")
+
+            def once():
+                d.copy_(xp, non_blocking=True)
+                torch.cuda.synchronize()
+            return once
+        run("limit: H2D pinned copy of the input", "copy", h2d_pinned)
+
+        def h2d_pageable(b):
+            x = torch.from_numpy(make_input(b))
+            d = torch.empty_like(x, device="cuda")
+
+            def once():
+                d.copy_(x)
+                torch.cuda.synchronize()
+            return once
+        run("limit: H2D pageable copy of the input", "copy", h2d_pageable)
 
 
 def read_idx(path):
@@ -747,6 +882,29 @@ def write_outputs(args, info, rep):
             L.append(f"| {r['system']} | {r['batch']} | {r['mode']} | {r['median_ms']:.4f} | {r['p99_ms']:.4f} | "
                      f"{r['samples_per_s_median']:,.0f} | {r['timer']} | {r['note']} |")
     L.append("")
+    systems = []
+    for r in rep.sweep:
+        key = (r["system"], r["mode"])
+        if key not in systems:
+            systems.append(key)
+    if systems:
+        L += ["## Batch sweep (median ms per batch; rotated device inputs > 50 MB L2)", "",
+              "| system | mode | " + " | ".join(str(b) for b in SWEEP_BATCHES) + " |",
+              "|---|---|" + "--:|" * len(SWEEP_BATCHES)]
+        for sysname, mode in systems:
+            cells = []
+            for b in SWEEP_BATCHES:
+                r = next((r for r in rep.sweep if (r["system"], r["mode"], r["batch"]) == (sysname, mode, b)), None)
+                cells.append("–" if r is None or "reason" in r else f"{r['median_ms']:.4g}")
+            L.append(f"| {sysname} | {mode} | " + " | ".join(cells) + " |")
+        failures = [r for r in rep.sweep if "reason" in r]
+        for r in failures:
+            L.append(f"\n- {r['system']} [{r['mode']}] from batch {r['batch']}: {r['reason']}")
+        L.append("")
+        sweep_png = stem + "-sweep.png"
+        chart = make_sweep_chart(sweep_png, rep)
+        L += [f"![latency and throughput vs batch]({os.path.basename(sweep_png)})" if chart is True
+              else f"(no sweep chart: {chart})", ""]
     L += ["## Accuracy (Fashion-MNIST test set, 10,000 images)", "",
           "| system | top-1 | correct | argmax agreement with Kiln CPU FP32 |", "|---|--:|--:|--:|"]
     for r in rep.accuracy:
@@ -770,7 +928,7 @@ def write_outputs(args, info, rep):
         json.dump({"info": info, "course_method": {str(k): v for k, v in rep.course.items()},
                    "course_figures": {str(k): [dict(zip(("method", "mean_ms", "samples_per_s", "note"), r))
                                                for r in v] for k, v in COURSE.items()},
-                   "extended": rep.ext, "accuracy": rep.accuracy}, f, indent=2)
+                   "extended": rep.ext, "accuracy": rep.accuracy, "sweep": rep.sweep}, f, indent=2)
     print(f"compare.py: wrote {stem}.md, .json" + (", .png" if chart is True else "") +
           f" in {info['elapsed_s']} s", flush=True)
 
@@ -799,6 +957,48 @@ def make_chart(png, rep):
         ax.set_xscale("log")
         ax.set_xlabel("samples/s (batch 8192, log scale)")
         ax.set_title("models/mlp.onnx, batch 8192")
+        fig.tight_layout()
+        fig.savefig(png, dpi=110)
+        plt.close(fig)
+        return True
+    except Exception as e:  # noqa: BLE001
+        return f"chart failed: {short_error(e)}"
+
+
+def make_sweep_chart(png, rep):
+    """Latency and throughput vs batch, log-log, one line per system; copy limits dashed."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except Exception as e:  # noqa: BLE001
+        return f"matplotlib not available ({type(e).__name__})"
+    try:
+        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(14, 6))
+        keys = []
+        for r in rep.sweep:
+            if (r["system"], r["mode"]) not in keys:
+                keys.append((r["system"], r["mode"]))
+        for sysname, mode in keys:
+            pts = [(r["batch"], r["median_ms"]) for r in rep.sweep
+                   if (r["system"], r["mode"]) == (sysname, mode) and "reason" not in r]
+            if not pts:
+                continue
+            b, ms = zip(*pts)
+            style = dict(linestyle="--", color="black" if "pinned" in sysname else "gray") if sysname.startswith("limit") \
+                else dict(marker="o", markersize=3, linewidth=2 if sysname.startswith("Kiln") else 1)
+            label = f"{sysname} [{mode}]"
+            ax1.plot(b, ms, label=label, **style)
+            ax2.plot(b, [bb * 1e3 / m for bb, m in pts], label=label, **style)
+        for ax, title, yl in ((ax1, "latency vs batch", "median latency (ms)"),
+                              (ax2, "throughput vs batch", "samples/s (from the median)")):
+            ax.set_xscale("log", base=2)
+            ax.set_yscale("log")
+            ax.set_xlabel("batch")
+            ax.set_ylabel(yl)
+            ax.set_title(f"models/mlp.onnx: {title}")
+            ax.grid(True, which="both", alpha=0.3)
+        ax2.legend(fontsize=7, loc="upper left")
         fig.tight_layout()
         fig.savefig(png, dpi=110)
         plt.close(fig)
