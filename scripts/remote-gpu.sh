@@ -102,11 +102,11 @@ PY
     # Accuracy per precision on the 10,000 test images, and the INT8 engine's per-layer error.
     echo "## kiln eval (Fashion-MNIST test set, 10,000 images)" >> "$md"
     echo >> "$md"
-    for p in fp32 tf32 fp16 int8 int8fp16; do
-      $K eval --loadEngine=$E/mlp_$p.engine --images=$FM/t10k-images-idx3-ubyte.gz --labels=$FM/t10k-labels-idx1-ubyte.gz \
-        --exportJSON="$WORK/json/eval_$p.json" > "$WORK/eval_$p.txt" 2>&1
-      echo "- $p: $(grep -iE 'top-1|accuracy' "$WORK/eval_$p.txt" | head -2 | tr '\n' ' ')" >> "$md"
-    done
+    local all=""
+    for p in fp32 tf32 fp16 int8 int8fp16; do all+="${all:+,}$E/mlp_$p.engine"; done
+    $K eval --loadEngine=$all --images=$FM/t10k-images-idx3-ubyte.gz --labels=$FM/t10k-labels-idx1-ubyte.gz \
+      --exportJSON="$WORK/json/eval.json" > "$WORK/eval.txt" 2>&1
+    { echo '```'; sed -n '/agreement with first/,$p' "$WORK/eval.txt" | sed "s|$E/||"; echo '```'; } >> "$md"
     echo >> "$md"
     $K compare --loadEngine=$E/mlp_int8.engine --onnx=$M --batch=1000 --data=$FM/t10k-images-idx3-ubyte.gz \
       > "$WORK/compare_int8.txt" 2>&1

@@ -66,7 +66,9 @@ Status int8_candidate(const Graph& g, const Node& n) {
 }
 
 Result<Int8Plan> plan_int8(const Graph& g, const std::vector<std::pair<std::string, std::string>>& layer_precisions) {
-  for (const auto& [name, prec] : layer_precisions) {
+  for (const auto& entry : layer_precisions) {
+    const std::string& name = entry.first;  // a named reference: clang 14 cannot capture structured bindings
+    const std::string& prec = entry.second;
     if (prec != "fp32" && prec != "fp16" && prec != "int8")
       return Status(StatusCode::kInvalidArgument,
                     fmt::format("layer precision '{}' for '{}' is not one of fp32, fp16, int8", prec, name));

@@ -37,7 +37,7 @@ CLI::App* add_run_command(CLI::App& app, RunOptions* opts);
 int run_run(const RunOptions& opts);
 
 struct EvalOptions {
-  std::string load_engine;
+  std::vector<std::string> load_engines;  // several: a table with argmax agreement against the first
   std::string images, labels, dataset;
   // Unset (NaN) means: take it from the engine's metadata, else the default.
   double mean = std::numeric_limits<double>::quiet_NaN();

@@ -27,7 +27,12 @@ constexpr const char* kFashionMnistDir = "/usr/share/datasets/fashion-mnist";
 
 CLI::App* add_eval_command(CLI::App& app, EvalOptions* opts) {
   CLI::App* cmd = app.add_subcommand("eval", "Top-1 accuracy of a classifier engine on IDX images and labels");
-  cmd->add_option("--loadEngine", opts->load_engine, "Engine file to evaluate")->type_name("FILE")->required();
+  cmd->add_option("--loadEngine", opts->load_engines,
+                  "Engine file(s) to evaluate; with several (comma-separated), a table with each one's argmax "
+                  "agreement with the first (e.g. fp32,fp16,int8)")
+      ->type_name("FILE,...")
+      ->delimiter(',')
+      ->required();
   cmd->add_option("--images", opts->images, "IDX image file (uint8 [N, rows, cols]; plain or .gz)")->type_name("FILE");
   cmd->add_option("--labels", opts->labels, "IDX label file (uint8 [N]; plain or .gz)")->type_name("FILE");
   cmd->add_option("--dataset", opts->dataset,
@@ -151,10 +156,36 @@ Result<Dims> input_dims_for(const Dims& engine_dims, const Dataset& d, int64_t n
   return want;
 }
 
-Status eval_checked(const EvalOptions& opts) {
-  Result<std::shared_ptr<Engine>> engine_or = load_engine_file(opts.load_engine);
+// One engine's pass over the data set: top-1, and every prediction (for agreement between engines).
+struct EngineEval {
+  std::string path, device, precisions;
+  int64_t correct = 0, batch = 0;
+  double top1 = 0, seconds = 0;
+  std::vector<int32_t> predicted;
+  nlohmann::ordered_json doc;
+};
+
+// "int8, fp32": the distinct layer precisions of an engine, as `kiln inspect` shows them.
+std::string engine_precisions(const Engine& engine) {
+  std::vector<std::string> seen;
+  const auto doc = nlohmann::json::parse(engine.inspect_json(), nullptr, false);
+  if (doc.is_discarded()) return "?";
+  for (const auto& l : doc["layers"]) {
+    if (l.value("view", false)) continue;
+    const std::string p = l.value("precision", "?");
+    if (std::find(seen.begin(), seen.end(), p) == seen.end()) seen.push_back(p);
+  }
+  return join(seen, ", ");
+}
+
+Result<EngineEval> evaluate_engine(const EvalOptions& opts, const std::string& path) {
+  EngineEval result;
+  result.path = path;
+  Result<std::shared_ptr<Engine>> engine_or = load_engine_file(path);
   if (!engine_or.is_ok()) return std::move(engine_or).take_status();
   const Engine& engine = *engine_or.value();
+  result.device = engine.device();
+  result.precisions = engine_precisions(engine);
   const std::vector<std::string> inputs = engine_inputs(engine), outputs = engine_outputs(engine);
   if (inputs.size() != 1 || outputs.empty()) {
     return Status(StatusCode::kUnsupported, fmt::format("eval needs an engine with one input and an output (inputs: {})",
@@ -244,6 +275,7 @@ Status eval_checked(const EvalOptions& opts) {
       const float* row = y + i * classes;
       const int64_t best = std::max_element(row, row + classes) - row;
       correct += best == data.labels.data[static_cast<size_t>(first + i)];
+      result.predicted.push_back(static_cast<int32_t>(best));
     }
     bar.update(static_cast<double>(first + n) / data.count, fmt::format("{}/{} images", first + n, data.count));
   }
@@ -251,24 +283,58 @@ Status eval_checked(const EvalOptions& opts) {
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const double top1 = static_cast<double>(correct) / data.count;
 
-  fmt::print("Engine: {} (input '{}', output '{}')\n", opts.load_engine, in_name, out_name);
+  fmt::print("Engine: {} (input '{}', output '{}')\n", path, in_name, out_name);
   fmt::print("Preprocessing: x = (pixel * {} - {}) / {}\n", norm.scale, norm.mean, norm.std);
   fmt::print("Evaluated {} images in {:.3f} s ({:.0f} images/s, batch {})\n", data.count, seconds,
              seconds > 0 ? data.count / seconds : 0.0, batch);
   fmt::print("Top-1 accuracy: {:.2f}% ({}/{})\n", top1 * 100.0, correct, data.count);
+  result.correct = correct;
+  result.top1 = top1;
+  result.seconds = seconds;
+  result.batch = batch;
+  result.doc = {{"engine", path},
+                {"device", result.device},
+                {"precisions", result.precisions},
+                {"images", opts.dataset.empty() ? opts.images : opts.dataset},
+                {"count", data.count},
+                {"correct", correct},
+                {"top1", top1},
+                {"batch", batch},
+                {"threads", opts.threads},
+                {"seconds", seconds},
+                {"scale", norm.scale},
+                {"mean", norm.mean},
+                {"std", norm.std}};
+  return result;
+}
 
+Status eval_checked(const EvalOptions& opts) {
+  std::vector<EngineEval> evals;
+  for (const std::string& path : opts.load_engines) {
+    if (evals.size()) fmt::print("\n");
+    Result<EngineEval> e = evaluate_engine(opts, path);
+    if (!e.is_ok()) return std::move(e).take_status();
+    evals.push_back(std::move(e).value());
+  }
+  nlohmann::ordered_json doc = evals.front().doc;
+  if (evals.size() > 1) {
+    // Argmax agreement with the first engine (the reference, e.g. FP32), image by image.
+    fmt::print("\n{:<40} {:<6} {:<18} {:>8} {:>22}\n", "engine", "device", "precisions", "top-1",
+               "agreement with first");
+    nlohmann::ordered_json list = nlohmann::ordered_json::array();
+    for (EngineEval& e : evals) {
+      int64_t agree = 0;
+      for (size_t i = 0; i < e.predicted.size() && i < evals.front().predicted.size(); ++i)
+        agree += e.predicted[i] == evals.front().predicted[i];
+      const double agreement = e.predicted.empty() ? 0.0 : static_cast<double>(agree) / e.predicted.size();
+      fmt::print("{:<40} {:<6} {:<18} {:>7.2f}% {:>21.2f}%\n", e.path, e.device, e.precisions, e.top1 * 100,
+                 agreement * 100);
+      e.doc["agreement_with_first"] = agreement;
+      list.push_back(e.doc);
+    }
+    doc = {{"engines", list}, {"count", evals.front().doc["count"]}};
+  }
   if (!opts.export_json.empty()) {
-    const nlohmann::ordered_json doc = {{"engine", opts.load_engine},
-                                {"images", opts.dataset.empty() ? opts.images : opts.dataset},
-                                {"count", data.count},
-                                {"correct", correct},
-                                {"top1", top1},
-                                {"batch", batch},
-                                {"threads", opts.threads},
-                                {"seconds", seconds},
-                                {"scale", norm.scale},
-                                {"mean", norm.mean},
-                                {"std", norm.std}};
     Status s = write_text_file(opts.export_json, doc.dump(2) + "\n");
     if (!s.is_ok()) return std::move(s).with_context("--exportJSON");
   }

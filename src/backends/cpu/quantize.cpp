@@ -19,8 +19,8 @@ namespace {
 // The per-element step, written so GCC vectorizes it: NaN -> 0 by a select, round, clamp in float, then
 // int32 -> Q. Parameters come by value and pointers are __restrict: an int8 store may otherwise alias them.
 template <class Q>
-inline void quantize_range(const float* __restrict x, Q* __restrict y, int64_t begin, int64_t end, float inv_scale,
-                           float zp, float lo, float hi) {
+[[gnu::always_inline]] inline void quantize_range(const float* __restrict x, Q* __restrict y, int64_t begin,
+                                                  int64_t end, float inv_scale, float zp, float lo, float hi) {
 #pragma omp simd
   for (int64_t i = begin; i < end; ++i) {
     float v = x[i] * inv_scale;
@@ -33,14 +33,25 @@ inline void quantize_range(const float* __restrict x, Q* __restrict y, int64_t b
 }
 
 template <class Q>
-__attribute__((target_clones("avx512f", "avx2", "default"))) void quantize_per_tensor(const float* x, Q* y, int64_t n,
-                                                                                      float inv_scale, float zp,
-                                                                                      float lo, float hi) {
+[[gnu::always_inline]] inline void quantize_all(const float* x, Q* y, int64_t n, float inv_scale, float zp, float lo,
+                                                float hi) {
   // Small tensors skip OpenMP entirely: even a serialized parallel region costs about a microsecond.
   if (n < kParallelThreshold) return quantize_range(x, y, 0, n, inv_scale, zp, lo, hi);
   constexpr int64_t kChunk = 1 << 14;
 #pragma omp parallel for schedule(static)
   for (int64_t c = 0; c < n; c += kChunk) quantize_range(x, y, c, std::min(n, c + kChunk), inv_scale, zp, lo, hi);
+}
+
+// Compiled for AVX-512, AVX2 and the baseline, picked at load time (plain functions: clang cannot clone
+// templates).
+#define KILN_ISA_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+KILN_ISA_CLONES void quantize_per_tensor(const float* x, int8_t* y, int64_t n, float inv_scale, float zp, float lo,
+                                         float hi) {
+  quantize_all(x, y, n, inv_scale, zp, lo, hi);
+}
+KILN_ISA_CLONES void quantize_per_tensor(const float* x, uint8_t* y, int64_t n, float inv_scale, float zp, float lo,
+                                         float hi) {
+  quantize_all(x, y, n, inv_scale, zp, lo, hi);
 }
 
 class QuantizeKernel final : public CpuKernel {
@@ -68,7 +79,7 @@ class QuantizeKernel final : public CpuKernel {
     const Q* zp = has_zp_ ? static_cast<const Q*>(in[2]) : nullptr;
     Q* y = static_cast<Q*>(out);
     if (plan_.channels == 1) {
-      quantize_per_tensor<Q>(x, y, n_, 1.f / scale[0], zp ? float(zp[0]) : 0.f, lo, hi);
+      quantize_per_tensor(x, y, n_, 1.f / scale[0], zp ? float(zp[0]) : 0.f, lo, hi);
       return Status::ok();
     }
     for (int64_t i = 0; i < n_; ++i) {
