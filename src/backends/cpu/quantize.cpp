@@ -32,27 +32,21 @@ template <class Q>
   }
 }
 
-template <class Q>
-[[gnu::always_inline]] inline void quantize_all(const float* x, Q* y, int64_t n, float inv_scale, float zp, float lo,
-                                                float hi) {
-  // Small tensors skip OpenMP entirely: even a serialized parallel region costs about a microsecond.
-  if (n < kParallelThreshold) return quantize_range(x, y, 0, n, inv_scale, zp, lo, hi);
-  constexpr int64_t kChunk = 1 << 14;
-#pragma omp parallel for schedule(static)
-  for (int64_t c = 0; c < n; c += kChunk) quantize_range(x, y, c, std::min(n, c + kChunk), inv_scale, zp, lo, hi);
-}
-
-// Compiled for AVX-512, AVX2 and the baseline, picked at load time (plain functions: clang cannot clone
-// templates).
-#define KILN_ISA_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-KILN_ISA_CLONES void quantize_per_tensor(const float* x, int8_t* y, int64_t n, float inv_scale, float zp, float lo,
-                                         float hi) {
-  quantize_all(x, y, n, inv_scale, zp, lo, hi);
-}
-KILN_ISA_CLONES void quantize_per_tensor(const float* x, uint8_t* y, int64_t n, float inv_scale, float zp, float lo,
-                                         float hi) {
-  quantize_all(x, y, n, inv_scale, zp, lo, hi);
-}
+// Compiled for AVX-512, AVX2 and the baseline, picked at load time. Plain functions (clang cannot clone
+// templates), and the OpenMP loop sits in the clone itself: GCC outlines a parallel region into a function
+// of its own, which is cloned with its parent only when the region is written there.
+constexpr int64_t kQuantizeChunk = 1 << 14;
+#define KILN_DEFINE_QUANTIZE(Q)                                                                                \
+  __attribute__((target_clones("avx512f", "avx2", "default"))) void quantize_per_tensor(                        \
+      const float* x, Q* y, int64_t n, float inv_scale, float zp, float lo, float hi) {                         \
+    /* Small tensors skip OpenMP entirely: even a serialized parallel region costs about a microsecond. */      \
+    if (n < kParallelThreshold) return quantize_range(x, y, 0, n, inv_scale, zp, lo, hi);                       \
+    _Pragma("omp parallel for schedule(static)") for (int64_t c = 0; c < n; c += kQuantizeChunk)                \
+        quantize_range(x, y, c, std::min(n, c + kQuantizeChunk), inv_scale, zp, lo, hi);                       \
+  }
+KILN_DEFINE_QUANTIZE(int8_t)
+KILN_DEFINE_QUANTIZE(uint8_t)
+#undef KILN_DEFINE_QUANTIZE
 
 class QuantizeKernel final : public CpuKernel {
  public:
