@@ -295,6 +295,22 @@ def torch_mlp(model_path):
     return torch.nn.Sequential(*layers).eval(), shapes
 
 
+def torch_cuda_graph(model, static_input):
+    """The model captured into a CUDA graph reading static_input (warmed up on a side stream first, as
+    PyTorch's documentation does); replay() reruns it."""
+    import torch
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s), torch.inference_mode():
+        for _ in range(3):
+            model(static_input)
+    torch.cuda.current_stream().wait_stream(s)
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g), torch.inference_mode():
+        model(static_input)  # its output lives in the graph's memory pool
+    return g
+
+
 # ---------------------------------------------------------------- the run
 
 class Report:
@@ -597,16 +613,7 @@ def main():
                 name = f"PyTorch CUDA graph {prec}"
 
                 def graphed(m=m, dt=dt, batch=batch, warm=warm, iters=iters, name=name):
-                    xs = torch.from_numpy(make_input(batch)).cuda().to(dt)
-                    s = torch.cuda.Stream()
-                    s.wait_stream(torch.cuda.current_stream())
-                    with torch.cuda.stream(s), torch.inference_mode():
-                        for _ in range(3):
-                            m(xs)
-                    torch.cuda.current_stream().wait_stream(s)
-                    g = torch.cuda.CUDAGraph()
-                    with torch.cuda.graph(g), torch.inference_mode():
-                        ys = m(xs)  # noqa: F841
+                    g = torch_cuda_graph(m, torch.from_numpy(make_input(batch)).cuda().to(dt))
 
                     def once():
                         g.replay()
@@ -733,15 +740,7 @@ def sweep(args, kc, rep, ext_plan, torch_model):
             n = max(2, -(-rotate_bytes // (b * 784 * 2)))
             xs = [torch.from_numpy(make_input(b)).cuda().half() for _ in range(n)]
             static = torch.empty_like(xs[0])
-            s = torch.cuda.Stream()
-            s.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(s), torch.inference_mode():
-                for _ in range(3):
-                    m16(static)
-            torch.cuda.current_stream().wait_stream(s)
-            g = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(g), torch.inference_mode():
-                m16(static)
+            g = torch_cuda_graph(m16, static)
             i = [0]
 
             def once():  # the copy into the graph's static input is the rotation (device to device)

@@ -7,6 +7,7 @@
 #include "kiln/types.h"
 #include "ops/host_device.h"
 #include "ops/op_util.h"
+#include "ops/quantize.h"
 
 namespace kiln {
 
@@ -75,22 +76,13 @@ inline TransposePlan make_transpose_plan(const Dims& in, const std::vector<int64
   return p;
 }
 
-// QuantizeLinear/DequantizeLinear: element i uses scale and zero point (i / inner) % channels; per-tensor is
-// channels = 1. The axis attribute was validated by shape inference.
-struct QuantAxisPlan {
-  int64_t channels = 1, inner = 1;
-  KILN_HOST_DEVICE int64_t channel(int64_t i) const { return channels == 1 ? 0 : (i / inner) % channels; }
-};
-
+// The quantization axis of a QuantizeLinear/DequantizeLinear node for concrete shapes (per-tensor when the
+// scale has one element). The axis attribute was validated by shape inference.
 inline QuantAxisPlan make_quant_axis_plan(const Node& node, const Dims& x, const Dims& scale) {
-  QuantAxisPlan p;
-  if (volume(scale) <= 1) return p;
+  if (volume(scale) <= 1) return {};
   auto attr = node.attrs.get_int("axis", 1);
   auto axis = normalize_axis(attr.is_ok() ? *attr : 1, static_cast<int64_t>(x.size()));
-  if (!axis.is_ok()) return p;
-  p.channels = x[*axis];
-  for (size_t d = *axis + 1; d < x.size(); ++d) p.inner *= x[d];
-  return p;
+  return axis.is_ok() ? quant_axis_plan(x, *axis) : QuantAxisPlan{};
 }
 
 }  // namespace kiln

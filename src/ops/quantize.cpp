@@ -61,14 +61,15 @@ Status check_zero_point(const InferContext& ctx, DataType want_int) {
   return Status::ok();
 }
 
-Result<DataType> quantize_output_dtype(const InferContext& ctx) {
-  if (ctx.has_input(2)) {
-    DataType zp = ctx.inputs[2].dtype;
-    if (zp != DataType::kInt8 && zp != DataType::kUInt8)
-      return Status(StatusCode::kUnsupported, fmt::format("zero point type {} is not supported (int8 or uint8)", dtype_name(zp)));
-    return zp;
+// The zero point's type when there is one (int8 or uint8), else output_dtype (opset 21), else uint8.
+Result<DataType> quantize_output_dtype(const Node& node, DataType zero_point) {
+  if (zero_point != DataType::kUndefined) {
+    if (zero_point != DataType::kInt8 && zero_point != DataType::kUInt8)
+      return Status(StatusCode::kUnsupported,
+                    fmt::format("zero point type {} is not supported (int8 or uint8)", dtype_name(zero_point)));
+    return zero_point;
   }
-  auto odt = ctx.node.attrs.get_int("output_dtype", 0);
+  auto odt = node.attrs.get_int("output_dtype", 0);
   if (!odt.is_ok()) return odt.status();
   return *odt == kOnnxInt8 ? DataType::kInt8 : DataType::kUInt8;
 }
@@ -82,7 +83,7 @@ Status infer_quantize(InferContext& ctx) {
                                                             dtype_name(xt)));
   auto axis = quant_axis(ctx.node, ctx.inputs[0].shape, ctx.inputs[1].shape);
   if (!axis.is_ok()) return axis.status();
-  auto out = quantize_output_dtype(ctx);
+  auto out = quantize_output_dtype(ctx.node, ctx.has_input(2) ? ctx.inputs[2].dtype : DataType::kUndefined);
   if (!out.is_ok()) return out.status();
   Status s = check_zero_point(ctx, DataType::kUndefined);
   if (!s.is_ok()) return s;
@@ -105,32 +106,22 @@ Status infer_dequantize(InferContext& ctx) {
   return Status::ok();
 }
 
-// Index into the scale/zero point for element i of x: the axis coordinate, or 0 per-tensor.
-struct AxisIndexer {
-  int64_t axis_dim = 1, inner = 1;
-  AxisIndexer(const Dims& x, int64_t axis) {
-    if (axis < 0) return;
-    axis_dim = x[axis];
-    for (size_t d = axis + 1; d < x.size(); ++d) inner *= x[d];
-  }
-  int64_t operator()(int64_t i) const { return axis_dim == 1 ? 0 : (i / inner) % axis_dim; }
-};
-
 Status reference_quantize(RefContext& ctx) {
   const RefTensor& X = *ctx.inputs[0];
   const RefTensor& S = *ctx.inputs[1];
   const RefTensor* Z = ctx.inputs.size() > 2 ? ctx.inputs[2] : nullptr;
   auto axis = quant_axis(ctx.node, X.shape, S.shape);
   if (!axis.is_ok()) return axis.status();
+  auto out = quantize_output_dtype(ctx.node, Z ? Z->dtype : DataType::kUndefined);
+  if (!out.is_ok()) return out.status();
   RefTensor& Y = ctx.outputs[0];
-  auto odt = ctx.node.attrs.get_int("output_dtype", 0);
-  Y.dtype = Z ? Z->dtype : (odt.is_ok() && *odt == kOnnxInt8 ? DataType::kInt8 : DataType::kUInt8);
+  Y.dtype = *out;
   Y.shape = X.shape;
   Y.data.resize(X.data.size());
   const double lo = Y.dtype == DataType::kInt8 ? -128 : 0, hi = Y.dtype == DataType::kInt8 ? 127 : 255;
-  AxisIndexer at(X.shape, *axis);
+  const QuantAxisPlan plan = quant_axis_plan(X.shape, *axis);
   for (size_t i = 0; i < X.data.size(); ++i) {
-    const int64_t c = at(static_cast<int64_t>(i));
+    const int64_t c = plan.channel(static_cast<int64_t>(i));
     const double q = std::nearbyint(X.data[i] / S.data[c]) + (Z ? Z->data[c] : 0.0);
     Y.data[i] = std::isnan(q) ? 0.0 : std::clamp(q, lo, hi);
   }
@@ -147,9 +138,9 @@ Status reference_dequantize(RefContext& ctx) {
   Y.dtype = S.dtype;
   Y.shape = X.shape;
   Y.data.resize(X.data.size());
-  AxisIndexer at(X.shape, *axis);
+  const QuantAxisPlan plan = quant_axis_plan(X.shape, *axis);
   for (size_t i = 0; i < X.data.size(); ++i) {
-    const int64_t c = at(static_cast<int64_t>(i));
+    const int64_t c = plan.channel(static_cast<int64_t>(i));
     Y.data[i] = (X.data[i] - (Z ? Z->data[c] : 0.0)) * S.data[c];
   }
   return Status::ok();

@@ -22,6 +22,21 @@ KILN_HOST_DEVICE inline int32_t quantize_saturate(float x, int32_t lo, int32_t h
   return r <= static_cast<float>(lo) ? lo : r >= static_cast<float>(hi) ? hi : static_cast<int32_t>(r);
 }
 
+// QuantizeLinear/DequantizeLinear: element i uses scale and zero point (i / inner) % channels; per-tensor is
+// channels = 1. Built from the axis shape inference validated (-1 = per-tensor).
+struct QuantAxisPlan {
+  int64_t channels = 1, inner = 1;
+  KILN_HOST_DEVICE int64_t channel(int64_t i) const { return channels == 1 ? 0 : (i / inner) % channels; }
+};
+
+inline QuantAxisPlan quant_axis_plan(const Dims& x, int64_t axis) {
+  QuantAxisPlan p;
+  if (axis < 0) return p;
+  p.channels = x[axis];
+  for (size_t d = axis + 1; d < x.size(); ++d) p.inner *= x[d];
+  return p;
+}
+
 // kiln.QGemm: Y = act(a_scale * w_scale[n] * sum_k A[m,k] * W[k,n] + bias[n]), A and W int8 with int32
 // accumulation. Inputs: A int8 [..., K]; W int8 constant, [K,N] (transB=0) or [N,K] (transB=1);
 // bias float32 [N] (optional); w_scale float32 [N] or [1]. With y_scale > 0 the output is int8,

@@ -9,21 +9,16 @@
 #include "builder/kernel_assignment.h"
 #include "data/calibration_data.h"
 #include "engine/engine_model.h"
-#include "ops/op.h"
 #include "quant/calibrator.h"
+#include "quant/quantize_graph.h"
 
 namespace kiln::quant {
 namespace {
 
 // Views (Flatten, Reshape, ...) do not change data, so a view's statistics are its source's.
-int view_root(const Graph& g, int v) {
-  const auto producers = g.producers();
-  while (producers[v] >= 0) {
-    const Node& n = g.nodes[producers[v]];
-    const OpDef* def = OpRegistry::instance().find(n.domain, n.op_type);
-    if (!def || !def->is_view || n.outputs[0] != v) break;
-    v = n.inputs[0];
-  }
+int view_root(const Graph& g, const std::vector<int>& producers, int v) {
+  while (producers[v] >= 0 && is_view_node(g.nodes[producers[v]]) && g.nodes[producers[v]].outputs[0] == v)
+    v = g.nodes[producers[v]].inputs[0];
   return v;
 }
 
@@ -94,8 +89,9 @@ Result<CalibrationResult> calibrate(const Graph& g, const std::vector<ShapeProfi
   m.graph = g;
   m.profiles = profiles;
   std::vector<int> roots;
+  const std::vector<int> producers = g.producers();
   for (int v : values) {
-    const int r = view_root(g, v);
+    const int r = view_root(g, producers, v);
     roots.push_back(r);
     if (!g.is_graph_input(r) && !m.graph.is_graph_output(r)) m.graph.outputs.push_back(r);
   }

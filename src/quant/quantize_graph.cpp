@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "ops/gemm.h"
+#include "ops/op.h"
 #include "ops/quantize.h"
 
 namespace kiln::quant {
@@ -20,14 +21,11 @@ bool name_matches(const Node& n, const std::string& pattern) {
   return pattern == "*" || n.name == pattern || std::find(n.origins.begin(), n.origins.end(), pattern) != n.origins.end();
 }
 
-// Values that are graph outputs, directly or through zero-copy views of them.
+// Values that are graph outputs, directly or through views of them.
 std::set<int> values_reaching_outputs(const Graph& g) {
   std::set<int> out(g.outputs.begin(), g.outputs.end());
-  for (auto it = g.nodes.rbegin(); it != g.nodes.rend(); ++it) {
-    const bool view = it->op_type == "Reshape" || it->op_type == "Flatten" || it->op_type == "Squeeze" ||
-                      it->op_type == "Unsqueeze" || it->op_type == "Identity";
-    if (view && !it->outputs.empty() && out.count(it->outputs[0])) out.insert(it->inputs[0]);
-  }
+  for (auto it = g.nodes.rbegin(); it != g.nodes.rend(); ++it)
+    if (is_view_node(*it) && out.count(it->outputs[0])) out.insert(it->inputs[0]);
   return out;
 }
 
@@ -42,6 +40,11 @@ std::vector<float> bias_vector(const Graph& g, const Node& n, const GemmAttrs& a
 }
 
 }  // namespace
+
+bool is_view_node(const Node& n) {
+  const OpDef* def = OpRegistry::instance().find(n.domain, n.op_type);
+  return def && def->is_view && !n.inputs.empty() && !n.outputs.empty();
+}
 
 Status int8_candidate(const Graph& g, const Node& n) {
   if (!is_float_gemm(n)) return Status(StatusCode::kUnsupported, "not a GEMM");

@@ -26,6 +26,9 @@ Result<Int8Plan> plan_int8(const Graph& g, const std::vector<std::pair<std::stri
 // cover every planned value (the error lists what is missing).
 Status apply_int8(Graph& g, const Int8Plan& plan, const std::map<std::string, float>& scales);
 
+// Whether a node only reshapes its input 0 (the ops whose OpDef is_view: Reshape, Flatten, Squeeze, ...).
+bool is_view_node(const Node& n);
+
 // Whether a node is a float GEMM the INT8 pass can quantize, and if not, why.
 Status int8_candidate(const Graph& g, const Node& n);
 

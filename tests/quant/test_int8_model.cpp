@@ -67,6 +67,13 @@ Eval evaluate(const std::vector<uint8_t>& engine_bytes) {
   return e;
 }
 
+// Percent of images where both engines predict the same class.
+double agreement_percent(const Eval& a, const Eval& b) {
+  int agree = 0;
+  for (size_t i = 0; i < a.predicted.size(); ++i) agree += a.predicted[i] == b.predicted[i];
+  return 100.0 * agree / a.predicted.size();
+}
+
 TEST(Int8Mlp, AccuracyWithinHalfAPointOfFp32) {
   if (!have_data()) GTEST_SKIP() << "Fashion-MNIST not installed";
   BuilderConfig fp32;
@@ -82,9 +89,7 @@ TEST(Int8Mlp, AccuracyWithinHalfAPointOfFp32) {
     ASSERT_TRUE(q.is_ok()) << q.status().to_string();
     EXPECT_EQ(q->summary.int8_layers, 2) << algo;  // fc1 and fc2; fc3 writes the logits and stays FP32
     const Eval e = evaluate(q->engine);
-    int agree = 0;
-    for (size_t i = 0; i < e.predicted.size(); ++i) agree += e.predicted[i] == ref.predicted[i];
-    const double agreement = 100.0 * agree / e.predicted.size();
+    const double agreement = agreement_percent(e, ref);
     const bool is_default = std::string(algo) == BuilderConfig().int8.algorithm;
     EXPECT_NEAR(e.top1, ref.top1, is_default ? 0.2 : 1.0) << algo;
     EXPECT_GE(agreement, is_default ? 99.5 : 95.0) << algo;
@@ -110,9 +115,7 @@ TEST(Int8MlpGpu, AccuracyMatchesFp32) {
     ASSERT_TRUE(q.is_ok()) << q.status().to_string();
     EXPECT_EQ(q->summary.int8_layers, 2);
     const Eval e = evaluate(q->engine);
-    int agree = 0;
-    for (size_t i = 0; i < e.predicted.size(); ++i) agree += e.predicted[i] == ref.predicted[i];
-    const double agreement = 100.0 * agree / e.predicted.size();
+    const double agreement = agreement_percent(e, ref);
     EXPECT_NEAR(e.top1, ref.top1, 0.2) << "fp16 " << fp16;
     EXPECT_GE(agreement, 99.5) << "fp16 " << fp16;
     std::printf("[ CUDA INT8%s ] top-1 %.2f%% (FP32 CPU %.2f%%), argmax agreement %.2f%%\n", fp16 ? "+FP16" : "",

@@ -8,7 +8,6 @@
 #include <unistd.h>
 
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 
 #include "cli_common.h"
 #include "data/calibration_data.h"
@@ -102,16 +101,6 @@ Result<Measured> measure(const Engine& engine, HeldOut& data) {
   return m;
 }
 
-// INT8 layers of an engine, by name, in order.
-std::vector<std::string> int8_layers(const Engine& e) {
-  std::vector<std::string> names;
-  auto doc = nlohmann::json::parse(e.inspect_json(), nullptr, false);
-  if (doc.is_discarded()) return names;
-  for (const auto& l : doc["layers"])
-    if (l.value("op_type", "") == "kiln.QGemm") names.push_back(l.value("name", ""));
-  return names;
-}
-
 }  // namespace
 
 Result<BuiltEngine> build_with_accuracy_target(const BuildFlags& flags) {
@@ -155,7 +144,7 @@ Result<BuiltEngine> build_with_accuracy_target(const BuildFlags& flags) {
   const Measured first_int8 = *score;
   std::vector<std::string> moved;
   while (base->top1 - score->top1 > flags.accuracy_target) {
-    const auto candidates = int8_layers(*current->engine);
+    const std::vector<std::string> candidates = current->summary.int8_layer_names;
     if (candidates.empty()) break;
     // Try each remaining INT8 layer in FP32; keep the move that recovers the most accuracy.
     std::optional<std::pair<BuiltEngine, Measured>> best;
