@@ -1,6 +1,6 @@
 // The bare oneDNN peer for Kiln's CPU runtime: the course MLP as three dnnl::matmul primitives.
 //
-//   bench_onednn_chain [--model=PATH | --random-weights] [Google Benchmark flags]
+//   bench_onednn_chain [--model=PATH | --random-weights] [--batches=1,2,4,...] [Google Benchmark flags]
 //
 // Weights come from models/mlp.onnx (the default path is compiled in) so the peer computes the same
 // function as Kiln; --random-weights uses normal random weights of the same shapes instead. Each layer is
@@ -8,6 +8,9 @@
 // format_tag::any and reordered into the primitive's preferred layout once, outside the timed loop;
 // activations are plain row-major. Primitives, memories and argument maps are built once per batch, so the
 // timed loop is three execute() calls and a stream wait. Input is random normal (seed 123), never zeros.
+//
+// --batches registers BM_chain_sweep/batch:N (f32 chain) for each listed batch, for bench/compare.py's sweep
+// (select them with --benchmark_filter=BM_chain_sweep).
 //
 // Threads: oneDNN's OpenMP runtime; set OMP_NUM_THREADS. Timing is per iteration (manual time); see
 // iteration_stats.h for the counters. BM_sgemm_layer1 times one plain f32 matmul 8192x784x256 to give the
@@ -293,25 +296,38 @@ void run_chain(benchmark::State& state, bool int8) {
 void BM_chain(benchmark::State& state) { run_chain(state, false); }
 void BM_chain_int8(benchmark::State& state) { run_chain(state, true); }
 
-// One plain f32 matmul of layer 1's shape at batch 8192: the sgemm rate of this oneDNN on this machine.
-void BM_sgemm_layer1(benchmark::State& state) {
+// One plain matmul of layer 1's shape at batch 8192: f32 (the sgemm rate of this oneDNN on this machine,
+// which the batch-8192 goal is stated against) or s8 x s8 -> s32 (its INT8 GEMM rate: VNNI or AMX).
+void gemm_layer1(benchmark::State& state, bool int8) {
   const int64_t m = state.range(0), k = 784, n = 256;
-  static std::map<int64_t, std::tuple<dnnl::matmul, std::unordered_map<int, memory>>> cache;
-  auto it = cache.find(m);
+  static std::map<std::pair<int64_t, bool>, std::tuple<dnnl::matmul, std::unordered_map<int, memory>>> cache;
+  auto it = cache.find({m, int8});
   if (it == cache.end()) {
-    const memory::desc src_md({m, k}, dt::f32, tag::ab), dst_md({m, n}, dt::f32, tag::ab);
-    const dnnl::matmul::primitive_desc pd(
-        dnnl::matmul::desc(src_md, memory::desc({k, n}, dt::f32, tag::any), dst_md), g->eng);
-    memory src(src_md, g->eng), w_user(memory::desc({k, n}, dt::f32, tag::ab), g->eng);
+    const dt in = int8 ? dt::s8 : dt::f32;
+    const memory::desc src_md({m, k}, in, tag::ab), dst_md({m, n}, int8 ? dt::s32 : dt::f32, tag::ab);
+    const dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(src_md, memory::desc({k, n}, in, tag::any), dst_md),
+                                          g->eng);
+    memory src(src_md, g->eng), w_user(memory::desc({k, n}, in, tag::ab), g->eng);
     memory w(pd.weights_desc(), g->eng), dst(dst_md, g->eng);
     const auto xs = random_normal(static_cast<size_t>(m * k), 11), ws = random_normal(static_cast<size_t>(k * n), 12);
-    write(src, xs.data(), xs.size() * sizeof(float));
-    write(w_user, ws.data(), ws.size() * sizeof(float));
+    if (int8) {  // random int8 values in [-64, 64]
+      auto q = [](const std::vector<float>& v, const memory& mem) {
+        auto* d = static_cast<int8_t*>(mem.get_data_handle());
+        for (size_t i = 0; i < v.size(); ++i) d[i] = static_cast<int8_t>(std::clamp(std::lrint(v[i] * 32), -64L, 64L));
+      };
+      q(xs, src);
+      q(ws, w_user);
+    } else {
+      write(src, xs.data(), xs.size() * sizeof(float));
+      write(w_user, ws.data(), ws.size() * sizeof(float));
+    }
     dnnl::reorder(w_user, w).execute(g->stream, w_user, w);
     g->stream.wait();
-    it = cache.emplace(m, std::make_tuple(dnnl::matmul(pd), std::unordered_map<int, memory>{
-                                                                {DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, w}, {DNNL_ARG_DST, dst}}))
+    it = cache.emplace(std::make_pair(m, int8),
+                       std::make_tuple(dnnl::matmul(pd), std::unordered_map<int, memory>{
+                                                             {DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, w}, {DNNL_ARG_DST, dst}}))
              .first;
+    state.SetLabel(pd.impl_info_str());
   }
   auto& [prim, args] = it->second;
   auto run = [&] {
@@ -329,9 +345,13 @@ void BM_sgemm_layer1(benchmark::State& state) {
   state.counters["GFLOPS"] = benchmark::Counter(flop * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
 }
 
+void BM_sgemm_layer1(benchmark::State& state) { gemm_layer1(state, false); }
+void BM_s8gemm_layer1(benchmark::State& state) { gemm_layer1(state, true); }
+
 BENCHMARK(BM_chain)->ArgName("batch")->Arg(1)->Arg(64)->Arg(8192)->UseManualTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_chain_int8)->ArgName("batch")->Arg(1)->Arg(64)->Arg(8192)->UseManualTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_sgemm_layer1)->ArgName("m")->Arg(8192)->UseManualTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_s8gemm_layer1)->ArgName("m")->Arg(8192)->UseManualTime()->Unit(benchmark::kMicrosecond);
 
 // Checks the chain against the float64 reference at an odd batch; returns the relative L2 error.
 double check(const Model& model) {
@@ -363,6 +383,19 @@ int main(int argc, char** argv) {
       model_path = a.substr(8);
     } else if (a == "--random-weights") {
       random = true;
+    } else if (a.rfind("--batches=", 0) == 0) {
+      std::string list = a.substr(10);
+      for (size_t pos = 0; pos < list.size();) {
+        const size_t comma = std::min(list.find(',', pos), list.size());
+        const long b = std::strtol(list.substr(pos, comma - pos).c_str(), nullptr, 10);
+        if (b <= 0) {
+          std::fprintf(stderr, "bench_onednn_chain: bad batch in '%s'\n", a.c_str());
+          return 2;
+        }
+        benchmark::RegisterBenchmark("BM_chain_sweep", BM_chain)->ArgName("batch")->Arg(b)->UseManualTime()->Unit(
+            benchmark::kMicrosecond);
+        pos = comma + 1;
+      }
     } else {
       std::fprintf(stderr, "bench_onednn_chain: unknown argument '%s'\n", a.c_str());
       return 2;

@@ -19,8 +19,15 @@ BUNDLE=.carry_gpu
 if [[ "${1:-}" != "--no-build" ]]; then
   cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DKILN_CUDA=ON -DKILN_BUILD_EXAMPLES=OFF > /dev/null
   cmake --build "$BUILD" --target kiln_cli kiln_tests kiln_capi_test
+  # bench/compare.py's C++ peers (the bare oneDNN chain, the L2 stream), where Google Benchmark was found
+  if cmake --build "$BUILD" --target help | grep -q bench_onednn_chain; then
+    cmake --build "$BUILD" --target bench_onednn_chain bench_l2_stream
+  fi
 fi
 BINS=("$BUILD/tools/kiln/kiln" "$BUILD/tests/kiln_tests" "$BUILD/tests/python/kiln_capi_test")
+for b in bench_onednn_chain bench_l2_stream; do
+  if [[ -x "$BUILD/bench/$b" ]]; then BINS+=("$BUILD/bench/$b"); else echo "gpu-test: no $BUILD/bench/$b (compare.py reports that peer as not bundled)"; fi
+done
 rm -rf "$BUNDLE"
 mkdir -p "$BUNDLE"/{bin,lib,python}
 cp -L "${BINS[@]}" "$BUNDLE/bin/"

@@ -151,8 +151,8 @@ PY
     # bench/compare.py (issue 7): the course's tables and the extended peers; writes
     # <date>-<gpu>-compare.{md,json,png} into $OUT. KILN_COMPARE_ARGS=--quick for the short run.
     echo "=== compare: bench/compare.py ${KILN_COMPARE_ARGS:-}"
-    KILN_LIBRARY="$WORK/lib/libkiln.so.0" PYTHONPATH="$HERE/python" \
-      timeout 540 python3 bench/compare.py --out "$OUT" --commit "$HERE/COMMIT" ${KILN_COMPARE_ARGS:-}
+    KILN_LIBRARY="$WORK/lib/libkiln.so.0" PYTHONPATH="$HERE/python" KILN_BENCH_BIN="$HERE/bin" \
+      timeout 560 python3 bench/compare.py --out "$OUT" --commit "$HERE/COMMIT" ${KILN_COMPARE_ARGS:-}
     local cmrc=$?
     echo "=== compare exit $cmrc"
     {

@@ -23,7 +23,8 @@
  * History: version 1 (CPU engines); version 2 added CUDA streams in kiln_context_enqueue,
  * kiln_context_set_cuda_graph, kiln_engine_target, kiln_build_engine with kiln_build_options_t, and
  * the kiln_gpu_* plumbing; version 3 appended the INT8 fields to kiln_build_options_t (a version-2
- * struct, shorter by its struct_size, still builds with them at their defaults). Nothing was removed or
+ * struct, shorter by its struct_size, still builds with them at their defaults); version 4 added
+ * kiln_gpu_host_alloc/kiln_gpu_host_free (pinned host memory). Nothing was removed or
  * changed, so version-1 callers still work (KILN_C_API_MIN_COMPATIBLE stays 1).
  */
 #ifndef KILN_KILN_C_H_
@@ -42,7 +43,7 @@
 extern "C" {
 #endif
 
-#define KILN_C_API_VERSION 3
+#define KILN_C_API_VERSION 4
 #define KILN_C_API_MIN_COMPATIBLE 1
 
 typedef enum {
@@ -175,6 +176,9 @@ KILN_C_EXPORT int kiln_gpu_available(void); /* 1 when a usable GPU is present, e
 KILN_C_EXPORT const char* kiln_gpu_describe_device(void);
 KILN_C_EXPORT kiln_status_t kiln_gpu_malloc(size_t size, void** out); /* 256-byte aligned */
 KILN_C_EXPORT kiln_status_t kiln_gpu_free(void* p);                   /* NULL is a no-op */
+/* Version 4: page-locked (pinned) host memory, which copies reach at full PCIe speed and asynchronously. */
+KILN_C_EXPORT kiln_status_t kiln_gpu_host_alloc(size_t size, void** out);
+KILN_C_EXPORT kiln_status_t kiln_gpu_host_free(void* p); /* NULL is a no-op */
 KILN_C_EXPORT kiln_status_t kiln_gpu_memcpy_htod_async(void* dst, const void* src, size_t size, void* stream);
 KILN_C_EXPORT kiln_status_t kiln_gpu_memcpy_dtoh_async(void* dst, const void* src, size_t size, void* stream);
 KILN_C_EXPORT kiln_status_t kiln_gpu_memcpy_dtod_async(void* dst, const void* src, size_t size, void* stream);

@@ -5,7 +5,7 @@ import os
 
 from . import errors
 
-C_API_VERSION = 3  # the kiln_c.h version this package was written against
+C_API_VERSION = 4  # the kiln_c.h version this package was written against
 
 _PKG_DIR = os.path.dirname(os.path.abspath(__file__))
 
@@ -97,6 +97,9 @@ _sigs = {
     "kiln_gpu_stream_destroy": (ctypes.c_int32, [ctypes.c_void_p]),
     "kiln_gpu_stream_synchronize": (ctypes.c_int32, [ctypes.c_void_p]),
     "kiln_gpu_device_synchronize": (ctypes.c_int32, []),
+    # Version 4.
+    "kiln_gpu_host_alloc": (ctypes.c_int32, [ctypes.c_size_t, ctypes.POINTER(ctypes.c_void_p)]),
+    "kiln_gpu_host_free": (ctypes.c_int32, [ctypes.c_void_p]),
 }
 
 

@@ -454,6 +454,28 @@ kiln_status_t kiln_gpu_free(void* p) {
   });
 }
 
+kiln_status_t kiln_gpu_host_alloc(size_t size, void** out) {
+  const char* fn = __func__;
+  return guarded(fn, [&]() -> kiln_status_t {
+    KILN_REQUIRE(out, "out is NULL");
+    *out = nullptr;
+    KILN_REQUIRE_GPU();
+    auto p = kiln::gpu::host_alloc_pinned(size);
+    if (!p.is_ok()) return fail(p.status());
+    *out = *p;
+    return KILN_OK;
+  });
+}
+
+kiln_status_t kiln_gpu_host_free(void* p) {
+  const char* fn = __func__;
+  return guarded(fn, [&]() -> kiln_status_t {
+    if (!p) return KILN_OK;
+    KILN_REQUIRE_GPU();
+    return check(kiln::gpu::host_free_pinned(p));
+  });
+}
+
 kiln_status_t kiln_gpu_memcpy_htod_async(void* dst, const void* src, size_t size, void* stream) {
   const char* fn = __func__;
   return guarded(fn, [&]() -> kiln_status_t {

@@ -207,9 +207,9 @@ class MlpTest(unittest.TestCase):
 
     def test_version_check(self):
         self.assertEqual(kiln.c_api_version, _capi.C_API_VERSION)
-        self.assertEqual(_capi.C_API_VERSION, 3)
+        self.assertEqual(_capi.C_API_VERSION, 4)
         kiln.check_version(_capi.C_API_VERSION)
-        kiln.check_version(1)  # versions 2 and 3 only added functions and appended struct fields
+        kiln.check_version(1)  # versions 2 to 4 only added functions and appended struct fields
         with self.assertRaises(kiln.VersionMismatchError) as cm:
             kiln.check_version(_capi.C_API_VERSION + 1)
         self.assertIn("newer than the library", str(cm.exception))
@@ -279,7 +279,7 @@ class CudaModuleTest(unittest.TestCase):
     def test_calls_without_gpu_raise_kiln_error(self):
         if cuda.is_available():
             self.skipTest("a GPU is present")
-        calls = [lambda: cuda.mem_alloc(16), cuda.Stream, cuda.Context.synchronize,
+        calls = [lambda: cuda.mem_alloc(16), lambda: cuda.pagelocked_empty((4,)), cuda.Stream, cuda.Context.synchronize,
                  lambda: cuda.memcpy_htod_async(0x1000, np.zeros(4, np.float32)),
                  lambda: cuda.memcpy_dtoh(np.zeros(4, np.float32), 0x1000)]
         for call in calls:

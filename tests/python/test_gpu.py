@@ -180,6 +180,22 @@ class SimpleApiTest(unittest.TestCase):
 
 
 class KilnCudaTest(unittest.TestCase):
+    def test_pagelocked_round_trip(self):
+        x = random_input(3)
+        h = cuda.pagelocked_empty(x.shape, np.float32)
+        self.assertEqual((h.shape, h.dtype), (x.shape, np.dtype(np.float32)))
+        h[...] = x
+        d = cuda.mem_alloc(x.nbytes)
+        out = cuda.pagelocked_empty(x.shape, np.float32)
+        out.fill(np.nan)  # poison
+        stream = cuda.Stream()
+        cuda.memcpy_htod_async(d, h, stream)
+        cuda.memcpy_dtoh_async(out, d, stream)
+        stream.synchronize()
+        np.testing.assert_array_equal(out, x)
+        self.assertEqual(cuda.pagelocked_empty(5, np.int8).shape, (5,))
+        del h, out  # frees the pinned memory (kiln_gpu_host_free) without error
+
     def test_round_trip(self):
         x = random_input(4)
         d = cuda.mem_alloc(x.nbytes)

@@ -21,7 +21,7 @@ import numpy as np
 from .._capi import check, lib
 
 __all__ = ["Context", "DeviceAllocation", "Stream", "device_pointer", "describe_device", "is_available",
-           "mem_alloc", "memcpy_dtod_async", "memcpy_dtoh", "memcpy_dtoh_async", "memcpy_htod",
+           "mem_alloc", "memcpy_dtod_async", "pagelocked_empty", "memcpy_dtoh", "memcpy_dtoh_async", "memcpy_htod",
            "memcpy_htod_async"]
 
 
@@ -97,6 +97,35 @@ def mem_alloc(nbytes):
     p = ctypes.c_void_p()
     check(lib.kiln_gpu_malloc(nbytes, ctypes.byref(p)))
     return DeviceAllocation(p.value, nbytes)
+
+
+class _PinnedBuffer:
+    """Owns page-locked host memory; numpy arrays from pagelocked_empty keep it alive as their base."""
+
+    _free = lib.kiln_gpu_host_free
+
+    def __init__(self, nbytes):
+        p = ctypes.c_void_p()
+        check(lib.kiln_gpu_host_alloc(max(1, nbytes), ctypes.byref(p)))
+        self.ptr, self.nbytes = p.value, nbytes
+
+    def __del__(self):
+        if getattr(self, "ptr", None):
+            self._free(self.ptr)
+            self.ptr = None
+
+
+def pagelocked_empty(shape, dtype=np.float32):
+    """An uninitialized numpy array in page-locked (pinned) host memory, as pycuda's pagelocked_empty:
+    copies from and to it run at full PCIe speed and memcpy_*_async returns before they finish (synchronize
+    the stream before reading or reusing it). The memory is freed with the last array viewing it."""
+    dtype = np.dtype(dtype)
+    shape = (int(shape),) if np.isscalar(shape) else tuple(int(d) for d in shape)
+    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    buf = _PinnedBuffer(nbytes)
+    raw = (ctypes.c_char * max(1, nbytes)).from_address(buf.ptr)
+    raw._kiln_pinned = buf  # the ctypes array keeps the allocation; numpy keeps the ctypes array
+    return np.frombuffer(raw, dtype=np.uint8, count=nbytes).view(dtype).reshape(shape)
 
 
 class Context:
