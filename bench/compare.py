@@ -402,6 +402,7 @@ def main():
     ap.add_argument("--commit", default=None, help="commit text, or a file holding it (the bundle's COMMIT)")
     ap.add_argument("--quick", action="store_true", help="batch 1 and 8192 only, shorter points, no "
                     "torch.compile (< 2 min)")
+    ap.add_argument("--render", metavar="JSON", help="rewrite the .md and -sweep.png from a run's .json (no timing)")
     ap.add_argument("--child-ort", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--child-compile", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--child-threads", type=int, default=1, help=argparse.SUPPRESS)
@@ -413,6 +414,8 @@ def main():
         return ort_child(args)
     if args.child_compile:
         return compile_child(args)
+    if args.render:
+        return render(args)
     if args.commit and os.path.isfile(args.commit):
         args.commit = open(args.commit).read().strip()
 
@@ -1269,6 +1272,7 @@ def write_outputs(args, info, rep):
             sps_s = f"{sps:,}" if sps else f"({batch * 1e3 / ms:,.0f})"
             L.append(f"| *course: {m}* | *{ms:.3f}* | *{sps_s}* | | | *{note}; {COURSE_HW}* |")
         L.append("")
+    L += summary_lines(rep)
     L += ["## Limits measured in this run", "", "| limit | value | how |", "|---|--:|---|"]
     for r in rep.limits:
         L.append(f"| {r['name']} | " + (f"{r['value']:,.4g} {r['unit']} | {r['how']} |" if "value" in r
@@ -1344,6 +1348,40 @@ def write_outputs(args, info, rep):
                    "points": rep.points, "accuracy": rep.accuracy}, f, indent=2)
     print(f"compare.py: wrote {stem}.md, .json" + (", -sweep.png" if chart is True else "") +
           f" in {info['elapsed_s']} s", flush=True)
+
+
+def render(args):
+    with open(args.render) as f:
+        d = json.load(f)
+    rep = Report()
+    rep.course = {int(k): v for k, v in d["course_method"].items()}
+    rep.points, rep.limits, rep.accuracy = d["points"], d["limits"], d["accuracy"]
+    write_outputs(args, d["info"], rep)
+
+
+def summary_lines(rep):
+    """Per group and batch: Kiln's fastest row and its fastest row at the best peer's precision, against the
+    best peer, and Kiln's distance to its floor."""
+    L = ["## Summary: Kiln against the best peer, per group", "",
+         "| batch | group | best peer | median ms | Kiln fastest | median ms | vs peer | x floor | "
+         "Kiln at the peer's precision | median ms | vs peer |", "|--:|---|---|--:|---|--:|--:|--:|---|--:|--:|"]
+    for batch in (1, 8192):
+        for key, title in GROUPS:
+            kiln = [r for r in rep.points if r["group"] == key and r["batch"] == batch and r["kind"] == "kiln"
+                    and "median_ms" in r]
+            peer = best_peer(rep, key, batch)
+            if not kiln:
+                continue
+            k = min(kiln, key=lambda r: r["median_ms"])
+            same = [r for r in kiln if peer and r["precision"] == peer["precision"]]
+            ks = min(same, key=lambda r: r["median_ms"]) if same else None
+            ratio = (lambda r: f"{peer['median_ms'] / r['median_ms']:.2f}x" if peer and r else "–")
+            L.append(f"| {batch} | {title.split(' (')[0]} | {peer['system'] if peer else '–'} | "
+                     f"{fms(peer['median_ms']) if peer else '–'} | {k['system']} | {fms(k['median_ms'])} | {ratio(k)} | "
+                     f"{k['x_floor']:.1f} | " if "x_floor" in k else "– | ")
+            L[-1] += (f"{ks['system']} | {fms(ks['median_ms'])} | {ratio(ks)} |" if ks else "– | – | – |")
+    return L + ["", "vs peer: best peer median / Kiln median (> 1: Kiln faster). x floor: Kiln's median over the "
+                "row's floor (see Floors).", ""]
 
 
 def make_sweep_chart(png, rep):
