@@ -1,6 +1,7 @@
 // kiln.FusedMLP against the float64 reference on every kernel. The CPU kernel has two tactics chosen by a
-// crossover M timed at load; each case runs with each tactic forced (KILN_FUSED_MLP_TACTIC) and with the
-// timed choice, so both are checked whatever the crossover on this machine.
+// crossover M timed at load; each case runs with each tactic forced (KILN_FUSED_MLP_TACTIC; direct_generic
+// is the direct tactic's non-AVX-512 loop) and with the timed choice, so all are checked whatever the
+// crossover and the CPU.
 #include <gtest/gtest.h>
 
 #include "../op_harness.h"
@@ -34,7 +35,7 @@ OpCase mlp(Dims x, const std::vector<int64_t>& widths, const std::string& acts, 
 
 // Runs c with each tactic forced and with the timed choice; the CPU kernel must run every time.
 void run_all_tactics(const OpCase& c) {
-  for (const char* tactic : {"direct", "onednn", "auto"}) {
+  for (const char* tactic : {"direct", "direct_generic", "onednn", "auto"}) {
     SCOPED_TRACE(std::string("KILN_FUSED_MLP_TACTIC=") + tactic);
     ScopedEnv env("KILN_FUSED_MLP_TACTIC", tactic);
     const CaseReport r = run_op_case(c);

@@ -11,7 +11,8 @@
 // The crossover M (direct below, onednn from it) is timed at engine load on the machine that runs the
 // engine, not at build time: engines move between CPUs (AVX-512 dev box, AMX Xeon) and the crossover
 // depends on the core, its L2 and the thread count. Timed once per process per network shape, at the
-// process's default thread count. KILN_FUSED_MLP_TACTIC=direct|onednn forces one (tests, benchmarks).
+// process's default thread count. KILN_FUSED_MLP_TACTIC=direct|onednn forces one (tests, benchmarks);
+// direct_generic forces the direct tactic's portable loop (so tests cover it on AVX-512 machines too).
 #include <immintrin.h>
 #include <omp.h>
 
@@ -174,6 +175,7 @@ struct Layer {
 
 struct Mlp {
   std::vector<Layer> layers;
+  bool avx512 = false;  // the direct tactic's AVX-512 code (else the portable loop)
   int64_t max_n = 0;
   int64_t crossover = kNever;  // M from which the onednn tactic runs
   std::string note;            // for kiln inspect
@@ -225,7 +227,7 @@ class FusedMlpKernel final : public CpuKernel {
  private:
   void run_direct(const float* x, float* y) {
     const auto& layers = mlp_->layers;
-    const bool avx512 = cpu_has_avx512();
+    const bool avx512 = mlp_->avx512;
     float* buf[2] = {block_.data(), block_.data() + kRowBlock * mlp_->max_n};
     for (int64_t m0 = 0; m0 < m_; m0 += kRowBlock) {
       const int64_t rows = std::min(kRowBlock, m_ - m0);
@@ -325,10 +327,11 @@ Result<std::shared_ptr<const Mlp>> prepare(const Node& n, const Graph& g) {
   if (!at.is_ok()) return at.status();
   const char* env = std::getenv("KILN_FUSED_MLP_TACTIC");
   const std::string force = env ? env : "";
-  if (!force.empty() && force != "direct" && force != "onednn" && force != "auto")
+  if (!force.empty() && force != "direct" && force != "direct_generic" && force != "onednn" && force != "auto")
     return Status(StatusCode::kInvalidArgument,
-                  fmt::format("KILN_FUSED_MLP_TACTIC='{}' (want direct, onednn or auto)", force));
+                  fmt::format("KILN_FUSED_MLP_TACTIC='{}' (want direct, direct_generic, onednn or auto)", force));
   auto mlp = std::make_shared<Mlp>();
+  mlp->avx512 = cpu_has_avx512() && force != "direct_generic";
   for (int i = 0; i < at->layers(); ++i) {
     Layer l;
     const Tensor& w = *g.values[n.inputs[fused_mlp_weight_input(i)]].constant;
@@ -339,14 +342,14 @@ Result<std::shared_ptr<const Mlp>> prepare(const Node& n, const Graph& g) {
     l.bias = *g.values[n.inputs[fused_mlp_bias_input(i)]].constant;
     const bool packed = at->weight_layout == kPanelLayout;  // else "nk" (weight prepacking turned off)
     l.panels = packed ? w : Tensor::from_vector(DataType::kFloat32, w.shape, to_panels(w.data<float>(), l.n, l.k));
-    if (force != "direct")
+    if (force.rfind("direct", 0) != 0)
       l.nk = packed ? Tensor::from_vector(DataType::kFloat32, w.shape, from_panels(w.data<float>(), l.n, l.k)) : w;
     mlp->max_n = std::max(mlp->max_n, l.n);
     mlp->layers.push_back(std::move(l));
   }
-  const std::string isa = cpu_has_avx512() ? "avx512" : "generic";
-  if (force == "direct" || force == "onednn") {
-    mlp->crossover = force == "direct" ? kNever : 0;
+  const std::string isa = mlp->avx512 ? "avx512" : "generic";
+  if (force == "direct" || force == "direct_generic" || force == "onednn") {
+    mlp->crossover = force == "onednn" ? 0 : kNever;
     mlp->note = fmt::format("{} (forced by KILN_FUSED_MLP_TACTIC; direct kernel: {})", force, isa);
     return std::shared_ptr<const Mlp>(std::move(mlp));
   }
