@@ -1,6 +1,9 @@
 // Kiln's CPU engine timed exactly like the bare oneDNN chain in onednn_chain.cpp (same harness, same
 // per-iteration timing, same random-normal input), so the two can be compared within one run without
 // the CLI's loop in between. Engine: models/mlp.onnx with profile 1..8192 (opt 8192), as the course.
+// Two engines: "fused" (the default build: one kiln.FusedMLP layer) and "layers" (--disablePass=mlp_fusion:
+// one oneDNN matmul per Gemm, Kiln's path before issue 8). Each at threads=1 and threads=all (the context's
+// set_num_threads; 0 = all). Set KILN_FUSED_MLP_TACTIC=direct|onednn to pin the fused layer's tactic.
 #include <benchmark/benchmark.h>
 #include <omp.h>
 
@@ -9,6 +12,7 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <tuple>
 
 #include "iteration_stats.h"
 #include "kiln/kiln.h"
@@ -20,15 +24,16 @@ struct Ctx {
   std::vector<float> x, y;
 };
 
-std::shared_ptr<kiln::Engine> g_engine;
-std::map<int64_t, Ctx> g_ctx;
+std::shared_ptr<kiln::Engine> g_engines[2];  // [0] fused, [1] layers
+std::map<std::tuple<int64_t, int64_t, int64_t>, Ctx> g_ctx;
 
-Ctx& context(int64_t batch) {
-  Ctx& c = g_ctx[batch];
+Ctx& context(int64_t batch, int64_t threads, int64_t which) {
+  Ctx& c = g_ctx[{batch, threads, which}];
   if (!c.ctx) {
-    auto r = g_engine->create_execution_context();
+    auto r = g_engines[which]->create_execution_context();
     if (!r.is_ok()) throw std::runtime_error(r.status().to_string());
     c.ctx = std::move(r).value();
+    c.ctx->set_num_threads(static_cast<int>(threads));
     std::mt19937 rng(123);
     std::normal_distribution<float> nd;
     c.x.resize(static_cast<size_t>(batch * 784));
@@ -42,18 +47,23 @@ Ctx& context(int64_t batch) {
   return c;
 }
 
+// Args: batch, threads (0 = all), engine (0 = fused, 1 = per-layer).
 void BM_kiln(benchmark::State& state) {
   const int64_t batch = state.range(0);
-  Ctx& c = context(batch);
+  Ctx& c = context(batch, state.range(1), state.range(2));
   if (!c.ctx->execute().is_ok()) state.SkipWithError("execute failed");
   kiln_bench::IterationStats stats;
   for (auto _ : state) stats.time(state, [&] { (void)c.ctx->execute(); });
   benchmark::DoNotOptimize(c.y[0]);
   stats.report(state);
   state.counters["batch"] = static_cast<double>(batch);
-  state.counters["omp_threads"] = omp_get_max_threads();
+  state.counters["threads"] = state.range(1) > 0 ? static_cast<double>(state.range(1)) : omp_get_max_threads();
 }
-BENCHMARK(BM_kiln)->Arg(1)->Arg(64)->Arg(8192)->UseManualTime();
+BENCHMARK(BM_kiln)
+    ->ArgNames({"batch", "threads", "layers"})
+    ->ArgsProduct({{1, 64, 8192}, {1, 0}, {0, 1}})
+    ->UseManualTime()
+    ->Unit(benchmark::kMicrosecond);
 
 }  // namespace
 
@@ -63,14 +73,21 @@ int main(int argc, char** argv) {
     if (std::string(argv[i]).rfind("--model=", 0) == 0) model = argv[i] + 8;
   kiln::BuilderConfig cfg;
   cfg.profiles["input"] = {{1, 1, 28, 28}, {8192, 1, 28, 28}, {8192, 1, 28, 28}};
-  auto built = kiln::build_engine_from_file(model, cfg);
-  if (!built.is_ok()) {
-    std::fprintf(stderr, "build failed: %s\n", built.status().to_string().c_str());
-    return 1;
+  for (int which = 0; which < 2; ++which) {
+    if (which == 1) cfg.disabled_passes = {"mlp_fusion"};
+    auto built = kiln::build_engine_from_file(model, cfg);
+    if (!built.is_ok()) {
+      std::fprintf(stderr, "build failed: %s\n", built.status().to_string().c_str());
+      return 1;
+    }
+    auto engine = kiln::Runtime().deserialize_engine(built->engine);
+    if (!engine.is_ok()) return 1;
+    g_engines[which] = std::move(engine).value();
   }
-  auto engine = kiln::Runtime().deserialize_engine(built->engine);
-  if (!engine.is_ok()) return 1;
-  g_engine = std::move(engine).value();
+  // What the fused layer chose at load (tactic and crossover), for the record.
+  std::string inspect = g_engines[0]->inspect_json();
+  const auto at = inspect.find("layer_tactics");
+  if (at != std::string::npos) benchmark::AddCustomContext("fused_mlp_tactic", inspect.substr(at, inspect.find('}', at) - at + 1));
   benchmark::Initialize(&argc, argv);
   benchmark::RunSpecifiedBenchmarks();
   return 0;

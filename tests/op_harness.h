@@ -11,6 +11,8 @@
 //   "off"            never run them.
 #pragma once
 #include <cstdint>
+#include <cstdlib>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -95,5 +97,23 @@ Result<std::vector<RefTensor>> reference_op(const OpCase& c);
 
 // "MatMul(opset 13) A[2,3] B[3,4]" style description for failure messages.
 std::string describe(const OpCase& c);
+
+// Sets an environment variable for the scope of a test, then restores it.
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const char* value) : name_(name) {
+    if (const char* old = std::getenv(name)) old_ = old;
+    setenv(name, value, 1);
+  }
+  ~ScopedEnv() {
+    if (old_) setenv(name_, old_->c_str(), 1);
+    else unsetenv(name_);
+  }
+
+ private:
+  const char* name_;
+  std::optional<std::string> old_;
+};
+
 
 }  // namespace kiln::test

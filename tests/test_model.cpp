@@ -68,28 +68,48 @@ TEST_P(MlpExports, MatchesFloat64ReferenceAtSeveralBatches) {
   }
 }
 
-TEST_P(MlpExports, FusesIntoThreeGemmLayers) {
+TEST_P(MlpExports, FusesIntoOneMlpLayer) {
   auto engine = test::must_load(build(GetParam(), profile(1, 8, 16)));
   auto j = nlohmann::json::parse(engine->inspect_json());
-  int gemms = 0, views = 0;
+  int layers = 0, views = 0;
   for (const auto& l : j["layers"]) {
-    if (l["view"].get<bool>()) ++views;
-    else {
-      // Gemm+Relu pairs fuse; the last Gemm has no activation and stays a Gemm on the same kernel.
-      EXPECT_TRUE(l["op_type"] == "kiln.FusedGemm" || l["op_type"] == "Gemm") << l.dump();
-      EXPECT_EQ(l["kernel"].get<std::string>().rfind("cpu.f32.gemm.onednn", 0), 0u) << l.dump();
-      ++gemms;
+    if (l["view"].get<bool>()) {
+      ++views;
+      continue;
     }
+    // The three Gemm(+Relu) layers become one kiln.FusedMLP that names every ONNX node it stands for.
+    EXPECT_EQ(l["op_type"], "kiln.FusedMLP") << l.dump();
+    EXPECT_EQ(l["kernel"], "cpu.f32.fused_mlp") << l.dump();
+    EXPECT_EQ(l["origins"].size(), 5u) << l.dump();  // Gemm, Relu, Gemm, Relu, Gemm
+    ++layers;
   }
-  EXPECT_EQ(gemms, 3);
+  EXPECT_EQ(layers, 1);
   EXPECT_EQ(views, 1);  // Flatten or Reshape, zero-copy
   EXPECT_EQ(j["inputs"][0]["shape"][0], "batch");
   EXPECT_EQ(j["outputs"][0]["shape"][0], "batch");
-  EXPECT_GT(j["arena_bytes"].get<uint64_t>(), 0u);
+  EXPECT_EQ(j["arena_bytes"].get<uint64_t>(), 0u);  // no activation between layers is stored any more
   // Packed weights replace the originals; the dynamo export also keeps its 16-byte Reshape shape.
   const uint64_t weights = (784u * 256 + 256 + 256 * 128 + 128 + 128 * 10 + 10) * 4;
   EXPECT_GE(j["weight_bytes"].get<uint64_t>(), weights);
   EXPECT_LE(j["weight_bytes"].get<uint64_t>(), weights + 16);
+}
+
+TEST_P(MlpExports, WithoutMlpFusionRunsThreeGemmLayers) {
+  BuilderConfig c = profile(1, 64, 257);
+  c.disabled_passes = {"mlp_fusion"};
+  auto engine = test::must_load(build(GetParam(), c));
+  auto j = nlohmann::json::parse(engine->inspect_json());
+  int gemms = 0;
+  for (const auto& l : j["layers"]) {
+    if (l["view"].get<bool>()) continue;
+    // Gemm+Relu pairs fuse; the last Gemm has no activation and stays a Gemm on the same kernel.
+    EXPECT_TRUE(l["op_type"] == "kiln.FusedGemm" || l["op_type"] == "Gemm") << l.dump();
+    EXPECT_EQ(l["kernel"].get<std::string>().rfind("cpu.f32.gemm.onednn", 0), 0u) << l.dump();
+    ++gemms;
+  }
+  EXPECT_EQ(gemms, 3);
+  auto x = test::random_floats(3 * 784, 99, -2.f, 2.f);
+  EXPECT_LE(rel_l2(run(*engine, x, 3), reference(GetParam(), x, 3)), 1e-5);
 }
 
 INSTANTIATE_TEST_SUITE_P(Course, MlpExports, ::testing::Values(kLegacy, kDynamo));

@@ -186,5 +186,129 @@ TEST(ConstantFolding, FoldsShapeArithmetic) {
   EXPECT_LE(check(m, b, {3, 4}, 12), 1e-6);
 }
 
+
+// ---- mlp_fusion ----
+
+void set_attr(onnx::NodeProto& n, const std::string& name, int64_t v) {
+  auto* a = n.add_attribute();
+  a->set_name(name);
+  a->set_type(onnx::AttributeProto::INT);
+  a->set_i(v);
+}
+void set_attr(onnx::NodeProto& n, const std::string& name, float v) {
+  auto* a = n.add_attribute();
+  a->set_name(name);
+  a->set_type(onnx::AttributeProto::FLOAT);
+  a->set_f(v);
+}
+
+// x[-1,12] -> Gemm(transB=1, alpha 0.7, C [9]) -> Relu -> Gemm(transB=0, beta 1.5, C [1,7]) -> Tanh
+//          -> Gemm(transB=1, no C) -> y[-1,5]. Intermediates h1 (after Relu) and h2 (after Tanh).
+test::OnnxModel dense_chain(bool w2_constant = true) {
+  test::OnnxModel m(17);
+  m.input("x", {-1, 12});
+  m.initializer("w1", {9, 12}, test::random_floats(108, 31));
+  m.initializer("c1", {9}, test::random_floats(9, 32));
+  if (w2_constant) m.initializer("w2", {9, 7}, test::random_floats(63, 33));
+  else m.input("w2", {9, 7});
+  m.initializer("c2", {1, 7}, test::random_floats(7, 34));
+  m.initializer("w3", {5, 7}, test::random_floats(35, 35));
+  auto& g1 = m.node("Gemm", {"x", "w1", "c1"}, {"g1"}, "fc1");
+  set_attr(g1, "transB", int64_t{1});
+  set_attr(g1, "alpha", 0.7f);
+  m.node("Relu", {"g1"}, {"h1"}, "relu1");
+  auto& g2 = m.node("Gemm", {"h1", "w2", "c2"}, {"g2"}, "fc2");
+  set_attr(g2, "beta", 1.5f);
+  m.node("Tanh", {"g2"}, {"h2"}, "tanh2");
+  auto& g3 = m.node("Gemm", {"h2", "w3"}, {"y"}, "fc3");
+  set_attr(g3, "transB", int64_t{1});
+  m.output("y", {-1, 5});
+  return m;
+}
+
+BuilderConfig chain_config() {
+  BuilderConfig c;
+  c.profiles["x"] = {{1, 12}, {4, 12}, {300, 12}};
+  return c;
+}
+
+TEST(MlpFusion, DenseChainBecomesOneFusedMlp) {
+  const auto m = dense_chain();
+  auto b = build(m, chain_config());
+  ASSERT_EQ(b.inspect["layers"].size(), 1u) << b.inspect.dump(1);
+  const auto& l = b.inspect["layers"][0];
+  EXPECT_EQ(l["op_type"], "kiln.FusedMLP");
+  EXPECT_EQ(l["kernel"], "cpu.f32.fused_mlp");
+  EXPECT_EQ(l["origins"], nlohmann::json({"fc1", "relu1", "fc2", "tanh2", "fc3"}));
+  EXPECT_EQ(l["attributes"]["activations"], "Relu,Tanh,");
+  EXPECT_EQ(l["attributes"]["weight_layout"], "cpu.panel64");  // packed at build time
+  EXPECT_TRUE(b.inspect["runtime_device"]["layer_tactics"][l["name"].get<std::string>()].is_string())
+      << b.inspect["runtime_device"].dump();
+  for (int64_t n : {1, 3, 17, 300}) EXPECT_LE(check(m, b, {n, 12}, 40 + n), 1e-5) << "batch " << n;
+  // Without weight prepacking the kernel reads the "nk" layout and packs at load.
+  BuilderConfig nopack = chain_config();
+  nopack.disabled_passes = {"weight_prepacking"};
+  auto np = build(m, nopack);
+  EXPECT_EQ(np.inspect["layers"][0]["attributes"]["weight_layout"], "nk");
+  EXPECT_LE(check(m, np, {5, 12}, 50), 1e-5);
+}
+
+TEST(MlpFusion, DisabledByName) {
+  const auto m = dense_chain();
+  BuilderConfig c = chain_config();
+  c.disabled_passes = {"mlp_fusion"};
+  auto b = build(m, c);
+  EXPECT_EQ(count_op(b.inspect, "kiln.FusedMLP"), 0);
+  EXPECT_EQ(count_op(b.inspect, "kiln.FusedGemm"), 2) << b.inspect.dump(1);
+  EXPECT_LE(check(m, b, {3, 12}, 51), 1e-5);
+  bool listed = false;
+  for (const auto& p : list_passes()) listed = listed || p.name == "mlp_fusion";
+  EXPECT_TRUE(listed);
+}
+
+TEST(MlpFusion, IntermediateThatIsAGraphOutputOrReadTwiceStopsTheChain) {
+  {  // h2 is also a graph output: fc1+fc2 still fuse, fc3 stays on its own
+    auto m = dense_chain();
+    m.output("h2", {-1, 7});
+    auto b = build(m, chain_config());
+    EXPECT_EQ(count_op(b.inspect, "kiln.FusedMLP"), 1) << b.inspect.dump(1);
+    EXPECT_EQ(count_op(b.inspect, "Gemm"), 1) << b.inspect.dump(1);
+    EXPECT_LE(check(m, b, {4, 12}, 52), 1e-5);
+  }
+  {  // h1 read twice (by fc2 and by a second Gemm): fc1 alone, fc2+fc3 fuse
+    auto m = dense_chain();
+    m.initializer("w4", {9, 2}, test::random_floats(18, 36));
+    m.node("Gemm", {"h1", "w4"}, {"z"}, "side");
+    m.output("z", {-1, 2});
+    auto b = build(m, chain_config());
+    EXPECT_EQ(count_op(b.inspect, "kiln.FusedMLP"), 1) << b.inspect.dump(1);
+    for (const auto& l : b.inspect["layers"])
+      if (l["op_type"] == "kiln.FusedMLP") EXPECT_EQ(l["origins"], nlohmann::json({"fc2", "tanh2", "fc3"}));
+    EXPECT_LE(check(m, b, {4, 12}, 53), 1e-5);
+  }
+}
+
+TEST(MlpFusion, RuntimeWeightIsNotFused) {
+  auto b = build(dense_chain(/*w2_constant=*/false), chain_config());
+  EXPECT_EQ(count_op(b.inspect, "kiln.FusedMLP"), 0) << b.inspect.dump(1);
+}
+
+TEST(MlpFusion, NotInInt8Builds) {
+  BuilderConfig c = chain_config();
+  c.int8.enabled = true;
+  c.int8.batches = 2;
+  c.int8.batch_size = 16;
+  int batches = 0;
+  c.int8.next_batch = [&](std::map<std::string, HostTensor>* batch) -> Result<bool> {
+    if (batches++ == 2) return false;
+    (*batch)["x"] = HostTensor::from_floats({16, 12}, test::random_floats(16 * 12, 60 + batches, -2.f, 2.f));
+    return true;
+  };
+  c.int8.layer_precisions = {{"*", "int8"}};
+  auto b = build(dense_chain(), c);
+  EXPECT_EQ(count_op(b.inspect, "kiln.FusedMLP"), 0) << b.inspect.dump(1);
+  EXPECT_GE(count_op(b.inspect, "kiln.QGemm"), 1) << b.inspect.dump(1);
+}
+
 }  // namespace
 }  // namespace kiln

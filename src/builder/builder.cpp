@@ -178,6 +178,8 @@ Result<BuildOutput> build(Result<Graph> imported, const BuilderConfig& config) {
   std::vector<uint64_t> max_bytes;
   PassContext ctx;
   ctx.disabled = config.disabled_passes;
+  ctx.device = config.device;
+  ctx.int8 = config.int8.enabled;
   // Shapes first (the fusion rules need ranks and weight shapes), then again after rewriting.
   s = run_pass(g, "constant_folding", ctx);
   if (!s.is_ok()) return s;

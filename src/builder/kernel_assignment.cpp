@@ -77,6 +77,14 @@ Status assign_from(Graph& g, const PassContext& ctx, const char* device) {
 
 }  // namespace
 
+bool backend_has_kernel(const std::string& device, const std::string& domain, const std::string& op_type) {
+  if (device == "cpu") return !cpu::KernelRegistry::instance().candidates(domain, op_type).empty();
+#ifdef KILN_WITH_CUDA
+  if (device == "cuda") return !cuda::KernelRegistry::instance().candidates(domain, op_type).empty();
+#endif
+  return false;
+}
+
 Status assign_cpu_kernels(Graph& g, const PassContext& ctx) { return assign_from<cpu::CpuKernelDef>(g, ctx, "CPU"); }
 
 #ifdef KILN_WITH_CUDA

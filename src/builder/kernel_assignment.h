@@ -10,6 +10,10 @@ Status assign_cpu_kernels(Graph& g, const PassContext& ctx);
 // The same for the CUDA backend: every layer must get a GPU kernel (there is no CPU fallback).
 Status assign_cuda_kernels(Graph& g, const PassContext& ctx);
 
+// True when the backend named by device ("cpu", "cuda") registers a kernel for domain.op_type (whether it
+// supports a given node is still for assignment to decide). Fusion rules ask before creating such ops.
+bool backend_has_kernel(const std::string& device, const std::string& domain, const std::string& op_type);
+
 struct EngineModel;
 struct BuilderConfig;
 struct BuildSummary;

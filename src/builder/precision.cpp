@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "ops/float16.h"
+#include "ops/op.h"
 
 namespace kiln {
 namespace {
@@ -35,8 +36,29 @@ Node cast_node(const std::string& name, int in, int out, DataType to) {
   return n;
 }
 
+bool is_fused_mlp(const Node& n) { return n.domain == "kiln" && n.op_type == "FusedMLP"; }
+
 bool is_gemm_like(const Node& n) {
-  return n.op_type == "Gemm" || n.op_type == "MatMul" || (n.domain == "kiln" && n.op_type == "FusedGemm");
+  return n.op_type == "Gemm" || n.op_type == "MatMul" || (n.domain == "kiln" && n.op_type == "FusedGemm") ||
+         is_fused_mlp(n);
+}
+
+// kiln.FusedMLP takes FP32 X with FP16 weights and converts X in its kernel (ops/fused_mlp.h), which is
+// cheaper than a Cast layer over the input (at large batch the input is by far the biggest tensor). True
+// when every path from value v ends in a FusedMLP, through view ops (Flatten, Reshape...) that only feed
+// such paths: then v and those views can stay FP32.
+bool only_feeds_fused_mlp(const Graph& g, const std::vector<std::vector<int>>& consumers, int v) {
+  if (g.is_graph_output(v) || consumers[v].empty()) return false;
+  for (int c : consumers[v]) {
+    const Node& n = g.nodes[c];
+    if (is_fused_mlp(n) && n.inputs[0] == v) continue;
+    const OpDef* def = OpRegistry::instance().find(n.domain, n.op_type);
+    if (def && def->is_view && n.inputs[0] == v && n.outputs.size() == 1 &&
+        only_feeds_fused_mlp(g, consumers, n.outputs[0]))
+      continue;
+    return false;
+  }
+  return true;
 }
 
 // INT8 layers (QuantizeLinear, kiln.QGemm) compute from float32 data and write float32 or int8: with --fp16
@@ -93,6 +115,36 @@ void join_int8_layers_to_fp16(Graph& g) {
   g.nodes = std::move(nodes);
 }
 
+// With FP16 layers, a FusedMLP whose X stays FP32 writes FP32 (Y has X's dtype): other layers reading Y
+// get it through a Cast to FP16 (graph outputs are left to fix_output_precision).
+void cast_fp32_mlp_outputs(Graph& g, const std::set<int>& fp32_inputs) {
+  const auto producers = g.producers();
+  auto is_view = [&](int p) {
+    const OpDef* def = p >= 0 ? OpRegistry::instance().find(g.nodes[p].domain, g.nodes[p].op_type) : nullptr;
+    return def && def->is_view;
+  };
+  std::vector<Node> nodes;
+  for (Node& n : g.nodes) {
+    nodes.push_back(n);
+    if (!is_fused_mlp(n)) continue;
+    int x = n.inputs[0];
+    while (!fp32_inputs.count(x) && is_view(producers[x])) x = g.nodes[producers[x]].inputs[0];
+    if (!fp32_inputs.count(x)) continue;
+    const int y = n.outputs[0];
+    bool read = false;
+    for (const Node& other : g.nodes)
+      for (int in : other.inputs) read = read || in == y;
+    if (!read) continue;
+    std::vector<Node> after;
+    const int half = add_cast(g, &after, y, y, DataType::kFloat16, "/to_float16");
+    for (Node& other : g.nodes)
+      for (int& in : other.inputs)
+        if (in == y) in = half;
+    nodes.insert(nodes.end(), after.begin(), after.end());
+  }
+  g.nodes = std::move(nodes);
+}
+
 }  // namespace
 
 Status apply_precision(Graph& g, const BuilderConfig& c) {
@@ -117,6 +169,8 @@ Status apply_precision(Graph& g, const BuilderConfig& c) {
       }
   }
   std::vector<Node> casts;
+  std::set<int> fp32_for_mlp;  // FP32 inputs that only FusedMLP layers read (no Cast)
+  const auto consumers = g.consumers();
   for (size_t i = 0; i < g.inputs.size(); ++i) {
     const int v = g.inputs[i];
     const DataType fmt = io_format(c.input_formats, i);
@@ -129,6 +183,10 @@ Status apply_precision(Graph& g, const BuilderConfig& c) {
     }
     g.values[v].dtype = fmt;
     if (fmt == inner) continue;
+    if (fmt == DataType::kFloat32 && only_feeds_fused_mlp(g, consumers, v)) {
+      fp32_for_mlp.insert(v);
+      continue;
+    }
     Value inside = g.values[v];
     inside.name += "/to_" + std::string(dtype_name(inner));
     inside.dtype = inner;
@@ -139,6 +197,7 @@ Status apply_precision(Graph& g, const BuilderConfig& c) {
     casts.push_back(cast_node(g.values[w].name, v, w, inner));
   }
   g.nodes.insert(g.nodes.begin(), casts.begin(), casts.end());
+  if (!fp32_for_mlp.empty()) cast_fp32_mlp_outputs(g, fp32_for_mlp);
   if (c.fp16) join_int8_layers_to_fp16(g);
   return Status::ok();
 }

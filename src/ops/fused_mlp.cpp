@@ -62,10 +62,13 @@ Status check_fused_mlp(const Node& node) {
   return at.is_ok() ? Status::ok() : at.status();
 }
 
-// Per layer (K_i, N_i) from the weight shapes, checked against X and each other. Only the "nk" layout.
+// Per layer (K_i, N_i) from the weight shapes, checked against X and each other. A private layout keeps
+// W_i's logical shape [N_i, K_i] (only the order of its elements is the backend's), so shapes infer as for
+// "nk"; the reference computes from "nk" only (values_needed).
 Result<std::vector<std::pair<int64_t, int64_t>>> layer_dims(const FusedMlpAttrs& at, const Dims& x,
-                                                           const std::vector<Dims>& w, const std::vector<Dims>& b) {
-  if (at.weight_layout != "nk")
+                                                           const std::vector<Dims>& w, const std::vector<Dims>& b,
+                                                           bool values_needed) {
+  if (values_needed && at.weight_layout != "nk")
     return Status(StatusCode::kUnsupported,
                   fmt::format("weights in the backend-private layout '{}' (only the kernel that packed them reads it)",
                               at.weight_layout));
@@ -102,7 +105,7 @@ Status infer_fused_mlp(InferContext& ctx) {
   }
   if (!is_float_dtype(ctx.inputs[0].dtype))
     return Status(StatusCode::kInvalidArgument, "X must be a float tensor, got " + std::string(dtype_name(ctx.inputs[0].dtype)));
-  auto d = layer_dims(*at, ctx.inputs[0].shape, w, b);
+  auto d = layer_dims(*at, ctx.inputs[0].shape, w, b, /*values_needed=*/false);
   if (!d.is_ok()) return d.status();
   Dims out = ctx.inputs[0].shape;
   out.back() = d->back().second;
@@ -119,7 +122,7 @@ Status reference_fused_mlp(RefContext& ctx) {
     w.push_back(ctx.inputs[fused_mlp_weight_input(i)]->shape);
     b.push_back(ctx.inputs[fused_mlp_bias_input(i)]->shape);
   }
-  auto d = layer_dims(*at, X.shape, w, b);
+  auto d = layer_dims(*at, X.shape, w, b, /*values_needed=*/true);
   if (!d.is_ok()) return d.status();
   const int64_t M = volume(X.shape) / X.shape.back();
   std::vector<double> h = X.data, next;

@@ -11,7 +11,9 @@
 //   activation_alphas  floats, one per layer (LeakyRelu slope; ignored by other activations); default 0.01
 //   weight_layout      string, "nk" (the layout above; the default). A backend that repacks the weights at
 //                      build time records its own layout name here ("cpu.*", "cuda.*"); only that backend's
-//                      kernels and nothing else (reference, other backends) accept such a node.
+//                      kernels and nothing else (reference, other backends) accept such a node. A private
+//                      layout keeps W_i's shape [N_i, K_i] and element count (only the order changes), so
+//                      shape inference works on packed engines too.
 // Output:  Y [..., N_{L-1}], X's dtype.
 // Dtypes: every W_i and b_i share one float dtype (float32, or float16 after --fp16); X (and so Y) is float32
 // or float16 and may differ from the weights' dtype: an FP16 network with FP32 IO reads the FP32 input and

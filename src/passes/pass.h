@@ -13,6 +13,11 @@ namespace kiln {
 
 struct PassContext {
   std::set<std::string> disabled;  // every disabled pass/rule name, for rules that consult others
+  // The backend the engine is for ("cpu" or "cuda"): rules that create kernel-only ops (kiln.FusedMLP)
+  // fuse only when that backend has a kernel for the op.
+  std::string device = "cpu";
+  // An INT8 build: the INT8 step after the passes rewrites Gemm nodes, so rules must leave them visible.
+  bool int8 = false;
 };
 
 struct PassDef {

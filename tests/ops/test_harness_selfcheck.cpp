@@ -104,23 +104,6 @@ TEST(OpHarness, InputsAreNeverZero) {
   for (double v : ref->at(0).data) EXPECT_NE(v, 0.0);
 }
 
-// Sets an environment variable for the scope of a test, then restores it.
-class ScopedEnv {
- public:
-  ScopedEnv(const char* name, const char* value) : name_(name) {
-    if (const char* old = std::getenv(name)) old_ = old;
-    setenv(name, value, 1);
-  }
-  ~ScopedEnv() {
-    if (old_) setenv(name_, old_->c_str(), 1);
-    else unsetenv(name_);
-  }
-
- private:
-  const char* name_;
-  std::optional<std::string> old_;
-};
-
 bool gpu_usable() {
 #ifdef KILN_WITH_CUDA
   return cuda::current_device().is_ok();

@@ -119,6 +119,8 @@ std::string format_inspection(const nlohmann::json& doc) {
                            ys > 0 ? fmt::format("int8, scale {:.6g} (amax {:.4g})", ys, 127 * ys) : "float32");
       }
       const json& attrs = member(l, "attributes");
+      const json& load_tactic = member(member(member(doc, "runtime_device"), "layer_tactics"), text(l, "name").c_str());
+      if (load_tactic.is_string()) out += fmt::format("      tactic (chosen at load): {}\n", load_tactic.get<std::string>());
       if (member(attrs, "kiln_tactic").is_string()) {
         const json& ms = member(attrs, "kiln_tactic_ms");
         out += fmt::format("      tactic: {}{}\n", attrs["kiln_tactic"].get<std::string>(),

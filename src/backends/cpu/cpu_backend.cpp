@@ -7,6 +7,7 @@
 #include <cstdlib>
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include "backends/cpu/cpu_kernel.h"
 #include "runtime/backend.h"
@@ -45,6 +46,9 @@ class CpuEngine final : public BackendEngine, public std::enable_shared_from_thi
   std::vector<std::shared_ptr<const void>> shared;
   std::vector<std::vector<const Tensor*>> constants;
 
+  std::string layer_tactics_json;  // {"layer": "load-time choice", ...} from kernels' describe()
+
+  std::string describe_json() const override { return "{\"layer_tactics\": " + layer_tactics_json + "}"; }
   Result<std::unique_ptr<BackendContext>> create_context(const EngineModel& model) const override {
     auto c = std::make_unique<CpuContext>(shared_from_this(), model);
     Status s = c->init();
@@ -100,6 +104,7 @@ Status CpuContext::enqueue(const PointerTables& t, void*, std::vector<LayerTimin
 Result<std::shared_ptr<const BackendEngine>> load_cpu_backend(const EngineModel& model) {
   auto e = std::make_shared<CpuEngine>();
   const Graph& g = model.graph;
+  nlohmann::json tactics = nlohmann::json::object();
   for (const Node& n : g.nodes) {
     std::vector<const Tensor*> consts;
     for (int v : n.inputs) consts.push_back(g.is_constant(v) ? &*g.values[v].constant : nullptr);
@@ -116,10 +121,12 @@ Result<std::shared_ptr<const BackendEngine>> load_cpu_backend(const EngineModel&
         shared = std::move(r).value();
       }
     }
+    if (def && def->describe && shared) tactics[n.name] = def->describe(shared.get());
     e->kernels.push_back(def);
     e->shared.push_back(std::move(shared));
     e->constants.push_back(std::move(consts));
   }
+  e->layer_tactics_json = tactics.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   return std::shared_ptr<const BackendEngine>(std::move(e));
 }
 

@@ -45,6 +45,8 @@ struct CpuKernelDef {
   std::function<Status(Node&, Graph&)> pack;
   // Engine load, optional: read-only state shared by every context (e.g. weights laid out for this CPU).
   std::function<Result<std::shared_ptr<const void>>(const Node&, const Graph&)> prepare;
+  // Optional: what prepare() chose on this machine (a load-time tactic), shown by `kiln inspect`.
+  std::function<std::string(const void* shared)> describe;
   std::function<Result<std::unique_ptr<CpuKernel>>(const KernelInit&)> create;
 };
 

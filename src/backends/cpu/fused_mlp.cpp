@@ -1,0 +1,442 @@
+// kiln.FusedMLP on float32 (ops/fused_mlp.h), two tactics behind one kernel:
+//   direct: hand-written, for small M. Rows go through every layer in blocks of 4, the intermediate rows
+//           in two small per-context buffers (L1-resident), bias and activation applied right there; one
+//           thread, no allocation. At batch 1 the time is streaming each weight once from L2, so the
+//           weights are packed at build time into "cpu.panel64": per block of 64 output columns, [K][64]
+//           contiguous (one sequential stream per panel; each k step is 4 zmm loads that feed 4 FMA
+//           chains per row). AVX-512 code picked at run time, with a portable loop over the same layout
+//           for CPUs without it (the engine file is the same on both).
+//   onednn: for large M, the layers as a chain of oneDNN matmuls (onednn_gemm.h, the per-layer path Gemm
+//           uses, multi-threaded), weights unpacked to [N,K] at load time for it.
+// The crossover M (direct below, onednn from it) is timed at engine load on the machine that runs the
+// engine, not at build time: engines move between CPUs (AVX-512 dev box, AMX Xeon) and the crossover
+// depends on the core, its L2 and the thread count. Timed once per process per network shape, at the
+// process's default thread count. KILN_FUSED_MLP_TACTIC=direct|onednn forces one (tests, benchmarks);
+// direct_generic forces the direct tactic's portable loop (so tests cover it on AVX-512 machines too).
+#include <immintrin.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <limits>
+#include <map>
+#include <mutex>
+#include <random>
+
+#include <fmt/format.h>
+
+#include "backends/cpu/cpu_kernel.h"
+#include "backends/cpu/onednn_gemm.h"
+#include "backends/cpu/vec_math.h"
+#include "ops/fused_mlp.h"
+
+namespace kiln::cpu {
+namespace {
+
+constexpr const char* kKernelName = "cpu.f32.fused_mlp";
+constexpr const char* kPanelLayout = "cpu.panel64";
+constexpr int64_t kPanel = 64;     // output columns per panel: 4 zmm accumulators per row
+constexpr int64_t kRowBlock = 4;   // rows per pass over the weights: each weight load feeds 4 rows' FMAs
+constexpr int64_t kNever = std::numeric_limits<int64_t>::max();
+
+// [N,K] -> panels: columns p0 .. p0+P-1 (P = min(64, N - p0)) stored [K][P] at offset p0*K. Same element
+// count as [N,K], so the value keeps its logical shape.
+std::vector<float> to_panels(const float* nk, int64_t n, int64_t k) {
+  std::vector<float> out(static_cast<size_t>(n * k));
+  for (int64_t p0 = 0; p0 < n; p0 += kPanel) {
+    const int64_t p = std::min(kPanel, n - p0);
+    for (int64_t kk = 0; kk < k; ++kk)
+      for (int64_t j = 0; j < p; ++j) out[p0 * k + kk * p + j] = nk[(p0 + j) * k + kk];
+  }
+  return out;
+}
+
+std::vector<float> from_panels(const float* pan, int64_t n, int64_t k) {
+  std::vector<float> out(static_cast<size_t>(n * k));
+  for (int64_t p0 = 0; p0 < n; p0 += kPanel) {
+    const int64_t p = std::min(kPanel, n - p0);
+    for (int64_t kk = 0; kk < k; ++kk)
+      for (int64_t j = 0; j < p; ++j) out[(p0 + j) * k + kk] = pan[p0 * k + kk * p + j];
+  }
+  return out;
+}
+
+// ---- direct tactic: one layer over R rows (x: R rows of K, y: R rows of N, pre-activation) ----
+
+// AVX-512: one panel, R rows, C zmm columns (the last one masked by `tail`).
+template <int R, int C>
+__attribute__((target("avx512f"))) void panel_avx512(const float* x, int64_t k, const float* wp, int64_t p,
+                                                     __mmask16 tail, const float* bias, float* y, int64_t n) {
+  __m512 acc[R][C], acc2[R][C];
+  for (int c = 0; c < C; ++c) {
+    const __m512 b = _mm512_maskz_loadu_ps(c == C - 1 ? tail : __mmask16(0xFFFF), bias + 16 * c);
+    for (int r = 0; r < R; ++r) {
+      acc[r][c] = b;
+      acc2[r][c] = _mm512_setzero_ps();
+    }
+  }
+  // One row has only C FMA chains; a second accumulator set over odd k keeps 2C in flight (FMA latency 4).
+  int64_t kk = 0;
+  for (; R == 1 && kk + 2 <= k; kk += 2) {
+    const float* w0 = wp + kk * p;
+    const float* w1 = w0 + p;
+    const __m512 x0 = _mm512_set1_ps(x[kk]), x1 = _mm512_set1_ps(x[kk + 1]);
+    for (int c = 0; c < C; ++c) {
+      const __mmask16 m = c == C - 1 ? tail : __mmask16(0xFFFF);
+      acc[0][c] = _mm512_fmadd_ps(x0, _mm512_maskz_loadu_ps(m, w0 + 16 * c), acc[0][c]);
+      acc2[0][c] = _mm512_fmadd_ps(x1, _mm512_maskz_loadu_ps(m, w1 + 16 * c), acc2[0][c]);
+    }
+  }
+  for (; kk < k; ++kk) {
+    const float* w = wp + kk * p;
+    __m512 wv[C];
+    for (int c = 0; c < C; ++c) wv[c] = _mm512_maskz_loadu_ps(c == C - 1 ? tail : __mmask16(0xFFFF), w + 16 * c);
+    for (int r = 0; r < R; ++r) {
+      const __m512 xb = _mm512_set1_ps(x[r * k + kk]);
+      for (int c = 0; c < C; ++c) acc[r][c] = _mm512_fmadd_ps(xb, wv[c], acc[r][c]);
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < C; ++c)
+      _mm512_mask_storeu_ps(y + r * n + 16 * c, c == C - 1 ? tail : __mmask16(0xFFFF),
+                            _mm512_add_ps(acc[r][c], acc2[r][c]));
+}
+
+template <int R>
+__attribute__((target("avx512f"))) void dense_avx512(const float* x, int64_t k, const float* w, const float* bias,
+                                                     int64_t n, float* y) {
+  for (int64_t p0 = 0; p0 < n; p0 += kPanel) {
+    const int64_t p = std::min(kPanel, n - p0);
+    const __mmask16 tail = p % 16 ? __mmask16((1u << (p % 16)) - 1) : __mmask16(0xFFFF);
+    const float* wp = w + p0 * k;
+    switch ((p + 15) / 16) {
+      case 1: panel_avx512<R, 1>(x, k, wp, p, tail, bias + p0, y + p0, n); break;
+      case 2: panel_avx512<R, 2>(x, k, wp, p, tail, bias + p0, y + p0, n); break;
+      case 3: panel_avx512<R, 3>(x, k, wp, p, tail, bias + p0, y + p0, n); break;
+      default: panel_avx512<R, 4>(x, k, wp, p, tail, bias + p0, y + p0, n); break;
+    }
+  }
+}
+
+// Any x86-64 CPU: the same layout, a loop GCC vectorizes (compiled for AVX2 too, picked at load time).
+__attribute__((target_clones("avx2", "default"))) void dense_generic(const float* x, int64_t rows, int64_t k,
+                                                                    const float* w, const float* bias, int64_t n,
+                                                                    float* y) {
+  for (int64_t p0 = 0; p0 < n; p0 += kPanel) {
+    const int64_t p = std::min(kPanel, n - p0);
+    const float* wp = w + p0 * k;
+    for (int64_t r = 0; r < rows; ++r) {
+      float acc[kPanel];
+      for (int64_t j = 0; j < p; ++j) acc[j] = bias[p0 + j];
+      for (int64_t kk = 0; kk < k; ++kk) {
+        const float xv = x[r * k + kk];
+        const float* wk = wp + kk * p;
+        for (int64_t j = 0; j < p; ++j) acc[j] += xv * wk[j];
+      }
+      for (int64_t j = 0; j < p; ++j) y[r * n + p0 + j] = acc[j];
+    }
+  }
+}
+
+void activate(float* y, int64_t count, Activation a, float alpha) {
+  switch (a) {
+    case Activation::kNone: break;
+    case Activation::kRelu:
+      for (int64_t i = 0; i < count; ++i) y[i] = y[i] > 0.f ? y[i] : 0.f;
+      break;
+    case Activation::kLeakyRelu:
+      for (int64_t i = 0; i < count; ++i) y[i] = y[i] >= 0.f ? y[i] : alpha * y[i];
+      break;
+    case Activation::kSigmoid:
+      for (int64_t i = 0; i < count; ++i) y[i] = fast_sigmoid(y[i]);
+      break;
+    case Activation::kTanh:
+      for (int64_t i = 0; i < count; ++i) y[i] = fast_tanh(y[i]);
+      break;
+  }
+}
+
+bool cpu_has_avx512() {
+  static const bool has = __builtin_cpu_supports("avx512f");
+  return has;
+}
+
+// ---- the network as the kernel sees it (engine load, shared by every context) ----
+
+struct Layer {
+  int64_t k = 0, n = 0;
+  Activation act = Activation::kNone;
+  float alpha = 0.01f;
+  Tensor panels;  // [N,K] in cpu.panel64 order (the engine's constant, or packed at load)
+  Tensor nk;      // [N,K] plain, for the onednn tactic (only when it can be chosen)
+  Tensor bias;    // [N]
+};
+
+struct Mlp {
+  std::vector<Layer> layers;
+  bool avx512 = false;  // the direct tactic's AVX-512 code (else the portable loop)
+  int64_t max_n = 0;
+  int64_t crossover = kNever;  // M from which the onednn tactic runs
+  std::string note;            // for kiln inspect
+};
+
+class FusedMlpKernel final : public CpuKernel {
+ public:
+  FusedMlpKernel(std::shared_ptr<const Mlp> mlp, std::string layer, int64_t crossover)
+      : mlp_(std::move(mlp)), layer_(std::move(layer)), crossover_(crossover),
+        block_(static_cast<size_t>(2 * kRowBlock * mlp_->max_n)) {}
+
+  Status reshape(const std::vector<TensorDesc>& in, const std::vector<TensorDesc>&) override {
+    const Dims& x = in[0].shape;
+    m_ = volume(Dims(x.begin(), x.end() - 1));  // leading dims flattened into rows
+    use_onednn_ = m_ >= crossover_;
+    if (!use_onednn_ || m_ == 0) return Status::ok();
+    const auto& layers = mlp_->layers;
+    if (gemms_.empty()) {
+      for (const Layer& l : layers) {
+        GemmAttrs at;
+        at.trans_b = true;  // W is [N,K]
+        at.activation = l.act;
+        at.activation_alpha = l.alpha;
+        auto g = make_onednn_gemm(layer_, at, &l.nk, &l.bias);
+        if (!g.is_ok()) return g.status();
+        gemms_.push_back(std::move(g).value());
+      }
+    }
+    for (auto& b : between_) b.resize(static_cast<size_t>(m_ * mlp_->max_n));
+    for (size_t i = 0; i < layers.size(); ++i) {
+      const Layer& l = layers[i];
+      Status s = gemms_[i]->reshape({{DataType::kFloat32, {m_, l.k}}, {DataType::kFloat32, {l.n, l.k}},
+                                     {DataType::kFloat32, {l.n}}},
+                                    {{DataType::kFloat32, {m_, l.n}}});
+      if (!s.is_ok()) return s;
+    }
+    return Status::ok();
+  }
+
+  Status run(const void* const* in, void* const* out) override {
+    const float* x = static_cast<const float*>(in[0]);
+    float* y = static_cast<float*>(out[0]);
+    if (m_ == 0) return Status::ok();
+    if (use_onednn_) return run_onednn(x, y);
+    run_direct(x, y);
+    return Status::ok();
+  }
+
+ private:
+  void run_direct(const float* x, float* y) {
+    const auto& layers = mlp_->layers;
+    const bool avx512 = mlp_->avx512;
+    float* buf[2] = {block_.data(), block_.data() + kRowBlock * mlp_->max_n};
+    for (int64_t m0 = 0; m0 < m_; m0 += kRowBlock) {
+      const int64_t rows = std::min(kRowBlock, m_ - m0);
+      const float* h = x + m0 * layers.front().k;
+      for (size_t i = 0; i < layers.size(); ++i) {
+        const Layer& l = layers[i];
+        float* o = i + 1 == layers.size() ? y + m0 * l.n : buf[i % 2];
+        const float* w = l.panels.data<float>();
+        const float* b = l.bias.data<float>();
+        if (!avx512) dense_generic(h, rows, l.k, w, b, l.n, o);
+        else if (rows == 4) dense_avx512<4>(h, l.k, w, b, l.n, o);
+        else if (rows == 3) dense_avx512<3>(h, l.k, w, b, l.n, o);
+        else if (rows == 2) dense_avx512<2>(h, l.k, w, b, l.n, o);
+        else dense_avx512<1>(h, l.k, w, b, l.n, o);
+        activate(o, rows * l.n, l.act, l.alpha);
+        h = o;
+      }
+    }
+  }
+
+  Status run_onednn(const float* x, float* y) {
+    const float* h = x;
+    for (size_t i = 0; i < gemms_.size(); ++i) {
+      float* o = i + 1 == gemms_.size() ? y : between_[i % 2].data();
+      const void* ins[3] = {h, nullptr, nullptr};
+      void* outs[1] = {o};
+      Status s = gemms_[i]->run(ins, outs);
+      if (!s.is_ok()) return s;
+      h = o;
+    }
+    return Status::ok();
+  }
+
+  std::shared_ptr<const Mlp> mlp_;
+  std::string layer_;
+  int64_t crossover_;
+  int64_t m_ = 0;
+  bool use_onednn_ = false;
+  std::vector<float> block_;                 // direct: two [4, max N] row blocks between layers
+  std::vector<std::unique_ptr<CpuKernel>> gemms_;  // onednn: one matmul per layer, made on first use
+  std::vector<float> between_[2];            // onednn: [M, max N] activations between layers
+};
+
+// ---- tactic choice at load ----
+
+// Best-of time of one run at M rows (seconds), random inputs.
+Result<double> time_at(FusedMlpKernel& k, const Mlp& mlp, int64_t m) {
+  const int64_t k0 = mlp.layers.front().k, n = mlp.layers.back().n;
+  std::vector<float> x(static_cast<size_t>(m * k0)), y(static_cast<size_t>(m * n));
+  std::mt19937 rng(5);
+  std::uniform_real_distribution<float> u(-1.f, 1.f);
+  for (auto& v : x) v = u(rng);
+  Status s = k.reshape({{DataType::kFloat32, {m, k0}}}, {{DataType::kFloat32, {m, n}}});
+  if (!s.is_ok()) return s;
+  const void* in[1] = {x.data()};
+  void* out[1] = {y.data()};
+  using clock = std::chrono::steady_clock;
+  double best = 1e9, total = 0;
+  for (int rep = 0; rep < 200 && (rep < 5 || total < 2e-3); ++rep) {
+    const auto t0 = clock::now();
+    s = k.run(in, out);
+    if (!s.is_ok()) return s;
+    const double t = std::chrono::duration<double>(clock::now() - t0).count();
+    if (rep > 0) best = std::min(best, t);  // the first run also creates/reorders
+    total += t;
+  }
+  return best;
+}
+
+// The first M (from 1, 2, 4, ..., 512) at which onednn beats direct at two sizes in a row.
+Result<int64_t> time_crossover(const std::shared_ptr<const Mlp>& mlp, std::string* note) {
+  FusedMlpKernel direct(mlp, "tactic timing", kNever), onednn(mlp, "tactic timing", 0);
+  int64_t first_win = 0;
+  std::string times;
+  for (int64_t m = 1; m <= 512; m *= 2) {
+    auto td = time_at(direct, *mlp, m);
+    if (!td.is_ok()) return td.status();
+    auto to = time_at(onednn, *mlp, m);
+    if (!to.is_ok()) return to.status();
+    times += fmt::format("{}M={}: {:.1f} vs {:.1f} us", times.empty() ? "" : ", ", m, *td * 1e6, *to * 1e6);
+    if (*to < *td) {
+      if (first_win) {
+        *note = times;
+        return first_win;
+      }
+      first_win = m;
+    } else {
+      first_win = 0;
+    }
+  }
+  *note = times;
+  return first_win ? first_win : 1024;
+}
+
+Result<std::shared_ptr<const Mlp>> prepare(const Node& n, const Graph& g) {
+  auto at = FusedMlpAttrs::parse(n);
+  if (!at.is_ok()) return at.status();
+  const char* env = std::getenv("KILN_FUSED_MLP_TACTIC");
+  const std::string force = env ? env : "";
+  if (!force.empty() && force != "direct" && force != "direct_generic" && force != "onednn" && force != "auto")
+    return Status(StatusCode::kInvalidArgument,
+                  fmt::format("KILN_FUSED_MLP_TACTIC='{}' (want direct, direct_generic, onednn or auto)", force));
+  auto mlp = std::make_shared<Mlp>();
+  mlp->avx512 = cpu_has_avx512() && force != "direct_generic";
+  for (int i = 0; i < at->layers(); ++i) {
+    Layer l;
+    const Tensor& w = *g.values[n.inputs[fused_mlp_weight_input(i)]].constant;
+    l.n = w.shape[0];
+    l.k = w.shape[1];
+    l.act = at->activations[i];
+    l.alpha = at->activation_alphas[i];
+    l.bias = *g.values[n.inputs[fused_mlp_bias_input(i)]].constant;
+    const bool packed = at->weight_layout == kPanelLayout;  // else "nk" (weight prepacking turned off)
+    l.panels = packed ? w : Tensor::from_vector(DataType::kFloat32, w.shape, to_panels(w.data<float>(), l.n, l.k));
+    if (force.rfind("direct", 0) != 0)
+      l.nk = packed ? Tensor::from_vector(DataType::kFloat32, w.shape, from_panels(w.data<float>(), l.n, l.k)) : w;
+    mlp->max_n = std::max(mlp->max_n, l.n);
+    mlp->layers.push_back(std::move(l));
+  }
+  const std::string isa = mlp->avx512 ? "avx512" : "generic";
+  if (force == "direct" || force == "direct_generic" || force == "onednn") {
+    mlp->crossover = force == "onednn" ? 0 : kNever;
+    mlp->note = fmt::format("{} (forced by KILN_FUSED_MLP_TACTIC; direct kernel: {})", force, isa);
+    return std::shared_ptr<const Mlp>(std::move(mlp));
+  }
+  // Networks of the same shape cross over at the same M: time each shape once per process.
+  std::string key = fmt::format("{}t", omp_get_max_threads());
+  for (const Layer& l : mlp->layers) key += fmt::format("|{}x{}:{}", l.k, l.n, activation_name(l.act));
+  static std::mutex mu;
+  static std::map<std::string, std::pair<int64_t, std::string>> timed;
+  std::lock_guard<std::mutex> lock(mu);
+  auto it = timed.find(key);
+  if (it == timed.end()) {
+    std::string times;
+    auto c = time_crossover(mlp, &times);
+    if (!c.is_ok()) return c.status();
+    it = timed.emplace(key, std::make_pair(*c, times)).first;
+  }
+  mlp->crossover = it->second.first;
+  mlp->note = fmt::format("direct ({}, {}) for M < {}, onednn from M = {} (timed at load with {} threads, "
+                          "direct vs onednn: {})",
+                          isa, kPanelLayout, mlp->crossover, mlp->crossover, omp_get_max_threads(), it->second.second);
+  return std::shared_ptr<const Mlp>(std::move(mlp));
+}
+
+// ---- registration ----
+
+Status supports(const Node& n, const Graph& g) {
+  auto at = FusedMlpAttrs::parse(n);
+  if (!at.is_ok()) return at.status();
+  if (at->weight_layout != "nk" && at->weight_layout != kPanelLayout)
+    return Status(StatusCode::kUnsupported, fmt::format("weights in layout '{}' (reads nk or {})", at->weight_layout,
+                                                        kPanelLayout));
+  for (size_t i = 0; i < n.inputs.size(); ++i) {
+    const Value& v = g.values[n.inputs[i]];
+    if (v.dtype != DataType::kFloat32)
+      return Status(StatusCode::kUnsupported,
+                    fmt::format("input '{}' is {}, {} runs float32 only", v.name, dtype_name(v.dtype), kKernelName));
+    if (i > 0 && !v.constant)
+      return Status(StatusCode::kUnsupported, fmt::format("{} needs constant weights and biases", kKernelName));
+  }
+  for (int i = 0; i < at->layers(); ++i)
+    if (g.values[n.inputs[fused_mlp_weight_input(i)]].shape.size() != 2)
+      return Status(StatusCode::kUnsupported, fmt::format("layer {}: W must be 2-D [N,K]", i));
+  return Status::ok();
+}
+
+// Build time: W_i -> cpu.panel64 (same shape, panel order).
+Status pack(Node& n, Graph& g) {
+  auto at = FusedMlpAttrs::parse(n);
+  if (!at.is_ok()) return at.status();
+  if (at->weight_layout != "nk") return Status::ok();
+  for (int i = 0; i < at->layers(); ++i) {
+    int& in = n.inputs[fused_mlp_weight_input(i)];
+    const Tensor& w = *g.values[in].constant;
+    Value v;
+    v.name = g.values[in].name + "/" + kPanelLayout;
+    v.set_constant(Tensor::from_vector(DataType::kFloat32, w.shape, to_panels(w.data<float>(), w.shape[0], w.shape[1])));
+    in = g.add_value(std::move(v));
+  }
+  at->weight_layout = kPanelLayout;
+  at->store(n);
+  return Status::ok();
+}
+
+CpuKernelDef def() {
+  CpuKernelDef d;
+  d.name = kKernelName;
+  d.domain = "kiln";
+  d.op_type = "FusedMLP";
+  d.priority = 10;
+  d.supports = supports;
+  d.pack = pack;
+  d.prepare = [](const Node& n, const Graph& g) -> Result<std::shared_ptr<const void>> {
+    auto m = prepare(n, g);
+    if (!m.is_ok()) return m.status();
+    return std::shared_ptr<const void>(std::move(m).value());
+  };
+  d.describe = [](const void* shared) { return static_cast<const Mlp*>(shared)->note; };
+  d.create = [](const KernelInit& init) -> Result<std::unique_ptr<CpuKernel>> {
+    auto mlp = std::static_pointer_cast<const Mlp>(init.shared);
+    if (!mlp) return Status(StatusCode::kInternal, std::string(kKernelName) + " was created without prepare()");
+    const int64_t crossover = mlp->crossover;
+    return std::unique_ptr<CpuKernel>(std::make_unique<FusedMlpKernel>(std::move(mlp), init.node.name, crossover));
+  };
+  return d;
+}
+
+const KernelRegistrar kFusedMlp{def()};
+
+}  // namespace
+}  // namespace kiln::cpu

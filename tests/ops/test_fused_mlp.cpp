@@ -1,0 +1,100 @@
+// kiln.FusedMLP against the float64 reference on every kernel. The CPU kernel has two tactics chosen by a
+// crossover M timed at load; each case runs with each tactic forced (KILN_FUSED_MLP_TACTIC; direct_generic
+// is the direct tactic's non-AVX-512 loop) and with the timed choice, so all are checked whatever the
+// crossover and the CPU.
+#include <gtest/gtest.h>
+
+#include "../op_harness.h"
+#include "backends/cpu/cpu_kernel.h"
+
+namespace kiln::test {
+namespace {
+
+// X [..., k0], then per layer W [N,K] and b [N] (random constants), activations joined by ','.
+OpCase mlp(Dims x, const std::vector<int64_t>& widths, const std::string& acts, std::vector<float> alphas = {}) {
+  OpCase c;
+  c.op_type = "FusedMLP";
+  c.domain = "kiln";
+  c.opset = 1;
+  int64_t k = x.back();
+  c.inputs.push_back(input(std::move(x)));
+  for (int64_t n : widths) {
+    c.inputs.push_back(random_constant({n, k}));
+    c.inputs.push_back(random_constant({n}));
+    k = n;
+  }
+  c.attr("activations", acts);
+  if (alphas.empty()) alphas.assign(widths.size(), 0.2f);
+  c.attr("activation_alphas", alphas);
+  c.magnitude = 1.0;
+  // The CUDA kernel lands separately (issue 8, GPU side): its cases run whenever it is registered, but
+  // until then a GPU test run must not fail for want of one.
+  c.require_cuda_kernel = false;
+  return c;
+}
+
+// Runs c with each tactic forced and with the timed choice; the CPU kernel must run every time.
+void run_all_tactics(const OpCase& c) {
+  for (const char* tactic : {"direct", "direct_generic", "onednn", "auto"}) {
+    SCOPED_TRACE(std::string("KILN_FUSED_MLP_TACTIC=") + tactic);
+    ScopedEnv env("KILN_FUSED_MLP_TACTIC", tactic);
+    const CaseReport r = run_op_case(c);
+    EXPECT_EQ(r.kernels_run, std::vector<std::string>{"cpu.f32.fused_mlp"});
+  }
+}
+
+TEST(OpFusedMlp, TwoAndThreeLayersOverBatchSizes) {
+  for (int64_t m : {1, 3, 17, 64, 300}) {
+    SCOPED_TRACE("M=" + std::to_string(m));
+    run_all_tactics(mlp({m, 40}, {33, 7}, "Relu,"));
+    run_all_tactics(mlp({m, 97}, {70, 129, 10}, "Relu,Relu,"));
+  }
+}
+
+TEST(OpFusedMlp, EachActivation) {
+  for (const char* act : {"", "Relu", "LeakyRelu", "Sigmoid", "Tanh"}) {
+    SCOPED_TRACE(act);
+    const std::string a(act);
+    run_all_tactics(mlp({5, 50}, {66, 19}, a + "," + a));
+  }
+}
+
+TEST(OpFusedMlp, OddSizesAndWidePanels) {
+  // K and N not multiples of 16, N across several 64-column panels with a ragged last one, N < 16.
+  run_all_tactics(mlp({6, 3}, {1, 5, 2}, "Tanh,LeakyRelu,Sigmoid", {0.01f, 0.3f, 0.01f}));
+  run_all_tactics(mlp({9, 201}, {150, 65, 17}, "Relu,Relu,"));
+  run_all_tactics(mlp({2, 784}, {256, 128, 10}, "Relu,Relu,"));  // the course MLP's shape
+}
+
+TEST(OpFusedMlp, RankThreeAndDynamicBatch) {
+  OpCase r3 = mlp({2, 3, 24}, {31, 8}, "Relu,");
+  run_all_tactics(r3);
+  EXPECT_EQ(run_op_case(r3).outputs.at(0).shape, (Dims{2, 3, 8}));
+  // One kernel instance through new shapes: the tactic is chosen again per M (auto crosses over here).
+  OpCase dyn = mlp({1, 80}, {48, 12}, "Relu,");
+  dyn.more_shapes = {{{7, 80}}, {{300, 80}}, {{1, 80}}, {{0, 80}}, {{64, 80}}};
+  run_all_tactics(dyn);
+}
+
+TEST(OpFusedMlp, ReferenceRefusesPackedLayout) {
+  OpCase c = mlp({2, 8}, {4, 3}, "Relu,");
+  c.attr("weight_layout", std::string("cpu.panel64"));
+  EXPECT_FALSE(reference_op(c).is_ok());
+  // Shapes still infer: a packed layout keeps W's logical shape.
+  std::vector<TensorDesc> out;
+  ASSERT_TRUE(infer_op(c, &out).is_ok());
+  EXPECT_EQ(out.at(0).shape, (Dims{2, 3}));
+}
+
+TEST(OpFusedMlp, BadTacticNameIsAnError) {
+  ScopedEnv env("KILN_FUSED_MLP_TACTIC", "fastest");
+  const auto* k = cpu::KernelRegistry::instance().find("cpu.f32.fused_mlp");
+  ASSERT_NE(k, nullptr);
+  Graph g = make_graph(mlp({2, 8}, {4, 3}, "Relu,"));
+  auto r = k->prepare(g.nodes[0], g);
+  ASSERT_FALSE(r.is_ok());
+  EXPECT_NE(r.status().message().find("KILN_FUSED_MLP_TACTIC"), std::string::npos) << r.status().to_string();
+}
+
+}  // namespace
+}  // namespace kiln::test
