@@ -8,10 +8,10 @@
 //           for CPUs without it (the engine file is the same on both).
 //   onednn: for large M, the layers as a chain of oneDNN matmuls (onednn_gemm.h, the per-layer path Gemm
 //           uses, multi-threaded), weights unpacked to [N,K] at load time for it.
-// The crossover M (direct below, onednn from it) is timed at engine load on the machine that runs the
-// engine, not at build time: engines move between CPUs (AVX-512 dev box, AMX Xeon) and the crossover
-// depends on the core, its L2 and the thread count. Timed once per process per network shape, at the
-// process's default thread count. KILN_FUSED_MLP_TACTIC=direct|onednn forces one (tests, benchmarks);
+// The crossover M (direct below, onednn from it) is fixed (M = 1 runs direct): the two tactics round
+// differently, and an engine must give the same bits in every process, so the choice may not depend on a
+// timing taken at load. KILN_FUSED_MLP_TACTIC=auto times it at load instead (once per process per network
+// shape, at the default thread count; for experiments), =direct|onednn forces one (tests, benchmarks);
 // direct_generic forces the direct tactic's portable loop (so tests cover it on AVX-512 machines too).
 #include <immintrin.h>
 #include <omp.h>
@@ -298,6 +298,8 @@ Result<double> time_at(FusedMlpKernel& k, const Mlp& mlp, int64_t m) {
 }
 
 // The first M (from 1, 2, 4, ..., 512) at which onednn beats direct at two sizes in a row.
+constexpr int64_t kFixedCrossover = 2;
+
 Result<int64_t> time_crossover(const std::shared_ptr<const Mlp>& mlp, std::string* note) {
   FusedMlpKernel direct(mlp, "tactic timing", kNever), onednn(mlp, "tactic timing", 0);
   int64_t first_win = 0;
@@ -353,7 +355,17 @@ Result<std::shared_ptr<const Mlp>> prepare(const Node& n, const Graph& g) {
     mlp->note = fmt::format("{} (forced by KILN_FUSED_MLP_TACTIC; direct kernel: {})", force, isa);
     return std::shared_ptr<const Mlp>(std::move(mlp));
   }
-  // Networks of the same shape cross over at the same M: time each shape once per process.
+  if (force != "auto") {
+    // A fixed crossover: the same engine must give the same bits in every process, and a crossover timed at
+    // load could differ between two processes at the same M (CI caught `kiln run` and the Python API
+    // disagreeing at batch 8). M = 1 only, from the timings on both machines (Xeon 16 threads: 8.8 vs
+    // 13.9 us at M=1, onednn ahead from M=2; dev box: direct ahead at M=1 on one thread).
+    mlp->crossover = kFixedCrossover;
+    mlp->note = fmt::format("direct ({}, {}) for M < {}, onednn from M = {} (fixed; KILN_FUSED_MLP_TACTIC=auto "
+                            "times the crossover at load instead)", isa, kPanelLayout, mlp->crossover, mlp->crossover);
+    return std::shared_ptr<const Mlp>(std::move(mlp));
+  }
+  // auto: networks of the same shape cross over at the same M: time each shape once per process.
   std::string key = fmt::format("{}t", omp_get_max_threads());
   for (const Layer& l : mlp->layers) key += fmt::format("|{}x{}:{}", l.k, l.n, activation_name(l.act));
   static std::mutex mu;
