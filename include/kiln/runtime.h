@@ -17,6 +17,9 @@ namespace kiln {
 
 enum class TensorIOMode { kNone = 0, kInput = 1, kOutput = 2 };
 
+// Where an IO tensor's address points. CPU engines see only kDevice (their device is host memory).
+enum class MemoryLocation { kDevice = 0, kPinnedHost = 1, kPageableHost = 2 };
+
 struct ShapeProfile {
   Dims min, opt, max;
 };
@@ -92,15 +95,28 @@ class ExecutionContext {
   Status set_input_shape(const std::string& name, const Dims& dims);
   // Concrete shape of any IO tensor under the current input shapes.
   Result<Dims> tensor_shape(const std::string& name) const;
-  // Caller-owned memory for an IO tensor: host memory for CPU engines, device memory for CUDA engines.
-  // Must stay valid until the work that uses it has finished.
+  // Caller-owned memory for an IO tensor: host memory for CPU engines; device memory for CUDA engines,
+  // or host memory (page-locked or not) for execute(), which then copies in and out itself: large
+  // batches in chunks, copies overlapped with compute on several streams, pageable memory staged into
+  // page-locked buffers by worker threads. Must stay valid until the work that uses it has finished.
   Status set_tensor_address(const std::string& name, void* address);
   void* tensor_address(const std::string& name) const;
+  // Where the tensor's address points (kDevice until an address is set).
+  MemoryLocation tensor_location(const std::string& name) const;
   // Runs the network and waits for it. Never allocates once shapes and addresses are set.
   Status execute();
   // Queues the network on a CUDA stream (a cudaStream_t; nullptr = legacy default stream) and returns;
-  // the caller synchronizes. CPU engines run synchronously and ignore the stream.
+  // the caller synchronizes. CUDA engines need device addresses here. CPU engines run synchronously and
+  // ignore the stream.
   Status enqueue(void* stream);
+  // CUDA engines: low-latency mode (trtexec has no such flag; `kiln run --lowLatency`). A resident kernel
+  // waits on a flag in mapped page-locked memory, reads the input from host memory, computes, writes the
+  // output and a done flag back, while the host spins: no launch and no stream synchronize per call.
+  // While on, execute() with host tensor addresses and a batch of at most max_rows rows goes through it.
+  // Fails with kUnsupported, naming the reason, for engines it cannot serve (it needs a chain of dense
+  // layers whose weights fit on chip). Off (or destroying the context) stops the kernel.
+  Status set_low_latency(bool on, int max_rows = 1);
+  bool low_latency() const;
   // CUDA engines: capture the layers into a CUDA graph per input shape and replay it (trtexec
   // --useCudaGraph). Capture happens on the first enqueue after a shape or address change.
   void set_cuda_graph(bool on);

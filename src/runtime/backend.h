@@ -43,6 +43,29 @@ class BackendContext {
   virtual Status synchronize(void* stream) { (void)stream; return Status::ok(); }
   virtual void set_threads(int threads) { (void)threads; }
   virtual void set_cuda_graph(bool on) { (void)on; }
+
+  // Where an address points, for IO tensors: kDevice for the CPU backend's host memory too (it is what
+  // its kernels read); CUDA: device, page-locked host or ordinary (pageable) host memory.
+  virtual Result<MemoryLocation> locate(const void* address) const { (void)address; return MemoryLocation::kDevice; }
+
+  // Low-latency mode (CUDA): a resident kernel waits for requests in mapped page-locked memory and answers
+  // small batches with no launch or stream synchronize. start validates that the engine can be served
+  // this way (else kUnsupported, naming why) and launches it for batches of up to max_rows rows; run
+  // reads one host address per graph input and writes one per graph output (graph order), for `rows`
+  // rows at the current shapes (in_shapes/out_shapes, one per input/output), and returns when the
+  // outputs are in host memory; stop ends the kernel and frees its memory (destruction stops it too).
+  virtual Status start_low_latency(int max_rows) {
+    (void)max_rows;
+    return Status(StatusCode::kUnsupported, "low-latency mode needs a CUDA engine");
+  }
+  virtual Status run_low_latency(const void* const* host_inputs, const TensorDesc* in_shapes,
+                                 void* const* host_outputs, const TensorDesc* out_shapes) {
+    (void)host_inputs; (void)in_shapes; (void)host_outputs; (void)out_shapes;
+    return Status(StatusCode::kUnsupported, "low-latency mode is not started");
+  }
+  virtual void stop_low_latency() {}
+  // The resident kernel's description for `kiln run`/inspect (JSON object text), "{}" when not started.
+  virtual std::string low_latency_json() const { return "{}"; }
 };
 
 class BackendEngine {

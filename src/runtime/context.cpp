@@ -56,6 +56,7 @@ Result<std::unique_ptr<ContextImpl>> ContextImpl::create(std::shared_ptr<const E
   if (!backend.is_ok()) return backend.status();
   c->backend_ = std::move(backend).value();
   c->io_addr_.assign(e.io_names.size(), nullptr);
+  c->io_loc_.assign(e.io_names.size(), MemoryLocation::kDevice);
   c->input_shapes_.resize(g.inputs.size());
   c->input_shape_set_.assign(g.inputs.size(), 0);
   for (size_t i = 0; i < g.inputs.size(); ++i) {
@@ -76,7 +77,9 @@ Result<std::unique_ptr<ContextImpl>> ContextImpl::create(std::shared_ptr<const E
   return c;
 }
 
-ContextImpl::~ContextImpl() = default;
+ContextImpl::~ContextImpl() {
+  if (low_latency_) backend_->stop_low_latency();
+}
 
 Status ContextImpl::set_input_shape(const std::string& name, const Dims& dims) {
   const EngineImpl& e = *engine_;
@@ -186,15 +189,84 @@ Status ContextImpl::set_tensor_address(const std::string& name, void* address) {
   const int io = engine_->io_index(name);
   if (io < 0) return Status(StatusCode::kNotFound, fmt::format("'{}' is not an IO tensor of this engine", name));
   if (!address) return Status(StatusCode::kInvalidArgument, fmt::format("null address for tensor '{}'", name));
-  // GPU kernels use 16-byte vector loads and cuBLASLt algorithms chosen for aligned operands.
-  if (engine_->on_gpu() && reinterpret_cast<uintptr_t>(address) % 16 != 0)
+  if (io_addr_[io] == address) return Status::ok();
+  auto where = backend_->locate(address);
+  if (!where.is_ok()) return std::move(where).take_status().with_context(fmt::format("tensor '{}'", name));
+  // GPU kernels use 16-byte vector loads and cuBLASLt algorithms chosen for aligned operands. Host
+  // memory is only copied from and to, so any address will do.
+  if (engine_->on_gpu() && *where == MemoryLocation::kDevice && reinterpret_cast<uintptr_t>(address) % 16 != 0)
     return Status(StatusCode::kInvalidArgument,
                   fmt::format("device address for tensor '{}' must be 16-byte aligned (cudaMalloc memory is)", name));
-  if (io_addr_[io] != address) {
-    io_addr_[io] = address;
-    ptrs_dirty_ = true;
-  }
+  io_addr_[io] = address;
+  io_loc_[io] = *where;
+  ptrs_dirty_ = true;
   return Status::ok();
+}
+
+MemoryLocation ContextImpl::tensor_location(const std::string& name) const {
+  const int io = engine_->io_index(name);
+  return io < 0 ? MemoryLocation::kDevice : io_loc_[io];
+}
+
+bool ContextImpl::any_host_io() const {
+  for (MemoryLocation m : io_loc_)
+    if (m != MemoryLocation::kDevice) return true;
+  return false;
+}
+
+Status ContextImpl::set_low_latency(bool on, int max_rows) {
+  if (on == low_latency_ && (!on || max_rows == low_latency_rows_)) return Status::ok();
+  if (low_latency_) {
+    backend_->stop_low_latency();
+    low_latency_ = false;
+  }
+  if (!on) return Status::ok();
+  if (!engine_->on_gpu())
+    return Status(StatusCode::kUnsupported,
+                  "low-latency mode is for CUDA engines (a CPU engine already runs on the calling thread)");
+  if (max_rows < 1) return Status(StatusCode::kInvalidArgument, fmt::format("low-latency max_rows must be >= 1, got {}", max_rows));
+  Status s = backend_->start_low_latency(max_rows);
+  if (!s.is_ok()) return std::move(s).with_context("starting low-latency mode");
+  low_latency_ = true;
+  low_latency_rows_ = max_rows;
+  return Status::ok();
+}
+
+Status ContextImpl::execute_low_latency() {
+  const EngineImpl& e = *engine_;
+  if (observer_ || profiling)
+    return Status(StatusCode::kInvalidArgument,
+                  "profiling and layer observers run layer by layer: turn low-latency mode off for them");
+  if (shapes_dirty_) {
+    Status s = update_shapes();
+    if (!s.is_ok()) return s;
+  }
+  std::vector<const void*> ins;
+  std::vector<void*> outs;
+  std::vector<TensorDesc> in_desc, out_desc;
+  for (size_t i = 0; i < io_addr_.size(); ++i) {
+    const bool input = static_cast<int>(i) < e.num_inputs;
+    if (!io_addr_[i])
+      return Status(StatusCode::kInvalidArgument, fmt::format("no address set for {} tensor '{}' (call set_tensor_address)",
+                                                              input ? "input" : "output", e.io_names[i]));
+    if (io_loc_[i] == MemoryLocation::kDevice)
+      return Status(StatusCode::kInvalidArgument,
+                    fmt::format("low-latency mode reads and writes host memory, but tensor '{}' is in device memory",
+                                e.io_names[i]));
+    const TensorDesc& d = shapes_[e.io_values[i]];
+    if (input) {
+      if (d.shape.empty() || d.shape[0] > low_latency_rows_)
+        return Status(StatusCode::kOutOfRange,
+                      fmt::format("input '{}' [{}] has more than the {} rows low-latency mode was started for",
+                                  e.io_names[i], dims_to_string(d.shape, ","), low_latency_rows_));
+      ins.push_back(io_addr_[i]);
+      in_desc.push_back(d);
+    } else {
+      outs.push_back(io_addr_[i]);
+      out_desc.push_back(d);
+    }
+  }
+  return backend_->run_low_latency(ins.data(), in_desc.data(), outs.data(), out_desc.data());
 }
 
 void* ContextImpl::tensor_address(const std::string& name) const {
@@ -245,12 +317,19 @@ Status ContextImpl::run_layers(void* stream, std::vector<LayerTiming>* layer_tim
 }
 
 Status ContextImpl::enqueue(void* stream) {
+  if (any_host_io())
+    for (size_t i = 0; i < io_loc_.size(); ++i)
+      if (io_loc_[i] != MemoryLocation::kDevice)
+        return Status(StatusCode::kInvalidArgument,
+                      fmt::format("tensor '{}' is in host memory: enqueue() takes device addresses (execute() and "
+                                  "infer() take host memory)", engine_->io_names[i]));
   Status s = prepare();
   if (!s.is_ok()) return s;
   return run_layers(stream, nullptr);
 }
 
 Status ContextImpl::execute() {
+  if (low_latency_) return execute_low_latency();
   Status s = prepare();
   if (!s.is_ok()) return s;
   if (profiling) timings.clear();
@@ -360,6 +439,9 @@ Status ExecutionContext::set_tensor_address(const std::string& name, void* addre
   return impl_->set_tensor_address(name, address);
 }
 void* ExecutionContext::tensor_address(const std::string& name) const { return impl_->tensor_address(name); }
+MemoryLocation ExecutionContext::tensor_location(const std::string& name) const { return impl_->tensor_location(name); }
+Status ExecutionContext::set_low_latency(bool on, int max_rows) { return impl_->set_low_latency(on, max_rows); }
+bool ExecutionContext::low_latency() const { return impl_->low_latency(); }
 Status ExecutionContext::execute() { return impl_->execute(); }
 Status ExecutionContext::enqueue(void* stream) { return impl_->enqueue(stream); }
 void ExecutionContext::set_cuda_graph(bool on) { impl_->backend().set_cuda_graph(on); }

@@ -36,10 +36,13 @@ class ContextImpl {
   Result<Dims> tensor_shape(const std::string& name);
   Status set_tensor_address(const std::string& name, void* address);
   void* tensor_address(const std::string& name) const;
+  MemoryLocation tensor_location(const std::string& name) const;
   Status execute();
   Status enqueue(void* stream);
   Result<std::map<std::string, HostTensor>> infer(const std::map<std::string, HostTensor>& inputs);
   void set_layer_observer(std::function<void(const LayerOutput&)> observer);
+  Status set_low_latency(bool on, int max_rows);
+  bool low_latency() const { return low_latency_; }
 
   bool profiling = false;
   std::vector<LayerTiming> timings;
@@ -55,6 +58,9 @@ class ContextImpl {
   Status run_on_host(const std::map<std::string, HostTensor>& inputs, std::map<std::string, HostTensor>& outputs);
   Status run_staged_on_gpu(const std::map<std::string, HostTensor>& inputs,
                            std::map<std::string, HostTensor>& outputs);
+  // execute() on a CUDA engine in low-latency mode: the resident kernel, host addresses in and out.
+  Status execute_low_latency();
+  bool any_host_io() const;
   void* value_ptr(int v) const;
 
   std::shared_ptr<const EngineImpl> engine_;
@@ -63,12 +69,15 @@ class ContextImpl {
   std::vector<Dims> input_shapes_;
   std::vector<char> input_shape_set_;
   std::vector<void*> io_addr_;
+  std::vector<MemoryLocation> io_loc_;  // per IO tensor, where io_addr_ points
   std::vector<TensorDesc> shapes_;
   std::vector<std::vector<TensorDesc>> layer_in_, layer_out_;
   PointerTables tables_;
   std::function<void(const LayerOutput&)> observer_;
   std::vector<float> int8_scales_;  // per value, for the observer: real = scale * q (0 if not INT8)
   std::unique_ptr<GpuStaging> staging_;  // one-call API buffers of CUDA engines, made on first use
+  bool low_latency_ = false;
+  int low_latency_rows_ = 0;
   bool shapes_dirty_ = true;
   bool ptrs_dirty_ = true;
 };

@@ -39,6 +39,17 @@ class CudaContext final : public BackendContext {
     use_graph_ = on;
     drop_graph();
   }
+  Result<MemoryLocation> locate(const void* address) const override {
+    cudaPointerAttributes a{};
+    const cudaError_t e = cudaPointerGetAttributes(&a, address);
+    if (e != cudaSuccess) {
+      (void)cudaGetLastError();  // not sticky; clear it so the next check does not report it
+      return check(e, "cudaPointerGetAttributes (is it a valid address?)");
+    }
+    if (a.type == cudaMemoryTypeHost) return MemoryLocation::kPinnedHost;
+    if (a.type == cudaMemoryTypeUnregistered) return MemoryLocation::kPageableHost;
+    return MemoryLocation::kDevice;  // device or managed memory
+  }
 
  private:
   Status run_layers(const PointerTables& t, cudaStream_t s, std::vector<LayerTiming>* timings,
