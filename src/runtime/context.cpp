@@ -10,41 +10,9 @@
 #include "kiln/gpu.h"
 #include "ops/quantize.h"
 #include "runtime/engine_impl.h"
+#include "runtime/host_io.h"
 
 namespace kiln {
-
-// Pinned host copies and device buffers for infer() on CUDA engines, grown as shapes need.
-struct GpuStaging {
-  struct Buffer {
-    void* host = nullptr;
-    void* device = nullptr;
-    size_t bytes = 0;
-  };
-  std::vector<Buffer> io;  // per IO tensor
-  gpu::Stream stream = nullptr;
-
-  ~GpuStaging() {
-    for (Buffer& b : io) release(b);
-    if (stream) (void)gpu::stream_destroy(stream);
-  }
-  static void release(Buffer& b) {
-    if (b.host) (void)gpu::host_free_pinned(b.host);
-    if (b.device) (void)gpu::device_free(b.device);
-    b = Buffer{};
-  }
-  Status reserve(Buffer& b, size_t bytes) {
-    if (bytes <= b.bytes && b.host) return Status::ok();
-    release(b);
-    auto h = gpu::host_alloc_pinned(bytes);
-    if (!h.is_ok()) return h.status();
-    b.host = *h;
-    auto d = gpu::device_alloc(bytes);
-    if (!d.is_ok()) return d.status();
-    b.device = *d;
-    b.bytes = bytes;
-    return Status::ok();
-  }
-};
 
 Result<std::unique_ptr<ContextImpl>> ContextImpl::create(std::shared_ptr<const EngineImpl> engine) {
   auto c = std::unique_ptr<ContextImpl>(new ContextImpl());
@@ -330,6 +298,7 @@ Status ContextImpl::enqueue(void* stream) {
 
 Status ContextImpl::execute() {
   if (low_latency_) return execute_low_latency();
+  if (engine_->on_gpu() && any_host_io()) return execute_host_io();
   Status s = prepare();
   if (!s.is_ok()) return s;
   if (profiling) timings.clear();
@@ -367,7 +336,8 @@ Result<std::map<std::string, HostTensor>> ContextImpl::infer(const std::map<std:
     t.shape = *shape;
     t.bytes.resize(static_cast<size_t>(volume(t.shape)) * dtype_size(t.dtype));
   }
-  Status s = e.on_gpu() ? run_staged_on_gpu(inputs, outputs) : run_on_host(inputs, outputs);
+  // CUDA engines take the host addresses too: execute() copies in and out (host_io.h).
+  Status s = run_on_host(inputs, outputs);
   if (!s.is_ok()) return s;
   return outputs;
 }
@@ -387,45 +357,32 @@ Status ContextImpl::run_on_host(const std::map<std::string, HostTensor>& inputs,
   return execute();
 }
 
-Status ContextImpl::run_staged_on_gpu(const std::map<std::string, HostTensor>& inputs,
-                                      std::map<std::string, HostTensor>& outputs) {
+Status ContextImpl::execute_host_io() {
   const EngineImpl& e = *engine_;
-  if (!staging_) {
-    staging_ = std::make_unique<GpuStaging>();
-    staging_->io.resize(e.io_names.size());
-    auto st = gpu::stream_create();
-    if (!st.is_ok()) return st.status();
-    staging_->stream = *st;
-  }
-  GpuStaging& g = *staging_;
-  for (const auto& [name, t] : inputs) {
-    GpuStaging::Buffer& b = g.io[e.io_index(name)];
-    Status s = g.reserve(b, t.bytes.size());
-    if (!s.is_ok()) return std::move(s).with_context("staging input '" + name + "'");
-    if (!t.bytes.empty()) std::memcpy(b.host, t.bytes.data(), t.bytes.size());
-    s = gpu::copy_to_device_async(b.device, b.host, t.bytes.size(), g.stream);
-    if (!s.is_ok()) return std::move(s).with_context("input '" + name + "'");
-    s = set_tensor_address(name, b.device);
+  if (shapes_dirty_) {
+    Status s = update_shapes();
     if (!s.is_ok()) return s;
   }
-  for (auto& [name, t] : outputs) {
-    Status s = g.reserve(g.io[e.io_index(name)], t.bytes.size());
-    if (!s.is_ok()) return std::move(s).with_context("staging output '" + name + "'");
-    s = set_tensor_address(name, g.io[e.io_index(name)].device);
-    if (!s.is_ok()) return s;
+  for (size_t i = 0; i < io_addr_.size(); ++i)
+    if (!io_addr_[i])
+      return Status(StatusCode::kInvalidArgument,
+                    fmt::format("no address set for {} tensor '{}' (call set_tensor_address)",
+                                static_cast<int>(i) < e.num_inputs ? "input" : "output", e.io_names[i]));
+  if (!host_io_) host_io_ = std::make_unique<HostIoPipeline>(engine_, e.batch_split_blocker);
+  std::vector<TensorDesc> desc;
+  for (int v : e.io_values) desc.push_back(shapes_[v]);
+  HostIoRun r;
+  r.addr = &io_addr_;
+  r.where = &io_loc_;
+  r.desc = &desc;
+  r.cuda_graph = cuda_graph_;
+  r.threads = threads;
+  r.observer = observer_;
+  if (profiling) {
+    timings.clear();
+    r.timings = &timings;
   }
-  Status s = enqueue(g.stream);
-  if (!s.is_ok()) return s;
-  for (auto& [name, t] : outputs) {
-    const GpuStaging::Buffer& b = g.io[e.io_index(name)];
-    s = gpu::copy_to_host_async(b.host, b.device, t.bytes.size(), g.stream);
-    if (!s.is_ok()) return std::move(s).with_context("output '" + name + "'");
-  }
-  s = gpu::stream_synchronize(g.stream);
-  if (!s.is_ok()) return s;
-  for (auto& [name, t] : outputs)
-    if (!t.bytes.empty()) std::memcpy(t.bytes.data(), g.io[e.io_index(name)].host, t.bytes.size());
-  return Status::ok();
+  return host_io_->run(r);
 }
 
 // Public wrappers.
@@ -444,8 +401,11 @@ Status ExecutionContext::set_low_latency(bool on, int max_rows) { return impl_->
 bool ExecutionContext::low_latency() const { return impl_->low_latency(); }
 Status ExecutionContext::execute() { return impl_->execute(); }
 Status ExecutionContext::enqueue(void* stream) { return impl_->enqueue(stream); }
-void ExecutionContext::set_cuda_graph(bool on) { impl_->backend().set_cuda_graph(on); }
-void ExecutionContext::set_num_threads(int threads) { impl_->backend().set_threads(threads); }
+void ExecutionContext::set_cuda_graph(bool on) { impl_->set_cuda_graph(on); }
+void ExecutionContext::set_num_threads(int threads) {
+  impl_->threads = threads;
+  impl_->backend().set_threads(threads);
+}
 void ExecutionContext::set_profiling(bool on) { impl_->profiling = on; }
 const std::vector<LayerTiming>& ExecutionContext::last_layer_timings() const { return impl_->timings; }
 void ExecutionContext::set_layer_observer(std::function<void(const LayerOutput&)> observer) {

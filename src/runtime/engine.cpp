@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "ops/quantize.h"
+#include "runtime/batch_split.h"
 #include "runtime/engine_impl.h"
 
 #ifndef KILN_VERSION
@@ -44,6 +45,7 @@ Result<std::shared_ptr<EngineImpl>> EngineImpl::create(EngineModel model) {
                                                    fmt::format("engine was built for unknown device '{}'", e->model.device)));
   if (!backend.is_ok()) return backend.status();
   e->backend = std::move(backend).value();
+  if (e->on_gpu()) e->batch_split_blocker = kiln::batch_split_blocker(g, e->model.profiles);
   return e;
 }
 

@@ -23,9 +23,11 @@ class EngineImpl {
 
   int io_index(const std::string& name) const;  // -1 if not an IO tensor
   std::string inspect_json() const;
+  // Why execute() on host memory cannot cut the batch into chunks ("" when it can); see batch_split.h.
+  std::string batch_split_blocker;
 };
 
-struct GpuStaging;
+class HostIoPipeline;
 
 class ContextImpl {
  public:
@@ -43,8 +45,13 @@ class ContextImpl {
   void set_layer_observer(std::function<void(const LayerOutput&)> observer);
   Status set_low_latency(bool on, int max_rows);
   bool low_latency() const { return low_latency_; }
+  void set_cuda_graph(bool on) {
+    cuda_graph_ = on;
+    backend_->set_cuda_graph(on);
+  }
 
   bool profiling = false;
+  int threads = 0;  // set_num_threads: the CPU backend's kernels; CUDA: staging threads for host memory
   std::vector<LayerTiming> timings;
   BackendContext& backend() { return *backend_; }
 
@@ -56,8 +63,8 @@ class ContextImpl {
   Status run_layers(void* stream, std::vector<LayerTiming>* layer_times);
   // infer()'s two ways to run: on host addresses, or (CUDA) host -> pinned staging -> device and back.
   Status run_on_host(const std::map<std::string, HostTensor>& inputs, std::map<std::string, HostTensor>& outputs);
-  Status run_staged_on_gpu(const std::map<std::string, HostTensor>& inputs,
-                           std::map<std::string, HostTensor>& outputs);
+  // execute() on a CUDA engine with IO tensors in host memory (host_io.h).
+  Status execute_host_io();
   // execute() on a CUDA engine in low-latency mode: the resident kernel, host addresses in and out.
   Status execute_low_latency();
   bool any_host_io() const;
@@ -75,7 +82,8 @@ class ContextImpl {
   PointerTables tables_;
   std::function<void(const LayerOutput&)> observer_;
   std::vector<float> int8_scales_;  // per value, for the observer: real = scale * q (0 if not INT8)
-  std::unique_ptr<GpuStaging> staging_;  // one-call API buffers of CUDA engines, made on first use
+  std::unique_ptr<HostIoPipeline> host_io_;  // CUDA engines with host IO tensors, made on first use
+  bool cuda_graph_ = false;
   bool low_latency_ = false;
   int low_latency_rows_ = 0;
   bool shapes_dirty_ = true;

@@ -32,6 +32,8 @@ struct RunOptions {
   bool dump_profile = false;
   bool separate_profile_run = false;
   bool use_cuda_graph = false, no_data_transfers = false, use_spin_wait = false;
+  std::string host_io;       // --hostIO: "", "pinned" or "pageable"
+  bool low_latency = false;  // --lowLatency
 };
 CLI::App* add_run_command(CLI::App& app, RunOptions* opts);
 int run_run(const RunOptions& opts);

@@ -33,6 +33,12 @@ Result<std::unique_ptr<Executor>> Executor::create(const Engine& engine, Executi
       auto pinned = gpu::host_alloc_pinned(t.buffer.size());
       if (!pinned.is_ok()) return std::move(pinned).take_status().with_context(fmt::format("tensor '{}'", t.name));
       m.pinned = *pinned;
+      if (flags.host_io != HostIo::kNone) {  // the runtime copies: bind host memory
+        mirrors->push_back(m);
+        Status s = context.set_tensor_address(t.name, flags.host_io == HostIo::kPinned ? m.pinned : t.buffer.data());
+        if (!s.is_ok()) return std::move(s).with_context(fmt::format("binding '{}'", t.name));
+        continue;
+      }
       auto device = gpu::device_alloc(t.buffer.size());
       if (!device.is_ok()) {
         (void)gpu::host_free_pinned(m.pinned);
@@ -44,12 +50,22 @@ Result<std::unique_ptr<Executor>> Executor::create(const Engine& engine, Executi
       if (!s.is_ok()) return std::move(s).with_context(fmt::format("binding '{}'", t.name));
     }
   }
-  // Outputs are poisoned on the device so that an output no layer writes is visible, not zeros.
+  // Outputs are poisoned so that an output no layer writes is visible, not zeros.
   for (const Mirror& m : x->outputs_) {
-    Status s = gpu::memset_async(m.device, 0xFF, m.host->buffer.size(), x->stream_);
-    if (!s.is_ok()) return s;
+    if (m.device) {
+      Status s = gpu::memset_async(m.device, 0xFF, m.host->buffer.size(), x->stream_);
+      if (!s.is_ok()) return s;
+    } else {
+      std::memset(m.pinned, 0xFF, m.host->buffer.size());
+      std::memset(m.host->buffer.data(), 0xFF, m.host->buffer.size());
+    }
   }
   context.set_cuda_graph(flags.use_cuda_graph);
+  if (flags.low_latency) {
+    const int64_t rows = io.inputs.empty() || io.inputs[0].dims.empty() ? 1 : io.inputs[0].dims[0];
+    Status s = context.set_low_latency(true, static_cast<int>(std::max<int64_t>(rows, 1)));
+    if (!s.is_ok()) return s;
+  }
   Status s = x->upload_inputs();
   if (!s.is_ok()) return s;
   return x;
@@ -59,7 +75,7 @@ Executor::~Executor() {
   for (auto* list : {&inputs_, &outputs_})
     for (Mirror& m : *list) {
       (void)gpu::host_free_pinned(m.pinned);
-      (void)gpu::device_free(m.device);
+      if (m.device) (void)gpu::device_free(m.device);
     }
   for (gpu::Event e : events_)
     if (e) (void)gpu::event_destroy(e);
@@ -79,13 +95,18 @@ Status Executor::copy(const std::vector<Mirror>& mirrors, bool to_device) {
 Status Executor::upload_inputs() {
   if (!gpu_) return Status::ok();
   for (const Mirror& m : inputs_) std::memcpy(m.pinned, m.host->buffer.data(), m.host->buffer.size());
+  if (host_io()) return Status::ok();
   Status s = copy(inputs_, true);
   if (!s.is_ok()) return s;
   return gpu::stream_synchronize(stream_);
 }
 
 Status Executor::fetch_outputs() {
-  if (!gpu_) return Status::ok();
+  if (!gpu_ || flags_.host_io == HostIo::kPageable) return Status::ok();
+  if (host_io()) {
+    for (const Mirror& m : outputs_) std::memcpy(m.host->buffer.data(), m.pinned, m.host->buffer.size());
+    return Status::ok();
+  }
   Status s = copy(outputs_, false);
   if (!s.is_ok()) return s;
   s = gpu::stream_synchronize(stream_);
@@ -95,7 +116,7 @@ Status Executor::fetch_outputs() {
 }
 
 Status Executor::run(TimedRun* run) {
-  if (!gpu_) {
+  if (!gpu_ || host_io()) {
     const auto t0 = std::chrono::steady_clock::now();
     Status s = context_.execute();
     run->enqueue_ms = run->compute_ms = host_ms_since(t0);

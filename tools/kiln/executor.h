@@ -1,7 +1,8 @@
 // Runs one inference of a bound execution context the way trtexec times it. CPU engines: execute() on
 // host buffers. CUDA engines: the host buffers are mirrored in pinned memory and device buffers; a run
 // is H2D copies, enqueue, D2H copies on one stream, with CUDA events between the stages, then a
-// (blocking or spinning) synchronize.
+// (blocking or spinning) synchronize. With --hostIO or --lowLatency a run is one execute() on host
+// memory (pinned mirrors or the host buffers themselves): the runtime does the copies.
 #pragma once
 #include <memory>
 #include <vector>
@@ -13,10 +14,16 @@
 
 namespace kiln::cli {
 
+// --hostIO: where the IO tensors live when execute() is handed host memory (Kiln copies in and out
+// itself, chunked and overlapped); kNone is trtexec's way (device tensors, the tool's own copies).
+enum class HostIo { kNone, kPinned, kPageable };
+
 struct GpuRunFlags {
   bool use_cuda_graph = false;     // --useCudaGraph
   bool no_data_transfers = false;  // --noDataTransfers: inputs copied once, outputs fetched once at the end
   bool spin_wait = false;          // --useSpinWait
+  HostIo host_io = HostIo::kNone;  // --hostIO
+  bool low_latency = false;        // --lowLatency (host memory, resident kernel)
 };
 
 class Executor {
@@ -26,6 +33,7 @@ class Executor {
                                                   const GpuRunFlags& flags);
   ~Executor();
   bool on_gpu() const { return gpu_; }
+  bool host_io() const { return gpu_ && flags_.host_io != HostIo::kNone; }
   // One inference; fills the duration fields of *run (not start_ms/end_ms, which the caller owns).
   Status run(TimedRun* run);
   // Host output buffers hold the last run's outputs afterwards (CUDA: copies them back).

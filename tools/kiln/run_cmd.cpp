@@ -52,6 +52,14 @@ CLI::App* add_run_command(CLI::App& app, RunOptions* opts) {
   cmd->add_flag("--noDataTransfers", opts->no_data_transfers,
                 "CUDA: time device-resident runs (no H2D/D2H copies in the timed loop)");
   cmd->add_flag("--useSpinWait", opts->use_spin_wait, "CUDA: wait for each run by spinning instead of blocking");
+  cmd->add_option("--hostIO", opts->host_io,
+                  "CUDA (Kiln): hand execute() host memory, pinned or pageable; the runtime copies in and out, "
+                  "large batches in chunks overlapped with compute")
+      ->check(CLI::IsMember({"pinned", "pageable"}))
+      ->type_name("MODE");
+  cmd->add_flag("--lowLatency", opts->low_latency,
+                "CUDA (Kiln): a resident kernel answers each run from host memory (no launch, no stream "
+                "synchronize); for small batches; implies --hostIO=pageable unless given");
   cmd->add_option("--exportJSON", opts->export_json, "Write the performance summary as JSON")->type_name("FILE");
   cmd->footer("The run ends once both --iterations and --duration are reached. Batch in throughput = dim 0 of the "
               "first input.\n" +
@@ -170,6 +178,8 @@ Json summary_to_json(const RunOptions& opts, const Engine& engine, const Binding
     doc["use_cuda_graph"] = opts.use_cuda_graph;
     doc["no_data_transfers"] = opts.no_data_transfers;
     doc["use_spin_wait"] = opts.use_spin_wait;
+    doc["host_io"] = opts.host_io.empty() ? (opts.low_latency ? "pageable" : "none") : opts.host_io;
+    doc["low_latency"] = opts.low_latency;
   }
   return doc;
 }
@@ -232,17 +242,26 @@ Status run_checked(const RunOptions& opts) {
     report_note("--separateProfileRun has no effect without --dumpProfile or --exportProfile");
   }
   Result<std::unique_ptr<Executor>> exec_or =
-      Executor::create(engine, ctx, io, {opts.use_cuda_graph, opts.no_data_transfers, opts.use_spin_wait});
+      Executor::create(engine, ctx, io,
+                       {opts.use_cuda_graph, opts.no_data_transfers, opts.use_spin_wait,
+                        opts.host_io == "pinned"     ? HostIo::kPinned
+                        : opts.host_io == "pageable" || opts.low_latency ? HostIo::kPageable
+                                                                         : HostIo::kNone,
+                        opts.low_latency});
   if (!exec_or.is_ok()) return std::move(exec_or).take_status();
   Executor& exec = *exec_or.value();
   if (exec.on_gpu()) {
-    fmt::print("[I] Device: {}{}{}{}\n", engine.target(), opts.use_cuda_graph ? ", CUDA graph" : "",
-               opts.no_data_transfers ? ", no data transfers" : "", opts.use_spin_wait ? ", spin wait" : "");
+    fmt::print("[I] Device: {}{}{}{}{}{}\n", engine.target(), opts.use_cuda_graph ? ", CUDA graph" : "",
+               opts.no_data_transfers ? ", no data transfers" : "", opts.use_spin_wait ? ", spin wait" : "",
+               exec.host_io() ? fmt::format(", host IO ({})", opts.host_io.empty() ? "pageable" : opts.host_io) : "",
+               opts.low_latency ? ", low-latency (resident kernel)" : "");
+    if (exec.host_io() && (opts.no_data_transfers || opts.use_spin_wait))
+      report_note("--noDataTransfers and --useSpinWait do not apply with --hostIO/--lowLatency (the runtime copies)");
   } else {
     fmt::print("[I] Device: {}, threads: {}\n", engine.device(),
                opts.threads > 0 ? std::to_string(opts.threads) : std::string("library default"));
-    if (opts.use_cuda_graph || opts.no_data_transfers || opts.use_spin_wait)
-      report_note("--useCudaGraph, --noDataTransfers and --useSpinWait apply to CUDA engines only");
+    if (opts.use_cuda_graph || opts.no_data_transfers || opts.use_spin_wait || !opts.host_io.empty() || opts.low_latency)
+      report_note("--useCudaGraph, --noDataTransfers, --useSpinWait, --hostIO and --lowLatency apply to CUDA engines only");
   }
   fmt::print("[I] Warm-up {} ms, then at least {} iterations and {} s\n", opts.warmup_ms, opts.iterations,
              opts.duration_s);

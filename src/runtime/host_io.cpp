@@ -1,0 +1,368 @@
+// The host-memory execute() path of CUDA engines; see host_io.h. Chunk sizes: large enough that the
+// copy engines run at full rate and per-chunk launches are amortized (~2 MiB of input per chunk), at
+// most kMaxChunks; lanes are reused across calls and re-planned only when the chunk's row count changes.
+#include "runtime/host_io.h"
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "kiln/gpu.h"
+#include "runtime/engine_impl.h"
+
+namespace kiln {
+namespace {
+
+constexpr size_t kMinSplitBytes = 1 << 20;   // below this much host input, one chunk
+constexpr size_t kChunkBytes = 2 << 20;      // target host input bytes per chunk
+constexpr int64_t kMaxChunks = 16;
+constexpr size_t kMaxLanes = 4;              // streams with a chunk in flight
+constexpr size_t kPieceBytes = 256 << 10;    // unit of work for the staging threads
+
+int64_t env_chunks() {  // KILN_HOST_IO_CHUNKS=n forces n chunks (experiments; 0 = automatic)
+  const char* v = std::getenv("KILN_HOST_IO_CHUNKS");
+  return v ? std::max<int64_t>(0, std::atoll(v)) : 0;
+}
+
+size_t bytes_of(const TensorDesc& d) { return static_cast<size_t>(volume(d.shape)) * dtype_size(d.dtype); }
+
+}  // namespace
+
+// Persistent threads copying pieces of pageable input into page-locked staging, in order; the calling
+// thread helps, so a chunk is never waiting for a thread to wake up.
+class CopyWorkers {
+ public:
+  struct Piece {
+    void* dst;
+    const void* src;
+    size_t bytes;
+    size_t chunk;
+  };
+
+  explicit CopyWorkers(int threads) {
+    for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { loop(); });
+  }
+  ~CopyWorkers() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    for (auto& t : threads_) t.join();
+  }
+  size_t size() const { return threads_.size(); }
+
+  // Starts copying; done(c) then counts finished pieces of chunk c.
+  void start(std::vector<Piece> pieces, size_t chunks) {
+    pieces_ = std::move(pieces);
+    done_ = std::make_unique<std::atomic<size_t>[]>(chunks);
+    for (size_t c = 0; c < chunks; ++c) done_[c].store(0, std::memory_order_relaxed);
+    next_.store(0, std::memory_order_relaxed);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      busy_ = threads_.size();
+      ++generation_;
+    }
+    cv_.notify_all();
+  }
+  // Copies one piece on the calling thread; false when none is left to take.
+  bool help() { return take(); }
+  size_t done(size_t chunk) const { return done_[chunk].load(std::memory_order_acquire); }
+  // Stops handing out pieces and waits until no thread is copying.
+  void finish() {
+    next_.store(pieces_.size(), std::memory_order_relaxed);
+    std::unique_lock<std::mutex> lock(mu_);
+    idle_cv_.wait(lock, [this] { return busy_ == 0; });
+  }
+
+ private:
+  bool take() {
+    const size_t i = next_.fetch_add(1, std::memory_order_relaxed);
+    if (i >= pieces_.size()) return false;
+    const Piece& p = pieces_[i];
+    std::memcpy(p.dst, p.src, p.bytes);
+    done_[p.chunk].fetch_add(1, std::memory_order_release);
+    return true;
+  }
+  void loop() {
+    uint64_t seen = 0;
+    for (;;) {
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        cv_.wait(lock, [&] { return stop_ || generation_ != seen; });
+        if (stop_) return;
+        seen = generation_;
+      }
+      while (take()) {
+      }
+      std::lock_guard<std::mutex> lock(mu_);
+      if (--busy_ == 0) idle_cv_.notify_all();
+    }
+  }
+
+  std::vector<std::thread> threads_;
+  std::mutex mu_;
+  std::condition_variable cv_, idle_cv_;
+  uint64_t generation_ = 0;
+  size_t busy_ = 0;
+  bool stop_ = false;
+  std::vector<Piece> pieces_;
+  std::unique_ptr<std::atomic<size_t>[]> done_;
+  std::atomic<size_t> next_{0};
+};
+
+struct HostIoPipeline::Lane {
+  std::unique_ptr<ContextImpl> ctx;
+  gpu::Stream stream = nullptr;
+  std::vector<void*> device;  // per IO tensor: this lane's device buffer (host IO only)
+  std::vector<size_t> device_bytes;
+  int64_t rows = -1;
+  bool graph = false;
+
+  ~Lane() {
+    ctx.reset();
+    for (void* p : device)
+      if (p) (void)gpu::device_free(p);
+    if (stream) (void)gpu::stream_destroy(stream);
+  }
+};
+
+HostIoPipeline::HostIoPipeline(std::shared_ptr<const EngineImpl> engine, std::string batch_split_blocker)
+    : engine_(std::move(engine)), blocker_(std::move(batch_split_blocker)) {
+  staging_.assign(engine_->io_names.size(), nullptr);
+  staging_bytes_.assign(engine_->io_names.size(), 0);
+}
+
+HostIoPipeline::~HostIoPipeline() {
+  workers_.reset();
+  lanes_.clear();
+  for (void* p : staging_)
+    if (p) (void)gpu::host_free_pinned(p);
+  for (void* e : events_) (void)gpu::event_destroy(e);
+}
+
+Status HostIoPipeline::reserve_staging(size_t io, size_t bytes) {
+  if (staging_bytes_[io] >= bytes && staging_[io]) return Status::ok();
+  if (staging_[io]) (void)gpu::host_free_pinned(staging_[io]);
+  staging_[io] = nullptr;
+  staging_bytes_[io] = 0;
+  auto p = gpu::host_alloc_pinned(bytes);
+  if (!p.is_ok()) return std::move(p).take_status().with_context("staging tensor '" + engine_->io_names[io] + "'");
+  staging_[io] = *p;
+  staging_bytes_[io] = bytes;
+  return Status::ok();
+}
+
+// Lane `index` set up for `rows` rows: shapes, device buffers for host IO, graph setting. With
+// chunked = false the lane runs the whole batch and device IO tensors are used in place.
+Result<HostIoPipeline::Lane*> HostIoPipeline::lane(size_t index, int64_t rows, const HostIoRun& r, bool chunked) {
+  const EngineImpl& e = *engine_;
+  while (lanes_.size() <= index) {
+    auto lane = std::make_unique<Lane>();
+    auto ctx = ContextImpl::create(engine_);
+    if (!ctx.is_ok()) return ctx.status();
+    lane->ctx = std::move(ctx).value();
+    auto st = gpu::stream_create();
+    if (!st.is_ok()) return st.status();
+    lane->stream = *st;
+    lane->device.assign(e.io_names.size(), nullptr);
+    lane->device_bytes.assign(e.io_names.size(), 0);
+    lanes_.push_back(std::move(lane));
+  }
+  Lane& l = *lanes_[index];
+  const int64_t batch = (*r.desc)[0].shape[0];
+  for (size_t io = 0; io < e.io_names.size(); ++io) {
+    const TensorDesc& d = (*r.desc)[io];
+    Dims shape = d.shape;
+    if (chunked) shape[0] = rows;
+    if (static_cast<int>(io) < e.num_inputs) {
+      Status s = l.ctx->set_input_shape(e.io_names[io], shape);
+      if (!s.is_ok()) return s;
+    }
+    void* address = (*r.addr)[io];
+    if ((*r.where)[io] != MemoryLocation::kDevice) {
+      const size_t need = std::max<size_t>(chunked ? bytes_of(d) / static_cast<size_t>(batch) * rows : bytes_of(d), 1);
+      if (l.device_bytes[io] < need) {
+        if (l.device[io]) (void)gpu::device_free(l.device[io]);
+        l.device[io] = nullptr;
+        l.device_bytes[io] = 0;
+        auto p = gpu::device_alloc(need);
+        if (!p.is_ok()) return std::move(p).take_status().with_context("device buffer for '" + e.io_names[io] + "'");
+        l.device[io] = *p;
+        l.device_bytes[io] = need;
+      }
+      address = l.device[io];
+    }
+    Status s = l.ctx->set_tensor_address(e.io_names[io], address);
+    if (!s.is_ok()) return s;
+  }
+  l.rows = rows;
+  if (l.graph != r.cuda_graph) {
+    l.ctx->set_cuda_graph(r.cuda_graph);
+    l.graph = r.cuda_graph;
+  }
+  l.ctx->set_layer_observer(r.observer);
+  l.ctx->profiling = r.timings != nullptr;
+  return &l;
+}
+
+Status HostIoPipeline::run(const HostIoRun& r) {
+  const EngineImpl& e = *engine_;
+  const size_t n_io = e.io_names.size();
+  const std::vector<TensorDesc>& desc = *r.desc;
+  const std::vector<MemoryLocation>& where = *r.where;
+  const std::vector<void*>& addr = *r.addr;
+  const int64_t batch = desc[0].shape.empty() ? 0 : desc[0].shape[0];
+
+  // The plan: how many chunks of how many rows.
+  size_t host_in_bytes = 0;
+  bool any_device = false, pageable_in = false, pageable_out = false;
+  for (size_t io = 0; io < n_io; ++io) {
+    const bool input = static_cast<int>(io) < e.num_inputs;
+    if (where[io] == MemoryLocation::kDevice) any_device = true;
+    if (input && where[io] != MemoryLocation::kDevice) host_in_bytes += bytes_of(desc[io]);
+    if (where[io] == MemoryLocation::kPageableHost) (input ? pageable_in : pageable_out) = true;
+  }
+  int64_t chunks = 1;
+  const char* single = nullptr;
+  if (!blocker_.empty()) single = "batch rows are not independent";
+  else if (any_device) single = "some tensors are in device memory";
+  else if (r.observer || r.timings) single = "profiling or observing";
+  else if (batch < 2) single = "batch of one";
+  if (!single) {
+    const int64_t forced = env_chunks();
+    chunks = forced ? forced
+                    : host_in_bytes < kMinSplitBytes ? 1
+                                                     : static_cast<int64_t>((host_in_bytes + kChunkBytes - 1) / kChunkBytes);
+    chunks = std::clamp<int64_t>(chunks, 1, std::min<int64_t>(kMaxChunks, batch));
+  }
+  int64_t rows = (batch + chunks - 1) / std::max<int64_t>(chunks, 1);
+  if (chunks > 1) {
+    chunks = (batch + rows - 1) / rows;
+    // Every chunk's shape must be inside the profile.
+    const int64_t last = batch - (chunks - 1) * rows;
+    for (int i = 0; i < e.num_inputs && chunks > 1; ++i)
+      if (std::min(rows, last) < e.model.profiles[i].min[0]) chunks = 1;
+    if (chunks == 1) rows = batch;
+  }
+  const bool chunked = chunks > 1;
+  const int64_t last_rows = batch - (chunks - 1) * rows;
+  const size_t full_lanes = std::min<size_t>(kMaxLanes, static_cast<size_t>(last_rows == rows ? chunks : chunks - 1));
+
+  // Lanes first: nothing is queued before every lane is ready.
+  std::vector<Lane*> lane_of(static_cast<size_t>(chunks));
+  for (int64_t c = 0; c < chunks; ++c) {
+    const bool remainder = chunked && c == chunks - 1 && last_rows != rows;
+    const size_t index = remainder ? full_lanes : static_cast<size_t>(c) % std::max<size_t>(full_lanes, 1);
+    auto l = lane(index, remainder ? last_rows : rows, r, chunked);
+    if (!l.is_ok()) return l.status();
+    lane_of[c] = *l;
+  }
+  for (size_t io = 0; io < n_io; ++io)
+    if (where[io] == MemoryLocation::kPageableHost) {
+      Status s = reserve_staging(io, std::max<size_t>(bytes_of(desc[io]), 1));
+      if (!s.is_ok()) return s;
+    }
+  while (pageable_out && events_.size() < static_cast<size_t>(chunks)) {
+    auto ev = gpu::event_create();
+    if (!ev.is_ok()) return ev.status();
+    events_.push_back(*ev);
+  }
+  auto offset = [&](size_t io, int64_t c) {
+    return chunked ? bytes_of(desc[io]) / static_cast<size_t>(batch) * static_cast<size_t>(c * rows) : 0;
+  };
+  auto chunk_bytes = [&](size_t io, int64_t c) {
+    return chunked ? bytes_of(desc[io]) / static_cast<size_t>(batch) * static_cast<size_t>(c == chunks - 1 ? last_rows : rows)
+                   : bytes_of(desc[io]);
+  };
+
+  // Pageable inputs: pieces in chunk order for the staging threads.
+  std::vector<size_t> pieces_per_chunk(static_cast<size_t>(chunks), 0);
+  if (pageable_in) {
+    const int threads = r.threads > 0 ? r.threads
+                                      : static_cast<int>(std::clamp(std::thread::hardware_concurrency() / 2, 1u, 8u));
+    if (!workers_ || static_cast<int>(workers_->size()) != threads - 1)
+      workers_ = std::make_unique<CopyWorkers>(threads - 1);  // the calling thread is the last one
+    std::vector<CopyWorkers::Piece> pieces;
+    for (int64_t c = 0; c < chunks; ++c)
+      for (int io = 0; io < e.num_inputs; ++io) {
+        if (where[io] != MemoryLocation::kPageableHost) continue;
+        const size_t off = offset(io, c), bytes = chunk_bytes(io, c);
+        for (size_t p = 0; p < bytes; p += kPieceBytes) {
+          pieces.push_back({static_cast<uint8_t*>(staging_[io]) + off + p, static_cast<const uint8_t*>(addr[io]) + off + p,
+                            std::min(kPieceBytes, bytes - p), static_cast<size_t>(c)});
+          ++pieces_per_chunk[c];
+        }
+      }
+    workers_->start(std::move(pieces), static_cast<size_t>(chunks));
+  }
+
+  if (r.observer || r.timings) {  // one chunk, layer by layer: the lane's execute() reports as it goes
+    Lane& l = *lane_of[0];
+    for (int io = 0; io < e.num_inputs; ++io)
+      if (where[io] != MemoryLocation::kDevice) {
+        Status s = gpu::copy_to_device_async(l.device[io], addr[io], bytes_of(desc[io]), l.stream);
+        if (!s.is_ok()) return s;
+      }
+    Status s = gpu::stream_synchronize(l.stream);
+    if (s.is_ok()) s = l.ctx->execute();
+    for (size_t io = e.num_inputs; io < n_io && s.is_ok(); ++io)
+      if (where[io] != MemoryLocation::kDevice) s = gpu::copy_to_host_async(addr[io], l.device[io], bytes_of(desc[io]), l.stream);
+    Status done = gpu::stream_synchronize(l.stream);
+    if (r.timings) *r.timings = l.ctx->timings;
+    plan_ = fmt::format("one chunk ({})", single);
+    return s.is_ok() ? done : s;
+  }
+
+  Status status = Status::ok();
+  int64_t queued = 0;
+  for (int64_t c = 0; c < chunks && status.is_ok(); ++c) {
+    Lane& l = *lane_of[c];
+    if (pageable_in)
+      while (workers_->done(c) < pieces_per_chunk[c])
+        if (!workers_->help()) std::this_thread::yield();
+    for (int io = 0; io < e.num_inputs && status.is_ok(); ++io) {
+      if (where[io] == MemoryLocation::kDevice) continue;
+      const uint8_t* src = static_cast<const uint8_t*>(where[io] == MemoryLocation::kPageableHost ? staging_[io] : addr[io]);
+      status = gpu::copy_to_device_async(l.device[io], src + offset(io, c), chunk_bytes(io, c), l.stream);
+    }
+    if (status.is_ok()) status = l.ctx->enqueue(l.stream);
+    for (size_t io = e.num_inputs; io < n_io && status.is_ok(); ++io) {
+      if (where[io] == MemoryLocation::kDevice) continue;
+      uint8_t* dst = static_cast<uint8_t*>(where[io] == MemoryLocation::kPageableHost ? staging_[io] : addr[io]);
+      status = gpu::copy_to_host_async(dst + offset(io, c), l.device[io], chunk_bytes(io, c), l.stream);
+    }
+    if (status.is_ok() && pageable_out) status = gpu::event_record(events_[c], l.stream);
+    if (status.is_ok()) ++queued;
+    if (!status.is_ok()) status = std::move(status).with_context(fmt::format("chunk {} of {} ({} rows)", c + 1, chunks, l.rows));
+  }
+  if (pageable_in) workers_->finish();
+  // Pageable outputs leave staging as each chunk completes, overlapped with later chunks.
+  for (int64_t c = 0; c < queued && pageable_out && status.is_ok(); ++c) {
+    status = gpu::event_synchronize(events_[c], true);
+    for (size_t io = e.num_inputs; io < n_io && status.is_ok(); ++io)
+      if (where[io] == MemoryLocation::kPageableHost)
+        std::memcpy(static_cast<uint8_t*>(addr[io]) + offset(io, c),
+                    static_cast<const uint8_t*>(staging_[io]) + offset(io, c), chunk_bytes(io, c));
+  }
+  // Always drain every lane used, even after an error: its buffers are about to be reused or freed.
+  const size_t used = std::min(lanes_.size(), full_lanes + 1);
+  for (size_t i = 0; i < used; ++i) {
+    Status s = gpu::stream_synchronize(lanes_[i]->stream, true);
+    if (status.is_ok() && !s.is_ok()) status = std::move(s);
+  }
+  plan_ = chunked ? fmt::format("{} chunks of {} rows{} on {} streams", chunks, rows,
+                                last_rows != rows ? fmt::format(" (last {})", last_rows) : "",
+                                full_lanes + (last_rows != rows))
+                  : fmt::format("one chunk ({})", single ? single : "small input");
+  if (pageable_in) plan_ += fmt::format("; pageable input staged by {} threads", workers_->size() + 1);
+  return status;
+}
+
+}  // namespace kiln

@@ -1,0 +1,55 @@
+// execute() on a CUDA engine whose IO tensors are in host memory. The batch is cut into chunks run by
+// "lanes" (child execution contexts with their own device buffers, arena and stream), so that chunk
+// i+1's host-to-device copy overlaps chunk i's compute and device-to-host copy; pageable inputs are
+// first staged into page-locked memory by worker threads, overlapped with the copies of earlier chunks.
+#pragma once
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "kiln/runtime.h"
+#include "ops/op.h"
+
+namespace kiln {
+
+class EngineImpl;
+class ContextImpl;
+class CopyWorkers;
+
+struct HostIoRun {
+  const std::vector<void*>* addr = nullptr;            // per IO tensor (inputs, then outputs)
+  const std::vector<MemoryLocation>* where = nullptr;  // per IO tensor
+  const std::vector<TensorDesc>* desc = nullptr;       // per IO tensor, at the requested shapes
+  bool cuda_graph = false;
+  int threads = 0;  // staging threads for pageable memory (0 = default)
+  // Profiling / layer observer: run as one chunk with these set on the lane.
+  std::function<void(const LayerOutput&)> observer;
+  std::vector<LayerTiming>* timings = nullptr;
+};
+
+class HostIoPipeline {
+ public:
+  // batch_split_blocker: empty when the engine's batch rows are independent (else no chunking).
+  HostIoPipeline(std::shared_ptr<const EngineImpl> engine, std::string batch_split_blocker);
+  ~HostIoPipeline();
+  Status run(const HostIoRun& r);
+  // The last run's plan, e.g. "8 chunks of 1024 rows on 4 streams; pageable input staged by 8 threads".
+  const std::string& plan() const { return plan_; }
+
+ private:
+  struct Lane;
+  Result<Lane*> lane(size_t index, int64_t rows, const HostIoRun& r, bool chunked);
+  Status reserve_staging(size_t io, size_t bytes);
+
+  std::shared_ptr<const EngineImpl> engine_;
+  std::string blocker_;
+  std::vector<std::unique_ptr<Lane>> lanes_;
+  std::vector<void*> staging_;  // per IO tensor: page-locked buffer for pageable memory
+  std::vector<size_t> staging_bytes_;
+  std::vector<void*> events_;   // per chunk: pageable outputs are copied out as their chunk completes
+  std::unique_ptr<CopyWorkers> workers_;
+  std::string plan_;
+};
+
+}  // namespace kiln
