@@ -40,7 +40,7 @@ std::shared_ptr<Engine> build_mlp(const BuilderConfig& c) {
 }
 
 std::vector<double> reference(const std::vector<float>& x, int64_t b) {
-  static const auto g = import_onnx_file(source_path(kMlp));
+  static auto g = import_onnx_file(source_path(kMlp));
   EXPECT_TRUE(g.is_ok()) << g.status().to_string();
   RefTensor in{DataType::kFloat32, {b, 1, 28, 28}, std::vector<double>(x.begin(), x.end())};
   auto out = evaluate_reference(*g, {in});
@@ -106,10 +106,10 @@ TEST_P(CudaLowLatency, MatchesFloat64ReferenceWithHostMemory) {
   REQUIRE_GPU();
   const Precision p = GetParam();
   auto engine = build_mlp(mlp_config("cuda", 8, p.fp16));
+  HostIo pageable(8, false), pinned(8, true);  // before the context: freed after its resident kernel stopped
   auto ctx = engine->create_execution_context();
   ASSERT_TRUE(ctx.is_ok()) << ctx.status().to_string();
   ExecutionContext& c = **ctx;
-  HostIo pageable(8, false), pinned(8, true);
   pageable.bind(c);
   EXPECT_LE(run_once(c, pageable, 8, 1), p.tolerance) << "normal path before low-latency mode";
 
@@ -154,15 +154,15 @@ TEST(CudaLowLatencyMany, TwoContextsOfOneEngineAndASecondEngineAtOnce) {
   REQUIRE_GPU();
   auto fp32 = build_mlp(mlp_config("cuda", 4, false));
   auto fp16 = build_mlp(mlp_config("cuda", 4, true));
+  std::vector<std::unique_ptr<HostIo>> io;  // before the contexts: freed after their resident kernels stopped
+  for (int i = 0; i < 3; ++i) io.push_back(std::make_unique<HostIo>(4, i == 1));
   auto a = fp32->create_execution_context();
   auto b = fp32->create_execution_context();
   auto h = fp16->create_execution_context();
   ASSERT_TRUE(a.is_ok() && b.is_ok() && h.is_ok());
   std::vector<ExecutionContext*> ctxs = {a->get(), b->get(), h->get()};
   const double tol[] = {1e-5, 1e-5, 1e-2};
-  std::vector<std::unique_ptr<HostIo>> io;
   for (size_t i = 0; i < ctxs.size(); ++i) {
-    io.push_back(std::make_unique<HostIo>(4, i == 1));
     io[i]->bind(*ctxs[i]);
     EXPECT_LE(run_once(*ctxs[i], *io[i], 4, 10 + i), tol[i]) << "normal path, context " << i;
   }
@@ -228,12 +228,12 @@ TEST(CudaLowLatencyErrors, Int8EngineIsUnsupported) {
   REQUIRE_GPU();
   BuilderConfig c = mlp_config("cuda", 16, false);
   c.int8.enabled = true;
-  c.int8.batches = 1;
+  c.int8.batches = 2;
   c.int8.batch_size = 16;
   c.int8.layer_precisions = {{"*", "int8"}};
   int batches = 0;
   c.int8.next_batch = [&](std::map<std::string, HostTensor>* batch) -> Result<bool> {
-    if (batches++ == 1) return false;
+    if (batches++ == 2) return false;
     (*batch)["input"] = HostTensor::from_floats({16, 1, 28, 28}, test::random_floats(16 * 784, 9, -2.f, 2.f));
     return true;
   };
