@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "backends/cuda/cuda_kernel.h"
+#include "backends/cuda/resident_mlp.h"
 #include "runtime/backend.h"
 
 namespace kiln {
@@ -50,6 +51,15 @@ class CudaContext final : public BackendContext {
     if (a.type == cudaMemoryTypeUnregistered) return MemoryLocation::kPageableHost;
     return MemoryLocation::kDevice;  // device or managed memory
   }
+  // Low-latency mode: a resident kernel (resident_mlp.h) serves the engine when it is a dense chain.
+  Status start_low_latency(int max_rows) override;
+  Status run_low_latency(const void* const* host_inputs, const TensorDesc* in_shapes, void* const* host_outputs,
+                         const TensorDesc* out_shapes) override {
+    if (!resident_) return Status(StatusCode::kInvalidArgument, "low-latency mode is not started");
+    return resident_->run(host_inputs[0], in_shapes[0], host_outputs[0], out_shapes[0]);
+  }
+  void stop_low_latency() override { resident_.reset(); }
+  std::string low_latency_json() const override { return resident_ ? resident_->json() : "{}"; }
 
  private:
   Status run_layers(const PointerTables& t, cudaStream_t s, std::vector<LayerTiming>* timings,
@@ -73,6 +83,7 @@ class CudaContext final : public BackendContext {
   std::vector<std::vector<uint8_t>> observed_;              // observing: host copies of one layer's outputs
   bool use_graph_ = false;
   cudaGraphExec_t graph_exec_ = nullptr;
+  std::unique_ptr<cuda::ResidentMlp> resident_;
 };
 
 class CudaEngine final : public BackendEngine, public std::enable_shared_from_this<CudaEngine> {
@@ -104,6 +115,7 @@ class CudaEngine final : public BackendEngine, public std::enable_shared_from_th
 };
 
 CudaContext::~CudaContext() {
+  resident_.reset();  // first: frees below must not wait on a kernel that never ends
   drop_graph();
   kernels_.clear();
   for (cudaEvent_t e : events_) cudaEventDestroy(e);
@@ -113,6 +125,17 @@ CudaContext::~CudaContext() {
 }
 
 const void* CudaContext::constant(int v) const { return engine_->constant_ptrs[v]; }
+
+Status CudaContext::start_low_latency(int max_rows) {
+  resident_.reset();
+  auto plan = cuda::plan_resident_mlp(model_.graph, engine_->constant_ptrs);
+  if (!plan.is_ok()) return plan.status();
+  auto resident = std::make_unique<cuda::ResidentMlp>();
+  Status s = resident->start(*plan, max_rows);
+  if (!s.is_ok()) return s;
+  resident_ = std::move(resident);
+  return Status::ok();
+}
 
 Status CudaContext::init() {
   const uint64_t arena = std::max<uint64_t>(model_.arena_bytes, 256);

@@ -1,0 +1,493 @@
+// Host side of the low-latency mode: recognising a dense chain in the engine graph, the mapped buffers,
+// the request/answer protocol (see resident_mlp_kernel.h), and a process-wide registry that stops every
+// resident kernel at exit.
+//
+// Mapped memory is never freed while another resident kernel runs: cudaFreeHost may wait for the whole
+// device, which a resident kernel never leaves idle. Released blocks are parked and freed once the last
+// resident kernel has stopped; new blocks are allocated four at a time when none runs, so that a second
+// context usually starts from a parked block.
+#include "backends/cuda/resident_mlp.h"
+
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "backends/cuda/cuda_util.h"
+#include "engine/engine_model.h"
+#include "ops/fused_mlp.h"
+#include "ops/gemm.h"
+
+namespace kiln::cuda {
+namespace {
+
+using resident::Channel;
+using resident::kClusterCtas;
+using resident::KernelParams;
+using resident::LayerParams;
+
+constexpr auto kReadyDeadline = std::chrono::seconds(5);
+constexpr auto kAnswerDeadline = std::chrono::seconds(2);
+constexpr auto kStopDeadline = std::chrono::seconds(2);
+
+size_t round_up(size_t x, size_t to) { return (x + to - 1) / to * to; }
+
+// ---- registry of live resident kernels and parked mapped blocks -------------------------------------
+struct Block {
+  unsigned char* ptr;
+  size_t bytes;
+};
+
+class Registry {
+ public:
+  static Registry& instance() {
+    static Registry* r = new Registry;  // never destroyed: the exit handler may run after static destructors
+    return *r;
+  }
+  void add(ResidentMlp* m) {
+    std::lock_guard<std::mutex> lock(mu_);
+    live_.insert(m);
+    if (!exit_handler_) {
+      exit_handler_ = true;
+      std::atexit([] { Registry::instance().stop_all(); });
+    }
+  }
+  void remove(ResidentMlp* m) {
+    std::lock_guard<std::mutex> lock(mu_);
+    live_.erase(m);
+  }
+  // A parked block of at least `bytes`, else a fresh one (four at a time while no resident kernel runs).
+  Result<Block> take(size_t bytes) {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (size_t i = 0; i < parked_.size(); ++i)
+      if (parked_[i].bytes >= bytes) {
+        Block b = parked_[i];
+        parked_.erase(parked_.begin() + static_cast<std::ptrdiff_t>(i));
+        return b;
+      }
+    const int count = live_.empty() ? 4 : 1;
+    std::vector<Block> fresh;
+    for (int i = 0; i < count; ++i) {
+      void* p = nullptr;
+      Status s = check(cudaHostAlloc(&p, bytes, cudaHostAllocMapped | cudaHostAllocPortable),
+                       fmt::format("allocating {} bytes of mapped page-locked memory for the resident kernel", bytes));
+      if (!s.is_ok()) {
+        if (fresh.empty()) return s;
+        break;
+      }
+      fresh.push_back({static_cast<unsigned char*>(p), bytes});
+    }
+    for (size_t i = 1; i < fresh.size(); ++i) parked_.push_back(fresh[i]);
+    return fresh[0];
+  }
+  void give_back(Block b) {
+    std::lock_guard<std::mutex> lock(mu_);
+    parked_.push_back(b);
+    if (!live_.empty()) return;
+    for (const Block& p : parked_) (void)cudaFreeHost(p.ptr);
+    parked_.clear();
+  }
+  void stop_all() {
+    std::vector<ResidentMlp*> live;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      live.assign(live_.begin(), live_.end());
+    }
+    for (ResidentMlp* m : live) m->stop();
+  }
+
+ private:
+  std::mutex mu_;
+  std::set<ResidentMlp*> live_;
+  std::vector<Block> parked_;
+  bool exit_handler_ = false;
+};
+
+// ---- recognising the chain ------------------------------------------------------------------------------
+Status unsupported(const Node& n, const std::string& why) {
+  return Status(StatusCode::kUnsupported, fmt::format("layer '{}' ({}, kernel {}) {}", n.name, n.op_type, n.kernel, why));
+}
+
+// Product of dims 1.. when all are known, else -1. Every value of the chain is [rows, ...] with this width.
+int64_t row_width(const Value& v) {
+  if (!v.rank_known || v.shape.size() < 2) return -1;
+  int64_t w = 1;
+  for (size_t d = 1; d < v.shape.size(); ++d) {
+    if (v.shape[d] < 0) return -1;
+    w *= v.shape[d];
+  }
+  return w;
+}
+
+bool is_float(DataType dt) { return dt == DataType::kFloat32 || dt == DataType::kFloat16; }
+
+int activation_code(Activation a) {
+  switch (a) {
+    case Activation::kNone: return resident::kActNone;
+    case Activation::kRelu: return resident::kActRelu;
+    case Activation::kLeakyRelu: return resident::kActLeakyRelu;
+    case Activation::kSigmoid: return resident::kActSigmoid;
+    case Activation::kTanh: return resident::kActTanh;
+  }
+  return resident::kActNone;
+}
+
+// A dense layer's weight [n, k] and optional bias [n], both uploaded constants.
+Result<ResidentLayerPlan> dense_layer(const Node& n, const Graph& g, const std::vector<const void*>& dev, int w_id,
+                                      int b_id, int64_t width, const std::string& label) {
+  ResidentLayerPlan lp;
+  lp.name = label;
+  if (!g.is_constant(w_id) || !dev[w_id]) return unsupported(n, "has a weight that is not a constant on the GPU");
+  const Tensor& w = *g.values[w_id].constant;
+  if (w.shape.size() != 2 || !is_float(w.dtype))
+    return unsupported(n, fmt::format("has weight '{}' [{}] {}; low-latency mode takes a 2-D float32/float16 [N,K] weight",
+                                      g.values[w_id].name, dims_to_string(w.shape, ","), dtype_name(w.dtype)));
+  if (w.shape[1] != width)
+    return unsupported(n, fmt::format("has K = {} but its input rows hold {} values", w.shape[1], width));
+  LayerParams& p = lp.params;
+  p.weight = dev[w_id];
+  p.n = static_cast<int>(w.shape[0]);
+  p.k = static_cast<int>(w.shape[1]);
+  p.weight_half = w.dtype == DataType::kFloat16;
+  lp.weight_dtype = w.dtype;
+  if (b_id != kNoValue) {
+    if (!g.is_constant(b_id) || !dev[b_id]) return unsupported(n, "has a bias that is not a constant on the GPU");
+    const Tensor& b = *g.values[b_id].constant;
+    if (b.shape.size() != 1 || b.shape[0] != w.shape[0] || !is_float(b.dtype))
+      return unsupported(n, fmt::format("has C '{}' [{}] {}; low-latency mode takes a per-column bias [{}]",
+                                        g.values[b_id].name, dims_to_string(b.shape, ","), dtype_name(b.dtype), p.n));
+    p.bias = dev[b_id];
+    p.bias_half = b.dtype == DataType::kFloat16;
+  }
+  return lp;
+}
+
+}  // namespace
+
+Result<ResidentPlan> plan_resident_mlp(const Graph& g, const std::vector<const void*>& dev) {
+  if (g.inputs.size() != 1 || g.outputs.size() != 1)
+    return Status(StatusCode::kUnsupported,
+                  fmt::format("the engine has {} inputs and {} outputs; low-latency mode serves one input and one output",
+                              g.inputs.size(), g.outputs.size()));
+  ResidentPlan plan;
+  int v = g.inputs[0];
+  const Value& in = g.values[v];
+  plan.input_name = in.name;
+  plan.input_dtype = in.dtype;
+  if (!is_float(in.dtype))
+    return Status(StatusCode::kUnsupported, fmt::format("input '{}' is {}; low-latency mode takes float32 or float16",
+                                                        in.name, dtype_name(in.dtype)));
+  int64_t width = row_width(in);
+  if (width <= 0)
+    return Status(StatusCode::kUnsupported,
+                  fmt::format("input '{}' [{}] is not [rows, ...] with known dims after the first", in.name,
+                              dims_to_string(in.shape, ",")));
+  const auto consumers = g.consumers();
+  while (!g.is_graph_output(v)) {
+    if (consumers[v].size() != 1)
+      return Status(StatusCode::kUnsupported,
+                    fmt::format("value '{}' feeds {} layers; low-latency mode serves a single chain", g.values[v].name,
+                                consumers[v].size()));
+    const Node& n = g.nodes[consumers[v][0]];
+    if (n.inputs.empty() || n.inputs[0] != v || n.outputs.size() != 1)
+      return unsupported(n, "is not a one-output layer reading the chain as its first input");
+    const Value& out = g.values[n.outputs[0]];
+    const bool dense = n.op_type == "Gemm" || (n.domain == "kiln" && (n.op_type == "FusedGemm" || n.op_type == "FusedMLP"));
+    if (n.kernel == kViewKernel) {
+      if (row_width(out) != width)
+        return unsupported(n, fmt::format("reshapes rows of {} values into [{}]; low-latency mode keeps rows whole", width,
+                                          dims_to_string(out.shape, ",")));
+    } else if (n.op_type == "Cast" && n.domain.empty()) {
+      const DataType from = g.values[v].dtype;
+      if (!is_float(from) || !is_float(out.dtype)) return unsupported(n, "is a Cast between non-float types");
+      if (from == DataType::kFloat32 && out.dtype == DataType::kFloat16) {
+        if (plan.layers.empty()) plan.round_input_half = true;
+        else plan.layers.back().params.round_output_half = 1;
+      }
+    } else if (dense && n.op_type == "FusedMLP") {
+      auto at = FusedMlpAttrs::parse(n);
+      if (!at.is_ok()) return std::move(at).take_status().with_context(n.describe());
+      if (at->weight_layout != "nk")
+        return unsupported(n, fmt::format("has weights packed as '{}'; low-latency mode reads the [N,K] layout",
+                                          at->weight_layout));
+      for (int i = 0; i < at->layers(); ++i) {
+        auto lp = dense_layer(n, g, dev, n.inputs[fused_mlp_weight_input(i)], n.inputs[fused_mlp_bias_input(i)], width,
+                              fmt::format("{}[{}]", n.name, i));
+        if (!lp.is_ok()) return lp.status();
+        lp->params.activation = activation_code(at->activations[i]);
+        lp->params.activation_alpha = at->activation_alphas[i];
+        width = lp->params.n;
+        plan.layers.push_back(std::move(*lp));
+      }
+      plan.layers.back().params.round_output_half = out.dtype == DataType::kFloat16;
+    } else if (dense) {
+      auto at = GemmAttrs::parse(n);
+      if (!at.is_ok()) return std::move(at).take_status().with_context(n.describe());
+      if (at->trans_a) return unsupported(n, "has transA = 1");
+      if (!at->trans_b) return unsupported(n, "has a weight that is not packed as [N,K] (transB = 1)");
+      if (row_width(g.values[n.inputs[0]]) != width) return unsupported(n, "reads A with rows of another width");
+      const int c = n.inputs.size() > 2 ? n.inputs[2] : kNoValue;
+      auto lp = dense_layer(n, g, dev, n.inputs[1], at->beta == 0.f ? kNoValue : c, width, n.name);
+      if (!lp.is_ok()) return lp.status();
+      lp->params.alpha = at->alpha;
+      lp->params.beta = at->beta;
+      lp->params.activation = activation_code(at->activation);
+      lp->params.activation_alpha = at->activation_alpha;
+      lp->params.round_output_half = out.dtype == DataType::kFloat16;
+      width = lp->params.n;
+      plan.layers.push_back(std::move(*lp));
+    } else {
+      return unsupported(n, "is not a dense layer (Gemm, kiln.FusedGemm, kiln.FusedMLP), a view or a float Cast");
+    }
+    if (row_width(out) != width)
+      return unsupported(n, fmt::format("writes [{}], not rows of {} values", dims_to_string(out.shape, ","), width));
+    v = n.outputs[0];
+  }
+  if (plan.layers.empty())
+    return Status(StatusCode::kUnsupported, "the engine has no dense layer; low-latency mode serves chains of dense layers");
+  if (plan.layers.size() > static_cast<size_t>(resident::kMaxLayers))
+    return Status(StatusCode::kUnsupported, fmt::format("the chain has {} dense layers; the resident kernel takes up to {}",
+                                                        plan.layers.size(), resident::kMaxLayers));
+  const Value& out = g.values[v];
+  plan.output_name = out.name;
+  plan.output_dtype = out.dtype;
+  if (!is_float(out.dtype))
+    return Status(StatusCode::kUnsupported, fmt::format("output '{}' is {}", out.name, dtype_name(out.dtype)));
+  return plan;
+}
+
+// ---- the resident kernel's lifetime ---------------------------------------------------------------------
+Status ResidentMlp::kernel_status(const char* what) const {
+  const cudaError_t e = cudaStreamQuery(stream_);
+  if (e == cudaSuccess) return Status(StatusCode::kRuntimeError, fmt::format("{}: the resident kernel has exited", what));
+  if (e == cudaErrorNotReady) return Status::ok();
+  return check(e, fmt::format("{}: the resident kernel failed", what));
+}
+
+Status ResidentMlp::start(const ResidentPlan& plan, int max_rows) {
+  stop();
+  failed_.clear();
+  if (max_rows < 1 || max_rows > resident::kMaxRows)
+    return Status(StatusCode::kOutOfRange,
+                  fmt::format("low-latency max_rows {} is outside 1..{} (the resident kernel's limit)", max_rows,
+                              resident::kMaxRows));
+  plan_ = plan;
+  KernelParams& p = params_;
+  p = KernelParams{};
+  auto limit = resident::resident_smem_limit();
+  if (!limit.is_ok()) return limit.status();
+  // Shared-memory layout (see resident_mlp.cu), each piece 16-byte aligned.
+  size_t at = 0;
+  int act_stride = 8;
+  p.layers = static_cast<int>(plan.layers.size());
+  for (size_t l = 0; l < plan.layers.size(); ++l) {
+    LayerParams& L = p.layer[l];
+    L = plan.layers[l].params;
+    L.k_pad = static_cast<int>(round_up(static_cast<size_t>(L.k), 8));
+    L.cols_per_cta = (L.n + kClusterCtas - 1) / kClusterCtas;
+    L.weight_offset = static_cast<uint32_t>(at);
+    at += round_up(static_cast<size_t>(L.cols_per_cta) * L.k_pad * (L.weight_half ? 2 : 4), 16);
+    L.bias_offset = static_cast<uint32_t>(at);
+    at += round_up(static_cast<size_t>(L.cols_per_cta) * 4, 16);
+    if (l + 1 < plan.layers.size()) act_stride = std::max(act_stride, static_cast<int>(round_up(static_cast<size_t>(L.n), 8)));
+    if (at > static_cast<size_t>(*limit))
+      return Status(StatusCode::kUnsupported,
+                    fmt::format("layer '{}' ({}x{} {}) brings each CTA's share of the weights to {} bytes, over the "
+                                "{}-byte shared-memory limit with {} CTAs",
+                                plan.layers[l].name, L.n, L.k, dtype_name(plan.layers[l].weight_dtype), at, *limit,
+                                kClusterCtas));
+  }
+  p.act_stride = act_stride;
+  p.max_rows = max_rows;
+  p.input_offset = static_cast<uint32_t>(at);
+  at += round_up(static_cast<size_t>(max_rows) * p.layer[0].k_pad * 4, 16);
+  for (int b = 0; b < 2; ++b) {
+    p.act_offset[b] = static_cast<uint32_t>(at);
+    at += round_up(static_cast<size_t>(max_rows) * act_stride * 4, 16);
+  }
+  p.smem_bytes = static_cast<uint32_t>(at);
+  if (at > static_cast<size_t>(*limit))
+    return Status(StatusCode::kUnsupported,
+                  fmt::format("{} rows need {} bytes of shared memory per CTA (weights and activations), over the {}-byte "
+                              "limit; ask for fewer rows", max_rows, at, *limit));
+  p.input_half = plan.input_dtype == DataType::kFloat16;
+  p.round_input_half = plan.round_input_half;
+  p.output_half = plan.output_dtype == DataType::kFloat16;
+
+  // Mapped block: Channel, then the input rows, then the output rows (page-aligned pieces).
+  const size_t in_bytes = static_cast<size_t>(max_rows) * p.layer[0].k * dtype_size(plan.input_dtype);
+  const size_t out_bytes = static_cast<size_t>(max_rows) * p.layer[p.layers - 1].n * dtype_size(plan.output_dtype);
+  const size_t in_at = 4096, out_at = in_at + round_up(in_bytes, 4096);
+  auto block = Registry::instance().take(out_at + round_up(out_bytes, 4096));
+  if (!block.is_ok()) return block.status();
+  block_ = block->ptr;
+  block_bytes_ = block->bytes;
+  std::memset(block_, 0, out_at);
+  channel_ = reinterpret_cast<Channel*>(block_);
+  input_ = block_ + in_at;
+  output_ = block_ + out_at;
+  void* dev = nullptr;
+  Status s = check(cudaHostGetDevicePointer(&dev, block_, 0), "cudaHostGetDevicePointer (resident kernel's mapped block)");
+  if (!s.is_ok()) {
+    stop();
+    return s;
+  }
+  p.channel = static_cast<Channel*>(dev);
+  p.input = static_cast<unsigned char*>(dev) + in_at;
+  p.output = static_cast<unsigned char*>(dev) + out_at;
+  seq_ = 0;
+
+  // A stream of its own, non-blocking: the legacy default stream must never wait for a kernel that does not end.
+  s = check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "creating the resident kernel's stream");
+  if (!s.is_ok()) {
+    stop();
+    return s;
+  }
+  Registry::instance().add(this);
+  running_ = true;
+  s = resident::launch_resident_mlp(p, stream_, &clusters_possible_);
+  if (!s.is_ok()) {
+    stop();
+    return s;
+  }
+  launched_ = true;
+  s = wait_ready();
+  if (!s.is_ok()) {
+    stop();
+    return s;
+  }
+  return Status::ok();
+}
+
+Status ResidentMlp::wait_ready() {
+  const auto deadline = std::chrono::steady_clock::now() + kReadyDeadline;
+  std::atomic_ref<uint32_t> ready(channel_->ready);
+  while (ready.load(std::memory_order_acquire) == 0) {
+    Status s = kernel_status("waiting for the resident kernel to start");
+    if (!s.is_ok()) return s;
+    if (std::chrono::steady_clock::now() > deadline)
+      return Status(StatusCode::kRuntimeError,
+                    fmt::format("the resident kernel did not start within {} s (is the GPU busy with other resident "
+                                "kernels? {} clusters of {} CTAs fit on an idle GPU)",
+                                kReadyDeadline.count(), clusters_possible_, kClusterCtas));
+    std::this_thread::sleep_for(std::chrono::microseconds(20));
+  }
+  return Status::ok();
+}
+
+Status ResidentMlp::run(const void* in, const TensorDesc& in_desc, void* out, const TensorDesc& out_desc) {
+  if (!running_) return Status(StatusCode::kInvalidArgument, "low-latency mode is not started");
+  if (!failed_.empty())
+    return Status(StatusCode::kRuntimeError, "low-latency mode failed earlier (" + failed_ + "); turn it off and on again");
+  const KernelParams& p = params_;
+  const int64_t rows = in_desc.shape.empty() ? 0 : in_desc.shape[0];
+  if (rows < 1 || rows > p.max_rows)
+    return Status(StatusCode::kOutOfRange, fmt::format("{} rows; low-latency mode was started for 1..{}", rows, p.max_rows));
+  const int k0 = p.layer[0].k, n_last = p.layer[p.layers - 1].n;
+  if (in_desc.dtype != plan_.input_dtype || volume(in_desc.shape) != rows * k0)
+    return Status(StatusCode::kInvalidArgument,
+                  fmt::format("input [{}] {} is not {} rows of {} {} values", dims_to_string(in_desc.shape, ","),
+                              dtype_name(in_desc.dtype), rows, k0, dtype_name(plan_.input_dtype)));
+  if (out_desc.dtype != plan_.output_dtype || volume(out_desc.shape) != rows * n_last)
+    return Status(StatusCode::kInvalidArgument,
+                  fmt::format("output [{}] {} is not {} rows of {} {} values", dims_to_string(out_desc.shape, ","),
+                              dtype_name(out_desc.dtype), rows, n_last, dtype_name(plan_.output_dtype)));
+  std::memcpy(input_, in, static_cast<size_t>(rows) * k0 * dtype_size(plan_.input_dtype));
+  channel_->command = resident::kCommandRun;
+  channel_->rows = static_cast<uint32_t>(rows);
+  // Full fence: the input (memcpy may use non-temporal stores) and the header before the sequence number.
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  const uint32_t seq = ++seq_;
+  std::atomic_ref<uint32_t>(channel_->request_seq).store(seq, std::memory_order_release);
+
+  const auto deadline = std::chrono::steady_clock::now() + kAnswerDeadline;
+  for (int cta = 0; cta < kClusterCtas; ++cta) {
+    std::atomic_ref<uint32_t> done(channel_->done_seq[cta]);
+    for (uint32_t spins = 1; done.load(std::memory_order_acquire) != seq; ++spins) {
+      if (spins % 4096 != 0) continue;
+      Status s = kernel_status("waiting for a low-latency answer");
+      if (s.is_ok() && std::chrono::steady_clock::now() <= deadline) continue;
+      if (s.is_ok())
+        s = Status(StatusCode::kRuntimeError,
+                   fmt::format("the resident kernel did not answer request {} ({} rows) within {} s: CTA {} last answered "
+                               "request {}", seq, rows, kAnswerDeadline.count(), cta, done.load()));
+      failed_ = s.message();
+      return s;
+    }
+  }
+  std::memcpy(out, output_, static_cast<size_t>(rows) * n_last * dtype_size(plan_.output_dtype));
+  return Status::ok();
+}
+
+void ResidentMlp::stop() {
+  if (!running_ && !block_ && !stream_) return;
+  bool exited = true;
+  if (launched_) {
+    channel_->command = resident::kCommandStop;
+    channel_->rows = 0;
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    std::atomic_ref<uint32_t>(channel_->request_seq).store(++seq_, std::memory_order_release);
+    const auto deadline = std::chrono::steady_clock::now() + kStopDeadline;
+    for (;;) {
+      const cudaError_t e = cudaStreamQuery(stream_);
+      if (e != cudaErrorNotReady) {
+        if (e != cudaSuccess)
+          fmt::print(stderr, "kiln: warning: the resident kernel ended with an error: {}\n", cudaGetErrorString(e));
+        break;
+      }
+      if (std::chrono::steady_clock::now() > deadline) {
+        exited = false;
+        fmt::print(stderr, "kiln: warning: the resident kernel did not stop within {} s; its {} bytes of mapped memory "
+                           "are left allocated\n", kStopDeadline.count(), block_bytes_);
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::microseconds(20));
+    }
+  }
+  launched_ = false;
+  running_ = false;
+  Registry::instance().remove(this);
+  if (stream_) (void)cudaStreamDestroy(stream_);
+  stream_ = nullptr;
+  // A kernel that did not stop may still read the block: leave it allocated rather than free it under it.
+  if (block_ && exited) Registry::instance().give_back({block_, block_bytes_});
+  block_ = nullptr;
+  channel_ = nullptr;
+  input_ = output_ = nullptr;
+}
+
+std::string ResidentMlp::json() const {
+  if (!running_) return "{}";
+  nlohmann::json layers = nlohmann::json::array();
+  for (int l = 0; l < params_.layers; ++l) {
+    const LayerParams& L = params_.layer[l];
+    layers.push_back({{"layer", plan_.layers[l].name},
+                      {"k", L.k},
+                      {"n", L.n},
+                      {"weight_dtype", std::string(dtype_name(plan_.layers[l].weight_dtype))},
+                      {"bias", L.bias != nullptr},
+                      {"activation", L.activation},
+                      {"columns_per_cta", L.cols_per_cta}});
+  }
+  return nlohmann::json{{"kernel", "cuda.resident_mlp.cluster8"},
+                        {"layers", layers},
+                        {"input", plan_.input_name},
+                        {"input_dtype", std::string(dtype_name(plan_.input_dtype))},
+                        {"round_input_to_fp16", plan_.round_input_half},
+                        {"output", plan_.output_name},
+                        {"output_dtype", std::string(dtype_name(plan_.output_dtype))},
+                        {"ctas", kClusterCtas},
+                        {"threads_per_cta", resident::kThreads},
+                        {"smem_bytes_per_cta", params_.smem_bytes},
+                        {"max_rows", params_.max_rows},
+                        {"clusters_that_fit", clusters_possible_}}
+      .dump();
+}
+
+}  // namespace kiln::cuda

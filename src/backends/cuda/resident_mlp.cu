@@ -1,0 +1,332 @@
+// The low-latency mode's resident kernel (see resident_mlp.h for the host side and docs/low_latency.md).
+// One thread-block cluster of kClusterCtas CTAs stays on the GPU: at start every CTA copies its slice of
+// each layer's weights (ceil(n/8) output columns, all k) into shared memory; then, per request, the CTAs
+// read the input from mapped host memory (each CTA 1/8 of it, pushed to every CTA through distributed
+// shared memory), run the layers in FP32 FMA (each CTA computes its columns and pushes them into every
+// CTA's next activation buffer; one cluster barrier per layer), and the last layer's columns go straight
+// to the mapped output, followed by a per-CTA done sequence number.
+//
+// Shared memory of one CTA (offsets from the host, all 16-byte aligned):
+//   per layer: weights [cols_per_cta][k_pad] (float or half), bias [cols_per_cta] float
+//   input      [max_rows][k_pad0] float      (written by every CTA's input slice)
+//   act[0..1]  [max_rows][act_stride] float  (layer l > 0 reads act[(l-1)%2], layer l < last writes act[l%2])
+#include <cooperative_groups.h>
+#include <cuda_fp16.h>
+
+#include "backends/cuda/cuda_util.h"
+#include "backends/cuda/resident_mlp_kernel.h"
+
+namespace kiln::cuda::resident {
+namespace {
+
+namespace cg = cooperative_groups;
+
+__device__ __forceinline__ uint32_t load_acquire_sys(const uint32_t* p) {
+  uint32_t v;
+  asm volatile("ld.acquire.sys.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
+  return v;
+}
+__device__ __forceinline__ uint32_t load_relaxed_sys(const uint32_t* p) {
+  uint32_t v;
+  asm volatile("ld.relaxed.sys.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
+  return v;
+}
+__device__ __forceinline__ void store_release_sys(uint32_t* p, uint32_t v) {
+  asm volatile("st.release.sys.global.u32 [%0], %1;" ::"l"(p), "r"(v) : "memory");
+}
+// .cv: the host rewrites these lines for every request, so never use a cached copy.
+__device__ __forceinline__ uint4 load_cv_16(const void* p) {
+  uint4 v;
+  asm volatile("ld.global.cv.v4.u32 {%0,%1,%2,%3}, [%4];" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
+  return v;
+}
+__device__ __forceinline__ uint32_t load_cv_32(const void* p) {
+  uint32_t v;
+  asm volatile("ld.global.cv.u32 %0, [%1];" : "=r"(v) : "l"(p));
+  return v;
+}
+__device__ __forceinline__ unsigned short load_cv_16bit(const void* p) {
+  unsigned short v;
+  asm volatile("ld.global.cv.u16 %0, [%1];" : "=h"(v) : "l"(p));
+  return v;
+}
+
+__device__ __forceinline__ float half_bits_to_float(unsigned short h) { return __half2float(__ushort_as_half(h)); }
+__device__ __forceinline__ float round_to_half(float x) { return __half2float(__float2half_rn(x)); }
+
+__device__ __forceinline__ float activate(float x, int act, float alpha) {
+  switch (act) {
+    case kActRelu: return fmaxf(x, 0.f);
+    case kActLeakyRelu: return x >= 0.f ? x : alpha * x;
+    case kActSigmoid: return 1.f / (1.f + expf(-x));
+    case kActTanh: return tanhf(x);
+    default: return x;
+  }
+}
+
+// 8 consecutive weights (16-byte aligned) as floats.
+__device__ __forceinline__ void load8(const float* w, float* out) {
+  const float4 a = reinterpret_cast<const float4*>(w)[0];
+  const float4 b = reinterpret_cast<const float4*>(w)[1];
+  out[0] = a.x; out[1] = a.y; out[2] = a.z; out[3] = a.w;
+  out[4] = b.x; out[5] = b.y; out[6] = b.z; out[7] = b.w;
+}
+__device__ __forceinline__ void load8(const __half* w, float* out) {
+  const uint4 raw = *reinterpret_cast<const uint4*>(w);
+  const __half2* h = reinterpret_cast<const __half2*>(&raw);
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const float2 f = __half22float2(h[i]);
+    out[2 * i] = f.x;
+    out[2 * i + 1] = f.y;
+  }
+}
+__device__ __forceinline__ float load1(const float* w) { return *w; }
+__device__ __forceinline__ float load1(const __half* w) { return __half2float(*w); }
+
+// Columns [col0, col0 + cols) of the layer's [n, k] weights into shared memory, rows padded to k_pad with
+// zeros; S is the weight's storage type (its bits are copied: uint32_t for float, uint16_t for half).
+template <class S>
+__device__ void stage_weights(const LayerParams& L, unsigned char* smem, int col0, int cols) {
+  const S* src = static_cast<const S*>(L.weight);
+  S* dst = reinterpret_cast<S*>(smem + L.weight_offset);
+  for (int i = threadIdx.x; i < L.cols_per_cta * L.k_pad; i += blockDim.x) {
+    const int c = i / L.k_pad, k = i - c * L.k_pad;
+    dst[i] = (c < cols && k < L.k) ? src[static_cast<int64_t>(col0 + c) * L.k + k] : S(0);
+  }
+  float* bias = reinterpret_cast<float*>(smem + L.bias_offset);
+  for (int c = threadIdx.x; c < L.cols_per_cta; c += blockDim.x) {
+    float b = 0.f;
+    if (L.bias && c < cols)
+      b = L.bias_half ? __half2float(static_cast<const __half*>(L.bias)[col0 + c])
+                      : static_cast<const float*>(L.bias)[col0 + c];
+    bias[c] = L.beta * b;
+  }
+}
+
+// This CTA's share of the request's input ([rows, k0] in mapped memory), converted to float, stored into
+// every CTA's input buffer. Returns through the caller's cluster barrier.
+__device__ void distribute_input(const KernelParams& p, cg::cluster_group& cluster, unsigned char* smem, int rows,
+                                 int rank, int ctas) {
+  const int k0 = p.layer[0].k, stride = p.layer[0].k_pad;
+  float* local = reinterpret_cast<float*>(smem + p.input_offset);
+  const int total = rows * k0;
+  const int vec = p.input_half ? 8 : 4;  // elements per 16-byte load
+  if (k0 % vec == 0) {
+    const int units = total / vec;
+    const int begin = static_cast<int>(static_cast<int64_t>(units) * rank / ctas);
+    const int end = static_cast<int>(static_cast<int64_t>(units) * (rank + 1) / ctas);
+    for (int u = begin + threadIdx.x; u < end; u += blockDim.x) {
+      const uint4 raw = load_cv_16(static_cast<const unsigned char*>(p.input) + static_cast<int64_t>(u) * 16);
+      float v[8];
+      if (p.input_half) {
+        const __half2* h = reinterpret_cast<const __half2*>(&raw);
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+          const float2 f = __half22float2(h[i]);
+          v[2 * i] = f.x;
+          v[2 * i + 1] = f.y;
+        }
+      } else {
+        v[0] = __uint_as_float(raw.x); v[1] = __uint_as_float(raw.y);
+        v[2] = __uint_as_float(raw.z); v[3] = __uint_as_float(raw.w);
+        if (p.round_input_half)
+          for (int i = 0; i < 4; ++i) v[i] = round_to_half(v[i]);
+      }
+      const int e = u * vec, row = e / k0, k = e - row * k0;
+      for (int d = 0; d < ctas; ++d) {
+        float4* dst = reinterpret_cast<float4*>(cluster.map_shared_rank(local, d) + row * stride + k);
+        dst[0] = make_float4(v[0], v[1], v[2], v[3]);
+        if (vec == 8) dst[1] = make_float4(v[4], v[5], v[6], v[7]);
+      }
+    }
+  } else {
+    const int begin = static_cast<int>(static_cast<int64_t>(total) * rank / ctas);
+    const int end = static_cast<int>(static_cast<int64_t>(total) * (rank + 1) / ctas);
+    for (int e = begin + threadIdx.x; e < end; e += blockDim.x) {
+      float v;
+      if (p.input_half) {
+        v = half_bits_to_float(load_cv_16bit(static_cast<const unsigned char*>(p.input) + static_cast<int64_t>(e) * 2));
+      } else {
+        v = __uint_as_float(load_cv_32(static_cast<const unsigned char*>(p.input) + static_cast<int64_t>(e) * 4));
+        if (p.round_input_half) v = round_to_half(v);
+      }
+      const int row = e / k0, k = e - row * k0;
+      for (int d = 0; d < ctas; ++d) cluster.map_shared_rank(local, d)[row * stride + k] = v;
+    }
+  }
+}
+
+// One dense layer for this CTA's columns: warp w computes columns w, w + warps, ...; lanes split k (8
+// elements each, 16-byte loads) for up to 4 rows at a time, then a butterfly reduction. Non-last layers
+// push each result into every CTA's next buffer (lane d stores to CTA d); the last layer writes the
+// mapped output. Returns whether this thread wrote host memory.
+template <class W>
+__device__ bool dense_layer(const KernelParams& p, const LayerParams& L, cg::cluster_group& cluster,
+                            unsigned char* smem, const float* x, int x_stride, float* next, bool last, int rows,
+                            int rank, int ctas) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+  const int col0 = static_cast<int>(static_cast<int64_t>(L.n) * rank / ctas);
+  const int cols = static_cast<int>(static_cast<int64_t>(L.n) * (rank + 1) / ctas) - col0;
+  const W* wbase = reinterpret_cast<const W*>(smem + L.weight_offset);
+  const float* bias = reinterpret_cast<const float*>(smem + L.bias_offset);
+  const int k8 = L.k & ~7;
+  bool wrote = false;
+  for (int c = warp; c < cols; c += warps) {
+    const W* w = wbase + c * L.k_pad;
+    for (int r0 = 0; r0 < rows; r0 += 4) {
+      float acc[4] = {0.f, 0.f, 0.f, 0.f};
+      for (int k = lane * 8; k < k8; k += 256) {
+        float wv[8];
+        load8(w + k, wv);
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+          if (r0 + j >= rows) break;
+          const float4* xp = reinterpret_cast<const float4*>(x + (r0 + j) * x_stride + k);
+          const float4 a = xp[0], b = xp[1];
+          float s = acc[j];
+          s = fmaf(wv[0], a.x, s); s = fmaf(wv[1], a.y, s); s = fmaf(wv[2], a.z, s); s = fmaf(wv[3], a.w, s);
+          s = fmaf(wv[4], b.x, s); s = fmaf(wv[5], b.y, s); s = fmaf(wv[6], b.z, s); s = fmaf(wv[7], b.w, s);
+          acc[j] = s;
+        }
+      }
+      for (int k = k8 + lane; k < L.k; k += 32) {
+        const float wk = load1(w + k);
+#pragma unroll
+        for (int j = 0; j < 4; ++j)
+          if (r0 + j < rows) acc[j] = fmaf(wk, x[(r0 + j) * x_stride + k], acc[j]);
+      }
+      const int n = col0 + c;
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        if (r0 + j >= rows) break;  // uniform across the warp
+        float s = acc[j];
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+        float v = activate(fmaf(L.alpha, s, bias[c]), L.activation, L.activation_alpha);
+        if (L.round_output_half) v = round_to_half(v);
+        const int row = r0 + j;
+        if (!last) {
+          if (lane < ctas) cluster.map_shared_rank(next, lane)[row * p.act_stride + n] = v;
+        } else if (lane == 0) {
+          const int64_t at = static_cast<int64_t>(row) * L.n + n;
+          if (p.output_half) static_cast<__half*>(p.output)[at] = __float2half_rn(v);
+          else static_cast<float*>(p.output)[at] = v;
+          wrote = true;
+        }
+      }
+    }
+  }
+  return wrote;
+}
+
+__global__ void __launch_bounds__(kThreads, 1)
+    resident_mlp_kernel(const __grid_constant__ KernelParams p) {
+  extern __shared__ __align__(16) unsigned char smem[];
+  __shared__ uint32_t request_seq, request_command, request_rows;
+  cg::cluster_group cluster = cg::this_cluster();
+  const int rank = static_cast<int>(cluster.block_rank());
+  const int ctas = static_cast<int>(cluster.num_blocks());
+  Channel* ch = p.channel;
+
+  for (int l = 0; l < p.layers; ++l) {
+    const LayerParams& L = p.layer[l];
+    const int col0 = static_cast<int>(static_cast<int64_t>(L.n) * rank / ctas);
+    const int cols = static_cast<int>(static_cast<int64_t>(L.n) * (rank + 1) / ctas) - col0;
+    if (L.weight_half) stage_weights<uint16_t>(L, smem, col0, cols);
+    else stage_weights<uint32_t>(L, smem, col0, cols);
+  }
+  cluster.sync();
+  if (rank == 0 && threadIdx.x == 0) {
+    __threadfence_system();
+    store_release_sys(&ch->ready, 1u);
+  }
+
+  uint32_t last_seq = 0;
+  for (;;) {
+    if (threadIdx.x == 0) {
+      uint32_t s;
+      while ((s = load_acquire_sys(&ch->request_seq)) == last_seq) {
+      }
+      request_seq = s;
+      request_command = load_relaxed_sys(&ch->command);
+      request_rows = load_relaxed_sys(&ch->rows);
+    }
+    __syncthreads();
+    const uint32_t seq = request_seq;
+    const uint32_t command = request_command;
+    const int rows = min(static_cast<int>(request_rows), p.max_rows);
+    last_seq = seq;
+    if (command == kCommandStop) break;  // every CTA reads the same stop request
+
+    distribute_input(p, cluster, smem, rows, rank, ctas);
+    cluster.sync();  // also: nobody is still reading this request's shared values below
+
+    bool wrote = false;
+    const float* x = reinterpret_cast<const float*>(smem + p.input_offset);
+    int x_stride = p.layer[0].k_pad;
+    for (int l = 0; l < p.layers; ++l) {
+      const LayerParams& L = p.layer[l];
+      const bool last = l + 1 == p.layers;
+      float* next = reinterpret_cast<float*>(smem + p.act_offset[l % 2]);
+      wrote |= L.weight_half ? dense_layer<__half>(p, L, cluster, smem, x, x_stride, next, last, rows, rank, ctas)
+                             : dense_layer<float>(p, L, cluster, smem, x, x_stride, next, last, rows, rank, ctas);
+      if (!last) {
+        cluster.sync();  // the pushed columns are visible; buffer l%2 is read next, (l+1)%2 free to write
+        x = next;
+        x_stride = p.act_stride;
+      }
+    }
+    if (wrote) __threadfence_system();  // this thread's output stores reach host memory before done_seq
+    __syncthreads();
+    if (threadIdx.x == 0) store_release_sys(&ch->done_seq[rank], seq);
+  }
+  cluster.sync();  // no CTA exits while another could still address its shared memory
+}
+
+}  // namespace
+
+Result<int> resident_smem_limit() {
+  int device = 0, optin = 0;
+  Status got_device = check(cudaGetDevice(&device), "cudaGetDevice");
+  if (!got_device.is_ok()) return got_device;
+  Status got_limit = check(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device),
+                           "reading the shared-memory opt-in limit");
+  if (!got_limit.is_ok()) return got_limit;
+  cudaFuncAttributes attrs{};
+  Status got_attrs = check(cudaFuncGetAttributes(&attrs, resident_mlp_kernel), "cudaFuncGetAttributes(resident_mlp_kernel)");
+  if (!got_attrs.is_ok()) return got_attrs;
+  return optin - static_cast<int>(attrs.sharedSizeBytes);
+}
+
+Status launch_resident_mlp(const KernelParams& p, cudaStream_t stream, int* clusters_out) {
+  Status allowed = check(cudaFuncSetAttribute(resident_mlp_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                        static_cast<int>(p.smem_bytes)),
+                   cat("allowing the resident kernel ", p.smem_bytes, " bytes of shared memory per CTA"));
+  if (!allowed.is_ok()) return allowed;
+  cudaLaunchConfig_t config{};
+  config.gridDim = dim3(kClusterCtas, 1, 1);
+  config.blockDim = dim3(kThreads, 1, 1);
+  config.dynamicSmemBytes = p.smem_bytes;
+  config.stream = stream;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeClusterDimension;
+  attr[0].val.clusterDim.x = kClusterCtas;
+  attr[0].val.clusterDim.y = 1;
+  attr[0].val.clusterDim.z = 1;
+  config.attrs = attr;
+  config.numAttrs = 1;
+  int clusters = 0;
+  Status occupancy = check(cudaOccupancyMaxActiveClusters(&clusters, resident_mlp_kernel, &config),
+            cat("cudaOccupancyMaxActiveClusters (", kClusterCtas, " CTAs x ", kThreads, " threads, ", p.smem_bytes,
+                " bytes of shared memory each)"));
+  if (!occupancy.is_ok()) return occupancy;
+  if (clusters_out) *clusters_out = clusters;
+  if (clusters < 1)
+    return Status(StatusCode::kUnsupported,
+                  cat("this GPU cannot hold one cluster of ", kClusterCtas, " CTAs with ", kThreads, " threads and ",
+                      p.smem_bytes, " bytes of shared memory each"));
+  return check(cudaLaunchKernelEx(&config, resident_mlp_kernel, p), "launching the resident kernel");
+}
+
+}  // namespace kiln::cuda::resident

@@ -1,0 +1,71 @@
+// Low-latency mode on the GPU (issue 8): a resident kernel (resident_mlp.cu) answers requests that the
+// host writes into mapped page-locked memory, with no launch and no stream synchronize per call.
+//   plan_resident_mlp: recognises the engine graph as input -> views -> [Cast] -> dense layers -> [Cast] ->
+//                      output, or says (kUnsupported) which layer does not fit and why.
+//   ResidentMlp:       start (launch, wait for "ready" with a deadline), run (write the request, spin on the
+//                      done sequence numbers with a deadline), stop (idempotent; also at process exit).
+#pragma once
+#include <cuda_runtime.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "backends/cuda/resident_mlp_kernel.h"
+#include "ir/graph.h"
+#include "ops/op.h"
+#include "kiln/status.h"
+
+namespace kiln::cuda {
+
+struct ResidentLayerPlan {
+  std::string name;  // the engine layer it came from
+  resident::LayerParams params;  // without the shared-memory offsets
+  DataType weight_dtype = DataType::kFloat32;
+};
+
+struct ResidentPlan {
+  std::vector<ResidentLayerPlan> layers;
+  DataType input_dtype = DataType::kFloat32, output_dtype = DataType::kFloat32;
+  bool round_input_half = false;  // a Cast float32 -> float16 right after the input
+  std::string input_name, output_name;
+};
+
+// device_constants: per value, the device address of its uploaded constant (CudaEngine::constant_ptrs).
+Result<ResidentPlan> plan_resident_mlp(const Graph& g, const std::vector<const void*>& device_constants);
+
+class ResidentMlp {
+ public:
+  ResidentMlp() = default;
+  ResidentMlp(const ResidentMlp&) = delete;
+  ResidentMlp& operator=(const ResidentMlp&) = delete;
+  ~ResidentMlp() { stop(); }
+
+  Status start(const ResidentPlan& plan, int max_rows);
+  // rows = in.shape[0]; in and out are host memory of the graph input's and output's dtype.
+  Status run(const void* in, const TensorDesc& in_desc, void* out, const TensorDesc& out_desc);
+  // Ends the kernel and releases its buffers; safe to call twice and when start failed.
+  void stop();
+  bool running() const { return running_; }
+  std::string json() const;
+
+ private:
+  Status wait_ready();
+  Status kernel_status(const char* what) const;
+
+  ResidentPlan plan_;
+  resident::KernelParams params_{};
+  int clusters_possible_ = 0;
+  cudaStream_t stream_ = nullptr;
+  unsigned char* block_ = nullptr;  // mapped page-locked memory: Channel, input, output
+  size_t block_bytes_ = 0;
+  resident::Channel* channel_ = nullptr;  // host view of the block's channel
+  unsigned char* input_ = nullptr;        // host views
+  unsigned char* output_ = nullptr;
+  uint32_t seq_ = 0;
+  bool running_ = false;
+  bool launched_ = false;
+  std::string failed_;  // set once a request timed out or the kernel failed: later runs refuse
+};
+
+}  // namespace kiln::cuda

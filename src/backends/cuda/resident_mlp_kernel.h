@@ -1,0 +1,69 @@
+// The low-latency mode's resident kernel as the host sees it: the mapped control block it polls, its
+// parameters, and the launcher. Shared by resident_mlp.cu (kernel) and resident_mlp.cpp (host side).
+#pragma once
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "kiln/status.h"
+
+namespace kiln::cuda::resident {
+
+constexpr int kClusterCtas = 8;   // portable cluster size: every CTA holds 1/8 of each layer's columns
+constexpr int kThreads = 512;     // 16 warps per CTA
+constexpr int kMaxLayers = 8;
+constexpr int kMaxRows = 16;
+
+enum : uint32_t { kCommandRun = 1, kCommandStop = 2 };
+enum : int { kActNone = 0, kActRelu = 1, kActLeakyRelu = 2, kActSigmoid = 3, kActTanh = 4 };
+
+// Lives in mapped page-locked host memory. Host-written and device-written words sit on different 128-byte
+// lines. Protocol: the host writes the input, `command` and `rows`, then bumps `request_seq` (release);
+// every CTA polls `request_seq` (ld.acquire.sys), computes, and writes `done_seq[cta]` = that sequence
+// number (release, after its outputs) once its part of the output is in host memory.
+struct alignas(128) Channel {
+  uint32_t request_seq;
+  uint32_t command;
+  uint32_t rows;
+  uint32_t host_pad[29];
+  uint32_t ready;  // 1 once every CTA holds its weights in shared memory
+  uint32_t device_pad[31];
+  uint32_t done_seq[32];
+};
+static_assert(sizeof(Channel) == 384, "Channel layout");
+
+struct LayerParams {
+  const void* weight = nullptr;  // device, [n, k] row-major (the GEMM's packed transB = 1 form)
+  const void* bias = nullptr;    // device, [n], or null
+  int k = 0, n = 0;
+  int k_pad = 0;                 // row stride in shared memory, elements (multiple of 8: 16-byte rows)
+  int cols_per_cta = 0;          // ceil(n / ctas): the shared-memory layout's column count
+  float alpha = 1.f, beta = 1.f; // y = act(alpha * x·wᵀ + beta * bias)
+  int activation = kActNone;
+  float activation_alpha = 0.01f;
+  uint32_t weight_offset = 0, bias_offset = 0;  // bytes into dynamic shared memory
+  uint8_t weight_half = 0, bias_half = 0;
+  uint8_t round_output_half = 0;  // the layer's output is float16 in the engine: round like it does
+};
+
+struct KernelParams {
+  Channel* channel = nullptr;  // device addresses of the mapped buffers
+  const void* input = nullptr;  // [rows, k0], float32 or float16
+  void* output = nullptr;       // [rows, n_last], float32 or float16
+  int layers = 0;
+  LayerParams layer[kMaxLayers];
+  uint8_t input_half = 0, round_input_half = 0, output_half = 0;
+  int max_rows = 0;
+  int act_stride = 0;                // row stride (floats) of the two activation buffers
+  uint32_t input_offset = 0;         // [max_rows][layer[0].k_pad] float
+  uint32_t act_offset[2] = {0, 0};   // [max_rows][act_stride] float each
+  uint32_t smem_bytes = 0;
+};
+
+// Sets the kernel's shared-memory limit, checks that a cluster of kClusterCtas CTAs with p.smem_bytes each
+// can be resident on this GPU (clusters_out: how many could), and launches it on stream.
+Status launch_resident_mlp(const KernelParams& p, cudaStream_t stream, int* clusters_out);
+// The shared memory one CTA may opt in to (cudaDevAttrMaxSharedMemoryPerBlockOptin minus static use).
+Result<int> resident_smem_limit();
+
+}  // namespace kiln::cuda::resident

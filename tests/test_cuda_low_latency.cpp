@@ -1,0 +1,260 @@
+// Low-latency mode (ExecutionContext::set_low_latency) on CUDA engines: the resident kernel against the
+// float64 reference with host memory in and out, several contexts and engines at once, start/stop cycles,
+// and the clear errors. GPU cases skip without a GPU unless KILN_TEST_CUDA=require.
+//
+// While a resident kernel runs, nothing here frees device or pinned memory or runs a kernel for the first
+// time (cudaFree and lazy module loading may wait for the whole device, which a resident kernel never
+// leaves idle): every context runs once on the normal path before any resident kernel starts, and buffers
+// are freed only after every resident kernel has stopped.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include "onnx/importer.h"
+#include "ops/reference_eval.h"
+#include "test_util.h"
+
+namespace kiln {
+namespace {
+
+using test::rel_l2;
+using test::source_path;
+
+const char* kMlp = "models/mlp.onnx";
+
+BuilderConfig mlp_config(const std::string& device, int64_t max_batch, bool fp16) {
+  BuilderConfig c;
+  c.device = device;
+  c.fp16 = fp16;
+  c.tf32 = false;
+  c.profiles["input"] = {{1, 1, 28, 28}, {1, 1, 28, 28}, {max_batch, 1, 28, 28}};
+  return c;
+}
+
+std::shared_ptr<Engine> build_mlp(const BuilderConfig& c) {
+  auto out = build_engine_from_file(source_path(kMlp), c);
+  if (!out.is_ok()) throw std::runtime_error("building the MLP: " + out.status().to_string());
+  return test::must_load(out->engine);
+}
+
+std::vector<double> reference(const std::vector<float>& x, int64_t b) {
+  static auto g = import_onnx_file(source_path(kMlp));
+  EXPECT_TRUE(g.is_ok()) << g.status().to_string();
+  RefTensor in{DataType::kFloat32, {b, 1, 28, 28}, std::vector<double>(x.begin(), x.end())};
+  auto out = evaluate_reference(*g, {in});
+  EXPECT_TRUE(out.is_ok()) << out.status().to_string();
+  return out.is_ok() ? (*out)[0].data : std::vector<double>{};
+}
+
+// Host IO buffers for up to max_rows rows: ordinary (pageable) memory or pinned memory.
+struct HostIo {
+  float* x = nullptr;
+  float* y = nullptr;
+  std::vector<float> x_vec, y_vec;
+  bool pinned = false;
+  HostIo(int64_t max_rows, bool pin) : pinned(pin) {
+    const size_t xn = static_cast<size_t>(max_rows) * 784, yn = static_cast<size_t>(max_rows) * 10;
+    if (pin) {
+      auto a = gpu::host_alloc_pinned(xn * 4);
+      auto b = gpu::host_alloc_pinned(yn * 4);
+      if (!a.is_ok() || !b.is_ok()) throw std::runtime_error("host_alloc_pinned failed");
+      x = static_cast<float*>(*a);
+      y = static_cast<float*>(*b);
+    } else {
+      x_vec.resize(xn);
+      y_vec.resize(yn);
+      x = x_vec.data();
+      y = y_vec.data();
+    }
+  }
+  ~HostIo() {
+    if (pinned) {
+      (void)gpu::host_free_pinned(x);
+      (void)gpu::host_free_pinned(y);
+    }
+  }
+  void bind(ExecutionContext& ctx) {
+    ASSERT_TRUE(ctx.set_tensor_address("input", x).is_ok());
+    ASSERT_TRUE(ctx.set_tensor_address("logits", y).is_ok());
+  }
+};
+
+// One execute() of b fresh random rows with the output poisoned; returns rel-L2 against float64.
+double run_once(ExecutionContext& ctx, HostIo& io, int64_t b, uint64_t seed) {
+  auto x = test::random_floats(static_cast<size_t>(b) * 784, seed, -2.f, 2.f);
+  std::memcpy(io.x, x.data(), x.size() * 4);
+  for (int64_t i = 0; i < b * 10; ++i) io.y[i] = std::numeric_limits<float>::quiet_NaN();
+  Status s = ctx.set_input_shape("input", {b, 1, 28, 28});
+  EXPECT_TRUE(s.is_ok()) << s.to_string();
+  s = ctx.execute();
+  EXPECT_TRUE(s.is_ok()) << s.to_string();
+  if (!s.is_ok()) return INFINITY;
+  return rel_l2(std::vector<float>(io.y, io.y + b * 10), reference(x, b));
+}
+
+struct Precision {
+  const char* name;
+  bool fp16;
+  double tolerance;
+};
+
+class CudaLowLatency : public ::testing::TestWithParam<Precision> {};
+
+TEST_P(CudaLowLatency, MatchesFloat64ReferenceWithHostMemory) {
+  REQUIRE_GPU();
+  const Precision p = GetParam();
+  auto engine = build_mlp(mlp_config("cuda", 8, p.fp16));
+  HostIo pageable(8, false), pinned(8, true);  // before the context: freed after its resident kernel stopped
+  auto ctx = engine->create_execution_context();
+  ASSERT_TRUE(ctx.is_ok()) << ctx.status().to_string();
+  ExecutionContext& c = **ctx;
+  pageable.bind(c);
+  EXPECT_LE(run_once(c, pageable, 8, 1), p.tolerance) << "normal path before low-latency mode";
+
+  Status s = c.set_low_latency(true, 8);
+  ASSERT_TRUE(s.is_ok()) << s.to_string();
+  ASSERT_TRUE(c.low_latency());
+  EXPECT_EQ(c.tensor_location("input"), MemoryLocation::kPageableHost);
+  uint64_t seed = 100;
+  for (HostIo* io : {&pageable, &pinned}) {
+    io->bind(c);
+    for (int i = 0; i < 200; ++i) {
+      const int64_t b = i % 5 == 4 ? 1 + (i / 5) % 8 : 1;  // mostly batch 1, every fifth run 1..8 rows
+      const double err = run_once(c, *io, b, seed++);
+      ASSERT_LE(err, p.tolerance) << p.name << (io->pinned ? " pinned" : " pageable") << " run " << i << " batch " << b;
+    }
+  }
+  // Start, stop, start again (and again with other max_rows) keeps answering right.
+  for (int cycle = 0; cycle < 3; ++cycle) {
+    ASSERT_TRUE(c.set_low_latency(false).is_ok());
+    s = c.set_low_latency(true, cycle == 1 ? 2 : 8);
+    ASSERT_TRUE(s.is_ok()) << "cycle " << cycle << ": " << s.to_string();
+    for (int64_t b : {1, 2, 1})
+      EXPECT_LE(run_once(c, pinned, b, seed++), p.tolerance) << "cycle " << cycle << " batch " << b;
+  }
+  // More rows than it was started for: kOutOfRange, and the mode keeps working afterwards.
+  ASSERT_TRUE(c.set_low_latency(true, 2).is_ok());
+  ASSERT_TRUE(c.set_input_shape("input", {3, 1, 28, 28}).is_ok());
+  s = c.execute();
+  EXPECT_EQ(s.code(), StatusCode::kOutOfRange) << s.to_string();
+  EXPECT_LE(run_once(c, pinned, 2, seed++), p.tolerance);
+  // Off: the normal path serves the same host buffers.
+  ASSERT_TRUE(c.set_low_latency(false).is_ok());
+  EXPECT_FALSE(c.low_latency());
+  EXPECT_LE(run_once(c, pinned, 5, seed++), p.tolerance) << "normal path after low-latency mode";
+}
+
+INSTANTIATE_TEST_SUITE_P(Precisions, CudaLowLatency,
+                         ::testing::Values(Precision{"fp32", false, 1e-5}, Precision{"fp16", true, 1e-2}),
+                         [](const auto& info) { return std::string(info.param.name); });
+
+TEST(CudaLowLatencyMany, TwoContextsOfOneEngineAndASecondEngineAtOnce) {
+  REQUIRE_GPU();
+  auto fp32 = build_mlp(mlp_config("cuda", 4, false));
+  auto fp16 = build_mlp(mlp_config("cuda", 4, true));
+  std::vector<std::unique_ptr<HostIo>> io;  // before the contexts: freed after their resident kernels stopped
+  for (int i = 0; i < 3; ++i) io.push_back(std::make_unique<HostIo>(4, i == 1));
+  auto a = fp32->create_execution_context();
+  auto b = fp32->create_execution_context();
+  auto h = fp16->create_execution_context();
+  ASSERT_TRUE(a.is_ok() && b.is_ok() && h.is_ok());
+  std::vector<ExecutionContext*> ctxs = {a->get(), b->get(), h->get()};
+  const double tol[] = {1e-5, 1e-5, 1e-2};
+  for (size_t i = 0; i < ctxs.size(); ++i) {
+    io[i]->bind(*ctxs[i]);
+    EXPECT_LE(run_once(*ctxs[i], *io[i], 4, 10 + i), tol[i]) << "normal path, context " << i;
+  }
+  for (size_t i = 0; i < ctxs.size(); ++i) {
+    Status s = ctxs[i]->set_low_latency(true, 4);
+    ASSERT_TRUE(s.is_ok()) << "context " << i << ": " << s.to_string();
+  }
+  uint64_t seed = 500;
+  for (int round = 0; round < 50; ++round)
+    for (size_t i = 0; i < ctxs.size(); ++i) {
+      const int64_t rows = 1 + (round + static_cast<int>(i)) % 4;
+      ASSERT_LE(run_once(*ctxs[i], *io[i], rows, seed++), tol[i]) << "context " << i << " round " << round;
+    }
+  // Stopping one leaves the others answering.
+  ASSERT_TRUE(ctxs[0]->set_low_latency(false).is_ok());
+  for (size_t i = 1; i < ctxs.size(); ++i) EXPECT_LE(run_once(*ctxs[i], *io[i], 1, seed++), tol[i]) << "context " << i;
+  for (ExecutionContext* c : ctxs) ASSERT_TRUE(c->set_low_latency(false).is_ok());
+}
+
+TEST(CudaLowLatencyErrors, DeviceAddressIsAClearError) {
+  REQUIRE_GPU();
+  auto engine = build_mlp(mlp_config("cuda", 2, false));
+  auto ctx = engine->create_execution_context();
+  ASSERT_TRUE(ctx.is_ok());
+  HostIo io(2, false);
+  io.bind(**ctx);
+  EXPECT_LE(run_once(**ctx, io, 1, 3), 1e-5);
+  auto dev = gpu::device_alloc(784 * 4);
+  ASSERT_TRUE(dev.is_ok());
+  ASSERT_TRUE((*ctx)->set_low_latency(true, 2).is_ok());
+  ASSERT_TRUE((*ctx)->set_tensor_address("input", *dev).is_ok());
+  ASSERT_TRUE((*ctx)->set_input_shape("input", {1, 1, 28, 28}).is_ok());
+  Status s = (*ctx)->execute();
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << s.to_string();
+  EXPECT_NE(s.to_string().find("device memory"), std::string::npos) << s.to_string();
+  ASSERT_TRUE((*ctx)->set_low_latency(false).is_ok());
+  (void)gpu::device_free(*dev);
+}
+
+TEST(CudaLowLatencyErrors, NonMlpGraphIsUnsupportedNamingTheLayer) {
+  REQUIRE_GPU();
+  test::OnnxModel m;
+  m.input("x", {-1, 16});
+  m.output("y", {-1, 8});
+  m.initializer("w", {16, 8}, test::random_floats(128, 1));
+  m.node("Gemm", {"x", "w"}, {"g"}, "fc");
+  m.node("Softmax", {"g"}, {"y"}, "probs");
+  BuilderConfig c;
+  c.device = "cuda";
+  c.profiles["x"] = {{1, 16}, {1, 16}, {4, 16}};
+  auto out = build_engine_from_bytes(m.bytes(), "", c);
+  ASSERT_TRUE(out.is_ok()) << out.status().to_string();
+  auto engine = test::must_load(out->engine);
+  auto ctx = engine->create_execution_context();
+  ASSERT_TRUE(ctx.is_ok());
+  Status s = (*ctx)->set_low_latency(true, 1);
+  EXPECT_EQ(s.code(), StatusCode::kUnsupported) << s.to_string();
+  EXPECT_NE(s.to_string().find("probs"), std::string::npos) << s.to_string();
+  EXPECT_FALSE((*ctx)->low_latency());
+}
+
+TEST(CudaLowLatencyErrors, Int8EngineIsUnsupported) {
+  REQUIRE_GPU();
+  BuilderConfig c = mlp_config("cuda", 16, false);
+  c.int8.enabled = true;
+  c.int8.batches = 2;
+  c.int8.batch_size = 16;
+  c.int8.layer_precisions = {{"*", "int8"}};
+  int batches = 0;
+  c.int8.next_batch = [&](std::map<std::string, HostTensor>* batch) -> Result<bool> {
+    if (batches++ == 2) return false;
+    (*batch)["input"] = HostTensor::from_floats({16, 1, 28, 28}, test::random_floats(16 * 784, 9, -2.f, 2.f));
+    return true;
+  };
+  auto engine = build_mlp(c);
+  auto ctx = engine->create_execution_context();
+  ASSERT_TRUE(ctx.is_ok());
+  Status s = (*ctx)->set_low_latency(true, 1);
+  EXPECT_EQ(s.code(), StatusCode::kUnsupported) << s.to_string();
+  EXPECT_NE(s.to_string().find("is not a dense layer"), std::string::npos) << s.to_string();
+}
+
+// Runs everywhere.
+TEST(CudaLowLatencyErrors, CpuEngineSaysItIsForCuda) {
+  auto engine = build_mlp(mlp_config("cpu", 2, false));
+  auto ctx = engine->create_execution_context();
+  ASSERT_TRUE(ctx.is_ok());
+  Status s = (*ctx)->set_low_latency(true, 1);
+  EXPECT_EQ(s.code(), StatusCode::kUnsupported) << s.to_string();
+  EXPECT_NE(s.to_string().find("CUDA"), std::string::npos) << s.to_string();
+  EXPECT_FALSE((*ctx)->low_latency());
+}
+
+}  // namespace
+}  // namespace kiln
