@@ -650,8 +650,56 @@ def kiln_gpu_lines(args, kc, prec):
             return once
         return make
 
+    def native():  # kiln's own API (host addresses for execute(), low-latency mode)
+        if "n" not in cache:
+            path, _ = kc.engine_file(args.model, prec, 1, 8192, 8192)
+            cache["n"] = kc.kiln.load(path)
+        return cache["n"]
+
+    def host_io(pinned, graph, low_latency=False):
+        """execute() handed host memory: Kiln copies in and out (chunks overlapped with compute; pageable
+        input staged by threads), or, with low_latency, a resident kernel answers from host memory."""
+        def make(b):
+            import numpy as np
+            cuda = kc.kiln.cuda
+            ctx = native().create_execution_context()
+            x = make_input(b)
+            if pinned:
+                xp = cuda.pagelocked_empty(x.shape, np.float32)
+                xp[...] = x
+                y = cuda.pagelocked_empty((b, 10), np.float32)
+            else:
+                xp, y = x, np.empty((b, 10), np.float32)
+            ctx.set_input_shape("input", x.shape)
+            ctx.set_tensor_address("input", xp.ctypes.data)
+            ctx.set_tensor_address("logits", y.ctypes.data)
+            if graph:
+                ctx.set_cuda_graph(True)
+            if low_latency:
+                ctx.set_low_latency(True, b)
+            y[...] = np.nan
+            ctx.execute()
+            if not np.all(np.isfinite(y)):
+                raise RuntimeError("non-finite output")
+            keep = (ctx, xp, y)  # alive as long as the closure
+
+            def once():
+                keep[0].execute()
+            return once
+        return make
+
     import numpy as np  # noqa: F401  (used by the closures)
     out = []
+    for pinned in (True, False):
+        group = "gpu-pinned" if pinned else "gpu-pageable"
+        mem = "kiln.cuda.pagelocked_empty" if pinned else "numpy"
+        for graph in (False, True):
+            g = " + CUDA graph" if graph else ""
+            out.append(Line(f"{name} host IO{g}", group, prec, host_io(pinned, graph), "kiln",
+                            f"execute() on {mem} in/out: Kiln's chunked, overlapped copies"))
+        out.append(Line(f"{name} low-latency", group, prec, host_io(pinned, False, True), "kiln",
+                        f"set_low_latency(True, batch); execute() on {mem} in/out (resident kernel)",
+                        batches=[b for b in SWEEP_BATCHES if b <= 16]))
     for graph in (False, True):
         g = " + CUDA graph" if graph else ""
         out.append(Line(f"{name}{g}", "gpu-resident", prec, resident(graph), "kiln",

@@ -147,6 +147,65 @@ PY
         > "$WORK/profile_${p}_8192.txt" 2>&1 && grep -A12 -i "profile" "$WORK/profile_${p}_8192.txt" | tail -12
     done
   fi
+  if [[ " $STEPS " == *" hostio "* ]]; then
+    # Issue 8: execute() on host memory (chunked, overlapped copies; pageable staged by threads) and the
+    # low-latency mode (resident kernel), through `kiln run`, plus bench_low_latency's C++ timings.
+    local K="$HERE/bin/kiln" M=models/mlp.onnx E="$WORK/engines"
+    local prof="--minShapes=input:1x1x28x28 --optShapes=input:8192x1x28x28 --maxShapes=input:8192x1x28x28"
+    for p in fp32 fp16; do
+      [[ -e $E/mlp_$p.engine ]] && continue
+      local flags="--device=cuda"
+      [[ $p == fp32 ]] && flags+=" --noTF32"
+      [[ $p == fp16 ]] && flags+=" --fp16"
+      $K build --onnx=$M --saveEngine=$E/mlp_$p.engine $prof $flags --timingCacheFile=$E/timing.cache > "$WORK/build_$p.txt" 2>&1 || tail -5 "$WORK/build_$p.txt"
+    done
+    { echo "## Host memory IO and low-latency mode (kiln run, median / p99 ms)"; echo;
+      echo "| engine | batch | mode | median | p99 | throughput (samples/s) |"; echo "|---|---|---|---|---|---|"; } >> "$md"
+    for p in fp32 fp16; do
+      for b in 1 8192; do
+        for mode in device-graph pinned pinned-graph pageable pageable-graph lowlatency; do
+          [[ $mode == lowlatency && $b != 1 ]] && continue
+          local extra=""
+          case $mode in
+            device-graph) extra="--useCudaGraph" ;;
+            pinned) extra="--hostIO=pinned" ;;
+            pinned-graph) extra="--hostIO=pinned --useCudaGraph" ;;
+            pageable) extra="--hostIO=pageable" ;;
+            pageable-graph) extra="--hostIO=pageable --useCudaGraph" ;;
+            lowlatency) extra="--lowLatency" ;;
+          esac
+          local j="$WORK/json/hostio_${p}_b${b}_${mode}.json"
+          $K run --loadEngine=$E/mlp_$p.engine --shapes=input:${b}x1x28x28 --warmUp=300 --iterations=500 --duration=2 \
+            $extra --exportJSON="$j" > "$WORK/hostio_${p}_${b}_${mode}.txt" 2>&1 || { echo "=== hostio $p b$b $mode failed"; tail -8 "$WORK/hostio_${p}_${b}_${mode}.txt"; echo "| $p | $b | $mode | FAILED: $(tail -1 "$WORK/hostio_${p}_${b}_${mode}.txt" | cut -c1-200) | | |" >> "$md"; continue; }
+          python3 - "$j" "$p" "$b" "$mode" >> "$md" << 'PY'
+import json, sys
+d = json.load(open(sys.argv[1])); l = d["latency_ms"]
+print(f"| {sys.argv[2]} | {sys.argv[3]} | {sys.argv[4]} | {l['median']:.4f} | {l.get('percentile99', float('nan')):.4f} | {d['throughput_samples_per_s']:.0f} |")
+PY
+        done
+      done
+    done
+    # Chunk count sweep (KILN_HOST_IO_CHUNKS) for batch 8192 FP16 from pinned and pageable memory.
+    { echo; echo "### Chunk sweep, batch 8192 FP16, CUDA graph (median ms; 0 = automatic)"; echo;
+      echo "| chunks | pinned | pageable |"; echo "|---|---|---|"; } >> "$md"
+    for c in 0 1 2 4 8 13 16; do
+      local row="| $c |"
+      for h in pinned pageable; do
+        local j="$WORK/json/chunks_${c}_${h}.json"
+        KILN_HOST_IO_CHUNKS=$c $K run --loadEngine=$E/mlp_fp16.engine --shapes=input:8192x1x28x28 --warmUp=200 \
+          --iterations=200 --duration=1 --hostIO=$h --useCudaGraph --exportJSON="$j" > /dev/null 2>&1 \
+          && row+=" $(python3 -c "import json,sys; print(f\"{json.load(open(sys.argv[1]))['latency_ms']['median']:.4f}\")" "$j") |" \
+          || row+=" failed |"
+      done
+      echo "$row" >> "$md"
+    done
+    if [[ -x "$HERE/bin/bench_low_latency" ]]; then
+      echo "=== bench_low_latency"
+      timeout 300 "$HERE/bin/bench_low_latency" --json="$WORK/json/low_latency.json" > "$WORK/low_latency.txt" 2>&1
+      echo "bench_low_latency exit $?"; cat "$WORK/low_latency.txt" | tail -30
+      { echo; echo "### bench_low_latency (C++, batch 1 FP32, host memory in and out)"; echo; echo '```'; tail -30 "$WORK/low_latency.txt"; echo '```'; echo; } >> "$md"
+    fi
+  fi
   if [[ " $STEPS " == *" compare "* ]]; then
     # bench/compare.py (issue 7): the course's tables and the extended peers; writes
     # <date>-<gpu>-compare.{md,json,png} into $OUT. KILN_COMPARE_ARGS=--quick for the short run.

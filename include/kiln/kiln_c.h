@@ -24,7 +24,8 @@
  * kiln_context_set_cuda_graph, kiln_engine_target, kiln_build_engine with kiln_build_options_t, and
  * the kiln_gpu_* plumbing; version 3 appended the INT8 fields to kiln_build_options_t (a version-2
  * struct, shorter by its struct_size, still builds with them at their defaults); version 4 added
- * kiln_gpu_host_alloc/kiln_gpu_host_free (pinned host memory). Nothing was removed or
+ * kiln_gpu_host_alloc/kiln_gpu_host_free (pinned host memory); version 5 added
+ * kiln_context_set_low_latency (and host addresses for execute() on CUDA engines). Nothing was removed or
  * changed, so version-1 callers still work (KILN_C_API_MIN_COMPATIBLE stays 1).
  */
 #ifndef KILN_KILN_C_H_
@@ -43,7 +44,7 @@
 extern "C" {
 #endif
 
-#define KILN_C_API_VERSION 4
+#define KILN_C_API_VERSION 5
 #define KILN_C_API_MIN_COMPATIBLE 1
 
 typedef enum {
@@ -165,6 +166,9 @@ KILN_C_EXPORT kiln_status_t kiln_context_set_num_threads(kiln_context_t* ctx, in
 /* CUDA engines: capture the layers into a CUDA graph per input shape and replay it (the stream must
  * not be the legacy default stream). No effect on CPU engines. */
 KILN_C_EXPORT kiln_status_t kiln_context_set_cuda_graph(kiln_context_t* ctx, int on);
+/* CUDA engines: low-latency mode (ExecutionContext::set_low_latency): a resident kernel serves
+ * kiln_context_execute() on host tensor addresses for batches of up to max_rows rows. on = 0 stops it. */
+KILN_C_EXPORT kiln_status_t kiln_context_set_low_latency(kiln_context_t* ctx, int on, int max_rows);
 
 /* GPU plumbing (version 2) over the CUDA runtime, for bindings that drive CUDA engines without CUDA
  * headers or another CUDA library. Pointers and streams are plain CUDA ones (void* = cudaStream_t;

@@ -54,8 +54,7 @@ class Engine:
     def __init__(self, handle):
         self._h = handle
         self._ctx = None  # lazily created context for infer(); so infer() is not thread-safe
-        self._stream = None  # CUDA engines: infer()'s stream and device staging buffers {name: allocation}
-        self._staging = {}
+        self._empty = np.empty(64, np.uint8)  # an address for zero-size arrays
 
     def __del__(self):
         self._ctx = None
@@ -135,8 +134,9 @@ class Engine:
         `inputs` is a dict {name: tensor}, or a single tensor when the engine has one input. Tensors are
         either all host numpy arrays or, for CUDA engines, all device tensors:
 
-        - numpy arrays: returns new numpy arrays. CUDA engines copy through device buffers kept by
-          this Engine.
+        - numpy arrays: returns new numpy arrays. CUDA engines are handed the host arrays: the runtime
+          copies in and out, large batches in chunks with copies overlapped with compute and
+          pageable memory staged into page-locked buffers by worker threads.
         - device tensors with __cuda_array_interface__ (PyTorch CUDA tensors, CuPy arrays): bound
           without a copy. `outputs` must then be a dict {name: device tensor} of the output shapes
           (see create_execution_context().get_tensor_shape) to write into; it is returned. The work
@@ -166,35 +166,11 @@ class Engine:
             arrays[info.name] = _check_array(info, inputs[info.name])
             ctx.set_input_shape(info.name, arrays[info.name].shape)
         outs = {o.name: np.empty(ctx.get_tensor_shape(o.name), dtype=o.dtype) for o in self.outputs}
-        if self.device == "cuda":
-            self._run_staged(arrays, outs)
-        else:
-            for name, arr in {**arrays, **outs}.items():
-                ctx.set_tensor_address(name, arr.ctypes.data)
-            ctx.execute()
+        for name, arr in {**arrays, **outs}.items():
+            # An empty array may have no storage; any valid host address does for zero bytes.
+            ctx.set_tensor_address(name, arr.ctypes.data or self._empty.ctypes.data)
+        ctx.execute()
         return outs
-
-    def _run_staged(self, arrays, outs):
-        """Host arrays through device buffers, on this Engine's stream."""
-        if self._stream is None:
-            self._stream = cuda.Stream()
-        stream, ctx = self._stream, self._ctx
-        for name, arr in arrays.items():
-            buf = self._staging_buffer(name, arr.nbytes)
-            cuda.memcpy_htod_async(buf, arr, stream)
-            ctx.set_tensor_address(name, int(buf))
-        for name, out in outs.items():
-            ctx.set_tensor_address(name, int(self._staging_buffer(name, out.nbytes)))
-        ctx.enqueue(stream)
-        for name, out in outs.items():
-            cuda.memcpy_dtoh_async(out, self._staging[name], stream)
-        stream.synchronize()
-
-    def _staging_buffer(self, name, nbytes):
-        buf = self._staging.get(name)
-        if buf is None or buf.size < nbytes:  # grows only; the previous run has finished with the old one
-            buf = self._staging[name] = cuda.mem_alloc(nbytes)
-        return buf
 
     def _infer_device(self, ins, device, outputs, stream):
         if self.device != "cuda":
@@ -317,6 +293,13 @@ class ExecutionContext:
         """CUDA engines: capture the layers into a CUDA graph per shape and replay it (needs a created
         stream, not the legacy default one). No effect on CPU engines."""
         check(lib.kiln_context_set_cuda_graph(self._h, 1 if on else 0))
+
+    def set_low_latency(self, on, max_rows=1):
+        """CUDA engines: a resident kernel serves execute() for batches of up to max_rows rows, reading
+        and writing host memory (numpy arrays bound with set_tensor_address(name, a.ctypes.data)): no
+        launch and no stream synchronize per call. Raises Kiln's error (kUnsupported) for engines it
+        cannot serve; off (or deleting the context) stops the kernel."""
+        check(lib.kiln_context_set_low_latency(self._h, 1 if on else 0, int(max_rows)))
 
 
 _runtime = None

@@ -394,6 +394,14 @@ kiln_status_t kiln_context_enqueue(kiln_context_t* ctx, void* stream) {
   });
 }
 
+kiln_status_t kiln_context_set_low_latency(kiln_context_t* ctx, int on, int max_rows) {
+  const char* fn = __func__;
+  return guarded(fn, [&]() -> kiln_status_t {
+    KILN_REQUIRE(ctx, "NULL context");
+    return check(ctx->ctx->set_low_latency(on != 0, max_rows));
+  });
+}
+
 kiln_status_t kiln_context_set_cuda_graph(kiln_context_t* ctx, int on) {
   const char* fn = __func__;
   return guarded(fn, [&]() -> kiln_status_t {

@@ -207,7 +207,7 @@ class MlpTest(unittest.TestCase):
 
     def test_version_check(self):
         self.assertEqual(kiln.c_api_version, _capi.C_API_VERSION)
-        self.assertEqual(_capi.C_API_VERSION, 4)
+        self.assertEqual(_capi.C_API_VERSION, 5)
         kiln.check_version(_capi.C_API_VERSION)
         kiln.check_version(1)  # versions 2 to 4 only added functions and appended struct fields
         with self.assertRaises(kiln.VersionMismatchError) as cm:

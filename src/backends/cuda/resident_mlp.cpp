@@ -35,6 +35,15 @@ using resident::LayerParams;
 constexpr auto kReadyDeadline = std::chrono::seconds(5);
 constexpr auto kAnswerDeadline = std::chrono::seconds(2);
 constexpr auto kStopDeadline = std::chrono::seconds(2);
+// The kernel ends after this long without a request (KILN_LOW_LATENCY_IDLE_MS overrides), so that a
+// device-wide wait elsewhere in the process (cudaFree, lazy module loading) is delayed, never stuck.
+constexpr uint64_t kDefaultIdleMs = 200;
+
+uint64_t idle_ns_setting() {
+  const char* v = std::getenv("KILN_LOW_LATENCY_IDLE_MS");
+  const long long ms = v ? std::atoll(v) : 0;
+  return static_cast<uint64_t>(ms > 0 ? ms : static_cast<long long>(kDefaultIdleMs)) * 1000000ull;
+}
 
 size_t round_up(size_t x, size_t to) { return (x + to - 1) / to * to; }
 
@@ -265,7 +274,10 @@ Result<ResidentPlan> plan_resident_mlp(const Graph& g, const std::vector<const v
 // ---- the resident kernel's lifetime ---------------------------------------------------------------------
 Status ResidentMlp::kernel_status(const char* what) const {
   const cudaError_t e = cudaStreamQuery(stream_);
-  if (e == cudaSuccess) return Status(StatusCode::kRuntimeError, fmt::format("{}: the resident kernel has exited", what));
+  if (e == cudaSuccess) {
+    if (idled_out()) return Status::ok();  // ended after idling: the caller launches it again
+    return Status(StatusCode::kRuntimeError, fmt::format("{}: the resident kernel has exited", what));
+  }
   if (e == cudaErrorNotReady) return Status::ok();
   return check(e, fmt::format("{}: the resident kernel failed", what));
 }
@@ -342,6 +354,9 @@ Status ResidentMlp::start(const ResidentPlan& plan, int max_rows) {
   p.input = static_cast<unsigned char*>(dev) + in_at;
   p.output = static_cast<unsigned char*>(dev) + out_at;
   seq_ = 0;
+  generation_ = 0;
+  relaunches_ = 0;
+  idle_ns_ = idle_ns_setting();
 
   // A stream of its own, non-blocking: the legacy default stream must never wait for a kernel that does not end.
   s = check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "creating the resident kernel's stream");
@@ -351,13 +366,7 @@ Status ResidentMlp::start(const ResidentPlan& plan, int max_rows) {
   }
   Registry::instance().add(this);
   running_ = true;
-  s = resident::launch_resident_mlp(p, stream_, &clusters_possible_);
-  if (!s.is_ok()) {
-    stop();
-    return s;
-  }
-  launched_ = true;
-  s = wait_ready();
+  s = launch(0);
   if (!s.is_ok()) {
     stop();
     return s;
@@ -365,10 +374,24 @@ Status ResidentMlp::start(const ResidentPlan& plan, int max_rows) {
   return Status::ok();
 }
 
+Status ResidentMlp::launch(uint32_t start_seq) {
+  params_.generation = ++generation_;
+  params_.start_seq = start_seq;
+  params_.idle_ns = idle_ns_;
+  Status s = resident::launch_resident_mlp(params_, stream_, &clusters_possible_);
+  if (!s.is_ok()) return s;
+  launched_ = true;
+  return wait_ready();
+}
+
+bool ResidentMlp::idled_out() const {
+  return std::atomic_ref<uint32_t>(channel_->exited).load(std::memory_order_acquire) == generation_;
+}
+
 Status ResidentMlp::wait_ready() {
   const auto deadline = std::chrono::steady_clock::now() + kReadyDeadline;
   std::atomic_ref<uint32_t> ready(channel_->ready);
-  while (ready.load(std::memory_order_acquire) == 0) {
+  while (ready.load(std::memory_order_acquire) != generation_) {
     Status s = kernel_status("waiting for the resident kernel to start");
     if (!s.is_ok()) return s;
     if (std::chrono::steady_clock::now() > deadline)
@@ -398,6 +421,15 @@ Status ResidentMlp::run(const void* in, const TensorDesc& in_desc, void* out, co
     return Status(StatusCode::kInvalidArgument,
                   fmt::format("output [{}] {} is not {} rows of {} {} values", dims_to_string(out_desc.shape, ","),
                               dtype_name(out_desc.dtype), rows, n_last, dtype_name(plan_.output_dtype)));
+  if (idled_out()) {  // ended after idling: launch it again (its stream is about to be idle)
+    Status s = check(cudaStreamSynchronize(stream_), "waiting for the idle resident kernel to end");
+    if (s.is_ok()) s = launch(seq_);
+    if (!s.is_ok()) {
+      failed_ = s.message();
+      return s;
+    }
+    ++relaunches_;
+  }
   std::memcpy(input_, in, static_cast<size_t>(rows) * k0 * dtype_size(plan_.input_dtype));
   channel_->command = resident::kCommandRun;
   channel_->rows = static_cast<uint32_t>(rows);
@@ -411,6 +443,16 @@ Status ResidentMlp::run(const void* in, const TensorDesc& in_desc, void* out, co
     std::atomic_ref<uint32_t> done(channel_->done_seq[cta]);
     for (uint32_t spins = 1; done.load(std::memory_order_acquire) != seq; ++spins) {
       if (spins % 4096 != 0) continue;
+      if (idled_out()) {  // it ended just as this request came: launch it again to serve it
+        Status s = check(cudaStreamSynchronize(stream_), "waiting for the idle resident kernel to end");
+        if (s.is_ok()) s = launch(seq - 1);
+        if (!s.is_ok()) {
+          failed_ = s.message();
+          return s;
+        }
+        ++relaunches_;
+        continue;
+      }
       Status s = kernel_status("waiting for a low-latency answer");
       if (s.is_ok() && std::chrono::steady_clock::now() <= deadline) continue;
       if (s.is_ok())
@@ -486,6 +528,8 @@ std::string ResidentMlp::json() const {
                         {"threads_per_cta", resident::kThreads},
                         {"smem_bytes_per_cta", params_.smem_bytes},
                         {"max_rows", params_.max_rows},
+                        {"idle_exit_ms", idle_ns_ / 1000000},
+                        {"relaunches_after_idle", relaunches_},
                         {"clusters_that_fit", clusters_possible_}}
       .dump();
 }

@@ -51,6 +51,12 @@ __device__ __forceinline__ unsigned short load_cv_16bit(const void* p) {
   return v;
 }
 
+__device__ __forceinline__ uint64_t global_ns() {
+  uint64_t t;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+  return t;
+}
+
 __device__ __forceinline__ float half_bits_to_float(unsigned short h) { return __half2float(__ushort_as_half(h)); }
 __device__ __forceinline__ float round_to_half(float x) { return __half2float(__float2half_rn(x)); }
 
@@ -223,7 +229,7 @@ __device__ bool dense_layer(const KernelParams& p, const LayerParams& L, cg::clu
 __global__ void __launch_bounds__(kThreads, 1)
     resident_mlp_kernel(const __grid_constant__ KernelParams p) {
   extern __shared__ __align__(16) unsigned char smem[];
-  __shared__ uint32_t request_seq, request_command, request_rows;
+  __shared__ uint32_t mailbox[3];  // seq, command, rows of the request being served
   cg::cluster_group cluster = cg::this_cluster();
   const int rank = static_cast<int>(cluster.block_rank());
   const int ctas = static_cast<int>(cluster.num_blocks());
@@ -239,25 +245,38 @@ __global__ void __launch_bounds__(kThreads, 1)
   cluster.sync();
   if (rank == 0 && threadIdx.x == 0) {
     __threadfence_system();
-    store_release_sys(&ch->ready, 1u);
+    store_release_sys(&ch->ready, p.generation);
   }
 
-  uint32_t last_seq = 0;
+  uint32_t last_seq = p.start_seq;
   for (;;) {
-    if (threadIdx.x == 0) {
-      uint32_t s;
-      while ((s = load_acquire_sys(&ch->request_seq)) == last_seq) {
+    // One poller (CTA 0, thread 0) hands each request, or the decision to end, to every CTA.
+    if (rank == 0 && threadIdx.x == 0) {
+      uint32_t s = last_seq, command = kCommandIdleExit, rows = 0;
+      const uint64_t since = global_ns();
+      for (uint32_t spins = 0;; ++spins) {
+        const uint32_t now = load_acquire_sys(&ch->request_seq);
+        if (now != last_seq) {
+          s = now;
+          command = load_relaxed_sys(&ch->command);
+          rows = load_relaxed_sys(&ch->rows);
+          break;
+        }
+        if ((spins & 255u) == 255u && global_ns() - since > p.idle_ns) break;
       }
-      request_seq = s;
-      request_command = load_relaxed_sys(&ch->command);
-      request_rows = load_relaxed_sys(&ch->rows);
+      for (int d = 0; d < ctas; ++d) {
+        uint32_t* box = cluster.map_shared_rank(mailbox, d);
+        box[0] = s;
+        box[1] = command;
+        box[2] = rows;
+      }
     }
-    __syncthreads();
-    const uint32_t seq = request_seq;
-    const uint32_t command = request_command;
-    const int rows = min(static_cast<int>(request_rows), p.max_rows);
+    cluster.sync();  // the mailbox is filled; every CTA has finished the previous request
+    const uint32_t seq = mailbox[0];
+    const uint32_t command = mailbox[1];
+    const int rows = min(static_cast<int>(mailbox[2]), p.max_rows);
+    if (command != kCommandRun) break;
     last_seq = seq;
-    if (command == kCommandStop) break;  // every CTA reads the same stop request
 
     distribute_input(p, cluster, smem, rows, rank, ctas);
     cluster.sync();  // also: nobody is still reading this request's shared values below
@@ -282,6 +301,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     if (threadIdx.x == 0) store_release_sys(&ch->done_seq[rank], seq);
   }
   cluster.sync();  // no CTA exits while another could still address its shared memory
+  if (rank == 0 && threadIdx.x == 0) store_release_sys(&ch->exited, p.generation);
 }
 
 }  // namespace

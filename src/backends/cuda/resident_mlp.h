@@ -3,7 +3,8 @@
 //   plan_resident_mlp: recognises the engine graph as input -> views -> [Cast] -> dense layers -> [Cast] ->
 //                      output, or says (kUnsupported) which layer does not fit and why.
 //   ResidentMlp:       start (launch, wait for "ready" with a deadline), run (write the request, spin on the
-//                      done sequence numbers with a deadline), stop (idempotent; also at process exit).
+//                      done sequence numbers with a deadline; launch again if the kernel ended after idling),
+//                      stop (idempotent; also at process exit).
 #pragma once
 #include <cuda_runtime.h>
 
@@ -52,7 +53,14 @@ class ResidentMlp {
  private:
   Status wait_ready();
   Status kernel_status(const char* what) const;
+  // Launches the kernel (again) to serve the requests after start_seq; waits for it to be ready.
+  Status launch(uint32_t start_seq);
+  // The kernel ended after idling (or is ending): launch it again for the requests after start_seq.
+  bool idled_out() const;
 
+  uint32_t generation_ = 0;  // launches so far; the kernel reports it in ready/exited
+  uint64_t idle_ns_ = 0;
+  uint64_t relaunches_ = 0;
   ResidentPlan plan_;
   resident::KernelParams params_{};
   int clusters_possible_ = 0;

@@ -14,20 +14,25 @@ constexpr int kThreads = 512;     // 16 warps per CTA
 constexpr int kMaxLayers = 8;
 constexpr int kMaxRows = 16;
 
-enum : uint32_t { kCommandRun = 1, kCommandStop = 2 };
+enum : uint32_t { kCommandRun = 1, kCommandStop = 2, kCommandIdleExit = 3 /* kernel-side only */ };
 enum : int { kActNone = 0, kActRelu = 1, kActLeakyRelu = 2, kActSigmoid = 3, kActTanh = 4 };
 
 // Lives in mapped page-locked host memory. Host-written and device-written words sit on different 128-byte
 // lines. Protocol: the host writes the input, `command` and `rows`, then bumps `request_seq` (release);
-// every CTA polls `request_seq` (ld.acquire.sys), computes, and writes `done_seq[cta]` = that sequence
-// number (release, after its outputs) once its part of the output is in host memory.
+// CTA 0 polls `request_seq` (ld.acquire.sys) and hands the request to the other CTAs through their shared
+// memory; every CTA computes and writes `done_seq[cta]` = that sequence number (release, after its
+// outputs) once its part of the output is in host memory. With no request for idle_ns the kernel ends
+// by itself and writes `exited` = its launch generation; the host launches it again on the next request.
+// (A kernel that never ends would make any device-wide wait, cudaFree or lazy module loading among them,
+// wait forever; this way such a wait lasts at most idle_ns once requests stop.)
 struct alignas(128) Channel {
   uint32_t request_seq;
   uint32_t command;
   uint32_t rows;
   uint32_t host_pad[29];
-  uint32_t ready;  // 1 once every CTA holds its weights in shared memory
-  uint32_t device_pad[31];
+  uint32_t ready;   // the launch generation, once every CTA holds its weights in shared memory
+  uint32_t exited;  // the launch generation, once the kernel ends after idling
+  uint32_t device_pad[30];
   uint32_t done_seq[32];
 };
 static_assert(sizeof(Channel) == 384, "Channel layout");
@@ -54,6 +59,9 @@ struct KernelParams {
   LayerParams layer[kMaxLayers];
   uint8_t input_half = 0, round_input_half = 0, output_half = 0;
   int max_rows = 0;
+  uint32_t generation = 0;      // written to ready / exited
+  uint32_t start_seq = 0;       // the last request already answered: serve anything after it
+  uint64_t idle_ns = 0;         // end after this long without a request
   int act_stride = 0;                // row stride (floats) of the two activation buffers
   uint32_t input_offset = 0;         // [max_rows][layer[0].k_pad] float
   uint32_t act_offset[2] = {0, 0};   // [max_rows][act_stride] float each

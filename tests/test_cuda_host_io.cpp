@@ -1,18 +1,24 @@
-// Low-latency mode (ExecutionContext::set_low_latency) on CUDA engines: the resident kernel against the
-// float64 reference with host memory in and out, several contexts and engines at once, start/stop cycles,
-// and the clear errors. GPU cases skip without a GPU unless KILN_TEST_CUDA=require.
+// Host memory as IO of CUDA engines. execute() on host addresses: the batch in chunks with overlapped
+// copies (pinned and pageable, forced chunk counts, CUDA graphs, mixed host/device, profiling), and the
+// batch-split analysis. Low-latency mode (ExecutionContext::set_low_latency): the resident kernel against
+// the float64 reference with host memory in and out, several contexts and engines at once, start/stop
+// cycles, idling out and coming back, and the clear errors. GPU cases skip without a GPU unless
+// KILN_TEST_CUDA=require.
 //
-// While a resident kernel runs, nothing here frees device or pinned memory or runs a kernel for the first
-// time (cudaFree and lazy module loading may wait for the whole device, which a resident kernel never
-// leaves idle): every context runs once on the normal path before any resident kernel starts, and buffers
-// are freed only after every resident kernel has stopped.
+// A resident kernel that runs makes device-wide waits (cudaFree, lazy module loading) wait until it idles
+// out (KILN_LOW_LATENCY_IDLE_MS, 200 ms by default): to keep the tests quick, every context runs once on
+// the normal path before its resident kernel starts, and buffers are freed after the kernels stopped.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cmath>
+#include <cstdlib>
+#include <thread>
 #include <cstring>
 #include <limits>
 
 #include "onnx/importer.h"
+#include "runtime/engine_impl.h"
 #include "ops/reference_eval.h"
 #include "test_util.h"
 
@@ -144,6 +150,108 @@ TEST_P(CudaLowLatency, MatchesFloat64ReferenceWithHostMemory) {
   ASSERT_TRUE(c.set_low_latency(false).is_ok());
   EXPECT_FALSE(c.low_latency());
   EXPECT_LE(run_once(c, pinned, 5, seed++), p.tolerance) << "normal path after low-latency mode";
+}
+
+// The resident kernel ends by itself after idling (so that a device-wide wait such as cudaFree is delayed,
+// never stuck) and the next request launches it again.
+TEST_P(CudaLowLatency, IdleKernelEndsAndTheNextRequestBringsItBack) {
+  REQUIRE_GPU();
+  const Precision p = GetParam();
+  auto engine = build_mlp(mlp_config("cuda", 8, p.fp16));
+  HostIo pinned(8, true);
+  auto ctx = engine->create_execution_context();
+  ASSERT_TRUE(ctx.is_ok()) << ctx.status().to_string();
+  ExecutionContext& c = **ctx;
+  pinned.bind(c);
+  EXPECT_LE(run_once(c, pinned, 1, 7), p.tolerance) << "normal path first";
+  setenv("KILN_LOW_LATENCY_IDLE_MS", "20", 1);
+  Status s = c.set_low_latency(true, 4);
+  unsetenv("KILN_LOW_LATENCY_IDLE_MS");
+  ASSERT_TRUE(s.is_ok()) << s.to_string();
+  uint64_t seed = 500;
+  for (int round = 0; round < 4; ++round) {
+    for (int64_t b : {1, 4, 1}) EXPECT_LE(run_once(c, pinned, b, seed++), p.tolerance) << "round " << round;
+    // A device-wide wait (cudaFree) while the mode is on returns once the kernel has idled out.
+    const auto t0 = std::chrono::steady_clock::now();
+    auto d = gpu::device_alloc(1 << 20);
+    ASSERT_TRUE(d.is_ok()) << d.status().to_string();
+    ASSERT_TRUE(gpu::device_free(*d).is_ok());
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(2)) << "cudaFree waited too long";
+    std::this_thread::sleep_for(std::chrono::milliseconds(round % 2 ? 60 : 5));
+  }
+}
+
+// ---- execute() on host memory: chunks, lanes, staging ------------------------------------------------
+// Host buffers for `rows` rows of the MLP, pinned or pageable (HostIo above, larger).
+TEST_P(CudaLowLatency, HostMemoryExecuteMatchesFloat64AtEveryChunking) {
+  REQUIRE_GPU();
+  const Precision p = GetParam();
+  auto engine = build_mlp(mlp_config("cuda", 8192, p.fp16));
+  EXPECT_EQ(engine->impl().batch_split_blocker, "") << "the MLP's rows are independent";
+  HostIo pageable(8192, false), pinned(8192, true);
+  auto ctx = engine->create_execution_context();
+  ASSERT_TRUE(ctx.is_ok()) << ctx.status().to_string();
+  ExecutionContext& c = **ctx;
+  uint64_t seed = 900;
+  for (bool graph : {false, true}) {
+    c.set_cuda_graph(graph);
+    for (HostIo* io : {&pageable, &pinned}) {
+      io->bind(c);
+      EXPECT_EQ(c.tensor_location("input"), io->pinned ? MemoryLocation::kPinnedHost : MemoryLocation::kPageableHost);
+      for (const char* chunks : {"", "3", "16"}) {  // "" = the automatic plan
+        if (*chunks) setenv("KILN_HOST_IO_CHUNKS", chunks, 1);
+        for (int64_t b : {8192, 1, 1000, 4097, 8192}) {
+          const double err = run_once(c, *io, b, seed++);
+          EXPECT_LE(err, p.tolerance) << p.name << (graph ? " graph" : "") << (io->pinned ? " pinned" : " pageable")
+                                      << " chunks '" << chunks << "' batch " << b;
+        }
+        unsetenv("KILN_HOST_IO_CHUNKS");
+      }
+    }
+  }
+  // Staging threads: one (the caller alone) and several.
+  pageable.bind(c);
+  for (int threads : {1, 6}) {
+    c.set_num_threads(threads);
+    EXPECT_LE(run_once(c, pageable, 8192, seed++), p.tolerance) << "threads " << threads;
+  }
+  // Profiling on host memory: one chunk, layer by layer, with times.
+  c.set_profiling(true);
+  EXPECT_LE(run_once(c, pageable, 300, seed++), p.tolerance) << "profiling";
+  EXPECT_FALSE(c.last_layer_timings().empty());
+  c.set_profiling(false);
+}
+
+TEST(CudaHostIo, MixedHostInputAndDeviceOutputAndEnqueueRefusesHostMemory) {
+  REQUIRE_GPU();
+  auto engine = build_mlp(mlp_config("cuda", 64, false));
+  auto ctx = engine->create_execution_context();
+  ASSERT_TRUE(ctx.is_ok());
+  ExecutionContext& c = **ctx;
+  HostIo io(64, false);
+  auto y_dev = gpu::device_alloc(64 * 10 * 4);
+  ASSERT_TRUE(y_dev.is_ok());
+  ASSERT_TRUE(c.set_tensor_address("input", io.x).is_ok());
+  ASSERT_TRUE(c.set_tensor_address("logits", *y_dev).is_ok());
+  EXPECT_EQ(c.tensor_location("logits"), MemoryLocation::kDevice);
+  auto x = test::random_floats(64 * 784, 31, -2.f, 2.f);
+  std::memcpy(io.x, x.data(), x.size() * 4);
+  ASSERT_TRUE(c.set_input_shape("input", {64, 1, 28, 28}).is_ok());
+  auto stream = gpu::stream_create();
+  ASSERT_TRUE(stream.is_ok());
+  ASSERT_TRUE(gpu::memset_async(*y_dev, 0xFF, 64 * 10 * 4, *stream).is_ok());
+  ASSERT_TRUE(gpu::stream_synchronize(*stream).is_ok());
+  Status s = c.execute();
+  ASSERT_TRUE(s.is_ok()) << s.to_string();
+  std::vector<float> y(64 * 10);
+  ASSERT_TRUE(gpu::copy_to_host_async(y.data(), *y_dev, y.size() * 4, *stream).is_ok());
+  ASSERT_TRUE(gpu::stream_synchronize(*stream).is_ok());
+  EXPECT_LE(rel_l2(y, reference(x, 64)), 1e-5);
+  s = c.enqueue(*stream);
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << s.to_string();
+  EXPECT_NE(s.message().find("'input'"), std::string::npos) << s.to_string();
+  (void)gpu::stream_destroy(*stream);
+  (void)gpu::device_free(*y_dev);
 }
 
 INSTANTIATE_TEST_SUITE_P(Precisions, CudaLowLatency,
