@@ -58,12 +58,14 @@ class CopyWorkers {
   }
   size_t size() const { return threads_.size(); }
 
-  // Starts copying; done(c) then counts finished pieces of chunk c.
-  void start(std::vector<Piece> pieces, size_t chunks) {
+  // Starts copying; done(c) then counts finished pieces of chunk c. With wake = false the calling thread
+  // copies alone (help()): waking threads costs more than a few pieces.
+  void start(std::vector<Piece> pieces, size_t chunks, bool wake) {
     pieces_ = std::move(pieces);
     done_ = std::make_unique<std::atomic<size_t>[]>(chunks);
     for (size_t c = 0; c < chunks; ++c) done_[c].store(0, std::memory_order_relaxed);
     next_.store(0, std::memory_order_relaxed);
+    if (!wake || threads_.empty()) return;
     {
       std::lock_guard<std::mutex> lock(mu_);
       busy_ = threads_.size();
@@ -300,7 +302,8 @@ Status HostIoPipeline::run(const HostIoRun& r) {
           ++pieces_per_chunk[c];
         }
       }
-    workers_->start(std::move(pieces), static_cast<size_t>(chunks));
+    const bool wake = pieces.size() > 4;
+    workers_->start(std::move(pieces), static_cast<size_t>(chunks), wake);
   }
 
   if (r.observer || r.timings) {  // one chunk, layer by layer: the lane's execute() reports as it goes
