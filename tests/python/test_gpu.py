@@ -179,6 +179,52 @@ class SimpleApiTest(unittest.TestCase):
         self.assertLessEqual(rel_l2(y, reference(np.zeros(SHAPE1, np.float32))), 1e-2)
 
 
+class HostMemoryTest(unittest.TestCase):
+    """execute() on host memory (Kiln copies, chunked at large batches) and the low-latency mode."""
+
+    def _bind(self, ctx, x, pinned):
+        if pinned:
+            xp = cuda.pagelocked_empty(x.shape, np.float32)
+            xp[...] = x
+            y = cuda.pagelocked_empty((len(x), 10), np.float32)
+        else:
+            xp, y = x, np.empty((len(x), 10), np.float32)
+        y.fill(np.nan)  # poison
+        ctx.set_input_shape("input", x.shape)
+        ctx.set_tensor_address("input", xp.ctypes.data)
+        ctx.set_tensor_address("logits", y.ctypes.data)
+        return xp, y
+
+    def test_execute_on_host_memory(self):
+        e = kiln.load(ENGINES["mlp_fp16_b8192.engine"])
+        ctx = e.create_execution_context()
+        for pinned in (False, True):
+            for b in (1, 777, 8192):
+                with self.subTest(pinned=pinned, batch=b):
+                    x = random_input(b, b + 11)
+                    keep = self._bind(ctx, x, pinned)
+                    ctx.execute()
+                    self.assertLessEqual(rel_l2(keep[1], reference(x)), 1e-2)
+
+    def test_low_latency(self):
+        e = kiln.load(ENGINES["mlp_tf32.engine"])
+        ctx = e.create_execution_context()
+        x = random_input(1, 5)
+        keep = self._bind(ctx, x, False)
+        ctx.execute()  # the normal path first (loads every kernel before a resident one runs)
+        ctx.set_low_latency(True, 4)
+        for b in (1, 4, 1):
+            x = random_input(b, 40 + b)
+            keep = self._bind(ctx, x, b == 4)
+            ctx.execute()
+            self.assertLessEqual(rel_l2(keep[1], reference(x)), 1e-3)
+        with self.assertRaises(kiln.KilnError):
+            self._bind(ctx, random_input(5, 3), False)
+            ctx.execute()  # more rows than it was started for
+        ctx.set_low_latency(False)
+        del ctx, keep
+
+
 class KilnCudaTest(unittest.TestCase):
     def test_pagelocked_round_trip(self):
         x = random_input(3)
