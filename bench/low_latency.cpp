@@ -122,6 +122,7 @@ int main(int argc, char** argv) {
   double diff = 0;
   for (int i = 0; i < 10; ++i) diff = std::max(diff, static_cast<double>(std::fabs(y[i] - y_graph[i])));
   std::printf("max |low_latency - cuda_graph| over the 10 logits: %.3g\n", diff);
+  std::printf("resident kernel: %s\n", ctx.low_latency_info().c_str());
   if (!ok(ctx.set_low_latency(false), "set_low_latency(false)")) return 1;
 
   // (c) the floor: a resident ping with no compute.

@@ -117,6 +117,8 @@ class ExecutionContext {
   // layers whose weights fit on chip). Off (or destroying the context) stops the kernel.
   Status set_low_latency(bool on, int max_rows = 1);
   bool low_latency() const;
+  // The resident kernel's description and its average time per request phase (JSON object; "{}" when off).
+  std::string low_latency_info() const;
   // CUDA engines: capture the layers into a CUDA graph per input shape and replay it (trtexec
   // --useCudaGraph). Capture happens on the first enqueue after a shape or address change.
   void set_cuda_graph(bool on);

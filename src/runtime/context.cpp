@@ -399,6 +399,7 @@ void* ExecutionContext::tensor_address(const std::string& name) const { return i
 MemoryLocation ExecutionContext::tensor_location(const std::string& name) const { return impl_->tensor_location(name); }
 Status ExecutionContext::set_low_latency(bool on, int max_rows) { return impl_->set_low_latency(on, max_rows); }
 bool ExecutionContext::low_latency() const { return impl_->low_latency(); }
+std::string ExecutionContext::low_latency_info() const { return impl_->backend().low_latency_json(); }
 Status ExecutionContext::execute() { return impl_->execute(); }
 Status ExecutionContext::enqueue(void* stream) { return impl_->enqueue(stream); }
 void ExecutionContext::set_cuda_graph(bool on) { impl_->set_cuda_graph(on); }

@@ -504,6 +504,19 @@ void ResidentMlp::stop() {
   input_ = output_ = nullptr;
 }
 
+// CTA 0's average time per request phase since the last launch (the kernel's own globaltimer sums).
+nlohmann::json ResidentMlp::trace_json() const {
+  nlohmann::json t = nlohmann::json::object();
+  if (!channel_) return t;
+  const auto* raw = const_cast<const volatile uint64_t*>(channel_->trace);
+  const uint64_t n = raw[resident::kTraceCount];
+  if (n == 0) return t;
+  static const char* names[resident::kTracePhases] = {"hand_out", "input", "layers", "output_fence", "done_flag"};
+  for (int i = 0; i < resident::kTracePhases; ++i) t[names[i]] = static_cast<double>(raw[i]) / 1000.0 / n;
+  t["requests"] = n;
+  return t;
+}
+
 std::string ResidentMlp::json() const {
   if (!running_) return "{}";
   nlohmann::json layers = nlohmann::json::array();
@@ -529,6 +542,7 @@ std::string ResidentMlp::json() const {
                         {"smem_bytes_per_cta", params_.smem_bytes},
                         {"max_rows", params_.max_rows},
                         {"idle_exit_ms", idle_ns_ / 1000000},
+                        {"trace_us_per_request", trace_json()},
                         {"relaunches_after_idle", relaunches_},
                         {"clusters_that_fit", clusters_possible_}}
       .dump();

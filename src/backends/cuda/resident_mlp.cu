@@ -249,6 +249,8 @@ __global__ void __launch_bounds__(kThreads, 1)
   }
 
   uint32_t last_seq = p.start_seq;
+  const bool tracer = rank == 0 && threadIdx.x == 0;
+  uint64_t phase_ns[kTracePhases] = {}, answered = 0, t_seen = 0;
   for (;;) {
     // One poller (CTA 0, thread 0) hands each request, or the decision to end, to every CTA.
     if (rank == 0 && threadIdx.x == 0) {
@@ -260,6 +262,7 @@ __global__ void __launch_bounds__(kThreads, 1)
           s = now;
           command = load_relaxed_sys(&ch->command);
           rows = load_relaxed_sys(&ch->rows);
+          t_seen = global_ns();
           break;
         }
         if ((spins & 255u) == 255u && global_ns() - since > p.idle_ns) break;
@@ -277,9 +280,18 @@ __global__ void __launch_bounds__(kThreads, 1)
     const int rows = min(static_cast<int>(mailbox[2]), p.max_rows);
     if (command != kCommandRun) break;
     last_seq = seq;
+    uint64_t t_prev = t_seen;
+    auto lap = [&](int phase) {  // CTA 0's thread 0 only
+      if (!tracer) return;
+      const uint64_t now = global_ns();
+      phase_ns[phase] += now - t_prev;
+      t_prev = now;
+    };
+    lap(kTraceHandOut);
 
     distribute_input(p, cluster, smem, rows, rank, ctas);
     cluster.sync();  // also: nobody is still reading this request's shared values below
+    lap(kTraceInput);
 
     bool wrote = false;
     const float* x = reinterpret_cast<const float*>(smem + p.input_offset);
@@ -296,9 +308,17 @@ __global__ void __launch_bounds__(kThreads, 1)
         x_stride = p.act_stride;
       }
     }
+    lap(kTraceLayers);
     if (wrote) __threadfence_system();  // this thread's output stores reach host memory before done_seq
     __syncthreads();
+    lap(kTraceOutput);
     if (threadIdx.x == 0) store_release_sys(&ch->done_seq[rank], seq);
+    if (tracer) {  // after the answer: plain posted stores, off the critical path
+      lap(kTraceDone);
+      ++answered;
+      for (int i = 0; i < kTracePhases; ++i) ch->trace[i] = phase_ns[i];
+      ch->trace[kTraceCount] = answered;
+    }
   }
   cluster.sync();  // no CTA exits while another could still address its shared memory
   if (rank == 0 && threadIdx.x == 0) store_release_sys(&ch->exited, p.generation);

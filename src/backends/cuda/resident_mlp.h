@@ -9,6 +9,8 @@
 #include <cuda_runtime.h>
 
 #include <memory>
+
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -49,6 +51,7 @@ class ResidentMlp {
   void stop();
   bool running() const { return running_; }
   std::string json() const;
+  nlohmann::json trace_json() const;
 
  private:
   Status wait_ready();

@@ -34,8 +34,21 @@ struct alignas(128) Channel {
   uint32_t exited;  // the launch generation, once the kernel ends after idling
   uint32_t device_pad[30];
   uint32_t done_seq[32];
+  // CTA 0's running sums of nanoseconds per request phase (kTrace*), and the request count: written after
+  // each answer, for bench_low_latency's breakdown (plain stores; read by the host whenever).
+  uint64_t trace[16];
 };
-static_assert(sizeof(Channel) == 384, "Channel layout");
+static_assert(sizeof(Channel) == 512, "Channel layout");
+
+enum : int {
+  kTraceHandOut = 0,  // request seen -> every CTA has it (mailbox + cluster barrier)
+  kTraceInput,        // input read from host memory into every CTA + cluster barrier
+  kTraceLayers,       // all layers (with their cluster barriers)
+  kTraceOutput,       // output stores fenced to host memory (+ __syncthreads)
+  kTraceDone,         // done_seq store
+  kTracePhases,
+  kTraceCount = 15,   // trace[15]: requests answered
+};
 
 struct LayerParams {
   const void* weight = nullptr;  // device, [n, k] row-major (the GEMM's packed transB = 1 form)
