@@ -20,10 +20,33 @@ namespace kiln {
 namespace {
 
 constexpr size_t kMinSplitBytes = 1 << 20;   // below this much host input, one chunk
-constexpr size_t kChunkBytes = 2 << 20;      // target host input bytes per chunk
+constexpr size_t kChunkBytes = 2 << 20;      // target host input bytes per chunk (pageable)
+constexpr size_t kTailBytes = 3 << 19;       // the last chunk of pinned input (1.5 MiB)
 constexpr int64_t kMaxChunks = 16;
 constexpr size_t kMaxLanes = 4;              // streams with a chunk in flight
 constexpr size_t kPieceBytes = 256 << 10;    // unit of work for the staging threads
+
+// Rows per chunk. Pinned input: the copy engine is the bottleneck, and whatever runs after the last
+// copy (that chunk's compute and device-to-host copy) is added to it, while every extra chunk costs a few
+// microseconds of copy-engine gaps. So: few chunks of falling size, [rest, 2t, t], where a tail t of
+// ~1.5 MiB takes about as long to copy as the chunk before it takes to compute. Pageable input: staging
+// by threads runs beside the copies, and ~2 MiB chunks keep both busy. forced > 0: that many equal chunks.
+std::vector<int64_t> chunk_plan(int64_t batch, size_t in_bytes, bool pageable, int64_t forced) {
+  if (forced == 0 && in_bytes < kMinSplitBytes) return {batch};
+  const size_t row_bytes = std::max<size_t>(in_bytes / static_cast<size_t>(batch), 1);
+  if (forced == 0 && !pageable) {
+    const int64_t tail = std::max<int64_t>(64, static_cast<int64_t>(kTailBytes / row_bytes) / 64 * 64);
+    if (batch >= 5 * tail) return {batch - 3 * tail, 2 * tail, tail};
+    if (batch >= 2 * tail) return {batch - tail, tail};
+    return {batch};
+  }
+  int64_t n = forced ? forced : static_cast<int64_t>((in_bytes + kChunkBytes - 1) / kChunkBytes);
+  n = std::clamp<int64_t>(n, 1, std::min<int64_t>(kMaxChunks, batch));
+  const int64_t rows = (batch + n - 1) / n;
+  std::vector<int64_t> plan;
+  for (int64_t left = batch; left > 0; left -= rows) plan.push_back(std::min(rows, left));
+  return plan;
+}
 
 int64_t env_chunks() {  // KILN_HOST_IO_CHUNKS=n forces n chunks (experiments; 0 = automatic)
   const char* v = std::getenv("KILN_HOST_IO_CHUNKS");
@@ -231,38 +254,32 @@ Status HostIoPipeline::run(const HostIoRun& r) {
     if (input && where[io] != MemoryLocation::kDevice) host_in_bytes += bytes_of(desc[io]);
     if (where[io] == MemoryLocation::kPageableHost) (input ? pageable_in : pageable_out) = true;
   }
-  int64_t chunks = 1;
   const char* single = nullptr;
   if (!blocker_.empty()) single = "batch rows are not independent";
   else if (any_device) single = "some tensors are in device memory";
   else if (r.observer || r.timings) single = "profiling or observing";
   else if (batch < 2) single = "batch of one";
-  if (!single) {
-    const int64_t forced = env_chunks();
-    chunks = forced ? forced
-                    : host_in_bytes < kMinSplitBytes ? 1
-                                                     : static_cast<int64_t>((host_in_bytes + kChunkBytes - 1) / kChunkBytes);
-    chunks = std::clamp<int64_t>(chunks, 1, std::min<int64_t>(kMaxChunks, batch));
-  }
-  int64_t rows = (batch + chunks - 1) / std::max<int64_t>(chunks, 1);
-  if (chunks > 1) {
-    chunks = (batch + rows - 1) / rows;
-    // Every chunk's shape must be inside the profile.
-    const int64_t last = batch - (chunks - 1) * rows;
-    for (int i = 0; i < e.num_inputs && chunks > 1; ++i)
-      if (std::min(rows, last) < e.model.profiles[i].min[0]) chunks = 1;
-    if (chunks == 1) rows = batch;
-  }
-  const bool chunked = chunks > 1;
-  const int64_t last_rows = batch - (chunks - 1) * rows;
-  const size_t full_lanes = std::min<size_t>(kMaxLanes, static_cast<size_t>(last_rows == rows ? chunks : chunks - 1));
+  std::vector<int64_t> plan = single ? std::vector<int64_t>{batch}
+                                     : chunk_plan(batch, host_in_bytes, pageable_in, env_chunks());
+  // Every chunk's shape must be inside the profile.
+  for (int i = 0; i < e.num_inputs && plan.size() > 1; ++i)
+    if (*std::min_element(plan.begin(), plan.end()) < e.model.profiles[i].min[0]) plan = {batch};
+  const bool chunked = plan.size() > 1;
+  const int64_t chunks = static_cast<int64_t>(plan.size());
+  std::vector<int64_t> first_row(plan.size(), 0);
+  for (size_t c = 1; c < plan.size(); ++c) first_row[c] = first_row[c - 1] + plan[c - 1];
 
-  // Lanes first: nothing is queued before every lane is ready.
-  std::vector<Lane*> lane_of(static_cast<size_t>(chunks));
-  for (int64_t c = 0; c < chunks; ++c) {
-    const bool remainder = chunked && c == chunks - 1 && last_rows != rows;
-    const size_t index = remainder ? full_lanes : static_cast<size_t>(c) % std::max<size_t>(full_lanes, 1);
-    auto l = lane(index, remainder ? last_rows : rows, r, chunked);
+  // Lanes first: nothing is queued before every lane is ready. Chunks of one size take turns on up to
+  // kMaxLanes lanes of that size; each size has lanes of its own (a lane is planned for one shape).
+  std::vector<Lane*> lane_of(plan.size());
+  std::vector<std::pair<int64_t, std::vector<size_t>>> lanes_by_rows;
+  size_t lanes_used = 0;
+  for (size_t c = 0; c < plan.size(); ++c) {
+    auto it = std::find_if(lanes_by_rows.begin(), lanes_by_rows.end(), [&](const auto& p) { return p.first == plan[c]; });
+    if (it == lanes_by_rows.end()) it = lanes_by_rows.insert(lanes_by_rows.end(), {plan[c], {}});
+    const size_t seen = static_cast<size_t>(std::count(plan.begin(), plan.begin() + static_cast<std::ptrdiff_t>(c), plan[c]));
+    if (it->second.size() < kMaxLanes && it->second.size() == seen) it->second.push_back(lanes_used++);
+    auto l = lane(it->second[seen % it->second.size()], plan[c], r, chunked);
     if (!l.is_ok()) return l.status();
     lane_of[c] = *l;
   }
@@ -277,11 +294,10 @@ Status HostIoPipeline::run(const HostIoRun& r) {
     events_.push_back(*ev);
   }
   auto offset = [&](size_t io, int64_t c) {
-    return chunked ? bytes_of(desc[io]) / static_cast<size_t>(batch) * static_cast<size_t>(c * rows) : 0;
+    return chunked ? bytes_of(desc[io]) / static_cast<size_t>(batch) * static_cast<size_t>(first_row[c]) : 0;
   };
   auto chunk_bytes = [&](size_t io, int64_t c) {
-    return chunked ? bytes_of(desc[io]) / static_cast<size_t>(batch) * static_cast<size_t>(c == chunks - 1 ? last_rows : rows)
-                   : bytes_of(desc[io]);
+    return chunked ? bytes_of(desc[io]) / static_cast<size_t>(batch) * static_cast<size_t>(plan[c]) : bytes_of(desc[io]);
   };
 
   // Pageable inputs: pieces in chunk order for the staging threads.
@@ -355,14 +371,11 @@ Status HostIoPipeline::run(const HostIoRun& r) {
                     static_cast<const uint8_t*>(staging_[io]) + offset(io, c), chunk_bytes(io, c));
   }
   // Always drain every lane used, even after an error: its buffers are about to be reused or freed.
-  const size_t used = std::min(lanes_.size(), full_lanes + 1);
-  for (size_t i = 0; i < used; ++i) {
+  for (size_t i = 0; i < lanes_used; ++i) {
     Status s = gpu::stream_synchronize(lanes_[i]->stream, true);
     if (status.is_ok() && !s.is_ok()) status = std::move(s);
   }
-  plan_ = chunked ? fmt::format("{} chunks of {} rows{} on {} streams", chunks, rows,
-                                last_rows != rows ? fmt::format(" (last {})", last_rows) : "",
-                                full_lanes + (last_rows != rows))
+  plan_ = chunked ? fmt::format("{} chunks of [{}] rows on {} streams", chunks, fmt::join(plan, ","), lanes_used)
                   : fmt::format("one chunk ({})", single ? single : "small input");
   if (pageable_in) plan_ += fmt::format("; pageable input staged by {} threads", workers_->size() + 1);
   return status;

@@ -47,6 +47,10 @@ uint64_t idle_ns_setting() {
 
 size_t round_up(size_t x, size_t to) { return (x + to - 1) / to * to; }
 
+int64_t host_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
 // ---- registry of live resident kernels and parked mapped blocks -------------------------------------
 struct Block {
   unsigned char* ptr;
@@ -317,8 +321,10 @@ Status ResidentMlp::start(const ResidentPlan& plan, int max_rows) {
   }
   p.act_stride = act_stride;
   p.max_rows = max_rows;
-  p.input_offset = static_cast<uint32_t>(at);
-  at += round_up(static_cast<size_t>(max_rows) * p.layer[0].k_pad * 4, 16);
+  for (int b = 0; b < 2; ++b) {
+    p.input_offset[b] = static_cast<uint32_t>(at);
+    at += round_up(static_cast<size_t>(max_rows) * p.layer[0].k_pad * 4, 16);
+  }
   for (int b = 0; b < 2; ++b) {
     p.act_offset[b] = static_cast<uint32_t>(at);
     at += round_up(static_cast<size_t>(max_rows) * act_stride * 4, 16);
@@ -401,6 +407,10 @@ Status ResidentMlp::wait_ready() {
                                 kReadyDeadline.count(), clusters_possible_, kClusterCtas));
     std::this_thread::sleep_for(std::chrono::microseconds(20));
   }
+  // Clock offset for the leases (the kernel's first lease runs from a moment later than this).
+  const int64_t now = host_ns();
+  gpu_minus_host_ns_ = static_cast<int64_t>(*const_cast<const volatile uint64_t*>(&channel_->ready_gpu_ns)) - now;
+  lease_end_host_ns_ = now + static_cast<int64_t>(idle_ns_);
   return Status::ok();
 }
 
@@ -421,18 +431,24 @@ Status ResidentMlp::run(const void* in, const TensorDesc& in_desc, void* out, co
     return Status(StatusCode::kInvalidArgument,
                   fmt::format("output [{}] {} is not {} rows of {} {} values", dims_to_string(out_desc.shape, ","),
                               dtype_name(out_desc.dtype), rows, n_last, dtype_name(plan_.output_dtype)));
-  if (idled_out()) {  // ended after idling: launch it again (its stream is about to be idle)
-    Status s = check(cudaStreamSynchronize(stream_), "waiting for the idle resident kernel to end");
+  // A request may only be posted well inside the lease: near its end some CTAs could already have left
+  // (each decides alone). There, or after it ended, stop the kernel and launch it again first.
+  const int64_t margin = std::max<int64_t>(static_cast<int64_t>(idle_ns_) / 5, 1000000);
+  if (idled_out() || host_ns() > lease_end_host_ns_ - margin) {
+    Status s = end_kernel();
     if (s.is_ok()) s = launch(seq_);
     if (!s.is_ok()) {
       failed_ = s.message();
-      return s;
+      return std::move(s).with_context("launching the resident kernel again after it idled");
     }
     ++relaunches_;
   }
   std::memcpy(input_, in, static_cast<size_t>(rows) * k0 * dtype_size(plan_.input_dtype));
   channel_->command = resident::kCommandRun;
   channel_->rows = static_cast<uint32_t>(rows);
+  const int64_t now = host_ns();
+  channel_->lease_until = static_cast<uint64_t>(now + gpu_minus_host_ns_) + idle_ns_;
+  lease_end_host_ns_ = now + static_cast<int64_t>(idle_ns_);
   // Full fence: the input (memcpy may use non-temporal stores) and the header before the sequence number.
   std::atomic_thread_fence(std::memory_order_seq_cst);
   const uint32_t seq = ++seq_;
@@ -443,7 +459,8 @@ Status ResidentMlp::run(const void* in, const TensorDesc& in_desc, void* out, co
     std::atomic_ref<uint32_t> done(channel_->done_seq[cta]);
     for (uint32_t spins = 1; done.load(std::memory_order_acquire) != seq; ++spins) {
       if (spins % 4096 != 0) continue;
-      if (idled_out()) {  // it ended just as this request came: launch it again to serve it
+      if (idled_out()) {  // every CTA has ended (should not happen inside the lease): launch again to serve it
+        launched_ = false;
         Status s = check(cudaStreamSynchronize(stream_), "waiting for the idle resident kernel to end");
         if (s.is_ok()) s = launch(seq - 1);
         if (!s.is_ok()) {
@@ -467,29 +484,38 @@ Status ResidentMlp::run(const void* in, const TensorDesc& in_desc, void* out, co
   return Status::ok();
 }
 
-void ResidentMlp::stop() {
-  if (!running_ && !block_ && !stream_) return;
-  bool exited = true;
-  if (launched_) {
+Status ResidentMlp::end_kernel(bool* ended) {
+  if (ended) *ended = true;
+  if (!launched_) return Status::ok();
+  launched_ = false;
+  if (!idled_out()) {  // still serving (or about to end): tell it to stop
     channel_->command = resident::kCommandStop;
     channel_->rows = 0;
     std::atomic_thread_fence(std::memory_order_seq_cst);
     std::atomic_ref<uint32_t>(channel_->request_seq).store(++seq_, std::memory_order_release);
-    const auto deadline = std::chrono::steady_clock::now() + kStopDeadline;
-    for (;;) {
-      const cudaError_t e = cudaStreamQuery(stream_);
-      if (e != cudaErrorNotReady) {
-        if (e != cudaSuccess)
-          fmt::print(stderr, "kiln: warning: the resident kernel ended with an error: {}\n", cudaGetErrorString(e));
-        break;
-      }
-      if (std::chrono::steady_clock::now() > deadline) {
-        exited = false;
-        fmt::print(stderr, "kiln: warning: the resident kernel did not stop within {} s; its {} bytes of mapped memory "
-                           "are left allocated\n", kStopDeadline.count(), block_bytes_);
-        break;
-      }
-      std::this_thread::sleep_for(std::chrono::microseconds(20));
+  }
+  const auto deadline = std::chrono::steady_clock::now() + kStopDeadline;
+  for (;;) {
+    const cudaError_t e = cudaStreamQuery(stream_);
+    if (e == cudaSuccess) return Status::ok();
+    if (e != cudaErrorNotReady) return check(e, "the resident kernel ended with an error");
+    if (std::chrono::steady_clock::now() > deadline) {
+      if (ended) *ended = false;
+      return Status(StatusCode::kRuntimeError,
+                    fmt::format("the resident kernel did not stop within {} s", kStopDeadline.count()));
+    }
+    std::this_thread::yield();
+  }
+}
+
+void ResidentMlp::stop() {
+  if (!running_ && !block_ && !stream_) return;
+  bool exited = true;
+  if (launched_) {
+    Status s = end_kernel(&exited);
+    if (!s.is_ok()) {
+      fmt::print(stderr, "kiln: warning: {}{}\n", s.message(),
+                 exited ? "" : fmt::format("; its {} bytes of mapped memory are left allocated", block_bytes_));
     }
   }
   launched_ = false;

@@ -31,6 +31,11 @@ __device__ __forceinline__ uint32_t load_relaxed_sys(const uint32_t* p) {
   asm volatile("ld.relaxed.sys.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
   return v;
 }
+__device__ __forceinline__ uint64_t load_relaxed_sys_u64(const uint64_t* p) {
+  uint64_t v;
+  asm volatile("ld.relaxed.sys.global.u64 %0, [%1];" : "=l"(v) : "l"(p) : "memory");
+  return v;
+}
 __device__ __forceinline__ void store_release_sys(uint32_t* p, uint32_t v) {
   asm volatile("st.release.sys.global.u32 [%0], %1;" ::"l"(p), "r"(v) : "memory");
 }
@@ -113,9 +118,9 @@ __device__ void stage_weights(const LayerParams& L, unsigned char* smem, int col
 // This CTA's share of the request's input ([rows, k0] in mapped memory), converted to float, stored into
 // every CTA's input buffer. Returns through the caller's cluster barrier.
 __device__ void distribute_input(const KernelParams& p, cg::cluster_group& cluster, unsigned char* smem, int rows,
-                                 int rank, int ctas) {
+                                 int rank, int ctas, int buffer) {
   const int k0 = p.layer[0].k, stride = p.layer[0].k_pad;
-  float* local = reinterpret_cast<float*>(smem + p.input_offset);
+  float* local = reinterpret_cast<float*>(smem + p.input_offset[buffer]);
   const int total = rows * k0;
   const int vec = p.input_half ? 8 : 4;  // elements per 16-byte load
   if (k0 % vec == 0) {
@@ -229,7 +234,7 @@ __device__ bool dense_layer(const KernelParams& p, const LayerParams& L, cg::clu
 __global__ void __launch_bounds__(kThreads, 1)
     resident_mlp_kernel(const __grid_constant__ KernelParams p) {
   extern __shared__ __align__(16) unsigned char smem[];
-  __shared__ uint32_t mailbox[3];  // seq, command, rows of the request being served
+  __shared__ uint32_t mailbox[3];  // seq, command, rows of the request being served (from thread 0)
   cg::cluster_group cluster = cg::this_cluster();
   const int rank = static_cast<int>(cluster.block_rank());
   const int ctas = static_cast<int>(cluster.num_blocks());
@@ -244,40 +249,40 @@ __global__ void __launch_bounds__(kThreads, 1)
   }
   cluster.sync();
   if (rank == 0 && threadIdx.x == 0) {
+    ch->ready_gpu_ns = global_ns();
     __threadfence_system();
     store_release_sys(&ch->ready, p.generation);
   }
 
   uint32_t last_seq = p.start_seq;
+  uint64_t lease = global_ns() + p.idle_ns;  // thread 0's copy of the lease
   const bool tracer = rank == 0 && threadIdx.x == 0;
   uint64_t phase_ns[kTracePhases] = {}, answered = 0, t_seen = 0;
   for (;;) {
-    // One poller (CTA 0, thread 0) hands each request, or the decision to end, to every CTA.
-    if (rank == 0 && threadIdx.x == 0) {
+    // Thread 0 of every CTA polls on its own: the next request, or the end of the lease.
+    if (threadIdx.x == 0) {
       uint32_t s = last_seq, command = kCommandIdleExit, rows = 0;
-      const uint64_t since = global_ns();
       for (uint32_t spins = 0;; ++spins) {
         const uint32_t now = load_acquire_sys(&ch->request_seq);
         if (now != last_seq) {
           s = now;
           command = load_relaxed_sys(&ch->command);
           rows = load_relaxed_sys(&ch->rows);
+          lease = load_relaxed_sys_u64(&ch->lease_until);
           t_seen = global_ns();
           break;
         }
-        if ((spins & 255u) == 255u && global_ns() - since > p.idle_ns) break;
+        if ((spins & 255u) == 255u && global_ns() > lease) break;
       }
-      for (int d = 0; d < ctas; ++d) {
-        uint32_t* box = cluster.map_shared_rank(mailbox, d);
-        box[0] = s;
-        box[1] = command;
-        box[2] = rows;
-      }
+      mailbox[0] = s;
+      mailbox[1] = command;
+      mailbox[2] = rows;
     }
-    cluster.sync();  // the mailbox is filled; every CTA has finished the previous request
+    __syncthreads();
     const uint32_t seq = mailbox[0];
     const uint32_t command = mailbox[1];
     const int rows = min(static_cast<int>(mailbox[2]), p.max_rows);
+    __syncthreads();  // the mailbox is read before thread 0 can write the next request into it
     if (command != kCommandRun) break;
     last_seq = seq;
     uint64_t t_prev = t_seen;
@@ -289,12 +294,15 @@ __global__ void __launch_bounds__(kThreads, 1)
     };
     lap(kTraceHandOut);
 
-    distribute_input(p, cluster, smem, rows, rank, ctas);
+    // Input buffers alternate by request: a CTA may start writing request n+1's input into the others
+    // while they still read request n's in layer 0 (never two requests apart: the host waits for all).
+    const int buffer = static_cast<int>(seq & 1u);
+    distribute_input(p, cluster, smem, rows, rank, ctas, buffer);
     cluster.sync();  // also: nobody is still reading this request's shared values below
     lap(kTraceInput);
 
     bool wrote = false;
-    const float* x = reinterpret_cast<const float*>(smem + p.input_offset);
+    const float* x = reinterpret_cast<const float*>(smem + p.input_offset[buffer]);
     int x_stride = p.layer[0].k_pad;
     for (int l = 0; l < p.layers; ++l) {
       const LayerParams& L = p.layer[l];

@@ -61,7 +61,13 @@ class ResidentMlp {
   // The kernel ended after idling (or is ending): launch it again for the requests after start_seq.
   bool idled_out() const;
 
+  // Ends the running kernel (a stop request unless it already ended), waiting for its stream.
+  // *ended = false when it is still running (the deadline passed).
+  Status end_kernel(bool* ended = nullptr);
+
   uint32_t generation_ = 0;  // launches so far; the kernel reports it in ready/exited
+  int64_t gpu_minus_host_ns_ = 0;   // GPU globaltimer minus host steady_clock, measured at ready
+  int64_t lease_end_host_ns_ = 0;   // when the lease granted with the last request (or launch) ends
   uint64_t idle_ns_ = 0;
   uint64_t relaunches_ = 0;
   ResidentPlan plan_;

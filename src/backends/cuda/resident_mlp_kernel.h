@@ -18,21 +18,26 @@ enum : uint32_t { kCommandRun = 1, kCommandStop = 2, kCommandIdleExit = 3 /* ker
 enum : int { kActNone = 0, kActRelu = 1, kActLeakyRelu = 2, kActSigmoid = 3, kActTanh = 4 };
 
 // Lives in mapped page-locked host memory. Host-written and device-written words sit on different 128-byte
-// lines. Protocol: the host writes the input, `command` and `rows`, then bumps `request_seq` (release);
-// CTA 0 polls `request_seq` (ld.acquire.sys) and hands the request to the other CTAs through their shared
-// memory; every CTA computes and writes `done_seq[cta]` = that sequence number (release, after its
-// outputs) once its part of the output is in host memory. With no request for idle_ns the kernel ends
-// by itself and writes `exited` = its launch generation; the host launches it again on the next request.
-// (A kernel that never ends would make any device-wide wait, cudaFree or lazy module loading among them,
-// wait forever; this way such a wait lasts at most idle_ns once requests stop.)
+// lines. Protocol: the host writes the input, `command`, `rows` and `lease_until`, then bumps
+// `request_seq` (release); thread 0 of every CTA polls `request_seq` (ld.acquire.sys) on its own, every
+// CTA computes and writes `done_seq[cta]` = that sequence number (release, after its outputs) once its
+// part of the output is in host memory.
+// Idling: a kernel that never ends would make any device-wide wait (cudaFree, lazy module loading) wait
+// forever. Each request grants a lease (`lease_until`, GPU globaltimer ns); a CTA that sees no new request
+// after the lease has run out leaves its loop, so the kernel ends by itself (`exited` = its launch
+// generation). Every CTA decides alone, with no barrier, because the host never posts a request close
+// to the lease's end: it stops and relaunches the kernel instead (see ResidentMlp::run).
 struct alignas(128) Channel {
   uint32_t request_seq;
   uint32_t command;
   uint32_t rows;
-  uint32_t host_pad[29];
+  uint32_t host_pad0;
+  uint64_t lease_until;  // GPU globaltimer ns: with no request after this, end
+  uint32_t host_pad[26];
   uint32_t ready;   // the launch generation, once every CTA holds its weights in shared memory
-  uint32_t exited;  // the launch generation, once the kernel ends after idling
-  uint32_t device_pad[30];
+  uint32_t exited;  // the launch generation, once the kernel has ended (idle or stop)
+  uint64_t ready_gpu_ns;  // CTA 0's globaltimer when it wrote ready (the host's clock offset)
+  uint32_t device_pad[28];
   uint32_t done_seq[32];
   // CTA 0's running sums of nanoseconds per request phase (kTrace*), and the request count: written after
   // each answer, for bench_low_latency's breakdown (plain stores; read by the host whenever).
@@ -41,7 +46,7 @@ struct alignas(128) Channel {
 static_assert(sizeof(Channel) == 512, "Channel layout");
 
 enum : int {
-  kTraceHandOut = 0,  // request seen -> every CTA has it (mailbox + cluster barrier)
+  kTraceHandOut = 0,  // request seen -> the CTA's threads have it (__syncthreads)
   kTraceInput,        // input read from host memory into every CTA + cluster barrier
   kTraceLayers,       // all layers (with their cluster barriers)
   kTraceOutput,       // output stores fenced to host memory (+ __syncthreads)
@@ -74,9 +79,9 @@ struct KernelParams {
   int max_rows = 0;
   uint32_t generation = 0;      // written to ready / exited
   uint32_t start_seq = 0;       // the last request already answered: serve anything after it
-  uint64_t idle_ns = 0;         // end after this long without a request
+  uint64_t idle_ns = 0;         // the lease before the first request
   int act_stride = 0;                // row stride (floats) of the two activation buffers
-  uint32_t input_offset = 0;         // [max_rows][layer[0].k_pad] float
+  uint32_t input_offset[2] = {0, 0};  // [max_rows][layer[0].k_pad] float, by request parity
   uint32_t act_offset[2] = {0, 0};   // [max_rows][act_stride] float each
   uint32_t smem_bytes = 0;
 };
