@@ -540,6 +540,9 @@ nlohmann::json ResidentMlp::trace_json() const {
   static const char* names[resident::kTracePhases] = {"hand_out", "input", "layers", "output_fence", "done_flag"};
   for (int i = 0; i < resident::kTracePhases; ++i) t[names[i]] = static_cast<double>(raw[i]) / 1000.0 / n;
   t["requests"] = n;
+  double ns = 0;
+  for (int i = 0; i < resident::kTracePhases; ++i) ns += static_cast<double>(raw[i]);
+  if (ns > 0) t["sm_clock_mhz"] = static_cast<double>(raw[resident::kTraceSmCycles]) / ns * 1000.0;
   return t;
 }
 

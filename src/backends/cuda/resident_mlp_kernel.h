@@ -46,13 +46,14 @@ struct alignas(128) Channel {
 static_assert(sizeof(Channel) == 512, "Channel layout");
 
 enum : int {
-  kTraceHandOut = 0,  // request seen -> the CTA's threads have it (__syncthreads)
-  kTraceInput,        // input read from host memory into every CTA + cluster barrier
+  kTraceHandOut = 0,  // request seen -> input read from host memory and handed to every CTA (+ cluster barrier)
+  kTraceInput,        // (unused since the hand-out carries the input)
   kTraceLayers,       // all layers (with their cluster barriers)
   kTraceOutput,       // output stores fenced to host memory (+ __syncthreads)
   kTraceDone,         // done_seq store
   kTracePhases,
-  kTraceCount = 15,   // trace[15]: requests answered
+  kTraceSmCycles = 14,  // trace[14]: CTA 0's SM clock cycles over the same requests (clock rate = cycles / ns)
+  kTraceCount = 15,     // trace[15]: requests answered
 };
 
 struct LayerParams {
