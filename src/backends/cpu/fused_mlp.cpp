@@ -78,35 +78,43 @@ std::vector<float> from_panels(const float* pan, int64_t n, int64_t k) {
 
 // ---- one layer over R rows (x: R rows of K, y: R rows of N) ----
 
-// AVX-512: one panel, R rows, C zmm columns (the last one masked by `tail`). kTwoChains (direct, one row):
-// one row has only C FMA chains; a second accumulator set over odd k keeps 2C in flight (FMA latency 4).
-// Otherwise each output is bias + x[0]w[0] + x[1]w[1] + ... in k order, one FMA at a time. kRelu: ReLU in
-// the store (max(v, +0) gives the same bits as v > 0 ? v : 0, -0 and NaN included).
-template <int R, int C, bool kTwoChains, bool kRelu>
+// AVX-512: one panel, R rows, C zmm columns; with kTail the last one is masked by `tail` (a ragged last
+// panel). kTwoChains (direct, one row): one row has only C FMA chains; a second accumulator set over odd k
+// keeps 2C in flight (FMA latency 4). Otherwise each output is bias + x[0]w[0] + x[1]w[1] + ... in k order,
+// one FMA at a time. kRelu: ReLU in the store (max(v, +0) gives the same bits as v > 0 ? v : 0, -0 and NaN
+// included). Full panels have no masks at all: GCC 12 keeps a copy of every accumulator on the stack, stored
+// each k step, when the loop holds a masked load.
+template <bool kTail>
+__attribute__((target("avx512f"), always_inline)) inline __m512 load_zmm(bool last, __mmask16 tail, const float* at) {
+  return kTail && last ? _mm512_maskz_loadu_ps(tail, at) : _mm512_loadu_ps(at);
+}
+
+template <int R, int C, bool kTail, bool kTwoChains, bool kRelu>
 __attribute__((target("avx512f"))) void panel_avx512(const float* x, int64_t k, const float* wp, int64_t p,
                                                      __mmask16 tail, const float* bias, float* y, int64_t n) {
   static_assert(!kTwoChains || R == 1);
   __m512 acc[R][C], acc2[C];
   for (int c = 0; c < C; ++c) {
-    const __m512 b = _mm512_maskz_loadu_ps(c == C - 1 ? tail : __mmask16(0xFFFF), bias + 16 * c);
+    const __m512 b = load_zmm<kTail>(c == C - 1, tail, bias + 16 * c);
     for (int r = 0; r < R; ++r) acc[r][c] = b;
     acc2[c] = _mm512_setzero_ps();
   }
   int64_t kk = 0;
-  for (; kTwoChains && kk + 2 <= k; kk += 2) {
-    const float* w0 = wp + kk * p;
-    const float* w1 = w0 + p;
-    const __m512 x0 = _mm512_set1_ps(x[kk]), x1 = _mm512_set1_ps(x[kk + 1]);
-    for (int c = 0; c < C; ++c) {
-      const __mmask16 m = c == C - 1 ? tail : __mmask16(0xFFFF);
-      acc[0][c] = _mm512_fmadd_ps(x0, _mm512_maskz_loadu_ps(m, w0 + 16 * c), acc[0][c]);
-      acc2[c] = _mm512_fmadd_ps(x1, _mm512_maskz_loadu_ps(m, w1 + 16 * c), acc2[c]);
+  if constexpr (kTwoChains) {
+    for (; kk + 2 <= k; kk += 2) {
+      const float* w0 = wp + kk * p;
+      const float* w1 = w0 + p;
+      const __m512 x0 = _mm512_set1_ps(x[kk]), x1 = _mm512_set1_ps(x[kk + 1]);
+      for (int c = 0; c < C; ++c) {
+        acc[0][c] = _mm512_fmadd_ps(x0, load_zmm<kTail>(c == C - 1, tail, w0 + 16 * c), acc[0][c]);
+        acc2[c] = _mm512_fmadd_ps(x1, load_zmm<kTail>(c == C - 1, tail, w1 + 16 * c), acc2[c]);
+      }
     }
   }
   for (; kk < k; ++kk) {
     const float* w = wp + kk * p;
     __m512 wv[C];
-    for (int c = 0; c < C; ++c) wv[c] = _mm512_maskz_loadu_ps(c == C - 1 ? tail : __mmask16(0xFFFF), w + 16 * c);
+    for (int c = 0; c < C; ++c) wv[c] = load_zmm<kTail>(c == C - 1, tail, w + 16 * c);
     for (int r = 0; r < R; ++r) {
       const __m512 xb = _mm512_set1_ps(x[r * k + kk]);
       for (int c = 0; c < C; ++c) acc[r][c] = _mm512_fmadd_ps(xb, wv[c], acc[r][c]);
@@ -115,8 +123,10 @@ __attribute__((target("avx512f"))) void panel_avx512(const float* x, int64_t k, 
   for (int r = 0; r < R; ++r)
     for (int c = 0; c < C; ++c) {
       __m512 v = kTwoChains ? _mm512_add_ps(acc[r][c], acc2[c]) : acc[r][c];
-      if (kRelu) v = _mm512_maskz_max_ps(__mmask16(0xFFFF), v, _mm512_setzero_ps());  // (plain max_ps trips GCC 12 -Wuninitialized)
-      _mm512_mask_storeu_ps(y + r * n + 16 * c, c == C - 1 ? tail : __mmask16(0xFFFF), v);
+      // (maskz_max: plain max_ps trips GCC 12's -Wuninitialized inside its header)
+      if (kRelu) v = _mm512_maskz_max_ps(__mmask16(0xFFFF), v, _mm512_setzero_ps());
+      if (kTail && c == C - 1) _mm512_mask_storeu_ps(y + r * n + 16 * c, tail, v);
+      else _mm512_storeu_ps(y + r * n + 16 * c, v);
     }
 }
 
@@ -126,13 +136,21 @@ __attribute__((target("avx512f"))) void dense_avx512(const float* x, int64_t k, 
                                                      int64_t n, float* y) {
   for (int64_t p0 = 0; p0 < n; p0 += kPanel) {
     const int64_t p = std::min(kPanel, n - p0);
-    const __mmask16 tail = p % 16 ? __mmask16((1u << (p % 16)) - 1) : __mmask16(0xFFFF);
     const float* wp = w + p0 * k;
-    switch ((p + 15) / 16) {
-      case 1: panel_avx512<R, 1, kTwoChains, kRelu>(x, k, wp, p, tail, bias + p0, y + p0, n); break;
-      case 2: panel_avx512<R, 2, kTwoChains, kRelu>(x, k, wp, p, tail, bias + p0, y + p0, n); break;
-      case 3: panel_avx512<R, 3, kTwoChains, kRelu>(x, k, wp, p, tail, bias + p0, y + p0, n); break;
-      default: panel_avx512<R, 4, kTwoChains, kRelu>(x, k, wp, p, tail, bias + p0, y + p0, n); break;
+    const float* b = bias + p0;
+    float* yp = y + p0;
+    if (p == kPanel) {
+      panel_avx512<R, 4, false, kTwoChains, kRelu>(x, k, wp, p, 0, b, yp, n);
+      continue;
+    }
+    const __mmask16 tail = __mmask16((1u << (p % 16)) - 1);
+    switch ((p + 15) / 16 + (p % 16 ? 0 : 4)) {  // 1-3: ragged last zmm; 5-7: whole zmms
+      case 1: panel_avx512<R, 1, true, kTwoChains, kRelu>(x, k, wp, p, tail, b, yp, n); break;
+      case 2: panel_avx512<R, 2, true, kTwoChains, kRelu>(x, k, wp, p, tail, b, yp, n); break;
+      case 3: panel_avx512<R, 3, true, kTwoChains, kRelu>(x, k, wp, p, tail, b, yp, n); break;
+      case 5: panel_avx512<R, 1, false, kTwoChains, kRelu>(x, k, wp, p, 0, b, yp, n); break;
+      case 6: panel_avx512<R, 2, false, kTwoChains, kRelu>(x, k, wp, p, 0, b, yp, n); break;
+      default: panel_avx512<R, 3, false, kTwoChains, kRelu>(x, k, wp, p, 0, b, yp, n); break;
     }
   }
 }
