@@ -45,6 +45,7 @@ constexpr int kTileRows = 6;        // blocked: 6 rows x 4 zmm = 24 accumulators
 // blocked: rows per block between layers. h1+h2 of a block = 96 x (256+128) x 4 B = 147 KB for the course
 // MLP: beside its 0.94 MB of weights in a 2 MB L2 (Sapphire Rapids).
 constexpr int64_t kBlockRows = 96;
+constexpr int64_t kChunkK = 128;    // blocked: K steps per pass over a block (see panel_block_avx512)
 
 enum class Tactic { kDirect, kBlocked, kOnednn };
 
@@ -78,18 +79,17 @@ std::vector<float> from_panels(const float* pan, int64_t n, int64_t k) {
 
 // ---- one layer over R rows (x: R rows of K, y: R rows of N) ----
 
-// AVX-512: one panel, R rows, C zmm columns; with kTail the last one is masked by `tail` (a ragged last
+// direct, AVX-512: one panel, R rows, C zmm columns; with kTail the last one is masked by `tail` (a ragged last
 // panel). kTwoChains (direct, one row): one row has only C FMA chains; a second accumulator set over odd k
 // keeps 2C in flight (FMA latency 4). Otherwise each output is bias + x[0]w[0] + x[1]w[1] + ... in k order,
-// one FMA at a time. kRelu: ReLU in the store (max(v, +0) gives the same bits as v > 0 ? v : 0, -0 and NaN
-// included). Full panels have no masks at all: GCC 12 keeps a copy of every accumulator on the stack, stored
+// one FMA at a time. Full panels have no masks at all: GCC 12 keeps a copy of every accumulator on the stack, stored
 // each k step, when the loop holds a masked load.
 template <bool kTail>
 __attribute__((target("avx512f"), always_inline)) inline __m512 load_zmm(bool last, __mmask16 tail, const float* at) {
   return kTail && last ? _mm512_maskz_loadu_ps(tail, at) : _mm512_loadu_ps(at);
 }
 
-template <int R, int C, bool kTail, bool kTwoChains, bool kRelu>
+template <int R, int C, bool kTail, bool kTwoChains>
 __attribute__((target("avx512f"))) void panel_avx512(const float* x, int64_t k, const float* wp, int64_t p,
                                                      __mmask16 tail, const float* bias, float* y, int64_t n) {
   static_assert(!kTwoChains || R == 1);
@@ -123,15 +123,13 @@ __attribute__((target("avx512f"))) void panel_avx512(const float* x, int64_t k, 
   for (int r = 0; r < R; ++r)
     for (int c = 0; c < C; ++c) {
       __m512 v = kTwoChains ? _mm512_add_ps(acc[r][c], acc2[c]) : acc[r][c];
-      // (maskz_max: plain max_ps trips GCC 12's -Wuninitialized inside its header)
-      if (kRelu) v = _mm512_maskz_max_ps(__mmask16(0xFFFF), v, _mm512_setzero_ps());
       if (kTail && c == C - 1) _mm512_mask_storeu_ps(y + r * n + 16 * c, tail, v);
       else _mm512_storeu_ps(y + r * n + 16 * c, v);
     }
 }
 
 // All panels of one layer for R rows.
-template <int R, bool kTwoChains, bool kRelu>
+template <int R, bool kTwoChains>
 __attribute__((target("avx512f"))) void dense_avx512(const float* x, int64_t k, const float* w, const float* bias,
                                                      int64_t n, float* y) {
   for (int64_t p0 = 0; p0 < n; p0 += kPanel) {
@@ -140,37 +138,94 @@ __attribute__((target("avx512f"))) void dense_avx512(const float* x, int64_t k, 
     const float* b = bias + p0;
     float* yp = y + p0;
     if (p == kPanel) {
-      panel_avx512<R, 4, false, kTwoChains, kRelu>(x, k, wp, p, 0, b, yp, n);
+      panel_avx512<R, 4, false, kTwoChains>(x, k, wp, p, 0, b, yp, n);
       continue;
     }
     const __mmask16 tail = __mmask16((1u << (p % 16)) - 1);
     switch ((p + 15) / 16 + (p % 16 ? 0 : 4)) {  // 1-3: ragged last zmm; 5-7: whole zmms
-      case 1: panel_avx512<R, 1, true, kTwoChains, kRelu>(x, k, wp, p, tail, b, yp, n); break;
-      case 2: panel_avx512<R, 2, true, kTwoChains, kRelu>(x, k, wp, p, tail, b, yp, n); break;
-      case 3: panel_avx512<R, 3, true, kTwoChains, kRelu>(x, k, wp, p, tail, b, yp, n); break;
-      case 5: panel_avx512<R, 1, false, kTwoChains, kRelu>(x, k, wp, p, 0, b, yp, n); break;
-      case 6: panel_avx512<R, 2, false, kTwoChains, kRelu>(x, k, wp, p, 0, b, yp, n); break;
-      default: panel_avx512<R, 3, false, kTwoChains, kRelu>(x, k, wp, p, 0, b, yp, n); break;
+      case 1: panel_avx512<R, 1, true, kTwoChains>(x, k, wp, p, tail, b, yp, n); break;
+      case 2: panel_avx512<R, 2, true, kTwoChains>(x, k, wp, p, tail, b, yp, n); break;
+      case 3: panel_avx512<R, 3, true, kTwoChains>(x, k, wp, p, tail, b, yp, n); break;
+      case 5: panel_avx512<R, 1, false, kTwoChains>(x, k, wp, p, 0, b, yp, n); break;
+      case 6: panel_avx512<R, 2, false, kTwoChains>(x, k, wp, p, 0, b, yp, n); break;
+      default: panel_avx512<R, 3, false, kTwoChains>(x, k, wp, p, 0, b, yp, n); break;
     }
   }
 }
 
-// blocked: `rows` rows of one layer, in 6-row tiles (the A tile stays in L1 across the panels), the ragged
-// last tile with fewer rows.
-template <bool kRelu>
-__attribute__((target("avx512f"))) void dense_tiles_avx512(const float* x, int64_t rows, int64_t k, const float* w,
-                                                           const float* bias, int64_t n, float* y) {
-  int64_t r = 0;
-  for (; r + kTileRows <= rows; r += kTileRows) dense_avx512<kTileRows, false, kRelu>(x + r * k, k, w, bias, n, y + r * n);
-  const float* xr = x + r * k;
-  float* yr = y + r * n;
-  switch (rows - r) {
-    case 5: dense_avx512<5, false, kRelu>(xr, k, w, bias, n, yr); break;
-    case 4: dense_avx512<4, false, kRelu>(xr, k, w, bias, n, yr); break;
-    case 3: dense_avx512<3, false, kRelu>(xr, k, w, bias, n, yr); break;
-    case 2: dense_avx512<2, false, kRelu>(xr, k, w, bias, n, yr); break;
-    case 1: dense_avx512<1, false, kRelu>(xr, k, w, bias, n, yr); break;
-    default: break;
+// blocked: R rows x one panel over k in [k0, k1): the accumulators start from the bias (first chunk) or
+// from what the previous chunk stored in y, and go back to y (ReLU on the last chunk when relu). Storing
+// and reloading is exact, so each output is still bias + the k-ordered FMA chain.
+template <int R, int C, bool kTail>
+__attribute__((target("avx512f"))) void tile_chunk_avx512(const float* x, int64_t k, int64_t k0, int64_t k1,
+                                                          const float* wp, int64_t p, __mmask16 tail,
+                                                          const float* bias, float* y, int64_t n, bool relu) {
+  __m512 acc[R][C];
+  for (int c = 0; c < C; ++c)
+    for (int r = 0; r < R; ++r) acc[r][c] = load_zmm<kTail>(c == C - 1, tail, k0 == 0 ? bias + 16 * c : y + r * n + 16 * c);
+  for (int64_t kk = k0; kk < k1; ++kk) {
+    const float* w = wp + kk * p;
+    __m512 wv[C];
+    for (int c = 0; c < C; ++c) wv[c] = load_zmm<kTail>(c == C - 1, tail, w + 16 * c);
+    for (int r = 0; r < R; ++r) {
+      const __m512 xb = _mm512_set1_ps(x[r * k + kk]);
+      for (int c = 0; c < C; ++c) acc[r][c] = _mm512_fmadd_ps(xb, wv[c], acc[r][c]);
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < C; ++c) {
+      __m512 v = acc[r][c];
+      // max(v, +0) has the bits of v > 0 ? v : 0 (-0 and NaN included); maskz_max because plain max_ps
+      // trips GCC 12's -Wuninitialized inside its header.
+      if (relu) v = _mm512_maskz_max_ps(__mmask16(0xFFFF), v, _mm512_setzero_ps());
+      if (kTail && c == C - 1) _mm512_mask_storeu_ps(y + r * n + 16 * c, tail, v);
+      else _mm512_storeu_ps(y + r * n + 16 * c, v);
+    }
+}
+
+// blocked: one panel for `rows` rows, K in chunks of kChunkK: a chunk of the panel ([128][64] = 32 KB) stays
+// in L1 while every 6-row tile of the block uses it, instead of each tile streaming the panel from L2.
+template <int C, bool kTail>
+__attribute__((target("avx512f"))) void panel_block_avx512(const float* x, int64_t rows, int64_t k, const float* wp,
+                                                           int64_t p, __mmask16 tail, const float* bias, float* y,
+                                                           int64_t n, bool relu) {
+  for (int64_t k0 = 0; k0 < k; k0 += kChunkK) {
+    const int64_t k1 = std::min(k, k0 + kChunkK);
+    const bool act = relu && k1 == k;
+    int64_t r = 0;
+    for (; r + kTileRows <= rows; r += kTileRows)
+      tile_chunk_avx512<kTileRows, C, kTail>(x + r * k, k, k0, k1, wp, p, tail, bias, y + r * n, n, act);
+    const float* xr = x + r * k;
+    float* yr = y + r * n;
+    switch (rows - r) {
+      case 5: tile_chunk_avx512<5, C, kTail>(xr, k, k0, k1, wp, p, tail, bias, yr, n, act); break;
+      case 4: tile_chunk_avx512<4, C, kTail>(xr, k, k0, k1, wp, p, tail, bias, yr, n, act); break;
+      case 3: tile_chunk_avx512<3, C, kTail>(xr, k, k0, k1, wp, p, tail, bias, yr, n, act); break;
+      case 2: tile_chunk_avx512<2, C, kTail>(xr, k, k0, k1, wp, p, tail, bias, yr, n, act); break;
+      case 1: tile_chunk_avx512<1, C, kTail>(xr, k, k0, k1, wp, p, tail, bias, yr, n, act); break;
+      default: break;
+    }
+  }
+}
+
+// blocked: one layer for `rows` rows (y: rows x n, pre-activation unless relu).
+__attribute__((target("avx512f"))) void dense_block_avx512(const float* x, int64_t rows, int64_t k, const float* w,
+                                                           const float* bias, int64_t n, float* y, bool relu) {
+  for (int64_t p0 = 0; p0 < n; p0 += kPanel) {
+    const int64_t p = std::min(kPanel, n - p0);
+    const float* wp = w + p0 * k;
+    const float* b = bias + p0;
+    float* yp = y + p0;
+    const __mmask16 tail = __mmask16((1u << (p % 16)) - 1);
+    switch ((p + 15) / 16 + (p % 16 ? 0 : 4)) {  // 1-3: ragged last zmm; 5-8: whole zmms
+      case 1: panel_block_avx512<1, true>(x, rows, k, wp, p, tail, b, yp, n, relu); break;
+      case 2: panel_block_avx512<2, true>(x, rows, k, wp, p, tail, b, yp, n, relu); break;
+      case 3: panel_block_avx512<3, true>(x, rows, k, wp, p, tail, b, yp, n, relu); break;
+      case 5: panel_block_avx512<1, false>(x, rows, k, wp, p, 0, b, yp, n, relu); break;
+      case 6: panel_block_avx512<2, false>(x, rows, k, wp, p, 0, b, yp, n, relu); break;
+      case 7: panel_block_avx512<3, false>(x, rows, k, wp, p, 0, b, yp, n, relu); break;
+      default: panel_block_avx512<4, false>(x, rows, k, wp, p, 0, b, yp, n, relu); break;
+    }
   }
 }
 
@@ -348,10 +403,10 @@ class FusedMlpKernel final : public CpuKernel {
         const float* w = l.panels.data<float>();
         const float* b = l.bias.data<float>();
         if (!avx512) dense_generic(h, rows, l.k, w, b, l.n, o);
-        else if (rows == 4) dense_avx512<4, false, false>(h, l.k, w, b, l.n, o);
-        else if (rows == 3) dense_avx512<3, false, false>(h, l.k, w, b, l.n, o);
-        else if (rows == 2) dense_avx512<2, false, false>(h, l.k, w, b, l.n, o);
-        else dense_avx512<1, true, false>(h, l.k, w, b, l.n, o);
+        else if (rows == 4) dense_avx512<4, false>(h, l.k, w, b, l.n, o);
+        else if (rows == 3) dense_avx512<3, false>(h, l.k, w, b, l.n, o);
+        else if (rows == 2) dense_avx512<2, false>(h, l.k, w, b, l.n, o);
+        else dense_avx512<1, true>(h, l.k, w, b, l.n, o);
         activate(o, rows * l.n, l.act, l.alpha);
         h = o;
       }
@@ -373,11 +428,9 @@ class FusedMlpKernel final : public CpuKernel {
         if (!mlp_->avx512) {
           dense_generic(h, rows, l.k, w, b, l.n, o);
           activate(o, rows * l.n, l.act, l.alpha);
-        } else if (l.act == Activation::kRelu) {
-          dense_tiles_avx512<true>(h, rows, l.k, w, b, l.n, o);
         } else {
-          dense_tiles_avx512<false>(h, rows, l.k, w, b, l.n, o);
-          activate(o, rows * l.n, l.act, l.alpha);
+          dense_block_avx512(h, rows, l.k, w, b, l.n, o, l.act == Activation::kRelu);
+          if (l.act != Activation::kRelu) activate(o, rows * l.n, l.act, l.alpha);
         }
         h = o;
       }
