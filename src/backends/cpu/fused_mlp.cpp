@@ -183,18 +183,31 @@ __attribute__((target("avx512f"))) void tile_chunk_avx512(const float* x, int64_
     }
 }
 
+// blocked: the next block's X, pulled into L2 a few lines per tile while this block computes. Without it
+// the first panel of layer 1 waits on DRAM: a tile reads only 8 lines of each of its 6 rows per chunk, too
+// short a stream for the hardware prefetcher (Xeon, one thread: 37.6 ms vs oneDNN's 28.4 ms).
+struct NextRows {
+  const char* at = nullptr;
+  const char* end = nullptr;
+  void step() {
+    for (int i = 0; i < 16 && at < end; ++i, at += 64) _mm_prefetch(at, _MM_HINT_T1);
+  }
+};
+
 // blocked: one panel for `rows` rows, K in chunks of kChunkK: a chunk of the panel ([128][64] = 32 KB) stays
 // in L1 while every 6-row tile of the block uses it, instead of each tile streaming the panel from L2.
 template <int C, bool kTail>
 __attribute__((target("avx512f"))) void panel_block_avx512(const float* x, int64_t rows, int64_t k, const float* wp,
                                                            int64_t p, __mmask16 tail, const float* bias, float* y,
-                                                           int64_t n, bool relu) {
+                                                           int64_t n, bool relu, NextRows& next) {
   for (int64_t k0 = 0; k0 < k; k0 += kChunkK) {
     const int64_t k1 = std::min(k, k0 + kChunkK);
     const bool act = relu && k1 == k;
     int64_t r = 0;
-    for (; r + kTileRows <= rows; r += kTileRows)
+    for (; r + kTileRows <= rows; r += kTileRows) {
+      next.step();
       tile_chunk_avx512<kTileRows, C, kTail>(x + r * k, k, k0, k1, wp, p, tail, bias, y + r * n, n, act);
+    }
     const float* xr = x + r * k;
     float* yr = y + r * n;
     switch (rows - r) {
@@ -210,7 +223,8 @@ __attribute__((target("avx512f"))) void panel_block_avx512(const float* x, int64
 
 // blocked: one layer for `rows` rows (y: rows x n, pre-activation unless relu).
 __attribute__((target("avx512f"))) void dense_block_avx512(const float* x, int64_t rows, int64_t k, const float* w,
-                                                           const float* bias, int64_t n, float* y, bool relu) {
+                                                           const float* bias, int64_t n, float* y, bool relu,
+                                                           NextRows& next) {
   for (int64_t p0 = 0; p0 < n; p0 += kPanel) {
     const int64_t p = std::min(kPanel, n - p0);
     const float* wp = w + p0 * k;
@@ -218,13 +232,13 @@ __attribute__((target("avx512f"))) void dense_block_avx512(const float* x, int64
     float* yp = y + p0;
     const __mmask16 tail = __mmask16((1u << (p % 16)) - 1);
     switch ((p + 15) / 16 + (p % 16 ? 0 : 4)) {  // 1-3: ragged last zmm; 5-8: whole zmms
-      case 1: panel_block_avx512<1, true>(x, rows, k, wp, p, tail, b, yp, n, relu); break;
-      case 2: panel_block_avx512<2, true>(x, rows, k, wp, p, tail, b, yp, n, relu); break;
-      case 3: panel_block_avx512<3, true>(x, rows, k, wp, p, tail, b, yp, n, relu); break;
-      case 5: panel_block_avx512<1, false>(x, rows, k, wp, p, 0, b, yp, n, relu); break;
-      case 6: panel_block_avx512<2, false>(x, rows, k, wp, p, 0, b, yp, n, relu); break;
-      case 7: panel_block_avx512<3, false>(x, rows, k, wp, p, 0, b, yp, n, relu); break;
-      default: panel_block_avx512<4, false>(x, rows, k, wp, p, 0, b, yp, n, relu); break;
+      case 1: panel_block_avx512<1, true>(x, rows, k, wp, p, tail, b, yp, n, relu, next); break;
+      case 2: panel_block_avx512<2, true>(x, rows, k, wp, p, tail, b, yp, n, relu, next); break;
+      case 3: panel_block_avx512<3, true>(x, rows, k, wp, p, tail, b, yp, n, relu, next); break;
+      case 5: panel_block_avx512<1, false>(x, rows, k, wp, p, 0, b, yp, n, relu, next); break;
+      case 6: panel_block_avx512<2, false>(x, rows, k, wp, p, 0, b, yp, n, relu, next); break;
+      case 7: panel_block_avx512<3, false>(x, rows, k, wp, p, 0, b, yp, n, relu, next); break;
+      default: panel_block_avx512<4, false>(x, rows, k, wp, p, 0, b, yp, n, relu, next); break;
     }
   }
 }
@@ -419,7 +433,10 @@ class FusedMlpKernel final : public CpuKernel {
     float* buf[2] = {scratch, scratch + block_rows_ * mlp_->max_n};
     for (int64_t m0 = r0; m0 < r1; m0 += block_rows_) {
       const int64_t rows = std::min(block_rows_, r1 - m0);
-      const float* h = x + m0 * layers.front().k;
+      const int64_t k0 = layers.front().k;
+      const float* h = x + m0 * k0;
+      NextRows next{reinterpret_cast<const char*>(x + (m0 + rows) * k0),
+                    reinterpret_cast<const char*>(x + std::min(r1, m0 + rows + block_rows_) * k0)};
       for (size_t i = 0; i < layers.size(); ++i) {
         const Layer& l = layers[i];
         float* o = i + 1 == layers.size() ? y + m0 * l.n : buf[i % 2];
@@ -429,7 +446,7 @@ class FusedMlpKernel final : public CpuKernel {
           dense_generic(h, rows, l.k, w, b, l.n, o);
           activate(o, rows * l.n, l.act, l.alpha);
         } else {
-          dense_block_avx512(h, rows, l.k, w, b, l.n, o, l.act == Activation::kRelu);
+          dense_block_avx512(h, rows, l.k, w, b, l.n, o, l.act == Activation::kRelu, next);
           if (l.act != Activation::kRelu) activate(o, rows * l.n, l.act, l.alpha);
         }
         h = o;
