@@ -194,6 +194,22 @@ TEST(OpFusedMlp, BlockedBitsDoNotDependOnThreadsOrBatch) {
   }
 }
 
+TEST(OpFusedMlp, BlockedLoopOrdersGiveTheSameBits) {
+  // KILN_FUSED_MLP_KCHUNK (benchmark knob): panel-outer with K in chunks vs the default tile-outer order.
+  const OpCase c = mlp({1, 300}, {130, 64, 10}, "Relu,,Relu");
+  const std::vector<float> x = random_rows(200, 300, 5);
+  ScopedEnv tactic("KILN_FUSED_MLP_TACTIC", "blocked");
+  std::vector<float> tile_outer;
+  {
+    ScopedEnv order("KILN_FUSED_MLP_KCHUNK", "0");
+    tile_outer = MlpRunner(c).run(x);
+  }
+  for (const char* chunk : {"7", "128"}) {
+    ScopedEnv order("KILN_FUSED_MLP_KCHUNK", chunk);
+    EXPECT_TRUE(same_bits(MlpRunner(c).run(x), tile_outer.data(), tile_outer.size())) << "chunks of " << chunk;
+  }
+}
+
 TEST(OpFusedMlp, TacticRuleIsFixed) {
   // The same engine gives the same bits in every process: the tactic follows M only, never a timing.
   ScopedEnv env("KILN_FUSED_MLP_TACTIC", "");

@@ -88,6 +88,22 @@ __attribute__((target("avx512f"), always_inline)) inline __m512 load_zmm(bool la
   return kTail && last ? _mm512_maskz_loadu_ps(tail, at) : _mm512_loadu_ps(at);
 }
 
+// acc[r][c] += x[r][kk] * panel[kk][c] for kk in [k0, k1), one FMA per element per step, in k order.
+template <int R, int C, bool kTail>
+__attribute__((target("avx512f"), always_inline)) inline void fma_steps(__m512 (&acc)[R][C], const float* x, int64_t k,
+                                                                       int64_t k0, int64_t k1, const float* wp,
+                                                                       int64_t p, __mmask16 tail) {
+  for (int64_t kk = k0; kk < k1; ++kk) {
+    const float* w = wp + kk * p;
+    __m512 wv[C];
+    for (int c = 0; c < C; ++c) wv[c] = load_zmm<kTail>(c == C - 1, tail, w + 16 * c);
+    for (int r = 0; r < R; ++r) {
+      const __m512 xb = _mm512_set1_ps(x[r * k + kk]);
+      for (int c = 0; c < C; ++c) acc[r][c] = _mm512_fmadd_ps(xb, wv[c], acc[r][c]);
+    }
+  }
+}
+
 template <int R, int C, bool kTail, bool kTwoChains>
 __attribute__((target("avx512f"))) void panel_avx512(const float* x, int64_t k, const float* wp, int64_t p,
                                                      __mmask16 tail, const float* bias, float* y, int64_t n) {
@@ -110,15 +126,7 @@ __attribute__((target("avx512f"))) void panel_avx512(const float* x, int64_t k, 
       }
     }
   }
-  for (; kk < k; ++kk) {
-    const float* w = wp + kk * p;
-    __m512 wv[C];
-    for (int c = 0; c < C; ++c) wv[c] = load_zmm<kTail>(c == C - 1, tail, w + 16 * c);
-    for (int r = 0; r < R; ++r) {
-      const __m512 xb = _mm512_set1_ps(x[r * k + kk]);
-      for (int c = 0; c < C; ++c) acc[r][c] = _mm512_fmadd_ps(xb, wv[c], acc[r][c]);
-    }
-  }
+  fma_steps<R, C, kTail>(acc, x, k, kk, k, wp, p, tail);
   for (int r = 0; r < R; ++r)
     for (int c = 0; c < C; ++c) {
       __m512 v = kTwoChains ? _mm512_add_ps(acc[r][c], acc2[c]) : acc[r][c];
@@ -162,15 +170,7 @@ __attribute__((target("avx512f"))) void tile_chunk_avx512(const float* x, int64_
   __m512 acc[R][C];
   for (int c = 0; c < C; ++c)
     for (int r = 0; r < R; ++r) acc[r][c] = load_zmm<kTail>(c == C - 1, tail, k0 == 0 ? bias + 16 * c : y + r * n + 16 * c);
-  for (int64_t kk = k0; kk < k1; ++kk) {
-    const float* w = wp + kk * p;
-    __m512 wv[C];
-    for (int c = 0; c < C; ++c) wv[c] = load_zmm<kTail>(c == C - 1, tail, w + 16 * c);
-    for (int r = 0; r < R; ++r) {
-      const __m512 xb = _mm512_set1_ps(x[r * k + kk]);
-      for (int c = 0; c < C; ++c) acc[r][c] = _mm512_fmadd_ps(xb, wv[c], acc[r][c]);
-    }
-  }
+  fma_steps<R, C, kTail>(acc, x, k, k0, k1, wp, p, tail);
   for (int r = 0; r < R; ++r)
     for (int c = 0; c < C; ++c) {
       __m512 v = acc[r][c];
