@@ -195,7 +195,8 @@ TEST(OpFusedMlp, BlockedBitsDoNotDependOnThreadsOrBatch) {
 }
 
 TEST(OpFusedMlp, BlockedLoopOrdersGiveTheSameBits) {
-  // KILN_FUSED_MLP_KCHUNK (benchmark knob): panel-outer with K in chunks vs the default tile-outer order.
+  // Benchmark knobs: KILN_FUSED_MLP_KCHUNK (panel-outer with K in chunks) and KILN_FUSED_MLP_TILE=12x32
+  // against the default (tile-outer, 6 x 64 tiles).
   const OpCase c = mlp({1, 300}, {130, 64, 10}, "Relu,,Relu");
   const std::vector<float> x = random_rows(200, 300, 5);
   ScopedEnv tactic("KILN_FUSED_MLP_TACTIC", "blocked");
@@ -208,6 +209,12 @@ TEST(OpFusedMlp, BlockedLoopOrdersGiveTheSameBits) {
     ScopedEnv order("KILN_FUSED_MLP_KCHUNK", chunk);
     EXPECT_TRUE(same_bits(MlpRunner(c).run(x), tile_outer.data(), tile_outer.size())) << "chunks of " << chunk;
   }
+  ScopedEnv tall("KILN_FUSED_MLP_TILE", "12x32");
+  EXPECT_TRUE(same_bits(MlpRunner(c).run(x), tile_outer.data(), tile_outer.size())) << "12 x 32 tiles";
+  const std::vector<float> odd = random_rows(37, 300, 6);  // 3 tiles of 12 and one row
+  const std::vector<float> tall_odd = MlpRunner(c).run(odd);
+  ScopedEnv wide("KILN_FUSED_MLP_TILE", "6x64");
+  EXPECT_TRUE(same_bits(MlpRunner(c).run(odd), tall_odd.data(), tall_odd.size())) << "37 rows";
 }
 
 TEST(OpFusedMlp, TacticRuleIsFixed) {
