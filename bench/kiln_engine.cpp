@@ -1,13 +1,19 @@
 // Kiln's CPU engine timed exactly like the bare oneDNN chain in onednn_chain.cpp (same harness, same
 // per-iteration timing, same random-normal input), so the two can be compared within one run without
 // the CLI's loop in between. Engine: models/mlp.onnx with profile 1..8192 (opt 8192), as the course.
-// Two engines: "fused" (the default build: one kiln.FusedMLP layer) and "layers" (--disablePass=mlp_fusion:
-// one oneDNN matmul per Gemm, Kiln's path before issue 8). Each at threads=1 and threads=all (the context's
-// set_num_threads; 0 = all). Set KILN_FUSED_MLP_TACTIC=direct|onednn to pin the fused layer's tactic.
+// Three engines (arg "engine"): 0 "fused" (the default build: one kiln.FusedMLP layer, its tactic by the
+// fixed rule: direct at batch 1, blocked from 2), 1 "layers" (--disablePass=mlp_fusion: one oneDNN matmul
+// per Gemm, Kiln's path before issue 8) and 2 "fused_onednn" (the fused layer with its onednn tactic
+// forced: the chain inside one kernel). Each at threads=1 and threads=all (the context's set_num_threads;
+// 0 = all, i.e. OMP_NUM_THREADS or the cores). KILN_FUSED_MLP_TACTIC=direct|blocked|onednn set in the
+// environment pins engine 0's tactic instead. E.g. the batch-8192 comparison:
+//   bench_kiln_engine --benchmark_filter='batch:8192/' --benchmark_repetitions=10 \
+//                     --benchmark_report_aggregates_only=true
 #include <benchmark/benchmark.h>
 #include <omp.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <memory>
 #include <random>
@@ -24,7 +30,8 @@ struct Ctx {
   std::vector<float> x, y;
 };
 
-std::shared_ptr<kiln::Engine> g_engines[2];  // [0] fused, [1] layers
+constexpr int kEngines = 3;
+std::shared_ptr<kiln::Engine> g_engines[kEngines];  // [0] fused, [1] layers, [2] fused with onednn forced
 std::map<std::tuple<int64_t, int64_t, int64_t>, Ctx> g_ctx;
 
 Ctx& context(int64_t batch, int64_t threads, int64_t which) {
@@ -47,7 +54,7 @@ Ctx& context(int64_t batch, int64_t threads, int64_t which) {
   return c;
 }
 
-// Args: batch, threads (0 = all), engine (0 = fused, 1 = per-layer).
+// Args: batch, threads (0 = all), engine (0 = fused, 1 = per-layer, 2 = fused, onednn tactic).
 void BM_kiln(benchmark::State& state) {
   const int64_t batch = state.range(0);
   Ctx& c = context(batch, state.range(1), state.range(2));
@@ -60,8 +67,8 @@ void BM_kiln(benchmark::State& state) {
   state.counters["threads"] = state.range(1) > 0 ? static_cast<double>(state.range(1)) : omp_get_max_threads();
 }
 BENCHMARK(BM_kiln)
-    ->ArgNames({"batch", "threads", "layers"})
-    ->ArgsProduct({{1, 64, 8192}, {1, 0}, {0, 1}})
+    ->ArgNames({"batch", "threads", "engine"})
+    ->ArgsProduct({{1, 64, 8192}, {1, 0}, {0, 1, 2}})
     ->UseManualTime()
     ->Unit(benchmark::kMicrosecond);
 
@@ -73,15 +80,27 @@ int main(int argc, char** argv) {
     if (std::string(argv[i]).rfind("--model=", 0) == 0) model = argv[i] + 8;
   kiln::BuilderConfig cfg;
   cfg.profiles["input"] = {{1, 1, 28, 28}, {8192, 1, 28, 28}, {8192, 1, 28, 28}};
-  for (int which = 0; which < 2; ++which) {
+  const char* pinned = std::getenv("KILN_FUSED_MLP_TACTIC");
+  const std::string pinned_tactic = pinned ? pinned : "";
+  for (int which = 0; which < kEngines; ++which) {
+    cfg.disabled_passes.clear();
     if (which == 1) cfg.disabled_passes = {"mlp_fusion"};
     auto built = kiln::build_engine_from_file(model, cfg);
     if (!built.is_ok()) {
       std::fprintf(stderr, "build failed: %s\n", built.status().to_string().c_str());
       return 1;
     }
+    // The fused layer reads KILN_FUSED_MLP_TACTIC when the engine is loaded.
+    if (which == 2) setenv("KILN_FUSED_MLP_TACTIC", "onednn", 1);
     auto engine = kiln::Runtime().deserialize_engine(built->engine);
-    if (!engine.is_ok()) return 1;
+    if (which == 2) {
+      if (pinned) setenv("KILN_FUSED_MLP_TACTIC", pinned_tactic.c_str(), 1);
+      else unsetenv("KILN_FUSED_MLP_TACTIC");
+    }
+    if (!engine.is_ok()) {
+      std::fprintf(stderr, "load failed: %s\n", engine.status().to_string().c_str());
+      return 1;
+    }
     g_engines[which] = std::move(engine).value();
   }
   // What the fused layer chose at load (tactic and crossover), for the record.

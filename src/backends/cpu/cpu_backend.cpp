@@ -25,7 +25,12 @@ class CpuContext final : public BackendContext {
   Status init();
   uint8_t* arena() override { return arena_; }
   const void* constant(int v) const override { return model_.graph.values[v].constant->raw(); }
+  // Kernels plan for the OpenMP team they will run with (oneDNN fixes its work split when a primitive is
+  // made), so reshape runs with this context's thread count, and layers are reshaped again at the next
+  // enqueue when set_threads changed it since.
   Status reshape(size_t l, const std::vector<TensorDesc>& in, const std::vector<TensorDesc>& out) override {
+    const int threads = apply_threads();
+    planned_[l] = {in, out, threads};
     return kernels_[l]->reshape(in, out);
   }
   Status enqueue(const PointerTables& t, void*, std::vector<LayerTiming>* timings,
@@ -33,11 +38,26 @@ class CpuContext final : public BackendContext {
   void set_threads(int threads) override { threads_ = threads; }
 
  private:
+  struct Planned {
+    std::vector<TensorDesc> in, out;
+    int threads = 0;  // 0: never reshaped
+  };
+  // Sets this context's OpenMP thread count on the calling thread and returns it. omp_set_num_threads is
+  // per calling thread and sticks: a context with the default (0) must restore the process default
+  // (OMP_NUM_THREADS or all cores, read once) after another context asked for fewer.
+  int apply_threads() const {
+    static const int default_threads = omp_get_max_threads();
+    const int threads = threads_ > 0 ? threads_ : default_threads;
+    omp_set_num_threads(threads);
+    return threads;
+  }
+
   std::shared_ptr<const CpuEngine> engine_;
   const EngineModel& model_;
   uint8_t* arena_ = nullptr;
   std::vector<std::unique_ptr<cpu::CpuKernel>> kernels_;  // null for views
   int threads_ = 0;
+  std::vector<Planned> planned_;  // per layer: the last reshape's shapes and thread count
 };
 
 class CpuEngine final : public BackendEngine, public std::enable_shared_from_this<CpuEngine> {
@@ -64,6 +84,7 @@ Status CpuContext::init() {
     return Status(StatusCode::kRuntimeError, fmt::format("cannot allocate the {}-byte activation arena", arena));
   const Graph& g = model_.graph;
   kernels_.resize(g.nodes.size());
+  planned_.resize(g.nodes.size());
   for (size_t l = 0; l < g.nodes.size(); ++l) {
     if (!engine_->kernels[l]) continue;
     const Node& n = g.nodes[l];
@@ -76,14 +97,16 @@ Status CpuContext::init() {
 
 Status CpuContext::enqueue(const PointerTables& t, void*, std::vector<LayerTiming>* timings,
                            const AfterLayer* after_layer) {
-  // omp_set_num_threads is per calling thread and sticks: a context with the default (0) must restore the
-  // process default (OMP_NUM_THREADS or all cores, read once) after another context asked for fewer.
-  static const int default_threads = omp_get_max_threads();
-  omp_set_num_threads(threads_ > 0 ? threads_ : default_threads);
+  const int threads = apply_threads();
   const Graph& g = model_.graph;
   for (size_t l = 0; l < kernels_.size(); ++l) {
     cpu::CpuKernel* k = kernels_[l].get();
     if (!k) continue;
+    if (Planned& p = planned_[l]; p.threads != 0 && p.threads != threads) {  // set_threads changed since
+      p.threads = threads;
+      Status s = k->reshape(p.in, p.out);
+      if (!s.is_ok()) return std::move(s).with_context(fmt::format("layer '{}' ({})", g.nodes[l].name, g.nodes[l].kernel));
+    }
     std::chrono::steady_clock::time_point t0;
     if (timings) t0 = std::chrono::steady_clock::now();
     Status s = k->run(t.inputs[l].data(), t.outputs[l].data());
