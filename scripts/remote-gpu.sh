@@ -208,6 +208,27 @@ PY
       { echo; echo "### bench_low_latency (C++, batch 1 FP32, host memory in and out)"; echo; echo '```'; tail -30 "$WORK/low_latency.txt"; echo '```'; echo; } >> "$md"
     fi
   fi
+  if [[ " $STEPS " == *" cpubench "* ]]; then
+    # Issue 8 point 4 on this Xeon: the fused CPU MLP (default rule: direct at batch 1, blocked from 2) vs
+    # the per-layer engine vs the fused layer with the oneDNN tactic, and the bare oneDNN chain / sgemm,
+    # in one process each, interleaved repetitions (medians).
+    if [[ -x "$HERE/bin/bench_kiln_engine" ]]; then
+      { echo "## CPU MLP (bench_kiln_engine: engine 0 = fused default rule, 1 = per-layer, 2 = fused with the oneDNN tactic; threads 0 = all)"; echo; echo '```'; } >> "$md"
+      timeout 200 "$HERE/bin/bench_kiln_engine" --model=models/mlp.onnx --benchmark_filter='batch:(1|8192)/' \
+        --benchmark_repetitions=9 --benchmark_enable_random_interleaving=true --benchmark_report_aggregates_only=true \
+        --benchmark_out="$WORK/json/cpu_engine.json" --benchmark_out_format=json 2>&1 | grep -E "median|^Run|^---|Benchmark" | tee -a "$md"
+      echo '```' >> "$md"
+    fi
+    if [[ -x "$HERE/bin/bench_onednn_chain" ]]; then
+      { echo "### bare oneDNN chain and sgemm (OMP_NUM_THREADS 1 and 16)"; echo; echo '```'; } >> "$md"
+      for t in 1 16; do
+        OMP_NUM_THREADS=$t timeout 120 "$HERE/bin/bench_onednn_chain" --model=models/mlp.onnx \
+          --benchmark_filter='BM_chain/batch:(1|8192)$|BM_sgemm' --benchmark_repetitions=9 \
+          --benchmark_report_aggregates_only=true 2>&1 | grep -E "median" | sed "s/^/threads $t: /" | tee -a "$md"
+      done
+      echo '```' >> "$md"
+    fi
+  fi
   if [[ " $STEPS " == *" compare "* ]]; then
     # bench/compare.py (issue 7): the course's tables and the extended peers; writes
     # <date>-<gpu>-compare.{md,json,png} into $OUT. KILN_COMPARE_ARGS=--quick for the short run.
