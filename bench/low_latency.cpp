@@ -22,6 +22,8 @@
 #include "kiln/kiln.h"
 
 cudaError_t launch_ping_kernel(uint32_t* request_dev, uint32_t* done_dev, cudaStream_t stream);
+double cluster_sync_ns(int threads, bool dsmem_stores, int iterations);
+double mapped_read_ns(int iterations);
 
 namespace {
 
@@ -123,6 +125,17 @@ int main(int argc, char** argv) {
   for (int i = 0; i < 10; ++i) diff = std::max(diff, static_cast<double>(std::fabs(y[i] - y_graph[i])));
   std::printf("max |low_latency - cuda_graph| over the 10 logits: %.3g\n", diff);
   std::printf("resident kernel: %s\n", ctx.low_latency_info().c_str());
+  // Fewer warps per CTA (fewer threads at each cluster barrier, more columns per warp).
+  for (const char* threads : {"128", "256"}) {
+    if (!ok(ctx.set_low_latency(false), "set_low_latency(false)")) return 1;
+    setenv("KILN_LOW_LATENCY_THREADS", threads, 1);
+    const bool started = ok(ctx.set_low_latency(true, 1), "set_low_latency");
+    unsetenv("KILN_LOW_LATENCY_THREADS");
+    if (!started) return 1;
+    results.push_back(measure(std::string("low_latency_t") + threads, iterations,
+                              [&] { return ok(ctx.execute(), "execute (low latency)"); }));
+    std::printf("resident kernel (%s threads): %s\n", threads, ctx.low_latency_info().c_str());
+  }
   if (!ok(ctx.set_low_latency(false), "set_low_latency(false)")) return 1;
 
   // (c) the floor: a resident ping with no compute.
@@ -172,6 +185,13 @@ int main(int argc, char** argv) {
   }
   (void)kiln::gpu::host_free_pinned(x);
   (void)kiln::gpu::host_free_pinned(y);
+
+  // Building blocks of the resident kernel's request (its trace gives the phases).
+  for (int threads : {128, 512})
+    for (bool stores : {false, true})
+      std::printf("cluster barrier, 8 CTAs x %d threads%s: %.0f ns\n", threads, stores ? ", DSMEM stores before" : "",
+                  cluster_sync_ns(threads, stores, 20000));
+  std::printf("dependent read of mapped host memory: %.0f ns\n", mapped_read_ns(2000));
 
   if (!json_path.empty()) {
     std::ofstream f(json_path);

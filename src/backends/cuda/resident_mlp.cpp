@@ -10,6 +10,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
@@ -321,6 +322,8 @@ Status ResidentMlp::start(const ResidentPlan& plan, int max_rows) {
   }
   p.act_stride = act_stride;
   p.max_rows = max_rows;
+  if (const char* t = std::getenv("KILN_LOW_LATENCY_THREADS"))  // experiments: fewer warps per CTA
+    p.threads = std::clamp(std::atoi(t) / 32 * 32, 32, resident::kThreads);
   for (int b = 0; b < 2; ++b) {
     p.input_offset[b] = static_cast<uint32_t>(at);
     at += round_up(static_cast<size_t>(max_rows) * p.layer[0].k_pad * 4, 16);
@@ -567,7 +570,7 @@ std::string ResidentMlp::json() const {
                         {"output", plan_.output_name},
                         {"output_dtype", std::string(dtype_name(plan_.output_dtype))},
                         {"ctas", kClusterCtas},
-                        {"threads_per_cta", resident::kThreads},
+                        {"threads_per_cta", params_.threads},
                         {"smem_bytes_per_cta", params_.smem_bytes},
                         {"max_rows", params_.max_rows},
                         {"idle_exit_ms", idle_ns_ / 1000000},

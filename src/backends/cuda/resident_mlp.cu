@@ -366,7 +366,7 @@ Status launch_resident_mlp(const KernelParams& p, cudaStream_t stream, int* clus
   if (!allowed.is_ok()) return allowed;
   cudaLaunchConfig_t config{};
   config.gridDim = dim3(kClusterCtas, 1, 1);
-  config.blockDim = dim3(kThreads, 1, 1);
+  config.blockDim = dim3(p.threads > 0 ? p.threads : kThreads, 1, 1);
   config.dynamicSmemBytes = p.smem_bytes;
   config.stream = stream;
   cudaLaunchAttribute attr[1];

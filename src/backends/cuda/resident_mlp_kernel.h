@@ -78,6 +78,7 @@ struct KernelParams {
   LayerParams layer[kMaxLayers];
   uint8_t input_half = 0, round_input_half = 0, output_half = 0;
   int max_rows = 0;
+  int threads = kThreads;       // per CTA, a multiple of 32 up to kThreads (KILN_LOW_LATENCY_THREADS, experiments)
   uint32_t generation = 0;      // written to ready / exited
   uint32_t start_seq = 0;       // the last request already answered: serve anything after it
   uint64_t idle_ns = 0;         // the lease before the first request
