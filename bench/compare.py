@@ -697,9 +697,10 @@ def kiln_gpu_lines(args, kc, prec):
             g = " + CUDA graph" if graph else ""
             out.append(Line(f"{name} host IO{g}", group, prec, host_io(pinned, graph), "kiln",
                             f"execute() on {mem} in/out: Kiln's chunked, overlapped copies"))
-        out.append(Line(f"{name} low-latency", group, prec, host_io(pinned, False, True), "kiln",
-                        f"set_low_latency(True, batch); execute() on {mem} in/out (resident kernel)",
-                        batches=[b for b in SWEEP_BATCHES if b <= 16]))
+        if prec in ("fp32", "fp16"):  # the resident kernel serves float chains, not INT8 engines
+            out.append(Line(f"{name} low-latency", group, prec, host_io(pinned, False, True), "kiln",
+                            f"set_low_latency(True, batch); execute() on {mem} in/out (resident kernel)",
+                            batches=[b for b in SWEEP_BATCHES if b <= 16]))
     for graph in (False, True):
         g = " + CUDA graph" if graph else ""
         out.append(Line(f"{name}{g}", "gpu-resident", prec, resident(graph), "kiln",
