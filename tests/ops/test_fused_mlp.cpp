@@ -1,5 +1,5 @@
 // kiln.FusedMLP against the float64 reference on every kernel. The CPU kernel has three tactics (direct at
-// M = 1, blocked from M = 2, onednn only when forced); each case runs with the fixed rule and with each
+// M = 1, onednn from M = 2, blocked only when forced); each case runs with the fixed rule and with each
 // tactic forced (KILN_FUSED_MLP_TACTIC; *_generic are the hand-written tactics' non-AVX-512 loops), so all
 // are checked whatever the CPU. The harness poisons outputs with NaN before each run and compares with a
 // relative L2 of 1e-5; inputs are random, never zero.
@@ -146,7 +146,7 @@ TEST(OpFusedMlp, RankThreeAndDynamicBatch) {
   OpCase r3 = mlp({2, 3, 24}, {31, 8}, "Relu,");
   run_all_tactics(r3);
   EXPECT_EQ(run_op_case(r3).outputs.at(0).shape, (Dims{2, 3, 8}));
-  // One kernel instance through new shapes: the tactic is chosen again per M (direct at 1, blocked otherwise).
+  // One kernel instance through new shapes: the tactic is chosen again per M (direct at 1, onednn otherwise).
   OpCase dyn = mlp({1, 80}, {48, 12}, "Relu,");
   dyn.more_shapes = {{{7, 80}}, {{300, 80}}, {{1, 80}}, {{0, 80}}, {{64, 80}}};
   run_all_tactics(dyn);

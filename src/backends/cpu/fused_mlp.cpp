@@ -3,7 +3,7 @@
 //            The time is streaming each weight once from L2, so the weights are packed at build time into
 //            "cpu.panel64": per block of 64 output columns, [K][64] contiguous (one sequential stream per
 //            panel; each k step is 4 zmm loads that feed 4 FMA chains, doubled over even/odd k for latency).
-//   blocked: for M >= 2. The rows are split evenly over the OpenMP threads; each thread runs the whole
+//   blocked: for M >= 2 when forced (KILN_FUSED_MLP_TACTIC=blocked; not yet faster than onednn). The rows are split evenly over the OpenMP threads; each thread runs the whole
 //            network on its rows, a block of up to kBlockRows rows at a time (X block -> layer 1 -> h1 ->
 //            layer 2 -> h2 -> ... -> Y), h1/h2 in per-thread scratch sized at reshape (L1/L2-resident).
 //            Inside a layer, tiles of 6 rows x 64 columns (24 zmm accumulators) walk K over the same
@@ -13,10 +13,10 @@
 //            FMA chain whatever the tile, block or thread it falls in, so results do not depend on M's split
 //            or the thread count.
 //   onednn:  the layers as a chain of oneDNN matmuls (onednn_gemm.h, the per-layer path Gemm uses), weights
-//            unpacked to [N,K] at load time for it. Only when forced (the peer to compare against).
+//            unpacked to [N,K] at load time for it. The rule's choice for M >= 2 (measured faster than blocked).
 // Both hand-written tactics have AVX-512 code picked at run time and a portable loop over the same layout
 // for CPUs without it (the engine file is the same on both).
-// The rule is fixed (M = 1 direct, else blocked): the tactics round differently and an engine must give the
+// The rule is fixed (M = 1 direct, else onednn; blocked only when forced): the tactics round differently and an engine must give the
 // same bits in every process, so the choice may not depend on a timing taken at load.
 // KILN_FUSED_MLP_TACTIC=direct|blocked|onednn forces one (tests, benchmarks); direct_generic and
 // blocked_generic force the portable loops (so tests cover them on AVX-512 machines too).
@@ -371,7 +371,7 @@ struct Mlp {
 
   Tactic tactic_for(int64_t m) const {
     if (forced) return forced_tactic;
-    return m == 1 ? Tactic::kDirect : Tactic::kBlocked;
+    return m == 1 ? Tactic::kDirect : Tactic::kOnednn;
   }
 };
 
@@ -596,7 +596,7 @@ Result<std::shared_ptr<const Mlp>> prepare(const Node& n, const Graph& g) {
     l.bias = *g.values[n.inputs[fused_mlp_bias_input(i)]].constant;
     const bool packed = at->weight_layout == kPanelLayout;  // else "nk" (weight prepacking turned off)
     l.panels = packed ? w : Tensor::from_vector(DataType::kFloat32, w.shape, to_panels(w.data<float>(), l.n, l.k));
-    if (mlp->forced && mlp->forced_tactic == Tactic::kOnednn)
+    if (!mlp->forced || mlp->forced_tactic == Tactic::kOnednn)
       l.nk = packed ? Tensor::from_vector(DataType::kFloat32, w.shape, from_panels(w.data<float>(), l.n, l.k)) : w;
     mlp->max_n = std::max(mlp->max_n, l.n);
     mlp->layers.push_back(std::move(l));
@@ -607,10 +607,12 @@ Result<std::shared_ptr<const Mlp>> prepare(const Node& n, const Graph& g) {
                             tactic_name(mlp->forced_tactic), isa);
   } else {
     // Fixed: the same engine must give the same bits in every process (a crossover timed at load let two
-    // processes disagree at the same M). Direct at M = 1 (Xeon, one thread: 9.0 us); blocked from M = 2.
-    mlp->note = fmt::format("direct ({}, {}) for M = 1, blocked ({}, {}x{} tiles, {}-row blocks, rows split over "
-                            "threads) from M = 2 (fixed rule)",
-                            isa, kPanelLayout, isa, kTileRows, kPanel, kBlockRows);
+    // processes disagree at the same M). Direct at M = 1 (Xeon, one thread: 9.0 us); onednn from M = 2:
+    // the blocked tactic measured 1.0-1.1x the onednn tactic's time on the Xeon and, in bench/compare.py
+    // on 2026-11-25, 35.1 ms against the bare oneDNN chain's 26.1 ms at batch 8192 on one thread, so it
+    // stays behind KILN_FUSED_MLP_TACTIC=blocked until it is faster.
+    mlp->note = fmt::format("direct ({}, {}) for M = 1, onednn (a oneDNN matmul chain) from M = 2 (fixed rule)",
+                            isa, kPanelLayout);
   }
   return std::shared_ptr<const Mlp>(std::move(mlp));
 }
