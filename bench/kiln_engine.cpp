@@ -5,7 +5,7 @@
 // fixed rule: direct at batch 1, blocked from 2), 1 "layers" (--disablePass=mlp_fusion: one oneDNN matmul
 // per Gemm, Kiln's path before issue 8) and 2 "fused_onednn" (the fused layer with its onednn tactic
 // forced: the chain inside one kernel). Each at threads=1 and threads=all (the context's set_num_threads;
-// 0 = all, i.e. OMP_NUM_THREADS or the cores). KILN_FUSED_MLP_TACTIC=direct|blocked|onednn set in the
+// 0 = all, i.e. OMP_NUM_THREADS or the cores). KILN_FUSED_MLP_TACTIC=direct|onednn set in the
 // environment pins engine 0's tactic instead. E.g. the batch-8192 comparison:
 //   bench_kiln_engine --benchmark_filter='batch:8192/' --benchmark_repetitions=10 \
 //                     --benchmark_report_aggregates_only=true
