@@ -181,6 +181,22 @@ TEST_P(CudaLowLatency, IdleKernelEndsAndTheNextRequestBringsItBack) {
   }
 }
 
+// The resident kernel's row limit (16) fits the course MLP in FP32 and FP16.
+TEST_P(CudaLowLatency, SixteenRowsFit) {
+  REQUIRE_GPU();
+  const Precision p = GetParam();
+  auto engine = build_mlp(mlp_config("cuda", 16, p.fp16));
+  HostIo pinned(16, true);
+  auto ctx = engine->create_execution_context();
+  ASSERT_TRUE(ctx.is_ok()) << ctx.status().to_string();
+  ExecutionContext& c = **ctx;
+  pinned.bind(c);
+  EXPECT_LE(run_once(c, pinned, 16, 70), p.tolerance) << "normal path first";
+  Status s = c.set_low_latency(true, 16);
+  ASSERT_TRUE(s.is_ok()) << s.to_string();
+  for (int64_t b : {16, 1, 9, 16}) EXPECT_LE(run_once(c, pinned, b, 80 + static_cast<uint64_t>(b)), p.tolerance) << b;
+}
+
 // ---- execute() on host memory: chunks, lanes, staging ------------------------------------------------
 // Host buffers for `rows` rows of the MLP, pinned or pageable (HostIo above, larger).
 TEST_P(CudaLowLatency, HostMemoryExecuteMatchesFloat64AtEveryChunking) {

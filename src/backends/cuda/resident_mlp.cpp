@@ -324,10 +324,10 @@ Status ResidentMlp::start(const ResidentPlan& plan, int max_rows) {
   p.max_rows = max_rows;
   if (const char* t = std::getenv("KILN_LOW_LATENCY_THREADS"))  // experiments: fewer warps per CTA
     p.threads = std::clamp(std::atoi(t) / 32 * 32, 32, resident::kThreads);
-  for (int b = 0; b < 2; ++b) {
-    p.input_offset[b] = static_cast<uint32_t>(at);
-    at += round_up(static_cast<size_t>(max_rows) * p.layer[0].k_pad * 4, 16);
-  }
+  // One input buffer serves both request parities: CTA 0 writes request n+1's input only after the host
+  // saw every CTA's answer to request n, so no CTA still reads it (two buffers cost 3 rows of FP32 MLP).
+  p.input_offset[0] = p.input_offset[1] = static_cast<uint32_t>(at);
+  at += round_up(static_cast<size_t>(max_rows) * p.layer[0].k_pad * 4, 16);
   for (int b = 0; b < 2; ++b) {
     p.act_offset[b] = static_cast<uint32_t>(at);
     at += round_up(static_cast<size_t>(max_rows) * act_stride * 4, 16);

@@ -83,7 +83,7 @@ struct KernelParams {
   uint32_t start_seq = 0;       // the last request already answered: serve anything after it
   uint64_t idle_ns = 0;         // the lease before the first request
   int act_stride = 0;                // row stride (floats) of the two activation buffers
-  uint32_t input_offset[2] = {0, 0};  // [max_rows][layer[0].k_pad] float, by request parity
+  uint32_t input_offset[2] = {0, 0};  // [max_rows][layer[0].k_pad] float, by request parity (may coincide)
   uint32_t act_offset[2] = {0, 0};   // [max_rows][act_stride] float each
   uint32_t smem_bytes = 0;
 };
