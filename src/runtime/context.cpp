@@ -125,12 +125,18 @@ void* ContextImpl::value_ptr(int v) const {
   }
 }
 
-Status ContextImpl::update_pointers() {
+Status ContextImpl::require_addresses() const {
   for (size_t i = 0; i < io_addr_.size(); ++i)
     if (!io_addr_[i])
       return Status(StatusCode::kInvalidArgument,
                     fmt::format("no address set for {} tensor '{}' (call set_tensor_address)",
                                 static_cast<int>(i) < engine_->num_inputs ? "input" : "output", engine_->io_names[i]));
+  return Status::ok();
+}
+
+Status ContextImpl::update_pointers() {
+  Status s = require_addresses();
+  if (!s.is_ok()) return s;
   const Graph& g = *graph_;
   for (size_t l = 0; l < g.nodes.size(); ++l) {
     const Node& n = g.nodes[l];
@@ -209,14 +215,13 @@ Status ContextImpl::execute_low_latency() {
     Status s = update_shapes();
     if (!s.is_ok()) return s;
   }
+  Status set = require_addresses();
+  if (!set.is_ok()) return set;
   std::vector<const void*> ins;
   std::vector<void*> outs;
   std::vector<TensorDesc> in_desc, out_desc;
   for (size_t i = 0; i < io_addr_.size(); ++i) {
     const bool input = static_cast<int>(i) < e.num_inputs;
-    if (!io_addr_[i])
-      return Status(StatusCode::kInvalidArgument, fmt::format("no address set for {} tensor '{}' (call set_tensor_address)",
-                                                              input ? "input" : "output", e.io_names[i]));
     if (io_loc_[i] == MemoryLocation::kDevice)
       return Status(StatusCode::kInvalidArgument,
                     fmt::format("low-latency mode reads and writes host memory, but tensor '{}' is in device memory",
@@ -285,12 +290,11 @@ Status ContextImpl::run_layers(void* stream, std::vector<LayerTiming>* layer_tim
 }
 
 Status ContextImpl::enqueue(void* stream) {
-  if (any_host_io())
-    for (size_t i = 0; i < io_loc_.size(); ++i)
-      if (io_loc_[i] != MemoryLocation::kDevice)
-        return Status(StatusCode::kInvalidArgument,
-                      fmt::format("tensor '{}' is in host memory: enqueue() takes device addresses (execute() and "
-                                  "infer() take host memory)", engine_->io_names[i]));
+  for (size_t i = 0; i < io_loc_.size(); ++i)
+    if (io_loc_[i] != MemoryLocation::kDevice)
+      return Status(StatusCode::kInvalidArgument,
+                    fmt::format("tensor '{}' is in host memory: enqueue() takes device addresses (execute() and "
+                                "infer() take host memory)", engine_->io_names[i]));
   Status s = prepare();
   if (!s.is_ok()) return s;
   return run_layers(stream, nullptr);
@@ -363,11 +367,8 @@ Status ContextImpl::execute_host_io() {
     Status s = update_shapes();
     if (!s.is_ok()) return s;
   }
-  for (size_t i = 0; i < io_addr_.size(); ++i)
-    if (!io_addr_[i])
-      return Status(StatusCode::kInvalidArgument,
-                    fmt::format("no address set for {} tensor '{}' (call set_tensor_address)",
-                                static_cast<int>(i) < e.num_inputs ? "input" : "output", e.io_names[i]));
+  Status set = require_addresses();
+  if (!set.is_ok()) return set;
   if (!host_io_) host_io_ = std::make_unique<HostIoPipeline>(engine_, e.batch_split_blocker);
   std::vector<TensorDesc> desc;
   for (int v : e.io_values) desc.push_back(shapes_[v]);

@@ -58,6 +58,7 @@ class ContextImpl {
  private:
   Status update_shapes();    // concrete shapes + kernel reshape, when input shapes changed
   Status update_pointers();  // per-layer pointer tables, when addresses or shapes changed
+  Status require_addresses() const;  // every IO tensor has an address
   Status prepare();          // both of the above, when needed
   // The backend's enqueue, reporting to the layer observer when one is set.
   Status run_layers(void* stream, std::vector<LayerTiming>* layer_times);

@@ -254,11 +254,8 @@ Status HostIoPipeline::run(const HostIoRun& r) {
     if (input && where[io] != MemoryLocation::kDevice) host_in_bytes += bytes_of(desc[io]);
     if (where[io] == MemoryLocation::kPageableHost) (input ? pageable_in : pageable_out) = true;
   }
-  const char* single = nullptr;
-  if (!blocker_.empty()) single = "batch rows are not independent";
-  else if (any_device) single = "some tensors are in device memory";
-  else if (r.observer || r.timings) single = "profiling or observing";
-  else if (batch < 2) single = "batch of one";
+  // One chunk: rows not independent, device tensors in place, layer-by-layer runs, or nothing to split.
+  const bool single = !blocker_.empty() || any_device || r.observer || r.timings || batch < 2;
   std::vector<int64_t> plan = single ? std::vector<int64_t>{batch}
                                      : chunk_plan(batch, host_in_bytes, pageable_in, env_chunks());
   // Every chunk's shape must be inside the profile.
@@ -335,7 +332,6 @@ Status HostIoPipeline::run(const HostIoRun& r) {
       if (where[io] != MemoryLocation::kDevice) s = gpu::copy_to_host_async(addr[io], l.device[io], bytes_of(desc[io]), l.stream);
     Status done = gpu::stream_synchronize(l.stream);
     if (r.timings) *r.timings = l.ctx->timings;
-    plan_ = fmt::format("one chunk ({})", single);
     return s.is_ok() ? done : s;
   }
 
@@ -375,9 +371,6 @@ Status HostIoPipeline::run(const HostIoRun& r) {
     Status s = gpu::stream_synchronize(lanes_[i]->stream, true);
     if (status.is_ok() && !s.is_ok()) status = std::move(s);
   }
-  plan_ = chunked ? fmt::format("{} chunks of [{}] rows on {} streams", chunks, fmt::join(plan, ","), lanes_used)
-                  : fmt::format("one chunk ({})", single ? single : "small input");
-  if (pageable_in) plan_ += fmt::format("; pageable input staged by {} threads", workers_->size() + 1);
   return status;
 }
 

@@ -34,8 +34,6 @@ class HostIoPipeline {
   HostIoPipeline(std::shared_ptr<const EngineImpl> engine, std::string batch_split_blocker);
   ~HostIoPipeline();
   Status run(const HostIoRun& r);
-  // The last run's plan, e.g. "8 chunks of 1024 rows on 4 streams; pageable input staged by 8 threads".
-  const std::string& plan() const { return plan_; }
 
  private:
   struct Lane;
@@ -49,7 +47,6 @@ class HostIoPipeline {
   std::vector<size_t> staging_bytes_;
   std::vector<void*> events_;   // per chunk: pageable outputs are copied out as their chunk completes
   std::unique_ptr<CopyWorkers> workers_;
-  std::string plan_;
 };
 
 }  // namespace kiln

@@ -30,12 +30,18 @@ Result<std::unique_ptr<Executor>> Executor::create(const Engine& engine, Executi
     for (BoundTensor& t : *list) {
       Mirror m;
       m.host = &t;
+      if (flags.host_io == HostIo::kPageable) {  // the runtime copies from and to the host buffers themselves
+        mirrors->push_back(m);
+        Status s = context.set_tensor_address(t.name, t.buffer.data());
+        if (!s.is_ok()) return std::move(s).with_context(fmt::format("binding '{}'", t.name));
+        continue;
+      }
       auto pinned = gpu::host_alloc_pinned(t.buffer.size());
       if (!pinned.is_ok()) return std::move(pinned).take_status().with_context(fmt::format("tensor '{}'", t.name));
       m.pinned = *pinned;
-      if (flags.host_io != HostIo::kNone) {  // the runtime copies: bind host memory
+      if (flags.host_io == HostIo::kPinned) {  // the runtime copies from and to the pinned mirrors
         mirrors->push_back(m);
-        Status s = context.set_tensor_address(t.name, flags.host_io == HostIo::kPinned ? m.pinned : t.buffer.data());
+        Status s = context.set_tensor_address(t.name, m.pinned);
         if (!s.is_ok()) return std::move(s).with_context(fmt::format("binding '{}'", t.name));
         continue;
       }
@@ -56,7 +62,7 @@ Result<std::unique_ptr<Executor>> Executor::create(const Engine& engine, Executi
       Status s = gpu::memset_async(m.device, 0xFF, m.host->buffer.size(), x->stream_);
       if (!s.is_ok()) return s;
     } else {
-      std::memset(m.pinned, 0xFF, m.host->buffer.size());
+      if (m.pinned) std::memset(m.pinned, 0xFF, m.host->buffer.size());
       std::memset(m.host->buffer.data(), 0xFF, m.host->buffer.size());
     }
   }
@@ -74,7 +80,7 @@ Result<std::unique_ptr<Executor>> Executor::create(const Engine& engine, Executi
 Executor::~Executor() {
   for (auto* list : {&inputs_, &outputs_})
     for (Mirror& m : *list) {
-      (void)gpu::host_free_pinned(m.pinned);
+      if (m.pinned) (void)gpu::host_free_pinned(m.pinned);
       if (m.device) (void)gpu::device_free(m.device);
     }
   for (gpu::Event e : events_)
@@ -94,7 +100,8 @@ Status Executor::copy(const std::vector<Mirror>& mirrors, bool to_device) {
 
 Status Executor::upload_inputs() {
   if (!gpu_) return Status::ok();
-  for (const Mirror& m : inputs_) std::memcpy(m.pinned, m.host->buffer.data(), m.host->buffer.size());
+  for (const Mirror& m : inputs_)
+    if (m.pinned) std::memcpy(m.pinned, m.host->buffer.data(), m.host->buffer.size());
   if (host_io()) return Status::ok();
   Status s = copy(inputs_, true);
   if (!s.is_ok()) return s;

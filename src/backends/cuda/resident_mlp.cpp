@@ -393,6 +393,17 @@ Status ResidentMlp::launch(uint32_t start_seq) {
   return wait_ready();
 }
 
+Status ResidentMlp::relaunch(uint32_t start_seq) {
+  Status s = end_kernel();
+  if (s.is_ok()) s = launch(start_seq);
+  if (!s.is_ok()) {
+    failed_ = s.message();
+    return std::move(s).with_context("launching the resident kernel again after it idled");
+  }
+  ++relaunches_;
+  return Status::ok();
+}
+
 bool ResidentMlp::idled_out() const {
   return std::atomic_ref<uint32_t>(channel_->exited).load(std::memory_order_acquire) == generation_;
 }
@@ -438,13 +449,8 @@ Status ResidentMlp::run(const void* in, const TensorDesc& in_desc, void* out, co
   // (each decides alone). There, or after it ended, stop the kernel and launch it again first.
   const int64_t margin = std::max<int64_t>(static_cast<int64_t>(idle_ns_) / 5, 1000000);
   if (idled_out() || host_ns() > lease_end_host_ns_ - margin) {
-    Status s = end_kernel();
-    if (s.is_ok()) s = launch(seq_);
-    if (!s.is_ok()) {
-      failed_ = s.message();
-      return std::move(s).with_context("launching the resident kernel again after it idled");
-    }
-    ++relaunches_;
+    Status s = relaunch(seq_);
+    if (!s.is_ok()) return s;
   }
   std::memcpy(input_, in, static_cast<size_t>(rows) * k0 * dtype_size(plan_.input_dtype));
   channel_->command = resident::kCommandRun;
@@ -463,14 +469,8 @@ Status ResidentMlp::run(const void* in, const TensorDesc& in_desc, void* out, co
     for (uint32_t spins = 1; done.load(std::memory_order_acquire) != seq; ++spins) {
       if (spins % 4096 != 0) continue;
       if (idled_out()) {  // every CTA has ended (should not happen inside the lease): launch again to serve it
-        launched_ = false;
-        Status s = check(cudaStreamSynchronize(stream_), "waiting for the idle resident kernel to end");
-        if (s.is_ok()) s = launch(seq - 1);
-        if (!s.is_ok()) {
-          failed_ = s.message();
-          return s;
-        }
-        ++relaunches_;
+        Status s = relaunch(seq - 1);
+        if (!s.is_ok()) return s;
         continue;
       }
       Status s = kernel_status("waiting for a low-latency answer");
@@ -540,7 +540,7 @@ nlohmann::json ResidentMlp::trace_json() const {
   const auto* raw = const_cast<const volatile uint64_t*>(channel_->trace);
   const uint64_t n = raw[resident::kTraceCount];
   if (n == 0) return t;
-  static const char* names[resident::kTracePhases] = {"hand_out", "input", "layers", "output_fence", "done_flag"};
+  static const char* names[resident::kTracePhases] = {"hand_out", "layers", "output_fence", "done_flag"};
   for (int i = 0; i < resident::kTracePhases; ++i) t[names[i]] = static_cast<double>(raw[i]) / 1000.0 / n;
   t["requests"] = n;
   double ns = 0;

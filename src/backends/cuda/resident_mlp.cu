@@ -82,8 +82,8 @@ __device__ __forceinline__ void load8(const float* w, float* out) {
   out[0] = a.x; out[1] = a.y; out[2] = a.z; out[3] = a.w;
   out[4] = b.x; out[5] = b.y; out[6] = b.z; out[7] = b.w;
 }
-__device__ __forceinline__ void load8(const __half* w, float* out) {
-  const uint4 raw = *reinterpret_cast<const uint4*>(w);
+// 8 halves in 16 bytes as floats.
+__device__ __forceinline__ void unpack_half8(const uint4& raw, float* out) {
   const __half2* h = reinterpret_cast<const __half2*>(&raw);
 #pragma unroll
   for (int i = 0; i < 4; ++i) {
@@ -92,6 +92,7 @@ __device__ __forceinline__ void load8(const __half* w, float* out) {
     out[2 * i + 1] = f.y;
   }
 }
+__device__ __forceinline__ void load8(const __half* w, float* out) { unpack_half8(*reinterpret_cast<const uint4*>(w), out); }
 __device__ __forceinline__ float load1(const float* w) { return *w; }
 __device__ __forceinline__ float load1(const __half* w) { return __half2float(*w); }
 
@@ -131,13 +132,7 @@ __device__ void distribute_input(const KernelParams& p, cg::cluster_group& clust
       const uint4 raw = load_cv_16(static_cast<const unsigned char*>(p.input) + static_cast<int64_t>(u) * 16);
       float v[8];
       if (p.input_half) {
-        const __half2* h = reinterpret_cast<const __half2*>(&raw);
-#pragma unroll
-        for (int i = 0; i < 4; ++i) {
-          const float2 f = __half22float2(h[i]);
-          v[2 * i] = f.x;
-          v[2 * i + 1] = f.y;
-        }
+        unpack_half8(raw, v);
       } else {
         v[0] = __uint_as_float(raw.x); v[1] = __uint_as_float(raw.y);
         v[2] = __uint_as_float(raw.z); v[3] = __uint_as_float(raw.w);

@@ -58,8 +58,11 @@ class ResidentMlp {
   Status kernel_status(const char* what) const;
   // Launches the kernel (again) to serve the requests after start_seq; waits for it to be ready.
   Status launch(uint32_t start_seq);
-  // The kernel ended after idling (or is ending): launch it again for the requests after start_seq.
+  // The kernel has ended after idling (it wrote `exited` for this launch).
   bool idled_out() const;
+  // Ends the kernel (a stop request unless it already ended) and launches it again for the requests after
+  // start_seq; a failure marks the mode failed.
+  Status relaunch(uint32_t start_seq);
 
   // Ends the running kernel (a stop request unless it already ended), waiting for its stream.
   // *ended = false when it is still running (the deadline passed).

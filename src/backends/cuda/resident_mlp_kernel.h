@@ -47,7 +47,6 @@ static_assert(sizeof(Channel) == 512, "Channel layout");
 
 enum : int {
   kTraceHandOut = 0,  // request seen -> input read from host memory and handed to every CTA (+ cluster barrier)
-  kTraceInput,        // (unused since the hand-out carries the input)
   kTraceLayers,       // all layers (with their cluster barriers)
   kTraceOutput,       // output stores fenced to host memory (+ __syncthreads)
   kTraceDone,         // done_seq store
