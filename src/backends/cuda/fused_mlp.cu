@@ -54,6 +54,10 @@ __device__ __forceinline__ void store_y(void* y, int64_t i, float v) {
 }
 
 __host__ __device__ constexpr int round_up(int v, int to) { return (v + to - 1) / to * to; }
+__host__ __device__ constexpr int padded_n(int n) { return round_up(n, kFmlpPadN); }
+__device__ __forceinline__ float bias_at(const FmlpLayer& L, int col) {
+  return col < L.n ? __half2float(static_cast<const __half*>(L.b)[col]) : 0.f;
+}
 
 constexpr int kHLd = kFmlpMaxN + 8;  // hidden activations' row stride (halves), both kernels
 
@@ -75,12 +79,13 @@ __global__ void __launch_bounds__(lg::THREADS, 1) fmlp_large_kernel(const __grid
   using namespace lg;
   extern __shared__ __align__(16) unsigned char smem[];
   __shared__ FmlpLayer sl[kFmlpMaxLayers];
-  __shared__ int nchunks[kFmlpMaxLayers];
+  __shared__ int nchunks[kFmlpMaxLayers], npad[kFmlpMaxLayers];
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
   const int wm = warp >> 2, wn = warp & 3;
   if (tid < p.layers) {
     sl[tid] = p.l[tid];
     nchunks[tid] = (p.l[tid].k + KC - 1) / KC;
+    npad[tid] = padded_n(p.l[tid].n);
   }
   __syncthreads();
   unsigned char* xs = smem;
@@ -99,9 +104,9 @@ __global__ void __launch_bounds__(lg::THREADS, 1) fmlp_large_kernel(const __grid
       const int k0 = ld_kc * KC;
       __half* wdst = reinterpret_cast<__half*>(ws + stage * kWStage);
       const __half* wsrc = static_cast<const __half*>(L.w);
-      for (int i = tid; i < L.n * (KC / 8); i += THREADS) {
+      for (int i = tid; i < npad[ld_layer] * (KC / 8); i += THREADS) {
         const int r = i >> 3, c = (i & 7) * 8, gk = k0 + c;
-        const bool in = gk < L.k;
+        const bool in = r < L.n && gk < L.k;
         cp_async16(wdst + r * W_LD + c, in ? wsrc + size_t(r) * L.k + gk : wsrc, in ? 16 : 0);
       }
       if (ld_layer == 0) {
@@ -148,7 +153,7 @@ __global__ void __launch_bounds__(lg::THREADS, 1) fmlp_large_kernel(const __grid
     issue((c + STAGES - 1) % STAGES);
     const int stage = c % STAGES;
     const FmlpLayer& L = sl[layer];
-    const int nw = L.n / 4, ntw = nw / 8;
+    const int nw = npad[layer] / 4, ntw = nw / 8;
     const __half* wst = reinterpret_cast<const __half*>(ws + stage * kWStage);
 #pragma unroll
     for (int ks = 0; ks < KC / 16; ++ks) {
@@ -199,17 +204,18 @@ __global__ void __launch_bounds__(lg::THREADS, 1) fmlp_large_kernel(const __grid
           if (j < ntw) {
             const int col = wn * nw + j * 8 + 2 * t;
             const int r = wm * 32 + mi * 16 + g;
-            const float b0 = L.b[col], b1 = L.b[col + 1];
+            const float b0 = bias_at(L, col), b1 = bias_at(L, col + 1);
             const float v0 = activate(L.act, acc[mi][j][0] + b0, L.alpha);
             const float v1 = activate(L.act, acc[mi][j][1] + b1, L.alpha);
             const float v2 = activate(L.act, acc[mi][j][2] + b0, L.alpha);
             const float v3 = activate(L.act, acc[mi][j][3] + b1, L.alpha);
             if (last) {
               const int64_t r0 = row0 + r, r1 = r0 + 8;
-              if (r0 < p.m && col < p.n_out) store_y<XF32>(p.y, r0 * p.n_out + col, v0);
-              if (r0 < p.m && col + 1 < p.n_out) store_y<XF32>(p.y, r0 * p.n_out + col + 1, v1);
-              if (r1 < p.m && col < p.n_out) store_y<XF32>(p.y, r1 * p.n_out + col, v2);
-              if (r1 < p.m && col + 1 < p.n_out) store_y<XF32>(p.y, r1 * p.n_out + col + 1, v3);
+              const int n = L.n;
+              if (r0 < p.m && col < n) store_y<XF32>(p.y, r0 * n + col, v0);
+              if (r0 < p.m && col + 1 < n) store_y<XF32>(p.y, r0 * n + col + 1, v1);
+              if (r1 < p.m && col < n) store_y<XF32>(p.y, r1 * n + col, v2);
+              if (r1 < p.m && col + 1 < n) store_y<XF32>(p.y, r1 * n + col + 1, v3);
             } else {
               *reinterpret_cast<uint32_t*>(hs + r * kHLd + col) = pack_half2(v0, v1);
               *reinterpret_cast<uint32_t*>(hs + (r + 8) * kHLd + col) = pack_half2(v2, v3);
@@ -248,7 +254,7 @@ __host__ __device__ inline Layout layout(const FmlpParams& p) {
     if (l >= p.layers) break;
     s.w_ld[l] = round_up(p.l[l].k, 16) + 8;
     s.w_off[l] = off;
-    off += size_t(p.l[l].n / kFmlpCluster) * s.w_ld[l] * 2;
+    off += size_t(padded_n(p.l[l].n) / kFmlpCluster) * s.w_ld[l] * 2;
     off = (off + 15) / 16 * 16;
   }
   s.x_ld = round_up(p.l[0].k, 16) + 8;
@@ -288,12 +294,12 @@ __global__ void __cluster_dims__(kFmlpCluster, 1, 1) __launch_bounds__(sm::THREA
   for (int l = 0; l < kFmlpMaxLayers; ++l) {
     if (l < p.layers) {
       const FmlpLayer& L = p.l[l];
-      const int nc = L.n / kFmlpCluster, pieces = round_up(L.k, 16) / 8;
+      const int nc = padded_n(L.n) / kFmlpCluster, pieces = round_up(L.k, 16) / 8;
       __half* dst = reinterpret_cast<__half*>(smem + lay.w_off[l]);
       const __half* src = static_cast<const __half*>(L.w) + size_t(rank) * nc * L.k;
       for (int i = tid; i < nc * pieces; i += THREADS) {
         const int r = i / pieces, c = (i % pieces) * 8;
-        const bool in = c < L.k;
+        const bool in = rank * nc + r < L.n && c < L.k;
         cp_async16(dst + r * lay.w_ld[l] + c, in ? src + size_t(r) * L.k + c : src, in ? 16 : 0);
       }
     }
@@ -333,7 +339,7 @@ __global__ void __cluster_dims__(kFmlpCluster, 1, 1) __launch_bounds__(sm::THREA
     }
     __syncthreads();
     const FmlpLayer& L = sl[l];
-    const int nc = L.n / kFmlpCluster, nt = nc / 8;
+    const int nc = padded_n(L.n) / kFmlpCluster, nt = nc / 8;
     const __half* A = l == 0 ? reinterpret_cast<const __half*>(smem + lay.x_off) : hbuf + ((l - 1) & 1) * BM * kHLd;
     const int a_ld = l == 0 ? lay.x_ld : kHLd;
     const __half* W = reinterpret_cast<const __half*>(smem + woff[l]);
@@ -373,10 +379,10 @@ __global__ void __cluster_dims__(kFmlpCluster, 1, 1) __launch_bounds__(sm::THREA
       float v = 0.f;
 #pragma unroll
       for (int w = 0; w < WARPS; ++w) v += red[(w * BM + r) * RED_LD + ci];
-      v = activate(L.act, v + L.b[col], L.alpha);
+      v = activate(L.act, v + bias_at(L, col), L.alpha);
       if (last) {
         const int64_t gr = row0 + r;
-        if (gr < p.m && col < p.n_out) store_y<XF32>(p.y, gr * p.n_out + col, v);
+        if (gr < p.m && col < L.n) store_y<XF32>(p.y, gr * L.n + col, v);
       } else {
         const __half hv = __float2half_rn(v);
         __half* dst = out + r * kHLd + col;
@@ -414,7 +420,7 @@ int max_optin_smem() {
 
 std::string shape_of(const FmlpParams& p) {
   std::string s = cat("[", p.m, "x", p.l[0].k, "]");
-  for (int l = 0; l < p.layers; ++l) s += cat(" -> ", l + 1 == p.layers ? p.n_out : p.l[l].n);
+  for (int l = 0; l < p.layers; ++l) s += cat(" -> ", p.l[l].n);
   return s;
 }
 

@@ -1,10 +1,13 @@
 // kiln.FusedMLP on the GPU (issue 8): the device side (fused_mlp.cu) and what the host side
 // (fused_mlp.cpp: supports/pack/tune/create, the per-layer cuBLASLt tactic) needs from it.
 //
-// Packed layout "cuda.fmlp.v1" (written by pack): per layer W_i float16 [Np_i, Kw_i] and b_i float32 [Np_i],
-// where Np_i = N_i rounded up to a multiple of kFmlpPadN (zero rows, zero bias), Kw_0 = K_0 and
-// Kw_{i+1} = Np_i (zero columns for the padded hidden features). Padded features hold act(0), which only
-// meets zero weight columns in the next layer; the last layer writes its first N features only.
+// Weights: the op's own "nk" layout, read as it is (no repacking: float16 W_i [N_i, K_i] row-major is
+// already the K-contiguous B operand the MMA wants; cuBLASLt's per-layer tactic reads the same buffers as
+// its "TN" form). Inside the kernels every layer is padded to Np_i = N_i rounded up to kFmlpPadN features
+// by zero-filling loads (cp.async with a source size of 0): padded features hold act(0), which only meets
+// zero-filled weight columns of the next layer; the last layer writes its first N features only.
+// Limits (supports() refuses the rest): 1..4 layers, N_i <= 256, every K_i a multiple of 8 (16-byte rows
+// for cp.async), float16 weights and biases, X and Y float32 or float16, X 16-byte aligned.
 //
 // Two kernels, one launch each for the whole chain:
 //  - large M ("rows64"): a CTA of 256 threads owns 64 rows end to end. Layer 0 streams X (float32 or
@@ -36,19 +39,18 @@ constexpr int kFmlpRowsSmall = 16;
 constexpr int kFmlpCluster = 8;
 
 struct FmlpLayer {
-  const void* w = nullptr;   // float16 [n, k]
-  const float* b = nullptr;  // float32 [n]
-  int k = 0;                 // row length of w: K_0 for layer 0, else the previous layer's padded n
-  int n = 0;                 // padded output features (multiple of kFmlpPadN, <= kFmlpMaxN)
+  const void* w = nullptr;  // float16 [n, k]
+  const void* b = nullptr;  // float16 [n]
+  int k = 0;                // input features (multiple of 8; the previous layer's n)
+  int n = 0;                // output features (<= kFmlpMaxN)
   Activation act = Activation::kNone;
   float alpha = 0.f;
 };
 
 struct FmlpParams {
   const void* x = nullptr;  // [m, layer[0].k], float32 or float16, 16-byte aligned
-  void* y = nullptr;        // [m, n_out], X's dtype
+  void* y = nullptr;        // [m, last layer's n], X's dtype
   int64_t m = 0;
-  int n_out = 0;
   int layers = 0;
   FmlpLayer l[kFmlpMaxLayers];
 };
