@@ -14,6 +14,9 @@ cp -L "$HERE"/lib/* "$WORK/lib/"
 for f in "$WORK"/lib/*.xz; do [[ -e "$f" ]] && xz -d "$f"; done
 export LD_LIBRARY_PATH="$WORK/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
 chmod +x "$HERE"/bin/*
+# The tests find models/ under the source path compiled in (this worktree's); point it at this tree.
+SRC=$(cat "$HERE/SOURCE_DIR")
+[[ -e "$SRC" ]] || { mkdir -p "$(dirname "$SRC")" && ln -sfn "$PWD" "$SRC"; }
 T="$HERE/bin/kiln_tests"
 {
   echo "commit $(cat "$HERE/COMMIT"), $(date -u +%FT%TZ), $(nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm --format=csv,noheader)"

@@ -75,6 +75,17 @@ test::OpCase mlp_case(const Mlp& m, int64_t rows, DataType io) {
   return c;
 }
 
+// The one-node graph with its output typed as shape inference would (make_graph leaves it open).
+Graph mlp_graph(const Mlp& m, int64_t rows, DataType io) {
+  Graph g = test::make_graph(mlp_case(m, rows, io));
+  Value& y = g.values[g.nodes[0].outputs[0]];
+  y.dtype = io;
+  y.rank_known = true;
+  y.shape = {rows, m.n.back()};
+  y.dim_params.assign(2, "");
+  return g;
+}
+
 double act(const std::string& a, double x) {
   if (a == "Relu") return x > 0 ? x : 0;
   if (a == "Tanh") return std::tanh(x);
@@ -145,7 +156,7 @@ struct Instance {
     io = io_dt;
     k0 = m.k0;
     n_out = m.n.back();
-    g = test::make_graph(mlp_case(m, 1, io));
+    g = mlp_graph(m, 1, io);
     const cuda::KernelDef* def = cuda::KernelRegistry::instance().find(kKernel);
     if (!def) return Status(StatusCode::kNotFound, "no kernel " + std::string(kKernel));
     Status s = def->supports(g.nodes[0], g);
@@ -299,18 +310,19 @@ TEST(CudaFusedMlp, RefusesWhatItCannotRun) {
   const cuda::KernelDef* def = cuda::KernelRegistry::instance().find(kKernel);
   ASSERT_NE(def, nullptr);
   Mlp wide = random_mlp(64, {300, 10}, {"Relu", ""}, 7);
-  Graph g = test::make_graph(mlp_case(wide, 4, DataType::kFloat32));
+  Graph g = mlp_graph(wide, 4, DataType::kFloat32);
   Status s = def->supports(g.nodes[0], g);
   EXPECT_FALSE(s.is_ok());
   EXPECT_NE(s.message().find("at most 256"), std::string::npos) << s.to_string();
   Mlp odd = random_mlp(60, {32, 10}, {"Relu", ""}, 8);
   odd.k0 = 60;
-  g = test::make_graph(mlp_case(odd, 4, DataType::kFloat32));
+  g = mlp_graph(odd, 4, DataType::kFloat32);
   s = def->supports(g.nodes[0], g);
   EXPECT_NE(s.message().find("multiple of 8"), std::string::npos) << s.to_string();
   test::OpCase f32 = mlp_case(random_mlp(64, {32, 10}, {"Relu", ""}, 9), 4, DataType::kFloat32);
   for (size_t i = 1; i < f32.inputs.size(); ++i) f32.inputs[i].dtype = DataType::kFloat32;
   g = test::make_graph(f32);
+  g.values[g.nodes[0].outputs[0]].dtype = DataType::kFloat32;
   s = def->supports(g.nodes[0], g);
   EXPECT_NE(s.message().find("float16 weights only"), std::string::npos) << s.to_string();
 }
