@@ -40,6 +40,14 @@ __device__ __forceinline__ uint32_t ld_f32x2_as_h2(const float* p) {
   return pack_half2(v.x, v.y);
 }
 
+// Four 8x8 float16 matrices; lane l gives the row address of matrix l / 8 (row l % 8).
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const __half* p) {
+  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(p));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(s));
+}
+
 __device__ __forceinline__ void mma16816(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
   asm volatile(
       "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
@@ -155,15 +163,16 @@ __global__ void __launch_bounds__(lg::THREADS, 1) fmlp_large_kernel(const __grid
     const FmlpLayer& L = sl[layer];
     const int nw = npad[layer] / 4, ntw = nw / 8;
     const __half* wst = reinterpret_cast<const __half*>(ws + stage * kWStage);
+    // ldmatrix addressing: lane = 8q + r gives row r of matrix q.
+    const int lq = lane >> 3, lr = lane & 7;
 #pragma unroll
     for (int ks = 0; ks < KC / 16; ++ks) {
-      const int kk = ks * 16 + 2 * t;
       uint32_t a[2][4];
 #pragma unroll
       for (int mi = 0; mi < 2; ++mi) {
-        const int r = wm * 32 + mi * 16 + g;
         if (layer == 0) {
           if constexpr (XF32) {
+            const int r = wm * 32 + mi * 16 + g, kk = ks * 16 + 2 * t;
             const float* xf = reinterpret_cast<const float*>(xs + stage * x_stage(true));
             a[mi][0] = ld_f32x2_as_h2(xf + r * X_LD + kk);
             a[mi][1] = ld_f32x2_as_h2(xf + (r + 8) * X_LD + kk);
@@ -171,26 +180,21 @@ __global__ void __launch_bounds__(lg::THREADS, 1) fmlp_large_kernel(const __grid
             a[mi][3] = ld_f32x2_as_h2(xf + (r + 8) * X_LD + kk + 8);
           } else {
             const __half* xh = reinterpret_cast<const __half*>(xs + stage * x_stage(false));
-            a[mi][0] = ld32(xh + r * X_LD + kk);
-            a[mi][1] = ld32(xh + (r + 8) * X_LD + kk);
-            a[mi][2] = ld32(xh + r * X_LD + kk + 8);
-            a[mi][3] = ld32(xh + (r + 8) * X_LD + kk + 8);
+            ldmatrix_x4(a[mi], xh + (wm * 32 + mi * 16 + lr + (lq & 1) * 8) * X_LD + ks * 16 + (lq >> 1) * 8);
           }
         } else {
-          const int hk = kc * KC + kk;
-          a[mi][0] = ld32(hs + r * kHLd + hk);
-          a[mi][1] = ld32(hs + (r + 8) * kHLd + hk);
-          a[mi][2] = ld32(hs + r * kHLd + hk + 8);
-          a[mi][3] = ld32(hs + (r + 8) * kHLd + hk + 8);
+          ldmatrix_x4(a[mi], hs + (wm * 32 + mi * 16 + lr + (lq & 1) * 8) * kHLd + kc * KC + ks * 16 + (lq >> 1) * 8);
         }
       }
 #pragma unroll
-      for (int j = 0; j < 8; ++j) {
-        if (j < ntw) {
-          const __half* wr = wst + (wn * nw + j * 8 + g) * W_LD + kk;
-          const uint32_t b0 = ld32(wr), b1 = ld32(wr + 8);
-          mma16816(acc[0][j], a[0], b0, b1);
-          mma16816(acc[1][j], a[1], b0, b1);
+      for (int j = 0; j < 8; j += 2) {
+        if (j < ntw) {  // ntw is even (Np is a multiple of 64)
+          uint32_t b[4];
+          ldmatrix_x4(b, wst + (wn * nw + (j + (lq >> 1)) * 8 + lr) * W_LD + ks * 16 + (lq & 1) * 8);
+          mma16816(acc[0][j], a[0], b[0], b[1]);
+          mma16816(acc[1][j], a[1], b[0], b[1]);
+          mma16816(acc[0][j + 1], a[0], b[2], b[3]);
+          mma16816(acc[1][j + 1], a[1], b[2], b[3]);
         }
       }
     }
