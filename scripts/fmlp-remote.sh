@@ -28,6 +28,12 @@ T="$HERE/bin/kiln_tests"
   echo "=== kiln_tests --gtest_filter=${FMLP_FILTER:-CudaFusedMlp*}"
   KILN_TEST_CUDA=require KILN_FMLP_BENCH=1 "$T" --gtest_filter="${FMLP_FILTER:-CudaFusedMlp*}" 2>&1 | grep -v "^\[ *RUN\|^\[ *OK" 
   echo "=== exit ${PIPESTATUS[0]}"
+  if [[ -d "$HERE/lib_v1" ]]; then  # an earlier libkiln beside this one (FMLP_V1_FILTER, default: the bench)
+    echo "=== lib_v1: kiln_tests --gtest_filter=${FMLP_V1_FILTER:-CudaFusedMlp.Bench}"
+    LD_LIBRARY_PATH="$HERE/lib_v1:$LD_LIBRARY_PATH" KILN_TEST_CUDA=require KILN_FMLP_BENCH=1 "$T" \
+      --gtest_filter="${FMLP_V1_FILTER:-CudaFusedMlp.Bench}" 2>&1 | grep -v "^\[ *RUN\|^\[ *OK"
+    echo "=== lib_v1 exit ${PIPESTATUS[0]}"
+  fi
   if [[ "${FMLP_FULL:-0}" == 1 ]]; then
     echo "=== full kiln_tests (gpu label)"
     KILN_TEST_CUDA=require "$T" --gtest_brief=1 2>&1 | tail -25
