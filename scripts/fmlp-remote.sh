@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Issue 8 fused-MLP kernel on the GPU machine, from the bundle scripts/gpu-test.sh makes (copied into the
-# lead's checkout as .carry_fmlp): the CudaFusedMlp tests (KILN_TEST_CUDA=require) and the timing table.
-#   FMLP_FILTER   gtest filter (default CudaFusedMlp*)
-#   FMLP_SANITIZE compute-sanitizer tool to run the small tests under (memcheck, racecheck), optional
+# Issue 8 fused-MLP kernel on the GPU machine, from the bundle scripts/fmlp-bundle.sh makes (copied into the
+# lead's checkout as .carry_fmlp): each CudaFusedMlp test in its own process (KILN_TEST_CUDA=require,
+# KILN_FMLP_BENCH=1 for the timing table), for lib/ and, when the bundle has one, an earlier lib_v1/; the first
+# crash is re-run under cuda-gdb for a backtrace.
+#   FMLP_TESTS    test names (default: all of CudaFusedMlp)
 #   FMLP_FULL=1   also the whole kiln_tests binary (the gpu label)
 set -u
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -18,25 +19,35 @@ chmod +x "$HERE"/bin/*
 SRC=$(cat "$HERE/SOURCE_DIR")
 [[ -e "$SRC" ]] || { mkdir -p "$(dirname "$SRC")" && ln -sfn "$PWD" "$SRC"; }
 T="$HERE/bin/kiln_tests"
+TESTS=${FMLP_TESTS:-"RefusesWhatItCannotRun TwoLayers ThreeLayersCourseShape OddShapesAndActivations CourseModelWeights TunedThroughTheOpHarness Batch8192 Bench"}
+export KILN_TEST_CUDA=require KILN_FMLP_BENCH=1
 {
-  echo "commit $(cat "$HERE/COMMIT"), $(date -u +%FT%TZ), $(nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm --format=csv,noheader)"
-  if [[ -n "${FMLP_SANITIZE:-}" ]]; then
-    echo "=== compute-sanitizer --tool ${FMLP_SANITIZE}"
-    KILN_TEST_CUDA=require timeout 200 compute-sanitizer --tool "$FMLP_SANITIZE" --print-limit 5 "$T" \
-      --gtest_filter='CudaFusedMlp.TwoLayers:CudaFusedMlp.OddShapesAndActivations' 2>&1 | tail -30
-  fi
-  echo "=== kiln_tests --gtest_filter=${FMLP_FILTER:-CudaFusedMlp*}"
-  KILN_TEST_CUDA=require KILN_FMLP_BENCH=1 "$T" --gtest_filter="${FMLP_FILTER:-CudaFusedMlp*}" 2>&1 | grep -v "^\[ *RUN\|^\[ *OK" 
-  echo "=== exit ${PIPESTATUS[0]}"
-  if [[ -d "$HERE/lib_v1" ]]; then  # an earlier libkiln beside this one (FMLP_V1_FILTER, default: the bench)
-    echo "=== lib_v1: kiln_tests --gtest_filter=${FMLP_V1_FILTER:-CudaFusedMlp.Bench}"
-    LD_LIBRARY_PATH="$HERE/lib_v1:$LD_LIBRARY_PATH" KILN_TEST_CUDA=require KILN_FMLP_BENCH=1 "$T" \
-      --gtest_filter="${FMLP_V1_FILTER:-CudaFusedMlp.Bench}" 2>&1 | grep -v "^\[ *RUN\|^\[ *OK"
-    echo "=== lib_v1 exit ${PIPESTATUS[0]}"
+  echo "commit $(cat "$HERE/COMMIT"), $(date -u +%FT%TZ), $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader)"
+  crashed=""
+  for libdir in lib lib_v1; do
+    [[ -d "$HERE/$libdir" ]] || continue
+    extra=""
+    [[ $libdir == lib_v1 ]] && extra="$HERE/lib_v1:"
+    echo "=== $libdir ($(cat "$HERE/$libdir/COMMIT" 2> /dev/null || cat "$HERE/COMMIT"))"
+    for t in $TESTS; do
+      LD_LIBRARY_PATH="$extra$LD_LIBRARY_PATH" timeout 120 "$T" --gtest_filter="CudaFusedMlp.$t" > "$WORK/t.txt" 2>&1
+      rc=$?
+      grep -E "Failure|Expected|Which is|error|rel|fmlp-bench|tune|picks|Value of|Actual|\.cpp:" "$WORK/t.txt" | head -40
+      echo "--- $libdir $t: exit $rc"
+      [[ $rc -ge 128 && -z "$crashed" ]] && crashed="$libdir $t"
+    done
+  done
+  if [[ -n "$crashed" ]]; then
+    set -- $crashed
+    extra=""
+    [[ $1 == lib_v1 ]] && extra="$HERE/lib_v1:"
+    echo "=== cuda-gdb backtrace: $crashed"
+    LD_LIBRARY_PATH="$extra$LD_LIBRARY_PATH" timeout 150 cuda-gdb -batch -ex "set pagination off" -ex run -ex bt \
+      --args "$T" --gtest_filter="CudaFusedMlp.$2" 2>&1 | grep -v "^\[New Thread\|^\[Thread" | tail -40
   fi
   if [[ "${FMLP_FULL:-0}" == 1 ]]; then
     echo "=== full kiln_tests (gpu label)"
-    KILN_TEST_CUDA=require "$T" --gtest_brief=1 2>&1 | tail -25
+    KILN_FMLP_BENCH= "$T" --gtest_brief=1 2>&1 | tail -25
     echo "=== full exit ${PIPESTATUS[0]}"
   fi
 } 2>&1 | tee "$OUT/fmlp-log.txt"
