@@ -441,7 +441,7 @@ TEST(CudaFusedMlp, Bench) {
       Status s = tuned.make(m, io, nullptr, stream.s, rows);
       ASSERT_TRUE(s.is_ok()) << s.to_string();
       auto pick = tuned.node.attrs.get_string(cuda::kTacticAttr, "?");
-      std::printf("fmlp-bench | %s | %lld | %.2f | %.2f | %.2f | %s\n", dtype_name(io), static_cast<long long>(rows), t[0],
+      std::printf("fmlp-bench | %s | %lld | %.2f | %.2f | %.2f | %s\n", std::string(dtype_name(io)).c_str(), static_cast<long long>(rows), t[0],
                   t[1], t[2], pick.is_ok() ? pick->c_str() : "?");
     }
 }
