@@ -425,6 +425,11 @@ TEST(CudaFusedMlp, Bench) {
   REQUIRE_GPU();
   const Mlp m = course_mlp();
   Stream stream;
+  {  // ~0.5 s of back-to-back work first, so that the clocks have ramped up before anything is timed
+    Instance warm;
+    ASSERT_TRUE(warm.make(m, DataType::kFloat32, &kPerLayer, stream.s).is_ok());
+    for (int i = 0; i < 10; ++i) bench_us(warm, 8192, stream.s);
+  }
   std::printf("fmlp-bench | IO | M | rows64 us | cluster8 us | per-layer cuBLASLt (heuristic) us | tune() picks\n");
   for (DataType io : {DataType::kFloat32, DataType::kFloat16})
     for (int64_t rows : {1, 16, 64, 256, 1024, 8192}) {
@@ -444,6 +449,20 @@ TEST(CudaFusedMlp, Bench) {
       std::printf("fmlp-bench | %s | %lld | %.2f | %.2f | %.2f | %s\n", std::string(dtype_name(io)).c_str(), static_cast<long long>(rows), t[0],
                   t[1], t[2], pick.is_ok() ? pick->c_str() : "?");
     }
+}
+
+// KILN_FMLP_PROFILE=1: a few plain launches of each fused kernel for Nsight Compute (ncu -k regex:fmlp_).
+TEST(CudaFusedMlp, Profile) {
+  if (!std::getenv("KILN_FMLP_PROFILE")) GTEST_SKIP() << "set KILN_FMLP_PROFILE=1";
+  REQUIRE_GPU();
+  const Mlp m = course_mlp();
+  Stream stream;
+  for (auto [tactic, rows] : {std::pair{&kRows64, int64_t{8192}}, std::pair{&kRows64, int64_t{1}},
+                              std::pair{&kCluster8, int64_t{1}}}) {
+    Instance inst;
+    ASSERT_TRUE(inst.make(m, DataType::kFloat32, tactic, stream.s).is_ok());
+    for (int i = 0; i < 2; ++i) run(inst, random_normal(size_t(rows) * m.k0, 5, false), rows, stream.s);
+  }
 }
 
 #endif  // KILN_WITH_CUDA
