@@ -10,6 +10,7 @@
 #include <cuda_fp16.h>
 
 #include <algorithm>
+#include <type_traits>
 
 #include "backends/cuda/cuda_util.h"
 #include "backends/cuda/fused_mlp.h"
@@ -105,40 +106,50 @@ __global__ void __launch_bounds__(lg::THREADS, 1) fmlp_large_kernel(const __grid
   for (int l = 0; l < layers; ++l) total += nchunks[l];
 
   // Loader: chunk after chunk over all layers (the next layer's weights stream in during this one's tail).
-  int ld_layer = 0, ld_kc = 0;
+  // Each thread owns fixed 16-byte pieces: W rows (tid / 8) + 32 i at column (tid % 8) * 8 of the chunk; X rows
+  // (tid / XPR) + (THREADS / XPR) i at column (tid % XPR) * XV. Addresses are set up once per layer.
+  constexpr int XV = XF32 ? 4 : 8, XPR = KC / XV, XRS = THREADS / XPR, XI = BM / XRS;
+  const int wr0 = tid >> 3, wc = (tid & 7) * 8, xr0 = tid / XPR, xc = (tid % XPR) * XV;
+  int ld_layer = 0, ld_kc = 0, ld_n = 0, ld_k = 0, ld_nr = 0;
+  const __half* ld_w = nullptr;
+  size_t ld_wstep = 0;
+  auto set_layer = [&](int l) {
+    if (l >= layers) return;
+    ld_n = sl[l].n;
+    ld_k = sl[l].k;
+    ld_nr = npad[l] / 32;
+    ld_w = static_cast<const __half*>(sl[l].w) + size_t(wr0) * ld_k + wc;
+    ld_wstep = size_t(32) * ld_k;
+  };
+  set_layer(0);
+  const int kx = sl[0].k;
+  using XT = std::conditional_t<XF32, float, __half>;
+  const XT* xbase = static_cast<const XT*>(p.x);
+  const XT* xrow = xbase + (row0 + xr0) * kx + xc;
   auto issue = [&](int stage) {
     if (ld_layer < layers) {
-      const FmlpLayer& L = sl[ld_layer];
       const int k0 = ld_kc * KC;
-      __half* wdst = reinterpret_cast<__half*>(ws + stage * kWStage);
-      const __half* wsrc = static_cast<const __half*>(L.w);
-      for (int i = tid; i < npad[ld_layer] * (KC / 8); i += THREADS) {
-        const int r = i >> 3, c = (i & 7) * 8, gk = k0 + c;
-        const bool in = r < L.n && gk < L.k;
-        cp_async16(wdst + r * W_LD + c, in ? wsrc + size_t(r) * L.k + gk : wsrc, in ? 16 : 0);
+      const bool wk_in = k0 + wc < ld_k;
+      __half* wdst = reinterpret_cast<__half*>(ws + stage * kWStage) + wr0 * W_LD + wc;
+#pragma unroll
+      for (int i = 0; i < kFmlpMaxN / 32; ++i) {
+        if (i < ld_nr) {
+          const bool in = wk_in && wr0 + 32 * i < ld_n;
+          cp_async16(wdst + i * 32 * W_LD, in ? ld_w + i * ld_wstep + k0 : ld_w, in ? 16 : 0);
+        }
       }
       if (ld_layer == 0) {
-        constexpr int VEC = XF32 ? 4 : 8;  // elements per 16 bytes
-        constexpr int PER_ROW = KC / VEC;
-        const int kx = L.k;
-        for (int i = tid; i < BM * PER_ROW; i += THREADS) {
-          const int r = i / PER_ROW, c = (i % PER_ROW) * VEC, gk = k0 + c;
-          const int64_t gr = row0 + r;
-          const bool in = gr < p.m && gk < kx;
-          if constexpr (XF32) {
-            const float* src = static_cast<const float*>(p.x);
-            float* dst = reinterpret_cast<float*>(xs + stage * x_stage(true));
-            cp_async16(dst + r * X_LD + c, in ? src + gr * kx + gk : src, in ? 16 : 0);
-          } else {
-            const __half* src = static_cast<const __half*>(p.x);
-            __half* dst = reinterpret_cast<__half*>(xs + stage * x_stage(false));
-            cp_async16(dst + r * X_LD + c, in ? src + gr * kx + gk : src, in ? 16 : 0);
-          }
+        XT* xdst = reinterpret_cast<XT*>(xs + stage * x_stage(XF32)) + xr0 * X_LD + xc;
+        const bool xk_in = k0 + xc < kx;
+#pragma unroll
+        for (int i = 0; i < XI; ++i) {
+          const bool in = xk_in && row0 + xr0 + XRS * i < p.m;
+          cp_async16(xdst + i * XRS * X_LD, in ? xrow + size_t(i) * XRS * kx + k0 : xbase, in ? 16 : 0);
         }
       }
       if (++ld_kc == nchunks[ld_layer]) {
         ld_kc = 0;
-        ++ld_layer;
+        set_layer(++ld_layer);
       }
     }
     cp_async_commit();  // possibly empty: keeps the group count uniform
@@ -301,10 +312,13 @@ __global__ void __cluster_dims__(kFmlpCluster, 1, 1) __launch_bounds__(sm::THREA
       const int nc = padded_n(L.n) / kFmlpCluster, pieces = round_up(L.k, 16) / 8;
       __half* dst = reinterpret_cast<__half*>(smem + lay.w_off[l]);
       const __half* src = static_cast<const __half*>(L.w) + size_t(rank) * nc * L.k;
-      for (int i = tid; i < nc * pieces; i += THREADS) {
-        const int r = i / pieces, c = (i % pieces) * 8;
-        const bool in = rank * nc + r < L.n && c < L.k;
-        cp_async16(dst + r * lay.w_ld[l] + c, in ? src + size_t(r) * L.k + c : src, in ? 16 : 0);
+      // A warp per row, a lane per 16-byte piece (no division in the address arithmetic).
+      for (int r = warp; r < nc; r += WARPS) {
+        const bool row_in = rank * nc + r < L.n;
+        for (int pc = lane; pc < pieces; pc += 32) {
+          const bool in = row_in && pc * 8 < L.k;
+          cp_async16(dst + r * lay.w_ld[l] + pc * 8, in ? src + size_t(r) * L.k + pc * 8 : src, in ? 16 : 0);
+        }
       }
     }
     cp_async_commit();
@@ -313,8 +327,9 @@ __global__ void __cluster_dims__(kFmlpCluster, 1, 1) __launch_bounds__(sm::THREA
   {
     const int k0 = p.l[0].k, pieces = round_up(k0, 16) / 8;
     __half* xs = reinterpret_cast<__half*>(smem + lay.x_off);
-    for (int i = tid; i < BM * pieces; i += THREADS) {
-      const int r = i / pieces, c = (i % pieces) * 8;
+    for (int r = warp; r < BM; r += WARPS)
+    for (int pc = lane; pc < pieces; pc += 32) {
+      const int c = pc * 8;
       const int64_t gr = row0 + r;
       uint4 out = make_uint4(0, 0, 0, 0);
       if (gr < p.m && c < k0) {
