@@ -24,12 +24,17 @@ export KILN_TEST_CUDA=require KILN_FMLP_BENCH=1
 {
   echo "commit $(cat "$HERE/COMMIT"), $(date -u +%FT%TZ), $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader)"
   crashed=""
-  for libdir in lib lib_v1; do
+  # FMLP_PLAN: "libdir:tests" pairs; tests "all" = $TESTS. Other lib dirs hold earlier libkiln builds.
+  for item in ${FMLP_PLAN:-lib:all lib_v1:all}; do
+    libdir=${item%%:*}
+    which=${item#*:}
     [[ -d "$HERE/$libdir" ]] || continue
     extra=""
-    [[ $libdir == lib_v1 ]] && extra="$HERE/lib_v1:"
+    [[ $libdir != lib ]] && extra="$HERE/$libdir:"
+    list=$TESTS
+    [[ $which != all ]] && list=${which//,/ }
     echo "=== $libdir ($(cat "$HERE/$libdir/COMMIT" 2> /dev/null || cat "$HERE/COMMIT"))"
-    for t in $TESTS; do
+    for t in $list; do
       LD_LIBRARY_PATH="$extra$LD_LIBRARY_PATH" timeout 120 "$T" --gtest_filter="CudaFusedMlp.$t" > "$WORK/t.txt" 2>&1
       rc=$?
       grep -E "Failure|Expected|Which is|error|rel|fmlp-bench|tune|picks|Value of|Actual|\.cpp:" "$WORK/t.txt" | head -40
@@ -40,14 +45,14 @@ export KILN_TEST_CUDA=require KILN_FMLP_BENCH=1
   if [[ -n "$crashed" ]]; then
     set -- $crashed
     extra=""
-    [[ $1 == lib_v1 ]] && extra="$HERE/lib_v1:"
+    [[ $1 != lib ]] && extra="$HERE/$1:"
     echo "=== cuda-gdb backtrace: $crashed"
     LD_LIBRARY_PATH="$extra$LD_LIBRARY_PATH" timeout 150 cuda-gdb -batch -ex "set pagination off" -ex run -ex bt \
       --args "$T" --gtest_filter="CudaFusedMlp.$2" 2>&1 | grep -v "^\[New Thread\|^\[Thread" | tail -40
   fi
   if [[ "${FMLP_FULL:-0}" == 1 ]]; then
     echo "=== full kiln_tests (gpu label)"
-    KILN_FMLP_BENCH= "$T" --gtest_brief=1 2>&1 | tail -25
+    KILN_FMLP_BENCH= timeout "${FMLP_FULL_TIMEOUT:-150}" "$T" --gtest_brief=1 2>&1 | tail -25
     echo "=== full exit ${PIPESTATUS[0]}"
   fi
 } 2>&1 | tee "$OUT/fmlp-log.txt"

@@ -36,10 +36,6 @@ __device__ __forceinline__ uint32_t pack_half2(float a, float b) {
   return *reinterpret_cast<uint32_t*>(&h);
 }
 __device__ __forceinline__ uint32_t ld32(const __half* p) { return *reinterpret_cast<const uint32_t*>(p); }
-__device__ __forceinline__ uint32_t ld_f32x2_as_h2(const float* p) {
-  const float2 v = *reinterpret_cast<const float2*>(p);
-  return pack_half2(v.x, v.y);
-}
 
 // Four 8x8 float16 matrices; lane l gives the row address of matrix l / 8 (row l % 8).
 __device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const __half* p) {
@@ -80,7 +76,10 @@ constexpr int X_LD = KC + 8;  // elements
 constexpr size_t kWStage = size_t(kFmlpMaxN) * W_LD * 2;
 constexpr size_t x_stage(bool f32) { return size_t(BM) * X_LD * (f32 ? 4 : 2); }
 constexpr size_t kH = size_t(BM) * kHLd * 2;
-constexpr size_t smem(bool f32) { return STAGES * (x_stage(f32) + kWStage) + kH; }
+// float32 X: each thread converts the pieces it loaded into a float16 copy (double-buffered by chunk), which
+// the MMA loop reads with ldmatrix like float16 X: one conversion per element instead of one per warp column.
+constexpr size_t kXHalf = size_t(2) * BM * X_LD * 2;
+constexpr size_t smem(bool f32) { return STAGES * (x_stage(f32) + kWStage) + kH + (f32 ? kXHalf : 0); }
 }  // namespace lg
 
 template <bool XF32>
@@ -100,6 +99,7 @@ __global__ void __launch_bounds__(lg::THREADS, 1) fmlp_large_kernel(const __grid
   unsigned char* xs = smem;
   unsigned char* ws = smem + STAGES * x_stage(XF32);
   __half* hs = reinterpret_cast<__half*>(ws + STAGES * kWStage);
+  __half* xhb = hs + BM * kHLd;  // float32 X only: the chunk's float16 copy, two buffers
   const int64_t row0 = int64_t(blockIdx.x) * BM;
   const int layers = p.layers;
   int total = 0;
@@ -168,9 +168,20 @@ __global__ void __launch_bounds__(lg::THREADS, 1) fmlp_large_kernel(const __grid
   int layer = 0, kc = 0;
   for (int c = 0; c < total; ++c) {
     cp_async_wait<STAGES - 2>();
+    const int stage = c % STAGES;
+    if constexpr (XF32) {
+      if (layer == 0) {  // this thread's own pieces of chunk c (visible to it after the wait) -> float16
+        const float* xsrc = reinterpret_cast<const float*>(xs + stage * x_stage(true)) + xr0 * X_LD + xc;
+        __half* xdst = xhb + (c & 1) * BM * X_LD + xr0 * X_LD + xc;
+#pragma unroll
+        for (int i = 0; i < XI; ++i) {
+          const float4 v = *reinterpret_cast<const float4*>(xsrc + i * XRS * X_LD);
+          *reinterpret_cast<uint2*>(xdst + i * XRS * X_LD) = make_uint2(pack_half2(v.x, v.y), pack_half2(v.z, v.w));
+        }
+      }
+    }
     __syncthreads();  // chunk c visible to all; stage (c-1) % STAGES free for refilling
     issue((c + STAGES - 1) % STAGES);
-    const int stage = c % STAGES;
     const FmlpLayer& L = sl[layer];
     const int nw = npad[layer] / 4, ntw = nw / 8;
     const __half* wst = reinterpret_cast<const __half*>(ws + stage * kWStage);
@@ -182,17 +193,9 @@ __global__ void __launch_bounds__(lg::THREADS, 1) fmlp_large_kernel(const __grid
 #pragma unroll
       for (int mi = 0; mi < 2; ++mi) {
         if (layer == 0) {
-          if constexpr (XF32) {
-            const int r = wm * 32 + mi * 16 + g, kk = ks * 16 + 2 * t;
-            const float* xf = reinterpret_cast<const float*>(xs + stage * x_stage(true));
-            a[mi][0] = ld_f32x2_as_h2(xf + r * X_LD + kk);
-            a[mi][1] = ld_f32x2_as_h2(xf + (r + 8) * X_LD + kk);
-            a[mi][2] = ld_f32x2_as_h2(xf + r * X_LD + kk + 8);
-            a[mi][3] = ld_f32x2_as_h2(xf + (r + 8) * X_LD + kk + 8);
-          } else {
-            const __half* xh = reinterpret_cast<const __half*>(xs + stage * x_stage(false));
-            ldmatrix_x4(a[mi], xh + (wm * 32 + mi * 16 + lr + (lq & 1) * 8) * X_LD + ks * 16 + (lq >> 1) * 8);
-          }
+          const __half* xh = XF32 ? xhb + (c & 1) * BM * X_LD
+                                  : reinterpret_cast<const __half*>(xs + stage * x_stage(false));
+          ldmatrix_x4(a[mi], xh + (wm * 32 + mi * 16 + lr + (lq & 1) * 8) * X_LD + ks * 16 + (lq >> 1) * 8);
         } else {
           ldmatrix_x4(a[mi], hs + (wm * 32 + mi * 16 + lr + (lq & 1) * 8) * kHLd + kc * KC + ks * 16 + (lq >> 1) * 8);
         }
