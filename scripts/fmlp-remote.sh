@@ -52,7 +52,7 @@ export KILN_TEST_CUDA=require KILN_FMLP_BENCH=1
   fi
   if [[ "${FMLP_FULL:-0}" == 1 ]]; then
     echo "=== full kiln_tests (gpu label)"
-    KILN_FMLP_BENCH= timeout "${FMLP_FULL_TIMEOUT:-150}" "$T" --gtest_brief=1 2>&1 | tail -25
+    env -u KILN_FMLP_BENCH timeout "${FMLP_FULL_TIMEOUT:-150}" "$T" --gtest_brief=1 2>&1 | tail -25
     echo "=== full exit ${PIPESTATUS[0]}"
   fi
 } 2>&1 | tee "$OUT/fmlp-log.txt"

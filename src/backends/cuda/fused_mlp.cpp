@@ -6,7 +6,7 @@
 //              epilogue, other activations as one elementwise kernel after their layer.
 // tune() times both (CUDA graph replays) at the profile's opt shape and records the faster (kiln_tactic, kiln_tactic_data =
 // [mode (1 fused, 0 per-layer), small_max_m, per-layer cuBLASLt algorithms as 8 ints each when per-layer],
-// kiln_tactic_ms). Without a recorded tactic the kernel runs fused with small_max_m = 64.
+// kiln_tactic_ms). Without a recorded tactic the kernel runs per-layer (see Tactic).
 #include <algorithm>
 #include <cstring>
 #include <optional>
@@ -112,6 +112,8 @@ class PerLayer {
       pl->lt_.push_back(std::move(*lt));
     }
     if (io == DataType::kFloat32) {
+      if (!last_bias)
+        return Status(StatusCode::kInternal, context + ": the last layer's bias has no host copy to convert to float32");
       std::vector<float> b32(static_cast<size_t>(d.n.back()));
       for (size_t j = 0; j < b32.size(); ++j) b32[j] = static_cast<float>(last_bias->get_double(static_cast<int64_t>(j)));
       Status s = pl->bias32_.alloc(b32.size() * 4, context);
@@ -193,8 +195,10 @@ class PerLayer {
   int64_t m_ = 0;
 };
 
+// Without a recorded tactic: per-layer cuBLASLt (heuristic algorithms), measured faster than both fused kernels
+// on the H100 at every M tried (bench/GPU_NOTES.md, 2026-11-25).
 struct Tactic {
-  bool fused = true;
+  bool fused = false;
   int64_t small_max_m = kDefaultSmallMaxM;
   std::vector<std::optional<LtAlgo>> algos;  // per layer (per-layer mode)
 };
