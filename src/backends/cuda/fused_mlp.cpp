@@ -1,0 +1,508 @@
+// kiln.FusedMLP on the GPU, host side: supports, tune, create and the kernel object. Two tactics:
+//   fused      one launch for the whole chain (fused_mlp.cu): the cluster8 kernel for M <= small_max_m, the
+//              rows64 kernel above; small_max_m is measured at build time.
+//   per-layer  one cuBLASLt matmul per layer through LtMatmul (lt_matmul.h: the same plans, tactic timing and
+//              timing cache as the Gemm kernels), float32 X cast to float16 first, bias+ReLU in cuBLASLt's
+//              epilogue, other activations as one elementwise kernel after their layer.
+// tune() times both (CUDA graph replays) at the profile's opt shape and records the faster (kiln_tactic, kiln_tactic_data =
+// [mode (1 fused, 0 per-layer), small_max_m, per-layer cuBLASLt algorithms as 8 ints each when per-layer],
+// kiln_tactic_ms). Without a recorded tactic the kernel runs per-layer (see Tactic).
+#include <algorithm>
+#include <cstring>
+#include <optional>
+
+#include <fmt/format.h>
+
+#include "backends/cuda/cuda_kernel.h"
+#include "backends/cuda/fused_mlp.h"
+#include "backends/cuda/gemm_elementwise.h"
+#include "backends/cuda/lt_matmul.h"
+#include "ops/float16.h"
+#include "ops/fused_mlp.h"
+
+namespace kiln::cuda {
+namespace {
+
+constexpr const char* kName = "cuda.f16.fused_mlp";
+constexpr int64_t kDefaultSmallMaxM = 64;
+
+struct Dims2 {
+  std::vector<int> k, n;
+  int layers() const { return static_cast<int>(k.size()); }
+};
+
+Result<Dims2> layer_dims(const Node& node, const Graph& g, int layers) {
+  Dims2 d;
+  for (int i = 0; i < layers; ++i) {
+    const Value& w = g.values[node.inputs[fused_mlp_weight_input(i)]];
+    if (!w.rank_known || w.shape.size() != 2 || w.shape[0] <= 0 || w.shape[1] <= 0)
+      return Status(StatusCode::kUnsupported, fmt::format("layer {}: W '{}' has no static 2-D shape", i, w.name));
+    d.n.push_back(static_cast<int>(w.shape[0]));
+    d.k.push_back(static_cast<int>(w.shape[1]));
+  }
+  return d;
+}
+
+Status supports(const Node& node, const Graph& g) {
+  auto at = FusedMlpAttrs::parse(node);
+  if (!at.is_ok()) return at.status();
+  auto refuse = [](const std::string& why) { return Status(StatusCode::kUnsupported, why); };
+  if (at->weight_layout != "nk") return refuse(fmt::format("weights in layout '{}' ({} reads nk)", at->weight_layout, kName));
+  const int L = at->layers();
+  if (L < 1 || L > kFmlpMaxLayers) return refuse(fmt::format("{} layers ({} runs 1..{})", L, kName, kFmlpMaxLayers));
+  const DataType xdt = g.values[node.inputs[0]].dtype, ydt = g.values[node.outputs[0]].dtype;
+  if (xdt != DataType::kFloat32 && xdt != DataType::kFloat16)
+    return refuse(fmt::format("X is {}; {} takes float32 or float16", dtype_name(xdt), kName));
+  if (ydt != xdt) return refuse(fmt::format("Y is {}, X {}: {} writes X's dtype", dtype_name(ydt), dtype_name(xdt), kName));
+  if (node.precision != "fp16" && node.precision != "fp32" && node.precision != "tf32" && !node.precision.empty())
+    return refuse(fmt::format("precision '{}' is not supported by {}", node.precision, kName));
+  for (int i = 0; i < L; ++i) {
+    const Value& w = g.values[node.inputs[fused_mlp_weight_input(i)]];
+    const Value& b = g.values[node.inputs[fused_mlp_bias_input(i)]];
+    if (w.dtype != DataType::kFloat16 || b.dtype != DataType::kFloat16)
+      return refuse(fmt::format("layer {}: weights are {} ({} runs float16 weights only: build with --fp16; float32 "
+                                "layers stay per-layer Gemms)", i, dtype_name(w.dtype), kName));
+    if (!g.is_constant(node.inputs[fused_mlp_weight_input(i)]) || !g.is_constant(node.inputs[fused_mlp_bias_input(i)]))
+      return refuse(fmt::format("layer {}: W or b is not a constant", i));
+  }
+  auto d = layer_dims(node, g, L);
+  if (!d.is_ok()) return d.status();
+  for (int i = 0; i < L; ++i) {
+    if (d->n[i] > kFmlpMaxN)
+      return refuse(fmt::format("layer {}: {} output features ({} holds at most {} per layer)", i, d->n[i], kName, kFmlpMaxN));
+    if (d->k[i] % 8 != 0)
+      return refuse(fmt::format("layer {}: {} input features, not a multiple of 8 (16-byte rows for {})", i, d->k[i], kName));
+  }
+  return Status::ok();
+}
+
+// Device copy of host data, freed on destruction.
+struct DevBuf {
+  void* p = nullptr;
+  DevBuf() = default;
+  DevBuf(const DevBuf&) = delete;
+  DevBuf& operator=(const DevBuf&) = delete;
+  ~DevBuf() {
+    if (p) cudaFree(p);
+  }
+  Status alloc(size_t bytes, const std::string& what) {
+    return check(cudaMalloc(&p, std::max<size_t>(bytes, 256)), fmt::format("{}: cudaMalloc of {} bytes", what, bytes));
+  }
+};
+
+size_t align256(size_t v) { return (v + 255) / 256 * 256; }
+
+// The per-layer tactic: one LtMatmul per layer over the op's own buffers (W [N,K] float16 is cuBLASLt's "TN"
+// form; hidden biases are float16 like their outputs). A float32 Y takes a float32 copy of the last bias.
+class PerLayer {
+ public:
+  static Result<std::unique_ptr<PerLayer>> create(const FusedMlpAttrs& at, const Dims2& d, DataType io,
+                                                  const std::vector<std::optional<LtAlgo>>& algos,
+                                                  const Tensor* last_bias, const std::string& context) {
+    std::unique_ptr<PerLayer> pl(new PerLayer());
+    pl->at_ = at;
+    pl->d_ = d;
+    pl->io_ = io;
+    for (int i = 0; i < d.layers(); ++i) {
+      const bool last = i + 1 == d.layers();
+      auto lt = LtMatmul::create(LtTypes{DataType::kFloat16, last ? io : DataType::kFloat16, false},
+                                 i < static_cast<int>(algos.size()) ? algos[i] : std::nullopt,
+                                 fmt::format("{} layer {} (per-layer cuBLASLt)", context, i));
+      if (!lt.is_ok()) return lt.status();
+      pl->lt_.push_back(std::move(*lt));
+    }
+    if (io == DataType::kFloat32) {
+      if (!last_bias)
+        return Status(StatusCode::kInternal, context + ": the last layer's bias has no host copy to convert to float32");
+      std::vector<float> b32(static_cast<size_t>(d.n.back()));
+      for (size_t j = 0; j < b32.size(); ++j) b32[j] = static_cast<float>(last_bias->get_double(static_cast<int64_t>(j)));
+      Status s = pl->bias32_.alloc(b32.size() * 4, context);
+      if (s.is_ok())
+        s = check(cudaMemcpy(pl->bias32_.p, b32.data(), b32.size() * 4, cudaMemcpyHostToDevice), context + ": bias upload");
+      if (!s.is_ok()) return s;
+    }
+    return pl;
+  }
+
+  static LtProblem problem(const FusedMlpAttrs& at, const Dims2& d, int i, int64_t m) {
+    LtProblem p;
+    p.m = m;
+    p.n = d.n[i];
+    p.k = d.k[i];
+    p.trans_w = true;
+    p.bias = true;
+    p.relu = at.activations[i] == Activation::kRelu;
+    return p;
+  }
+
+  Status select(int64_t m) {
+    m_ = m;
+    if (m <= 0) return Status::ok();
+    for (int i = 0; i < d_.layers(); ++i) {
+      Status s = lt_[i]->select(problem(at_, d_, i, m));
+      if (!s.is_ok()) return s;
+    }
+    return Status::ok();
+  }
+
+  size_t workspace_bytes() const {
+    if (m_ <= 0) return 0;
+    size_t lt = 0;
+    for (const auto& l : lt_) lt = std::max(lt, l->workspace_bytes());
+    const int maxn = *std::max_element(d_.n.begin(), d_.n.end());
+    const size_t x = io_ == DataType::kFloat32 ? align256(size_t(m_) * d_.k[0] * 2) : 0;
+    return x + 2 * align256(size_t(m_) * maxn * 2) + lt;
+  }
+
+  Status run(const void* x, const std::vector<const void*>& w, const std::vector<const void*>& b, void* y, void* ws,
+             cudaStream_t stream) {
+    if (m_ <= 0) return Status::ok();
+    auto* base = static_cast<unsigned char*>(ws);
+    const int maxn = *std::max_element(d_.n.begin(), d_.n.end());
+    const size_t xb = io_ == DataType::kFloat32 ? align256(size_t(m_) * d_.k[0] * 2) : 0;
+    const size_t hb = align256(size_t(m_) * maxn * 2);
+    void* h[2] = {base + xb, base + xb + hb};
+    void* lt_ws = base + xb + 2 * hb;
+    const void* a = x;
+    if (io_ == DataType::kFloat32) {
+      Status s = launch_fmlp_cast_f16(static_cast<const float*>(x), base, m_ * d_.k[0], stream);
+      if (!s.is_ok()) return s;
+      a = base;
+    }
+    for (int i = 0; i < d_.layers(); ++i) {
+      const bool last = i + 1 == d_.layers();
+      void* out = last ? y : h[i & 1];
+      const void* bias = last && io_ == DataType::kFloat32 ? bias32_.p : b[i];
+      Status s = lt_[i]->run(a, w[i], out, bias, 1.f, 0.f, lt_ws, stream);
+      if (!s.is_ok()) return s;
+      const Activation act = at_.activations[i];
+      if (act != Activation::kNone && act != Activation::kRelu) {
+        s = launch_activation(out, last ? io_ : DataType::kFloat16, m_ * d_.n[i], act, at_.activation_alphas[i], stream);
+        if (!s.is_ok()) return s;
+      }
+      a = out;
+    }
+    return Status::ok();
+  }
+
+ private:
+  PerLayer() = default;
+  FusedMlpAttrs at_;
+  Dims2 d_;
+  DataType io_ = DataType::kFloat32;
+  std::vector<std::unique_ptr<LtMatmul>> lt_;
+  DevBuf bias32_;
+  int64_t m_ = 0;
+};
+
+// Without a recorded tactic: per-layer cuBLASLt (heuristic algorithms), measured faster than both fused kernels
+// on the H100 at every M tried (bench/GPU_NOTES.md, 2026-11-25).
+struct Tactic {
+  bool fused = false;
+  int64_t small_max_m = kDefaultSmallMaxM;
+  std::vector<std::optional<LtAlgo>> algos;  // per layer (per-layer mode)
+};
+
+std::vector<int64_t> tactic_ints(const Tactic& t) {
+  std::vector<int64_t> v{t.fused ? 1 : 0, t.small_max_m};
+  if (!t.fused)
+    for (const auto& a : t.algos) {
+      auto ints = a ? algo_to_ints(*a) : std::vector<int64_t>(8, 0);
+      v.insert(v.end(), ints.begin(), ints.end());
+    }
+  return v;
+}
+
+Result<Tactic> read_fmlp_tactic(const Node& node, int layers) {
+  Tactic t;
+  if (!node.attrs.has(kTacticDataAttr)) return t;
+  auto data = node.attrs.get_ints(kTacticDataAttr, {});
+  if (!data.is_ok()) return data.status();
+  const auto& v = *data;
+  if (v.size() < 2 || (v[0] != 0 && v[0] != 1) || (v[0] == 0 && v.size() != 2 && v.size() != 2 + 8 * size_t(layers)))
+    return Status(StatusCode::kInvalidArgument,
+                  fmt::format("{}: attribute {} holds {} ints, not a {} tactic", node.describe(), kTacticDataAttr,
+                              v.size(), kName));
+  t.fused = v[0] == 1;
+  t.small_max_m = v[1];
+  if (!t.fused && v.size() > 2)
+    for (int i = 0; i < layers; ++i) {
+      std::vector<int64_t> ints(v.begin() + 2 + 8 * i, v.begin() + 2 + 8 * (i + 1));
+      if (std::all_of(ints.begin(), ints.end(), [](int64_t x) { return x == 0; })) t.algos.emplace_back();
+      else t.algos.push_back(algo_from_ints(ints));
+    }
+  return t;
+}
+
+FmlpParams make_params(const FusedMlpAttrs& at, const Dims2& d, const void* const* inputs, void* y, int64_t m) {
+  FmlpParams p;
+  p.x = inputs[0];
+  p.y = y;
+  p.m = m;
+  p.layers = d.layers();
+  for (int i = 0; i < d.layers(); ++i) {
+    p.l[i].w = inputs[fused_mlp_weight_input(i)];
+    p.l[i].b = inputs[fused_mlp_bias_input(i)];
+    p.l[i].k = d.k[i];
+    p.l[i].n = d.n[i];
+    p.l[i].act = at.activations[i];
+    p.l[i].alpha = at.activation_alphas[i];
+  }
+  return p;
+}
+
+Status launch_fused(const FmlpParams& p, bool x_f32, int64_t small_max_m, cudaStream_t stream) {
+  if (reinterpret_cast<uintptr_t>(p.x) % 16 != 0)
+    return Status(StatusCode::kUnsupported,
+                  fmt::format("{}: X at {} is not 16-byte aligned (the fused kernels load it with cp.async)", kName, p.x));
+  if (p.m <= small_max_m && fmlp_small_smem(p) > 0) return launch_fmlp_small(p, x_f32, stream);
+  return launch_fmlp_large(p, x_f32, stream);
+}
+
+class FusedMlpKernel final : public CudaKernel {
+ public:
+  FusedMlpKernel(FusedMlpAttrs at, Dims2 d, DataType io, Tactic t, std::unique_ptr<PerLayer> pl, std::string context)
+      : at_(std::move(at)), d_(std::move(d)), io_(io), t_(std::move(t)), per_layer_(std::move(pl)),
+        context_(std::move(context)) {}
+
+  Status reshape(const std::vector<TensorDesc>& inputs, const std::vector<TensorDesc>&) override {
+    m_ = volume(inputs[0].shape) / d_.k[0];
+    return per_layer_ ? per_layer_->select(m_) : Status::ok();
+  }
+  size_t workspace_bytes() const override { return per_layer_ ? per_layer_->workspace_bytes() : 0; }
+
+  Status enqueue(const void* const* inputs, void* const* outputs, void* workspace, cudaStream_t stream) override {
+    if (m_ <= 0) return Status::ok();
+    Status s;
+    if (per_layer_) {
+      std::vector<const void*> w, b;
+      for (int i = 0; i < d_.layers(); ++i) {
+        w.push_back(inputs[fused_mlp_weight_input(i)]);
+        b.push_back(inputs[fused_mlp_bias_input(i)]);
+      }
+      s = per_layer_->run(inputs[0], w, b, outputs[0], workspace, stream);
+    } else {
+      s = launch_fused(make_params(at_, d_, inputs, outputs[0], m_), io_ == DataType::kFloat32, t_.small_max_m, stream);
+    }
+    if (s.is_ok()) return s;
+    return Status(s.code(), fmt::format("{}: {}", context_, s.message()));
+  }
+
+ private:
+  FusedMlpAttrs at_;
+  Dims2 d_;
+  DataType io_;
+  Tactic t_;
+  std::unique_ptr<PerLayer> per_layer_;
+  std::string context_;
+  int64_t m_ = 0;
+};
+
+std::string layer_context(const Node& n) { return fmt::format("layer '{}' ({})", n.name, kName); }
+
+Result<std::unique_ptr<CudaKernel>> create(const KernelInit& init) {
+  auto at = FusedMlpAttrs::parse(init.node);
+  if (!at.is_ok()) return at.status();
+  auto d = layer_dims(init.node, init.graph, at->layers());
+  if (!d.is_ok()) return d.status();
+  auto t = read_fmlp_tactic(init.node, at->layers());
+  if (!t.is_ok()) return t.status();
+  const DataType io = init.graph.values[init.node.inputs[0]].dtype;
+  const std::string context = layer_context(init.node);
+  Status s = fmlp_prepare();
+  if (!s.is_ok()) return s;
+  std::unique_ptr<PerLayer> pl;
+  if (!t->fused) {
+    auto p = PerLayer::create(*at, *d, io, t->algos, init.constants[fused_mlp_bias_input(at->layers() - 1)], context);
+    if (!p.is_ok()) return p.status();
+    pl = std::move(*p);
+  }
+  return std::unique_ptr<CudaKernel>(
+      std::make_unique<FusedMlpKernel>(std::move(*at), std::move(*d), io, std::move(*t), std::move(pl), context));
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Tuning
+
+// Per-launch time in ms as a CUDA graph replays it (engines run with --useCudaGraph; plain launches would time
+// the host's launch cost, which favours one fused launch over four): 10 launches captured into one graph,
+// median of 15 timed replays after 3 warm-ups, divided by 10.
+Result<double> time_ms(const std::function<Status()>& launch, cudaStream_t stream, const std::string& what) {
+  constexpr int kPerGraph = 10, kWarmup = 3, kRuns = 15;
+  Status s = launch();  // once outside the capture: lazy module loading, first-use setup
+  if (s.is_ok()) s = check(cudaStreamSynchronize(stream), what + ": synchronizing");
+  if (!s.is_ok()) return s;
+  cudaGraph_t graph = nullptr;
+  cudaGraphExec_t exec = nullptr;
+  cudaEvent_t a = nullptr, b = nullptr;
+  auto cleanup = [&] {
+    if (exec) cudaGraphExecDestroy(exec);
+    if (graph) cudaGraphDestroy(graph);
+    if (a) cudaEventDestroy(a);
+    if (b) cudaEventDestroy(b);
+  };
+  s = check(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal), what + ": cudaStreamBeginCapture");
+  if (!s.is_ok()) return s;
+  for (int i = 0; i < kPerGraph && s.is_ok(); ++i) s = launch();
+  Status end = check(cudaStreamEndCapture(stream, &graph), what + ": cudaStreamEndCapture");
+  if (s.is_ok()) s = end;
+  if (s.is_ok()) s = check(cudaGraphInstantiate(&exec, graph, 0), what + ": cudaGraphInstantiate");
+  if (s.is_ok()) s = check(cudaEventCreate(&a), what + ": cudaEventCreate");
+  if (s.is_ok()) s = check(cudaEventCreate(&b), what + ": cudaEventCreate");
+  for (int i = 0; i < kWarmup && s.is_ok(); ++i) s = check(cudaGraphLaunch(exec, stream), what + ": cudaGraphLaunch");
+  std::vector<float> ms;
+  for (int i = 0; i < kRuns && s.is_ok(); ++i) {
+    s = check(cudaEventRecord(a, stream), what + ": cudaEventRecord");
+    if (s.is_ok()) s = check(cudaGraphLaunch(exec, stream), what + ": cudaGraphLaunch");
+    if (s.is_ok()) s = check(cudaEventRecord(b, stream), what + ": cudaEventRecord");
+    if (s.is_ok()) s = check(cudaEventSynchronize(b), what + ": cudaEventSynchronize");
+    float t = 0;
+    if (s.is_ok()) s = check(cudaEventElapsedTime(&t, a, b), what + ": cudaEventElapsedTime");
+    ms.push_back(t);
+  }
+  cleanup();
+  if (!s.is_ok()) {
+    cudaGetLastError();
+    return s;
+  }
+  std::nth_element(ms.begin(), ms.begin() + kRuns / 2, ms.end());
+  return static_cast<double>(ms[kRuns / 2]) / kPerGraph;
+}
+
+Status tune(Node& node, const Graph& g, const TuneContext& ctx) {
+  auto at = FusedMlpAttrs::parse(node);
+  if (!at.is_ok()) return at.status();
+  auto d = layer_dims(node, g, at->layers());
+  if (!d.is_ok()) return d.status();
+  const std::string what = layer_context(node) + ": tuning";
+  const DataType io = g.values[node.inputs[0]].dtype;
+  const int L = d->layers();
+  const int64_t m_opt = volume(ctx.in_opt.at(0).shape) / d->k[0];
+  const int64_t m_min = std::max<int64_t>(1, volume(ctx.in_min.at(0).shape) / d->k[0]);
+  const int64_t m_max = std::max(m_opt, volume(ctx.in_max.at(0).shape) / d->k[0]);
+  if (m_opt <= 0) return Status::ok();
+  Status s = fmlp_prepare();
+  if (!s.is_ok()) return s;
+
+  // Constants and random non-zero activations at the largest M timed.
+  const std::vector<int64_t> probe_ms = {1, 16, 64, 256};
+  int64_t m_buf = m_opt;
+  for (int64_t m : probe_ms)
+    if (m <= m_max) m_buf = std::max(m_buf, m);
+  std::vector<DevBuf> consts(node.inputs.size());
+  std::vector<const void*> inputs(node.inputs.size(), nullptr);
+  for (size_t i = 1; i < node.inputs.size(); ++i) {
+    const Tensor& t = *g.values[node.inputs[i]].constant;
+    s = consts[i].alloc(t.nbytes(), what);
+    if (s.is_ok()) s = check(cudaMemcpy(consts[i].p, t.raw(), t.nbytes(), cudaMemcpyHostToDevice), what + ": upload");
+    if (!s.is_ok()) return s;
+    inputs[i] = consts[i].p;
+  }
+  DevBuf x, y;
+  s = x.alloc(size_t(m_buf) * d->k[0] * dtype_size(io), what);
+  if (s.is_ok()) s = y.alloc(size_t(m_buf) * d->n.back() * dtype_size(io), what);
+  if (s.is_ok()) s = launch_fill_random(x.p, io, m_buf * d->k[0], 7, ctx.stream);
+  if (!s.is_ok()) return s;
+  inputs[0] = x.p;
+  const bool x_f32 = io == DataType::kFloat32;
+  auto fused_time = [&](int64_t m, bool small) -> Result<double> {
+    const FmlpParams p = make_params(*at, *d, inputs.data(), y.p, m);
+    return time_ms([&] { return small ? launch_fmlp_small(p, x_f32, ctx.stream) : launch_fmlp_large(p, x_f32, ctx.stream); },
+                   ctx.stream, what);
+  };
+
+  // Which M the cluster8 kernel wins up to: probe upward, stop at the first M where rows64 is as fast.
+  Tactic best;
+  best.small_max_m = 0;
+  const bool small_fits = fmlp_small_smem(make_params(*at, *d, inputs.data(), y.p, 1)) > 0;
+  std::string probes;
+  if (small_fits) {
+    for (int64_t m : probe_ms) {
+      if (m > m_max) break;
+      auto ts = fused_time(m, true);
+      if (!ts.is_ok()) return ts.status();
+      auto tl = fused_time(m, false);
+      if (!tl.is_ok()) return tl.status();
+      probes += fmt::format(" M={}: cluster8 {:.4f} rows64 {:.4f};", m, *ts, *tl);
+      if (*ts >= *tl) break;
+      best.small_max_m = m;
+    }
+  }
+  auto tf = fused_time(m_opt, m_opt <= best.small_max_m);
+  if (!tf.is_ok()) return tf.status();
+  const double fused_ms = *tf;
+
+  // The per-layer path: each layer's cuBLASLt tactic through lt_tune (and the timing cache), then the chain.
+  std::optional<double> per_layer_ms;
+  std::vector<std::optional<LtAlgo>> algos;
+  std::string per_layer_why;
+  {
+    Status ps;
+    for (int i = 0; i < L && ps.is_ok(); ++i) {
+      const bool last = i + 1 == L;
+      const LtTypes types{DataType::kFloat16, last ? io : DataType::kFloat16, false};
+      auto t = lt_tune(types, PerLayer::problem(*at, *d, i, m_opt), PerLayer::problem(*at, *d, i, m_min),
+                       PerLayer::problem(*at, *d, i, m_max), 1.f, 0.f, ctx, "cuda.f16.gemm.cublaslt", node.precision,
+                       fmt::format("{} layer {}", layer_context(node), i));
+      if (!t.is_ok()) ps = t.status();
+      else algos.push_back(t->algo);
+    }
+    std::unique_ptr<PerLayer> pl;
+    if (ps.is_ok()) {
+      auto p = PerLayer::create(*at, *d, io, algos, &*g.values[node.inputs[fused_mlp_bias_input(L - 1)]].constant,
+                                layer_context(node));
+      if (p.is_ok()) pl = std::move(*p);
+      else ps = p.status();
+    }
+    if (ps.is_ok()) ps = pl->select(m_opt);
+    DevBuf ws;
+    if (ps.is_ok()) ps = ws.alloc(pl->workspace_bytes(), what);
+    if (ps.is_ok()) {
+      std::vector<const void*> w, b;
+      for (int i = 0; i < L; ++i) {
+        w.push_back(inputs[fused_mlp_weight_input(i)]);
+        b.push_back(inputs[fused_mlp_bias_input(i)]);
+      }
+      auto t = time_ms([&] { return pl->run(x.p, w, b, y.p, ws.p, ctx.stream); }, ctx.stream, what);
+      if (t.is_ok()) per_layer_ms = *t;
+      else ps = t.status();
+    }
+    if (!ps.is_ok()) per_layer_why = ps.message();
+  }
+  if (ctx.verbose)
+    fmt::print(stderr, "kiln: {}: fused {:.4f} ms, per-layer cuBLASLt {} at M={};{}\n", layer_context(node), fused_ms,
+               per_layer_ms ? fmt::format("{:.4f} ms", *per_layer_ms) : "unavailable (" + per_layer_why + ")", m_opt,
+               probes);
+  const std::string fused_name =
+      best.small_max_m > 0 ? fmt::format("fused: cluster8 M<={}, rows64 above", best.small_max_m) : "fused: rows64";
+  if (per_layer_ms && *per_layer_ms < fused_ms) {
+    best.fused = false;
+    best.algos = algos;
+    node.attrs.set(kTacticAttr, fmt::format("per-layer cuBLASLt ({:.4f} ms; {} {:.4f} ms)", *per_layer_ms, fused_name, fused_ms));
+    node.attrs.set(kTacticMsAttr, static_cast<float>(*per_layer_ms));
+  } else {
+    node.attrs.set(kTacticAttr, per_layer_ms ? fmt::format("{} ({:.4f} ms; per-layer cuBLASLt {:.4f} ms)", fused_name,
+                                                           fused_ms, *per_layer_ms)
+                                             : fused_name);
+    node.attrs.set(kTacticMsAttr, static_cast<float>(fused_ms));
+  }
+  node.attrs.set(kTacticDataAttr, tactic_ints(best));
+  return Status::ok();
+}
+
+KernelDef fused_mlp_def() {
+  KernelDef d;
+  d.name = kName;
+  d.domain = "kiln";
+  d.op_type = "FusedMLP";
+  d.priority = 10;
+  d.supports = supports;
+  d.tune = tune;
+  d.create = create;
+  return d;
+}
+
+const KernelRegistrar kFusedMlp{fused_mlp_def()};
+
+}  // namespace
+}  // namespace kiln::cuda

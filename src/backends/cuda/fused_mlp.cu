@@ -1,0 +1,507 @@
+// kiln.FusedMLP device code: the large-M row-tile kernel and the small-M cluster kernel (see fused_mlp.h for
+// the packed layout and the design). No fmt here (nvcc 13): messages use cat().
+//
+// MMA fragments (mma.sync.m16n8k16.row.col, lane = 4g + t): A a0..a3 = A[g][2t..], A[g+8][2t..],
+// A[g][2t+8..], A[g+8][2t+8..] (two halves each); B b0, b1 = W[n=g][2t..], W[g][2t+8..] (W stored [n][k], so
+// B's K pairs are contiguous); C c0..c3 = C[g][2t], C[g][2t+1], C[g+8][2t], C[g+8][2t+1].
+// Shared-memory row strides are padded by 8 halves (16 bytes) so that the 32 lanes' 32-bit fragment loads
+// (word 4g + t + const) land in 32 distinct banks.
+#include <cooperative_groups.h>
+#include <cuda_fp16.h>
+
+#include <algorithm>
+#include <type_traits>
+
+#include "backends/cuda/cuda_util.h"
+#include "backends/cuda/fused_mlp.h"
+#include "backends/cuda/gemm_elementwise.h"
+
+namespace cg = cooperative_groups;
+
+namespace kiln::cuda {
+namespace {
+
+__device__ __forceinline__ void cp_async16(void* smem, const void* gmem, int src_bytes) {
+  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(src_bytes));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+
+__device__ __forceinline__ uint32_t pack_half2(float a, float b) {
+  __half2 h = __floats2half2_rn(a, b);
+  return *reinterpret_cast<uint32_t*>(&h);
+}
+__device__ __forceinline__ uint32_t ld32(const __half* p) { return *reinterpret_cast<const uint32_t*>(p); }
+
+// Four 8x8 float16 matrices; lane l gives the row address of matrix l / 8 (row l % 8).
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const __half* p) {
+  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(p));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(s));
+}
+
+__device__ __forceinline__ void mma16816(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+template <bool F32>
+__device__ __forceinline__ void store_y(void* y, int64_t i, float v) {
+  if constexpr (F32) static_cast<float*>(y)[i] = v;
+  else static_cast<__half*>(y)[i] = __float2half_rn(v);
+}
+
+__host__ __device__ constexpr int round_up(int v, int to) { return (v + to - 1) / to * to; }
+__host__ __device__ constexpr int padded_n(int n) { return round_up(n, kFmlpPadN); }
+__device__ __forceinline__ float bias_at(const FmlpLayer& L, int col) {
+  return col < L.n ? __half2float(static_cast<const __half*>(L.b)[col]) : 0.f;
+}
+
+constexpr int kHLd = kFmlpMaxN + 8;  // hidden activations' row stride (halves), both kernels
+
+// ---------------------------------------------------------------------------------------------------------
+// Large M: 64 rows per CTA, 8 warps as 2 (rows) x 4 (features), each warp 32 rows x n/4 features.
+
+namespace lg {
+constexpr int BM = kFmlpRowsLarge, KC = 64, STAGES = 3, THREADS = 256;
+constexpr int W_LD = KC + 8;  // halves
+constexpr int X_LD = KC + 8;  // elements
+constexpr size_t kWStage = size_t(kFmlpMaxN) * W_LD * 2;
+constexpr size_t x_stage(bool f32) { return size_t(BM) * X_LD * (f32 ? 4 : 2); }
+constexpr size_t kH = size_t(BM) * kHLd * 2;
+// float32 X: each thread converts the pieces it loaded into a float16 copy (double-buffered by chunk), which
+// the MMA loop reads with ldmatrix like float16 X: one conversion per element instead of one per warp column.
+constexpr size_t kXHalf = size_t(2) * BM * X_LD * 2;
+constexpr size_t smem(bool f32) { return STAGES * (x_stage(f32) + kWStage) + kH + (f32 ? kXHalf : 0); }
+}  // namespace lg
+
+template <bool XF32>
+__global__ void __launch_bounds__(lg::THREADS, 1) fmlp_large_kernel(const __grid_constant__ FmlpParams p) {
+  using namespace lg;
+  extern __shared__ __align__(16) unsigned char smem[];
+  __shared__ FmlpLayer sl[kFmlpMaxLayers];
+  __shared__ int nchunks[kFmlpMaxLayers], npad[kFmlpMaxLayers];
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
+  const int wm = warp >> 2, wn = warp & 3;
+  if (tid < p.layers) {
+    sl[tid] = p.l[tid];
+    nchunks[tid] = (p.l[tid].k + KC - 1) / KC;
+    npad[tid] = padded_n(p.l[tid].n);
+  }
+  __syncthreads();
+  unsigned char* xs = smem;
+  unsigned char* ws = smem + STAGES * x_stage(XF32);
+  __half* hs = reinterpret_cast<__half*>(ws + STAGES * kWStage);
+  __half* xhb = hs + BM * kHLd;  // float32 X only: the chunk's float16 copy, two buffers
+  const int64_t row0 = int64_t(blockIdx.x) * BM;
+  const int layers = p.layers;
+  int total = 0;
+  for (int l = 0; l < layers; ++l) total += nchunks[l];
+
+  // Loader: chunk after chunk over all layers (the next layer's weights stream in during this one's tail).
+  // Each thread owns fixed 16-byte pieces: W rows (tid / 8) + 32 i at column (tid % 8) * 8 of the chunk; X rows
+  // (tid / XPR) + (THREADS / XPR) i at column (tid % XPR) * XV. Addresses are set up once per layer.
+  constexpr int XV = XF32 ? 4 : 8, XPR = KC / XV, XRS = THREADS / XPR, XI = BM / XRS;
+  const int wr0 = tid >> 3, wc = (tid & 7) * 8, xr0 = tid / XPR, xc = (tid % XPR) * XV;
+  int ld_layer = 0, ld_kc = 0, ld_n = 0, ld_k = 0, ld_nr = 0;
+  const __half* ld_w = nullptr;
+  size_t ld_wstep = 0;
+  auto set_layer = [&](int l) {
+    if (l >= layers) return;
+    ld_n = sl[l].n;
+    ld_k = sl[l].k;
+    ld_nr = npad[l] / 32;
+    ld_w = static_cast<const __half*>(sl[l].w) + size_t(wr0) * ld_k + wc;
+    ld_wstep = size_t(32) * ld_k;
+  };
+  set_layer(0);
+  const int kx = sl[0].k;
+  using XT = std::conditional_t<XF32, float, __half>;
+  const XT* xbase = static_cast<const XT*>(p.x);
+  const XT* xrow = xbase + (row0 + xr0) * kx + xc;
+  auto issue = [&](int stage) {
+    if (ld_layer < layers) {
+      const int k0 = ld_kc * KC;
+      const bool wk_in = k0 + wc < ld_k;
+      __half* wdst = reinterpret_cast<__half*>(ws + stage * kWStage) + wr0 * W_LD + wc;
+#pragma unroll
+      for (int i = 0; i < kFmlpMaxN / 32; ++i) {
+        if (i < ld_nr) {
+          const bool in = wk_in && wr0 + 32 * i < ld_n;
+          cp_async16(wdst + i * 32 * W_LD, in ? ld_w + i * ld_wstep + k0 : ld_w, in ? 16 : 0);
+        }
+      }
+      if (ld_layer == 0) {
+        XT* xdst = reinterpret_cast<XT*>(xs + stage * x_stage(XF32)) + xr0 * X_LD + xc;
+        const bool xk_in = k0 + xc < kx;
+#pragma unroll
+        for (int i = 0; i < XI; ++i) {
+          const bool in = xk_in && row0 + xr0 + XRS * i < p.m;
+          cp_async16(xdst + i * XRS * X_LD, in ? xrow + size_t(i) * XRS * kx + k0 : xbase, in ? 16 : 0);
+        }
+      }
+      if (++ld_kc == nchunks[ld_layer]) {
+        ld_kc = 0;
+        set_layer(++ld_layer);
+      }
+    }
+    cp_async_commit();  // possibly empty: keeps the group count uniform
+  };
+
+  float acc[2][8][4];
+#pragma unroll
+  for (int mi = 0; mi < 2; ++mi)
+#pragma unroll
+    for (int j = 0; j < 8; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) acc[mi][j][e] = 0.f;
+
+#pragma unroll
+  for (int s = 0; s < STAGES - 1; ++s) issue(s);
+  int layer = 0, kc = 0;
+  for (int c = 0; c < total; ++c) {
+    cp_async_wait<STAGES - 2>();
+    const int stage = c % STAGES;
+    if constexpr (XF32) {
+      if (layer == 0) {  // this thread's own pieces of chunk c (visible to it after the wait) -> float16
+        const float* xsrc = reinterpret_cast<const float*>(xs + stage * x_stage(true)) + xr0 * X_LD + xc;
+        __half* xdst = xhb + (c & 1) * BM * X_LD + xr0 * X_LD + xc;
+#pragma unroll
+        for (int i = 0; i < XI; ++i) {
+          const float4 v = *reinterpret_cast<const float4*>(xsrc + i * XRS * X_LD);
+          *reinterpret_cast<uint2*>(xdst + i * XRS * X_LD) = make_uint2(pack_half2(v.x, v.y), pack_half2(v.z, v.w));
+        }
+      }
+    }
+    __syncthreads();  // chunk c visible to all; stage (c-1) % STAGES free for refilling
+    issue((c + STAGES - 1) % STAGES);
+    const FmlpLayer& L = sl[layer];
+    const int nw = npad[layer] / 4, ntw = nw / 8;
+    const __half* wst = reinterpret_cast<const __half*>(ws + stage * kWStage);
+    // ldmatrix addressing: lane = 8q + r gives row r of matrix q.
+    const int lq = lane >> 3, lr = lane & 7;
+#pragma unroll
+    for (int ks = 0; ks < KC / 16; ++ks) {
+      uint32_t a[2][4];
+#pragma unroll
+      for (int mi = 0; mi < 2; ++mi) {
+        if (layer == 0) {
+          const __half* xh = XF32 ? xhb + (c & 1) * BM * X_LD
+                                  : reinterpret_cast<const __half*>(xs + stage * x_stage(false));
+          ldmatrix_x4(a[mi], xh + (wm * 32 + mi * 16 + lr + (lq & 1) * 8) * X_LD + ks * 16 + (lq >> 1) * 8);
+        } else {
+          ldmatrix_x4(a[mi], hs + (wm * 32 + mi * 16 + lr + (lq & 1) * 8) * kHLd + kc * KC + ks * 16 + (lq >> 1) * 8);
+        }
+      }
+#pragma unroll
+      for (int j = 0; j < 8; j += 2) {
+        if (j < ntw) {  // ntw is even (Np is a multiple of 64)
+          uint32_t b[4];
+          ldmatrix_x4(b, wst + (wn * nw + (j + (lq >> 1)) * 8 + lr) * W_LD + ks * 16 + (lq & 1) * 8);
+          mma16816(acc[0][j], a[0], b[0], b[1]);
+          mma16816(acc[1][j], a[1], b[0], b[1]);
+          mma16816(acc[0][j + 1], a[0], b[2], b[3]);
+          mma16816(acc[1][j + 1], a[1], b[2], b[3]);
+        }
+      }
+    }
+    if (++kc == nchunks[layer]) {
+      __syncthreads();  // every warp is done reading hs for this layer
+      const bool last = layer == layers - 1;
+#pragma unroll
+      for (int mi = 0; mi < 2; ++mi) {
+#pragma unroll
+        for (int j = 0; j < 8; ++j) {
+          if (j < ntw) {
+            const int col = wn * nw + j * 8 + 2 * t;
+            const int r = wm * 32 + mi * 16 + g;
+            const float b0 = bias_at(L, col), b1 = bias_at(L, col + 1);
+            const float v0 = activate(L.act, acc[mi][j][0] + b0, L.alpha);
+            const float v1 = activate(L.act, acc[mi][j][1] + b1, L.alpha);
+            const float v2 = activate(L.act, acc[mi][j][2] + b0, L.alpha);
+            const float v3 = activate(L.act, acc[mi][j][3] + b1, L.alpha);
+            if (last) {
+              const int64_t r0 = row0 + r, r1 = r0 + 8;
+              const int n = L.n;
+              if (r0 < p.m && col < n) store_y<XF32>(p.y, r0 * n + col, v0);
+              if (r0 < p.m && col + 1 < n) store_y<XF32>(p.y, r0 * n + col + 1, v1);
+              if (r1 < p.m && col < n) store_y<XF32>(p.y, r1 * n + col, v2);
+              if (r1 < p.m && col + 1 < n) store_y<XF32>(p.y, r1 * n + col + 1, v3);
+            } else {
+              *reinterpret_cast<uint32_t*>(hs + r * kHLd + col) = pack_half2(v0, v1);
+              *reinterpret_cast<uint32_t*>(hs + (r + 8) * kHLd + col) = pack_half2(v2, v3);
+            }
+          }
+#pragma unroll
+          for (int e = 0; e < 4; ++e) acc[mi][j][e] = 0.f;
+        }
+      }
+      kc = 0;
+      ++layer;
+    }
+  }
+  cp_async_wait<0>();
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Small M: a cluster of 8 CTAs per 16 rows; CTA `rank` computes features [rank * n/8, (rank + 1) * n/8) of
+// every layer, K split over its 4 warps, partial sums reduced through shared memory.
+
+namespace sm {
+constexpr int BM = kFmlpRowsSmall, THREADS = 128, WARPS = 4;
+constexpr int RED_LD = kFmlpMaxN / kFmlpCluster + 1;  // floats
+
+struct Layout {
+  size_t w_off[kFmlpMaxLayers] = {};
+  int w_ld[kFmlpMaxLayers] = {};
+  size_t x_off = 0, h_off = 0, red_off = 0, total = 0;
+  int x_ld = 0;
+};
+
+__host__ __device__ inline Layout layout(const FmlpParams& p) {
+  Layout s;
+  size_t off = 0;
+  for (int l = 0; l < kFmlpMaxLayers; ++l) {
+    if (l >= p.layers) break;
+    s.w_ld[l] = round_up(p.l[l].k, 16) + 8;
+    s.w_off[l] = off;
+    off += size_t(padded_n(p.l[l].n) / kFmlpCluster) * s.w_ld[l] * 2;
+    off = (off + 15) / 16 * 16;
+  }
+  s.x_ld = round_up(p.l[0].k, 16) + 8;
+  s.x_off = off;
+  off += size_t(BM) * s.x_ld * 2;
+  s.h_off = off;
+  off += 2 * size_t(BM) * kHLd * 2;
+  s.red_off = off;
+  off += size_t(WARPS) * BM * RED_LD * 4;
+  s.total = off;
+  return s;
+}
+}  // namespace sm
+
+template <bool XF32>
+__global__ void __cluster_dims__(kFmlpCluster, 1, 1) __launch_bounds__(sm::THREADS)
+    fmlp_small_kernel(const __grid_constant__ FmlpParams p) {
+  using namespace sm;
+  extern __shared__ __align__(16) unsigned char smem[];
+  __shared__ FmlpLayer sl[kFmlpMaxLayers];
+  __shared__ size_t woff[kFmlpMaxLayers];
+  __shared__ int wld[kFmlpMaxLayers];
+  cg::cluster_group cluster = cg::this_cluster();
+  const int rank = static_cast<int>(cluster.block_rank());
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
+  const int64_t row0 = int64_t(blockIdx.x / kFmlpCluster) * BM;
+  const Layout lay = layout(p);
+  if (tid < p.layers) sl[tid] = p.l[tid];
+  if (tid == 0)
+    for (int l = 0; l < kFmlpMaxLayers; ++l) {
+      woff[l] = lay.w_off[l];
+      wld[l] = lay.w_ld[l];
+    }
+
+  // This CTA's weight slices, every layer, one cp.async group per layer (always kFmlpMaxLayers groups).
+#pragma unroll
+  for (int l = 0; l < kFmlpMaxLayers; ++l) {
+    if (l < p.layers) {
+      const FmlpLayer& L = p.l[l];
+      const int nc = padded_n(L.n) / kFmlpCluster, pieces = round_up(L.k, 16) / 8;
+      __half* dst = reinterpret_cast<__half*>(smem + lay.w_off[l]);
+      const __half* src = static_cast<const __half*>(L.w) + size_t(rank) * nc * L.k;
+      // A warp per row, a lane per 16-byte piece (no division in the address arithmetic).
+      for (int r = warp; r < nc; r += WARPS) {
+        const bool row_in = rank * nc + r < L.n;
+        for (int pc = lane; pc < pieces; pc += 32) {
+          const bool in = row_in && pc * 8 < L.k;
+          cp_async16(dst + r * lay.w_ld[l] + pc * 8, in ? src + size_t(r) * L.k + pc * 8 : src, in ? 16 : 0);
+        }
+      }
+    }
+    cp_async_commit();
+  }
+  // X rows as float16 (zero beyond M and K).
+  {
+    const int k0 = p.l[0].k, pieces = round_up(k0, 16) / 8;
+    __half* xs = reinterpret_cast<__half*>(smem + lay.x_off);
+    for (int r = warp; r < BM; r += WARPS)
+    for (int pc = lane; pc < pieces; pc += 32) {
+      const int c = pc * 8;
+      const int64_t gr = row0 + r;
+      uint4 out = make_uint4(0, 0, 0, 0);
+      if (gr < p.m && c < k0) {
+        if constexpr (XF32) {
+          const float4* s = reinterpret_cast<const float4*>(static_cast<const float*>(p.x) + gr * k0 + c);
+          const float4 a = s[0], b = s[1];
+          out = make_uint4(pack_half2(a.x, a.y), pack_half2(a.z, a.w), pack_half2(b.x, b.y), pack_half2(b.z, b.w));
+        } else {
+          out = *reinterpret_cast<const uint4*>(static_cast<const __half*>(p.x) + gr * k0 + c);
+        }
+      }
+      *reinterpret_cast<uint4*>(xs + r * lay.x_ld + c) = out;
+    }
+  }
+  __syncthreads();
+  cluster.sync();  // every CTA of the cluster is running before any writes into its shared memory
+
+  __half* hbuf = reinterpret_cast<__half*>(smem + lay.h_off);
+  float* red = reinterpret_cast<float*>(smem + lay.red_off);
+  for (int l = 0; l < p.layers; ++l) {
+    switch (kFmlpMaxLayers - 1 - l) {
+      case 3: cp_async_wait<3>(); break;
+      case 2: cp_async_wait<2>(); break;
+      case 1: cp_async_wait<1>(); break;
+      default: cp_async_wait<0>(); break;
+    }
+    __syncthreads();
+    const FmlpLayer& L = sl[l];
+    const int nc = padded_n(L.n) / kFmlpCluster, nt = nc / 8;
+    const __half* A = l == 0 ? reinterpret_cast<const __half*>(smem + lay.x_off) : hbuf + ((l - 1) & 1) * BM * kHLd;
+    const int a_ld = l == 0 ? lay.x_ld : kHLd;
+    const __half* W = reinterpret_cast<const __half*>(smem + woff[l]);
+    const int w_ld = wld[l];
+    const int nks = round_up(L.k, 16) / 16;
+    float acc[4][4] = {};
+    for (int ks = warp; ks < nks; ks += WARPS) {
+      const int kk = ks * 16 + 2 * t;
+      uint32_t a[4];
+      a[0] = ld32(A + g * a_ld + kk);
+      a[1] = ld32(A + (g + 8) * a_ld + kk);
+      a[2] = ld32(A + g * a_ld + kk + 8);
+      a[3] = ld32(A + (g + 8) * a_ld + kk + 8);
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        if (j < nt) {
+          const __half* wr = W + (j * 8 + g) * w_ld + kk;
+          mma16816(acc[j], a, ld32(wr), ld32(wr + 8));
+        }
+      }
+    }
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      if (j < nt) {
+        const int col = j * 8 + 2 * t;
+        red[(warp * BM + g) * RED_LD + col] = acc[j][0];
+        red[(warp * BM + g) * RED_LD + col + 1] = acc[j][1];
+        red[(warp * BM + g + 8) * RED_LD + col] = acc[j][2];
+        red[(warp * BM + g + 8) * RED_LD + col + 1] = acc[j][3];
+      }
+    }
+    __syncthreads();
+    const bool last = l == p.layers - 1;
+    __half* out = hbuf + (l & 1) * BM * kHLd;
+    for (int i = tid; i < BM * nc; i += THREADS) {
+      const int r = i / nc, ci = i % nc, col = rank * nc + ci;
+      float v = 0.f;
+#pragma unroll
+      for (int w = 0; w < WARPS; ++w) v += red[(w * BM + r) * RED_LD + ci];
+      v = activate(L.act, v + bias_at(L, col), L.alpha);
+      if (last) {
+        const int64_t gr = row0 + r;
+        if (gr < p.m && col < L.n) store_y<XF32>(p.y, gr * L.n + col, v);
+      } else {
+        const __half hv = __float2half_rn(v);
+        __half* dst = out + r * kHLd + col;
+#pragma unroll
+        for (int q = 0; q < kFmlpCluster; ++q) *cluster.map_shared_rank(dst, q) = hv;
+      }
+    }
+    if (!last) cluster.sync();  // this layer's activations are in every CTA; the other buffer is free
+  }
+}
+
+// float32 -> float16, 4 per thread where aligned.
+__global__ void fmlp_cast_kernel(const float* __restrict__ x, __half* __restrict__ y, int64_t n, bool vec) {
+  const int64_t n4 = vec ? n / 4 : 0;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n4; i += int64_t(gridDim.x) * blockDim.x) {
+    const float4 v = reinterpret_cast<const float4*>(x)[i];
+    uint2 o;
+    o.x = pack_half2(v.x, v.y);
+    o.y = pack_half2(v.z, v.w);
+    reinterpret_cast<uint2*>(y)[i] = o;
+  }
+  for (int64_t i = n4 * 4 + blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
+    y[i] = __float2half_rn(x[i]);
+}
+
+int max_optin_smem() {
+  static const int v = [] {
+    int dev = 0, bytes = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess) return 0;
+    if (cudaDeviceGetAttribute(&bytes, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess) return 0;
+    return bytes;
+  }();
+  return v;
+}
+
+std::string shape_of(const FmlpParams& p) {
+  std::string s = cat("[", p.m, "x", p.l[0].k, "]");
+  for (int l = 0; l < p.layers; ++l) s += cat(" -> ", p.l[l].n);
+  return s;
+}
+
+}  // namespace
+
+size_t fmlp_large_smem(bool x_f32) { return lg::smem(x_f32); }
+
+size_t fmlp_small_smem(const FmlpParams& p) {
+  const size_t total = sm::layout(p).total;
+  // Static shared memory (layer table) is a few hundred bytes; keep 1 KB of margin under the opt-in limit.
+  return total + 1024 <= static_cast<size_t>(max_optin_smem()) ? total : 0;
+}
+
+Status fmlp_prepare() {
+  static const Status s = [] {
+    const int limit = max_optin_smem();
+    if (limit <= 0) return Status(StatusCode::kRuntimeError, "kiln.FusedMLP: cannot read the shared-memory limit");
+    auto raise = [](auto kernel, int bytes, const char* what) {
+      return check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes), what);
+    };
+    const int small = limit - 1024;
+    for (Status st : {raise(fmlp_large_kernel<true>, static_cast<int>(lg::smem(true)), "fused MLP rows64, float32"),
+                      raise(fmlp_large_kernel<false>, static_cast<int>(lg::smem(false)), "fused MLP rows64, float16"),
+                      raise(fmlp_small_kernel<true>, small, "fused MLP cluster8, float32"),
+                      raise(fmlp_small_kernel<false>, small, "fused MLP cluster8, float16")})
+      if (!st.is_ok()) return st;
+    return Status::ok();
+  }();
+  return s;
+}
+
+Status launch_fmlp_large(const FmlpParams& p, bool x_f32, cudaStream_t stream) {
+  if (p.m <= 0) return Status::ok();
+  const int64_t blocks = (p.m + lg::BM - 1) / lg::BM;
+  if (blocks > INT32_MAX) return Status(StatusCode::kUnsupported, cat("fused MLP rows64: ", p.m, " rows is too many"));
+  const size_t smem = lg::smem(x_f32);
+  if (x_f32) fmlp_large_kernel<true><<<static_cast<unsigned>(blocks), lg::THREADS, smem, stream>>>(p);
+  else fmlp_large_kernel<false><<<static_cast<unsigned>(blocks), lg::THREADS, smem, stream>>>(p);
+  return check_launch(cat("fused MLP rows64 ", shape_of(p)));
+}
+
+Status launch_fmlp_small(const FmlpParams& p, bool x_f32, cudaStream_t stream) {
+  if (p.m <= 0) return Status::ok();
+  const size_t smem = fmlp_small_smem(p);
+  if (smem == 0)
+    return Status(StatusCode::kUnsupported,
+                  cat("fused MLP cluster8 ", shape_of(p), ": the weight slices need more shared memory than a block has"));
+  const int64_t blocks = (p.m + sm::BM - 1) / sm::BM * kFmlpCluster;
+  if (blocks > INT32_MAX) return Status(StatusCode::kUnsupported, cat("fused MLP cluster8: ", p.m, " rows is too many"));
+  if (x_f32) fmlp_small_kernel<true><<<static_cast<unsigned>(blocks), sm::THREADS, smem, stream>>>(p);
+  else fmlp_small_kernel<false><<<static_cast<unsigned>(blocks), sm::THREADS, smem, stream>>>(p);
+  return check_launch(cat("fused MLP cluster8 ", shape_of(p)));
+}
+
+Status launch_fmlp_cast_f16(const float* x, void* y, int64_t n, cudaStream_t stream) {
+  if (n <= 0) return Status::ok();
+  fmlp_cast_kernel<<<grid_for((n + 3) / 4, 256, 132 * 8), 256, 0, stream>>>(
+      x, static_cast<__half*>(y), n, reinterpret_cast<uintptr_t>(x) % 16 == 0 && reinterpret_cast<uintptr_t>(y) % 8 == 0);
+  return check_launch(cat("fused MLP input cast float32->float16 (", n, " elements)"));
+}
+
+}  // namespace kiln::cuda

@@ -1,0 +1,69 @@
+// kiln.FusedMLP on the GPU (issue 8): the device side (fused_mlp.cu) and what the host side
+// (fused_mlp.cpp: supports/pack/tune/create, the per-layer cuBLASLt tactic) needs from it.
+//
+// Weights: the op's own "nk" layout, read as it is (no repacking: float16 W_i [N_i, K_i] row-major is
+// already the K-contiguous B operand the MMA wants; cuBLASLt's per-layer tactic reads the same buffers as
+// its "TN" form). Inside the kernels every layer is padded to Np_i = N_i rounded up to kFmlpPadN features
+// by zero-filling loads (cp.async with a source size of 0): padded features hold act(0), which only meets
+// zero-filled weight columns of the next layer; the last layer writes its first N features only.
+// Limits (supports() refuses the rest): 1..4 layers, N_i <= 256, every K_i a multiple of 8 (16-byte rows
+// for cp.async), float16 weights and biases, X and Y float32 or float16, X 16-byte aligned.
+//
+// Two kernels, one launch each for the whole chain:
+//  - large M ("rows64"): a CTA of 256 threads owns 64 rows end to end. Layer 0 streams X (float32 or
+//    float16, converted to float16 while forming the MMA fragments) and W_0 in K-chunks of 64 through a
+//    3-stage cp.async pipeline; later layers read their activations from shared memory and stream their
+//    weights through the same pipeline (the next layer's first chunk is in flight during the epilogue).
+//    mma.sync m16n8k16, float16 in, float32 accumulate; bias + activation in registers; hidden activations
+//    stored float16 in shared memory; only Y is written to device memory.
+//  - small M ("cluster8"): a thread-block cluster of 8 CTAs owns 16 rows; each CTA computes 1/8 of every
+//    layer's features (its weight slices, all layers, loaded once with cp.async at entry; K split over 4
+//    warps) and writes its slice of the hidden activations into all 8 CTAs' shared memory (distributed
+//    shared memory), one cluster barrier per layer. The weights are read by 8 SMs instead of 1.
+#pragma once
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "kiln/status.h"
+#include "ops/gemm.h"
+
+namespace kiln::cuda {
+
+constexpr int kFmlpMaxLayers = 4;
+constexpr int kFmlpPadN = 64;    // N padded to a multiple of this (8 CTAs x 8 features in the small kernel)
+constexpr int kFmlpMaxN = 256;   // padded features per layer (the large kernel's accumulators are registers)
+constexpr int kFmlpRowsLarge = 64;
+constexpr int kFmlpRowsSmall = 16;
+constexpr int kFmlpCluster = 8;
+
+struct FmlpLayer {
+  const void* w = nullptr;  // float16 [n, k]
+  const void* b = nullptr;  // float16 [n]
+  int k = 0;                // input features (multiple of 8; the previous layer's n)
+  int n = 0;                // output features (<= kFmlpMaxN)
+  Activation act = Activation::kNone;
+  float alpha = 0.f;
+};
+
+struct FmlpParams {
+  const void* x = nullptr;  // [m, layer[0].k], float32 or float16, 16-byte aligned
+  void* y = nullptr;        // [m, last layer's n], X's dtype
+  int64_t m = 0;
+  int layers = 0;
+  FmlpLayer l[kFmlpMaxLayers];
+};
+
+// Dynamic shared memory each kernel needs; the small kernel's grows with the weights (0 = does not fit).
+size_t fmlp_large_smem(bool x_f32);
+size_t fmlp_small_smem(const FmlpParams& p);
+// Raises the kernels' shared-memory limits (once per process; call from create/tune, not while capturing).
+Status fmlp_prepare();
+
+Status launch_fmlp_large(const FmlpParams& p, bool x_f32, cudaStream_t stream);
+Status launch_fmlp_small(const FmlpParams& p, bool x_f32, cudaStream_t stream);
+// float32 -> float16, n elements (the per-layer path's input conversion).
+Status launch_fmlp_cast_f16(const float* x, void* y, int64_t n, cudaStream_t stream);
+
+}  // namespace kiln::cuda
