@@ -57,21 +57,21 @@ std::string joined_acts(const Mlp& m) {
   return s;
 }
 
-test::OpCase mlp_case(const Mlp& m, int64_t rows, DataType io) {
+test::OpCase mlp_case(const Mlp& m, int64_t rows, DataType io, DataType weights = DataType::kFloat16) {
   test::OpCase c;
   c.op_type = "FusedMLP";
   c.domain = "kiln";
   c.opset = 1;
-  c.precision = "fp16";
+  c.precision = weights == DataType::kFloat16 ? "fp16" : "fp32";
   c.attr("activations", joined_acts(m));
   c.inputs.push_back(test::input({rows, m.k0}, io));
   int k = m.k0;
   for (size_t i = 0; i < m.n.size(); ++i) {
-    c.inputs.push_back(test::constant(DataType::kFloat16, {m.n[i], k}, m.w[i]));
-    c.inputs.push_back(test::constant(DataType::kFloat16, {m.n[i]}, m.b[i]));
+    c.inputs.push_back(test::constant(weights, {m.n[i], k}, m.w[i]));
+    c.inputs.push_back(test::constant(weights, {m.n[i]}, m.b[i]));
     k = m.n[i];
   }
-  c.tolerance = test::kFloat16Tolerance;
+  if (weights == DataType::kFloat16) c.tolerance = test::kFloat16Tolerance;
   return c;
 }
 
@@ -319,12 +319,14 @@ TEST(CudaFusedMlp, RefusesWhatItCannotRun) {
   g = mlp_graph(odd, 4, DataType::kFloat32);
   s = def->supports(g.nodes[0], g);
   EXPECT_NE(s.message().find("multiple of 8"), std::string::npos) << s.to_string();
-  test::OpCase f32 = mlp_case(random_mlp(64, {32, 10}, {"Relu", ""}, 9), 4, DataType::kFloat32);
-  for (size_t i = 1; i < f32.inputs.size(); ++i) f32.inputs[i].dtype = DataType::kFloat32;
-  g = test::make_graph(f32);
+  // float32 weights are the float32 kernel's (per-layer only), not this one's.
+  g = test::make_graph(mlp_case(random_mlp(64, {32, 10}, {"Relu", ""}, 9), 4, DataType::kFloat32, DataType::kFloat32));
   g.values[g.nodes[0].outputs[0]].dtype = DataType::kFloat32;
   s = def->supports(g.nodes[0], g);
-  EXPECT_NE(s.message().find("float16 weights only"), std::string::npos) << s.to_string();
+  EXPECT_NE(s.message().find("runs float16 weights"), std::string::npos) << s.to_string();
+  const cuda::KernelDef* f32 = cuda::KernelRegistry::instance().find("cuda.f32.fused_mlp");
+  ASSERT_NE(f32, nullptr);
+  EXPECT_TRUE(f32->supports(g.nodes[0], g).is_ok()) << f32->supports(g.nodes[0], g).to_string();
 }
 
 // The course MLP's own weights, Gemm by Gemm from models/mlp.onnx.
@@ -368,6 +370,24 @@ TEST(CudaFusedMlp, TunedThroughTheOpHarness) {
   test::run_op_case(test::gpu_only(c));
   c.inputs[0].dtype = DataType::kFloat16;
   test::run_op_case(test::gpu_only(c));
+}
+
+TEST(CudaFusedMlp, Float32WeightsPerLayer) {
+  // cuda.f32.fused_mlp (FP32/TF32 engines): per-layer cuBLASLt, tuned, against float64 at fp32 and tf32
+  // tolerances; odd shapes and an activation cuBLASLt has no epilogue for.
+  for (const char* precision : {"fp32", "tf32"}) {
+    test::OpCase c = mlp_case(random_mlp(784, {256, 128, 10}, {"Relu", "Relu", ""}, 11), 64, DataType::kFloat32,
+                              DataType::kFloat32);
+    c.precision = precision;
+    if (std::string(precision) == "tf32") c.tolerance = 1e-3;
+    c.more_shapes = {{{1, 784}}, {{1000, 784}}};
+    test::run_op_case(test::gpu_only(c));
+    test::OpCase odd = mlp_case(random_mlp(30, {7, 5, 3}, {"Tanh", "LeakyRelu", ""}, 12), 9, DataType::kFloat32,
+                                DataType::kFloat32);
+    odd.precision = precision;
+    if (std::string(precision) == "tf32") odd.tolerance = 1e-3;
+    test::run_op_case(test::gpu_only(odd));
+  }
 }
 
 // ---------------------------------------------------------------------------------------------------------

@@ -1,4 +1,8 @@
-// kiln.FusedMLP on the GPU, host side: supports, tune, create and the kernel object. Two tactics:
+// kiln.FusedMLP on the GPU, host side: supports, tune, create and the kernel object. Two kernels:
+//   cuda.f16.fused_mlp  float16 weights, X/Y float32 or float16: both tactics below, chosen by timing.
+//   cuda.f32.fused_mlp  float32 weights (FP32/TF32 engines): the per-layer tactic only. The fused kernels
+//                       are float16 MMA; the node still saves what fusing saves at the graph level.
+// Tactics:
 //   fused      one launch for the whole chain (fused_mlp.cu): the cluster8 kernel for M <= small_max_m, the
 //              rows64 kernel above; small_max_m is measured at build time.
 //   per-layer  one cuBLASLt matmul per layer through LtMatmul (lt_matmul.h: the same plans, tactic timing and
@@ -23,7 +27,8 @@
 namespace kiln::cuda {
 namespace {
 
-constexpr const char* kName = "cuda.f16.fused_mlp";
+constexpr const char* kF16Name = "cuda.f16.fused_mlp";
+constexpr const char* kF32Name = "cuda.f32.fused_mlp";
 constexpr int64_t kDefaultSmallMaxM = 64;
 
 struct Dims2 {
@@ -43,7 +48,25 @@ Result<Dims2> layer_dims(const Node& node, const Graph& g, int layers) {
   return d;
 }
 
-Status supports(const Node& node, const Graph& g) {
+// The weights' dtype picks the kernel: float16 -> kF16Name, float32 -> kF32Name.
+const char* kernel_name(DataType weights) { return weights == DataType::kFloat32 ? kF32Name : kF16Name; }
+
+// float32 weights compute in FP32 or TF32 by the node's precision (as the Gemm kernels); float16 weights
+// always accumulate in float32.
+Result<bool> use_tf32(const Node& node, DataType weights) {
+  const std::string& p = node.precision;
+  if (weights == DataType::kFloat32) {
+    if (p == "fp32" || p.empty()) return false;
+    if (p == "tf32") return true;
+  } else if (p == "fp16" || p == "fp32" || p == "tf32" || p.empty()) {
+    return false;
+  }
+  return Status(StatusCode::kUnsupported,
+                fmt::format("precision '{}' is not supported by {}", p, kernel_name(weights)));
+}
+
+Status supports(const Node& node, const Graph& g, DataType weights) {
+  const char* kName = kernel_name(weights);
   auto at = FusedMlpAttrs::parse(node);
   if (!at.is_ok()) return at.status();
   auto refuse = [](const std::string& why) { return Status(StatusCode::kUnsupported, why); };
@@ -51,28 +74,30 @@ Status supports(const Node& node, const Graph& g) {
   const int L = at->layers();
   if (L < 1 || L > kFmlpMaxLayers) return refuse(fmt::format("{} layers ({} runs 1..{})", L, kName, kFmlpMaxLayers));
   const DataType xdt = g.values[node.inputs[0]].dtype, ydt = g.values[node.outputs[0]].dtype;
-  if (xdt != DataType::kFloat32 && xdt != DataType::kFloat16)
-    return refuse(fmt::format("X is {}; {} takes float32 or float16", dtype_name(xdt), kName));
+  if (xdt != DataType::kFloat32 && !(xdt == DataType::kFloat16 && weights == DataType::kFloat16))
+    return refuse(fmt::format("X is {}; {} takes float32{}", dtype_name(xdt), kName,
+                              weights == DataType::kFloat16 ? " or float16" : ""));
   if (ydt != xdt) return refuse(fmt::format("Y is {}, X {}: {} writes X's dtype", dtype_name(ydt), dtype_name(xdt), kName));
-  if (node.precision != "fp16" && node.precision != "fp32" && node.precision != "tf32" && !node.precision.empty())
-    return refuse(fmt::format("precision '{}' is not supported by {}", node.precision, kName));
+  auto tf32 = use_tf32(node, weights);
+  if (!tf32.is_ok()) return tf32.status();
   for (int i = 0; i < L; ++i) {
     const Value& w = g.values[node.inputs[fused_mlp_weight_input(i)]];
     const Value& b = g.values[node.inputs[fused_mlp_bias_input(i)]];
-    if (w.dtype != DataType::kFloat16 || b.dtype != DataType::kFloat16)
-      return refuse(fmt::format("layer {}: weights are {} ({} runs float16 weights only: build with --fp16; float32 "
-                                "layers stay per-layer Gemms)", i, dtype_name(w.dtype), kName));
+    if (w.dtype != weights || b.dtype != weights)
+      return refuse(fmt::format("layer {}: W is {}, b {}; {} runs {} weights and biases", i, dtype_name(w.dtype),
+                                dtype_name(b.dtype), kName, dtype_name(weights)));
     if (!g.is_constant(node.inputs[fused_mlp_weight_input(i)]) || !g.is_constant(node.inputs[fused_mlp_bias_input(i)]))
       return refuse(fmt::format("layer {}: W or b is not a constant", i));
   }
   auto d = layer_dims(node, g, L);
   if (!d.is_ok()) return d.status();
-  for (int i = 0; i < L; ++i) {
-    if (d->n[i] > kFmlpMaxN)
-      return refuse(fmt::format("layer {}: {} output features ({} holds at most {} per layer)", i, d->n[i], kName, kFmlpMaxN));
-    if (d->k[i] % 8 != 0)
-      return refuse(fmt::format("layer {}: {} input features, not a multiple of 8 (16-byte rows for {})", i, d->k[i], kName));
-  }
+  if (weights == DataType::kFloat16)  // the fused kernels' limits (the per-layer tactic has none)
+    for (int i = 0; i < L; ++i) {
+      if (d->n[i] > kFmlpMaxN)
+        return refuse(fmt::format("layer {}: {} output features ({} holds at most {} per layer)", i, d->n[i], kName, kFmlpMaxN));
+      if (d->k[i] % 8 != 0)
+        return refuse(fmt::format("layer {}: {} input features, not a multiple of 8 (16-byte rows for {})", i, d->k[i], kName));
+    }
   return Status::ok();
 }
 
@@ -92,26 +117,35 @@ struct DevBuf {
 
 size_t align256(size_t v) { return (v + 255) / 256 * 256; }
 
-// The per-layer tactic: one LtMatmul per layer over the op's own buffers (W [N,K] float16 is cuBLASLt's "TN"
-// form; hidden biases are float16 like their outputs). A float32 Y takes a float32 copy of the last bias.
+// The per-layer tactic: one LtMatmul per layer over the op's own buffers (W [N,K] is cuBLASLt's "TN" form;
+// hidden activations and biases have the weights' dtype). With float16 weights and float32 IO, X is cast to
+// float16 first (one vectorized pass) and the last matmul writes float32 Y itself, with a float32 copy of
+// the last bias.
 class PerLayer {
  public:
-  static Result<std::unique_ptr<PerLayer>> create(const FusedMlpAttrs& at, const Dims2& d, DataType io,
+  struct Types {
+    DataType weights = DataType::kFloat16;
+    DataType io = DataType::kFloat32;
+    bool tf32 = false;
+    bool casts_x() const { return io == DataType::kFloat32 && weights == DataType::kFloat16; }
+  };
+
+  static Result<std::unique_ptr<PerLayer>> create(const FusedMlpAttrs& at, const Dims2& d, Types types,
                                                   const std::vector<std::optional<LtAlgo>>& algos,
                                                   const Tensor* last_bias, const std::string& context) {
     std::unique_ptr<PerLayer> pl(new PerLayer());
     pl->at_ = at;
     pl->d_ = d;
-    pl->io_ = io;
+    pl->t_ = types;
     for (int i = 0; i < d.layers(); ++i) {
       const bool last = i + 1 == d.layers();
-      auto lt = LtMatmul::create(LtTypes{DataType::kFloat16, last ? io : DataType::kFloat16, false},
+      auto lt = LtMatmul::create(LtTypes{types.weights, last ? types.io : types.weights, types.tf32},
                                  i < static_cast<int>(algos.size()) ? algos[i] : std::nullopt,
                                  fmt::format("{} layer {} (per-layer cuBLASLt)", context, i));
       if (!lt.is_ok()) return lt.status();
       pl->lt_.push_back(std::move(*lt));
     }
-    if (io == DataType::kFloat32) {
+    if (types.casts_x()) {
       if (!last_bias)
         return Status(StatusCode::kInternal, context + ": the last layer's bias has no host copy to convert to float32");
       std::vector<float> b32(static_cast<size_t>(d.n.back()));
@@ -149,22 +183,18 @@ class PerLayer {
     if (m_ <= 0) return 0;
     size_t lt = 0;
     for (const auto& l : lt_) lt = std::max(lt, l->workspace_bytes());
-    const int maxn = *std::max_element(d_.n.begin(), d_.n.end());
-    const size_t x = io_ == DataType::kFloat32 ? align256(size_t(m_) * d_.k[0] * 2) : 0;
-    return x + 2 * align256(size_t(m_) * maxn * 2) + lt;
+    return x_bytes() + 2 * hidden_bytes() + lt;
   }
 
   Status run(const void* x, const std::vector<const void*>& w, const std::vector<const void*>& b, void* y, void* ws,
              cudaStream_t stream) {
     if (m_ <= 0) return Status::ok();
     auto* base = static_cast<unsigned char*>(ws);
-    const int maxn = *std::max_element(d_.n.begin(), d_.n.end());
-    const size_t xb = io_ == DataType::kFloat32 ? align256(size_t(m_) * d_.k[0] * 2) : 0;
-    const size_t hb = align256(size_t(m_) * maxn * 2);
+    const size_t xb = x_bytes(), hb = hidden_bytes();
     void* h[2] = {base + xb, base + xb + hb};
     void* lt_ws = base + xb + 2 * hb;
     const void* a = x;
-    if (io_ == DataType::kFloat32) {
+    if (t_.casts_x()) {
       Status s = launch_fmlp_cast_f16(static_cast<const float*>(x), base, m_ * d_.k[0], stream);
       if (!s.is_ok()) return s;
       a = base;
@@ -172,12 +202,12 @@ class PerLayer {
     for (int i = 0; i < d_.layers(); ++i) {
       const bool last = i + 1 == d_.layers();
       void* out = last ? y : h[i & 1];
-      const void* bias = last && io_ == DataType::kFloat32 ? bias32_.p : b[i];
+      const void* bias = last && t_.casts_x() ? bias32_.p : b[i];
       Status s = lt_[i]->run(a, w[i], out, bias, 1.f, 0.f, lt_ws, stream);
       if (!s.is_ok()) return s;
       const Activation act = at_.activations[i];
       if (act != Activation::kNone && act != Activation::kRelu) {
-        s = launch_activation(out, last ? io_ : DataType::kFloat16, m_ * d_.n[i], act, at_.activation_alphas[i], stream);
+        s = launch_activation(out, last ? t_.io : t_.weights, m_ * d_.n[i], act, at_.activation_alphas[i], stream);
         if (!s.is_ok()) return s;
       }
       a = out;
@@ -187,9 +217,15 @@ class PerLayer {
 
  private:
   PerLayer() = default;
+  size_t x_bytes() const { return t_.casts_x() ? align256(size_t(m_) * d_.k[0] * 2) : 0; }
+  size_t hidden_bytes() const {
+    const int maxn = *std::max_element(d_.n.begin(), d_.n.end());
+    return align256(size_t(m_) * maxn * dtype_size(t_.weights));
+  }
+
   FusedMlpAttrs at_;
   Dims2 d_;
-  DataType io_ = DataType::kFloat32;
+  Types t_;
   std::vector<std::unique_ptr<LtMatmul>> lt_;
   DevBuf bias32_;
   int64_t m_ = 0;
@@ -213,7 +249,7 @@ std::vector<int64_t> tactic_ints(const Tactic& t) {
   return v;
 }
 
-Result<Tactic> read_fmlp_tactic(const Node& node, int layers) {
+Result<Tactic> read_fmlp_tactic(const Node& node, int layers, const char* kernel) {
   Tactic t;
   if (!node.attrs.has(kTacticDataAttr)) return t;
   auto data = node.attrs.get_ints(kTacticDataAttr, {});
@@ -222,7 +258,7 @@ Result<Tactic> read_fmlp_tactic(const Node& node, int layers) {
   if (v.size() < 2 || (v[0] != 0 && v[0] != 1) || (v[0] == 0 && v.size() != 2 && v.size() != 2 + 8 * size_t(layers)))
     return Status(StatusCode::kInvalidArgument,
                   fmt::format("{}: attribute {} holds {} ints, not a {} tactic", node.describe(), kTacticDataAttr,
-                              v.size(), kName));
+                              v.size(), kernel));
   t.fused = v[0] == 1;
   t.small_max_m = v[1];
   if (!t.fused && v.size() > 2)
@@ -254,7 +290,7 @@ FmlpParams make_params(const FusedMlpAttrs& at, const Dims2& d, const void* cons
 Status launch_fused(const FmlpParams& p, bool x_f32, int64_t small_max_m, cudaStream_t stream) {
   if (reinterpret_cast<uintptr_t>(p.x) % 16 != 0)
     return Status(StatusCode::kUnsupported,
-                  fmt::format("{}: X at {} is not 16-byte aligned (the fused kernels load it with cp.async)", kName, p.x));
+                  fmt::format("{}: X at {} is not 16-byte aligned (the fused kernels load it with cp.async)", kF16Name, p.x));
   if (p.m <= small_max_m && fmlp_small_smem(p) > 0) return launch_fmlp_small(p, x_f32, stream);
   return launch_fmlp_large(p, x_f32, stream);
 }
@@ -298,22 +334,40 @@ class FusedMlpKernel final : public CudaKernel {
   int64_t m_ = 0;
 };
 
-std::string layer_context(const Node& n) { return fmt::format("layer '{}' ({})", n.name, kName); }
+std::string layer_context(const Node& n, DataType weights) {
+  return fmt::format("layer '{}' ({})", n.name, kernel_name(weights));
+}
+
+Result<PerLayer::Types> per_layer_types(const Node& node, const Graph& g) {
+  PerLayer::Types t;
+  t.weights = g.values[node.inputs[fused_mlp_weight_input(0)]].dtype;
+  t.io = g.values[node.inputs[0]].dtype;
+  auto tf32 = use_tf32(node, t.weights);
+  if (!tf32.is_ok()) return tf32.status();
+  t.tf32 = *tf32;
+  return t;
+}
 
 Result<std::unique_ptr<CudaKernel>> create(const KernelInit& init) {
   auto at = FusedMlpAttrs::parse(init.node);
   if (!at.is_ok()) return at.status();
   auto d = layer_dims(init.node, init.graph, at->layers());
   if (!d.is_ok()) return d.status();
-  auto t = read_fmlp_tactic(init.node, at->layers());
+  auto types = per_layer_types(init.node, init.graph);
+  if (!types.is_ok()) return types.status();
+  const char* kernel = kernel_name(types->weights);
+  auto t = read_fmlp_tactic(init.node, at->layers(), kernel);
   if (!t.is_ok()) return t.status();
-  const DataType io = init.graph.values[init.node.inputs[0]].dtype;
-  const std::string context = layer_context(init.node);
+  const DataType io = types->io;
+  const std::string context = layer_context(init.node, types->weights);
+  if (t->fused && types->weights != DataType::kFloat16)
+    return Status(StatusCode::kInvalidArgument,
+                  fmt::format("{}: the recorded tactic is the fused kernel, which {} does not have", context, kernel));
   Status s = fmlp_prepare();
   if (!s.is_ok()) return s;
   std::unique_ptr<PerLayer> pl;
   if (!t->fused) {
-    auto p = PerLayer::create(*at, *d, io, t->algos, init.constants[fused_mlp_bias_input(at->layers() - 1)], context);
+    auto p = PerLayer::create(*at, *d, *types, t->algos, init.constants[fused_mlp_bias_input(at->layers() - 1)], context);
     if (!p.is_ok()) return p.status();
     pl = std::move(*p);
   }
@@ -374,8 +428,12 @@ Status tune(Node& node, const Graph& g, const TuneContext& ctx) {
   if (!at.is_ok()) return at.status();
   auto d = layer_dims(node, g, at->layers());
   if (!d.is_ok()) return d.status();
-  const std::string what = layer_context(node) + ": tuning";
-  const DataType io = g.values[node.inputs[0]].dtype;
+  auto types = per_layer_types(node, g);
+  if (!types.is_ok()) return types.status();
+  const bool fusable = types->weights == DataType::kFloat16;  // the fused kernels are float16 MMA
+  const std::string context = layer_context(node, types->weights);
+  const std::string what = context + ": tuning";
+  const DataType io = types->io;
   const int L = d->layers();
   const int64_t m_opt = volume(ctx.in_opt.at(0).shape) / d->k[0];
   const int64_t m_min = std::max<int64_t>(1, volume(ctx.in_min.at(0).shape) / d->k[0]);
@@ -404,53 +462,58 @@ Status tune(Node& node, const Graph& g, const TuneContext& ctx) {
   if (s.is_ok()) s = launch_fill_random(x.p, io, m_buf * d->k[0], 7, ctx.stream);
   if (!s.is_ok()) return s;
   inputs[0] = x.p;
-  const bool x_f32 = io == DataType::kFloat32;
-  auto fused_time = [&](int64_t m, bool small) -> Result<double> {
-    const FmlpParams p = make_params(*at, *d, inputs.data(), y.p, m);
-    return time_ms([&] { return small ? launch_fmlp_small(p, x_f32, ctx.stream) : launch_fmlp_large(p, x_f32, ctx.stream); },
-                   ctx.stream, what);
-  };
 
-  // Which M the cluster8 kernel wins up to: probe upward, stop at the first M where rows64 is as fast.
+  // The fused kernels: which M the cluster8 kernel wins up to (probe upward, stop at the first M where rows64
+  // is as fast), then the time at the opt shape.
   Tactic best;
   best.small_max_m = 0;
-  const bool small_fits = fmlp_small_smem(make_params(*at, *d, inputs.data(), y.p, 1)) > 0;
-  std::string probes;
-  if (small_fits) {
-    for (int64_t m : probe_ms) {
-      if (m > m_max) break;
-      auto ts = fused_time(m, true);
-      if (!ts.is_ok()) return ts.status();
-      auto tl = fused_time(m, false);
-      if (!tl.is_ok()) return tl.status();
-      probes += fmt::format(" M={}: cluster8 {:.4f} rows64 {:.4f};", m, *ts, *tl);
-      if (*ts >= *tl) break;
-      best.small_max_m = m;
+  std::optional<double> fused_ms;
+  std::string probes, fused_name;
+  if (fusable) {
+    const bool x_f32 = io == DataType::kFloat32;
+    auto fused_time = [&](int64_t m, bool small) -> Result<double> {
+      const FmlpParams p = make_params(*at, *d, inputs.data(), y.p, m);
+      return time_ms([&] { return small ? launch_fmlp_small(p, x_f32, ctx.stream) : launch_fmlp_large(p, x_f32, ctx.stream); },
+                     ctx.stream, what);
+    };
+    if (fmlp_small_smem(make_params(*at, *d, inputs.data(), y.p, 1)) > 0) {
+      for (int64_t m : probe_ms) {
+        if (m > m_max) break;
+        auto ts = fused_time(m, true);
+        if (!ts.is_ok()) return ts.status();
+        auto tl = fused_time(m, false);
+        if (!tl.is_ok()) return tl.status();
+        probes += fmt::format(" M={}: cluster8 {:.4f} rows64 {:.4f};", m, *ts, *tl);
+        if (*ts >= *tl) break;
+        best.small_max_m = m;
+      }
     }
+    auto tf = fused_time(m_opt, m_opt <= best.small_max_m);
+    if (!tf.is_ok()) return tf.status();
+    fused_ms = *tf;
+    fused_name =
+        best.small_max_m > 0 ? fmt::format("fused: cluster8 M<={}, rows64 above", best.small_max_m) : "fused: rows64";
   }
-  auto tf = fused_time(m_opt, m_opt <= best.small_max_m);
-  if (!tf.is_ok()) return tf.status();
-  const double fused_ms = *tf;
 
   // The per-layer path: each layer's cuBLASLt tactic through lt_tune (and the timing cache), then the chain.
   std::optional<double> per_layer_ms;
   std::vector<std::optional<LtAlgo>> algos;
-  std::string per_layer_why;
+  Status ps;
   {
-    Status ps;
+    const char* gemm_kernel = types->weights == DataType::kFloat32 ? "cuda.f32.gemm.cublaslt" : "cuda.f16.gemm.cublaslt";
     for (int i = 0; i < L && ps.is_ok(); ++i) {
       const bool last = i + 1 == L;
-      const LtTypes types{DataType::kFloat16, last ? io : DataType::kFloat16, false};
-      auto t = lt_tune(types, PerLayer::problem(*at, *d, i, m_opt), PerLayer::problem(*at, *d, i, m_min),
-                       PerLayer::problem(*at, *d, i, m_max), 1.f, 0.f, ctx, "cuda.f16.gemm.cublaslt", node.precision,
-                       fmt::format("{} layer {}", layer_context(node), i));
+      const LtTypes lt_types{types->weights, last ? io : types->weights, types->tf32};
+      auto t = lt_tune(lt_types, PerLayer::problem(*at, *d, i, m_opt), PerLayer::problem(*at, *d, i, m_min),
+                       PerLayer::problem(*at, *d, i, m_max), 1.f, 0.f, ctx, gemm_kernel, node.precision,
+                       fmt::format("{} layer {}", context, i));
       if (!t.is_ok()) ps = t.status();
       else algos.push_back(t->algo);
     }
     std::unique_ptr<PerLayer> pl;
     if (ps.is_ok()) {
-      auto p = PerLayer::create(*at, *d, io, algos, &*g.values[node.inputs[fused_mlp_bias_input(L - 1)]].constant,
-                                layer_context(node));
+      auto p = PerLayer::create(*at, *d, *types, algos, &*g.values[node.inputs[fused_mlp_bias_input(L - 1)]].constant,
+                                context);
       if (p.is_ok()) pl = std::move(*p);
       else ps = p.status();
     }
@@ -467,42 +530,45 @@ Status tune(Node& node, const Graph& g, const TuneContext& ctx) {
       if (t.is_ok()) per_layer_ms = *t;
       else ps = t.status();
     }
-    if (!ps.is_ok()) per_layer_why = ps.message();
   }
+  if (!fused_ms && !per_layer_ms) return ps;  // float32 weights: the per-layer path is the only one
   if (ctx.verbose)
-    fmt::print(stderr, "kiln: {}: fused {:.4f} ms, per-layer cuBLASLt {} at M={};{}\n", layer_context(node), fused_ms,
-               per_layer_ms ? fmt::format("{:.4f} ms", *per_layer_ms) : "unavailable (" + per_layer_why + ")", m_opt,
+    fmt::print(stderr, "kiln: {}: fused {}, per-layer cuBLASLt {} at M={};{}\n", context,
+               fused_ms ? fmt::format("{:.4f} ms", *fused_ms) : "-",
+               per_layer_ms ? fmt::format("{:.4f} ms", *per_layer_ms) : "unavailable (" + ps.message() + ")", m_opt,
                probes);
-  const std::string fused_name =
-      best.small_max_m > 0 ? fmt::format("fused: cluster8 M<={}, rows64 above", best.small_max_m) : "fused: rows64";
-  if (per_layer_ms && *per_layer_ms < fused_ms) {
+  if (per_layer_ms && (!fused_ms || *per_layer_ms < *fused_ms)) {
     best.fused = false;
     best.algos = algos;
-    node.attrs.set(kTacticAttr, fmt::format("per-layer cuBLASLt ({:.4f} ms; {} {:.4f} ms)", *per_layer_ms, fused_name, fused_ms));
+    node.attrs.set(kTacticAttr, fused_ms ? fmt::format("per-layer cuBLASLt ({:.4f} ms; {} {:.4f} ms)", *per_layer_ms,
+                                                       fused_name, *fused_ms)
+                                         : fmt::format("per-layer cuBLASLt ({:.4f} ms)", *per_layer_ms));
     node.attrs.set(kTacticMsAttr, static_cast<float>(*per_layer_ms));
   } else {
+    best.fused = true;
     node.attrs.set(kTacticAttr, per_layer_ms ? fmt::format("{} ({:.4f} ms; per-layer cuBLASLt {:.4f} ms)", fused_name,
-                                                           fused_ms, *per_layer_ms)
+                                                           *fused_ms, *per_layer_ms)
                                              : fused_name);
-    node.attrs.set(kTacticMsAttr, static_cast<float>(fused_ms));
+    node.attrs.set(kTacticMsAttr, static_cast<float>(*fused_ms));
   }
   node.attrs.set(kTacticDataAttr, tactic_ints(best));
   return Status::ok();
 }
 
-KernelDef fused_mlp_def() {
+KernelDef fused_mlp_def(DataType weights) {
   KernelDef d;
-  d.name = kName;
+  d.name = kernel_name(weights);
   d.domain = "kiln";
   d.op_type = "FusedMLP";
   d.priority = 10;
-  d.supports = supports;
+  d.supports = [weights](const Node& n, const Graph& g) { return supports(n, g, weights); };
   d.tune = tune;
   d.create = create;
   return d;
 }
 
-const KernelRegistrar kFusedMlp{fused_mlp_def()};
+const KernelRegistrar kFusedMlpF16{fused_mlp_def(DataType::kFloat16)};
+const KernelRegistrar kFusedMlpF32{fused_mlp_def(DataType::kFloat32)};
 
 }  // namespace
 }  // namespace kiln::cuda
