@@ -688,8 +688,45 @@ def kiln_gpu_lines(args, kc, prec):
             return once
         return make
 
+    def resident_low_latency(b):
+        """Device-resident input (rotated buffers) and output: the resident kernel reads and writes device
+        memory itself; execute() returns once the output is written (the per-inference synchronize)."""
+        import numpy as np
+        cuda = kc.kiln.cuda
+        ctx = native().create_execution_context()
+        x = make_input(b)
+        n = rotation(x.nbytes)
+        bufs = [cuda.mem_alloc(x.nbytes) for _ in range(n)]
+        for d in bufs:
+            cuda.memcpy_htod(d, x)
+        d_out = cuda.mem_alloc(b * 10 * 4)
+        ctx.set_input_shape("input", x.shape)
+        ctx.set_tensor_address("input", int(bufs[0]))
+        ctx.set_tensor_address("logits", int(d_out))
+        ctx.set_low_latency(True, b)
+        y = np.full((b, 10), np.nan, np.float32)
+        cuda.memcpy_htod(d_out, y)
+        ctx.execute()
+        cuda.memcpy_dtoh(y, d_out)
+        if not np.all(np.isfinite(y)):
+            raise RuntimeError("non-finite output")
+        i = [0]
+        keep = (ctx, bufs, d_out)  # alive as long as the closure
+
+        def once():
+            k = i[0] % n
+            i[0] += 1
+            keep[0].set_tensor_address("input", int(keep[1][k]))
+            keep[0].execute()
+        return once
+
     import numpy as np  # noqa: F401  (used by the closures)
     out = []
+    if prec in ("fp32", "fp16"):
+        out.append(Line(f"{name} low-latency", "gpu-resident", prec, resident_low_latency, "kiln",
+                        "set_low_latency(True, batch); execute() on device buffers (input address rotated): the "
+                        "resident kernel reads and writes device memory",
+                        batches=[b for b in SWEEP_BATCHES if b <= 16]))
     for pinned in (True, False):
         group = "gpu-pinned" if pinned else "gpu-pageable"
         mem = "kiln.cuda.pagelocked_empty" if pinned else "numpy"

@@ -1,6 +1,7 @@
 // Batch-1 latency of the course MLP with FP32 host memory in and out, on the GPU (issue 8 point 2):
 //   low_latency   execute() through the resident kernel (set_low_latency)
 //   cuda_graph    execute() with pinned host IO and a CUDA graph (H2D + layers + D2H + stream sync)
+//   low_latency_device / cuda_graph_device   the same two with input and output in device memory
 //   ping_floor    a trivial resident kernel answering a mapped-memory ping (no compute)
 //   empty_graph   an empty CUDA graph launch + stream synchronize
 // Usage: bench_low_latency [--model=models/mlp.onnx] [--iterations=20000] [--json=path]
@@ -125,20 +126,27 @@ int main(int argc, char** argv) {
   for (int i = 0; i < 10; ++i) diff = std::max(diff, static_cast<double>(std::fabs(y[i] - y_graph[i])));
   std::printf("max |low_latency - cuda_graph| over the 10 logits: %.3g\n", diff);
   std::printf("resident kernel: %s\n", ctx.low_latency_info().c_str());
-  // Fewer warps per CTA (fewer threads at each cluster barrier, more columns per warp).
-  for (const char* threads : {"128", "256"}) {
-    if (!ok(ctx.set_low_latency(false), "set_low_latency(false)")) return 1;
-    setenv("KILN_LOW_LATENCY_THREADS", threads, 1);
-    const bool started = ok(ctx.set_low_latency(true, 1), "set_low_latency");
-    unsetenv("KILN_LOW_LATENCY_THREADS");
-    if (!started) return 1;
-    results.push_back(measure(std::string("low_latency_t") + threads, iterations,
-                              [&] { return ok(ctx.execute(), "execute (low latency)"); }));
-    std::printf("resident kernel (%s threads): %s\n", threads, ctx.low_latency_info().c_str());
+  // (c) device-resident input and output: the resident kernel reads and writes device memory, against the
+  // CUDA graph path on the same buffers (execute() = graph replay + synchronize).
+  auto dx = kiln::gpu::device_alloc(784 * 4), dy = kiln::gpu::device_alloc(10 * 4);
+  if (!ok(dx.status(), "device_alloc") || !ok(dy.status(), "device_alloc")) return 1;
+  {
+    auto st = kiln::gpu::stream_create();
+    if (!ok(st.status(), "stream") || !ok(kiln::gpu::copy_to_device_async(*dx, x, 784 * 4, *st), "copy") ||
+        !ok(kiln::gpu::stream_synchronize(*st), "sync"))
+      return 1;
+    (void)kiln::gpu::stream_destroy(*st);
   }
+  if (!ok(ctx.set_tensor_address("input", *dx), "addr") || !ok(ctx.set_tensor_address("logits", *dy), "addr")) return 1;
+  results.push_back(measure("low_latency_device", iterations, [&] { return ok(ctx.execute(), "execute (low latency, device)"); }));
+  std::printf("resident kernel (device IO): %s\n", ctx.low_latency_info().c_str());
   if (!ok(ctx.set_low_latency(false), "set_low_latency(false)")) return 1;
+  results.push_back(measure("cuda_graph_device", iterations, [&] { return ok(ctx.execute(), "execute (graph, device)"); }));
+  if (!ok(ctx.set_tensor_address("input", x), "addr") || !ok(ctx.set_tensor_address("logits", y), "addr")) return 1;
+  (void)kiln::gpu::device_free(*dx);
+  (void)kiln::gpu::device_free(*dy);
 
-  // (c) the floor: a resident ping with no compute.
+  // (d) the floor: a resident ping with no compute.
   {
     uint32_t* flags = nullptr;
     if (!cuda_ok(cudaHostAlloc(reinterpret_cast<void**>(&flags), 256, cudaHostAllocMapped), "cudaHostAlloc")) return 1;

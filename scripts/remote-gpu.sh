@@ -165,16 +165,18 @@ PY
       echo "| engine | batch | mode | median | p99 | throughput (samples/s) |"; echo "|---|---|---|---|---|---|"; } >> "$md"
     for p in fp32 fp16; do
       for b in 1 8192; do
-        for mode in device-graph pinned pinned-graph pageable pageable-graph lowlatency; do
-          [[ $mode == lowlatency && $b != 1 ]] && continue
+        for mode in device device-graph pinned pinned-graph pageable pageable-graph lowlatency lowlatency-device; do
+          [[ $mode == lowlatency* && $b != 1 ]] && continue
           local extra=""
           case $mode in
-            device-graph) extra="--useCudaGraph" ;;
+            device) extra="--noDataTransfers" ;;
+            device-graph) extra="--useCudaGraph --noDataTransfers" ;;
             pinned) extra="--hostIO=pinned" ;;
             pinned-graph) extra="--hostIO=pinned --useCudaGraph" ;;
             pageable) extra="--hostIO=pageable" ;;
             pageable-graph) extra="--hostIO=pageable --useCudaGraph" ;;
             lowlatency) extra="--lowLatency" ;;
+            lowlatency-device) extra="--lowLatency --noDataTransfers" ;;
           esac
           local j="$WORK/json/hostio_${p}_b${b}_${mode}.json"
           $K run --loadEngine=$E/mlp_$p.engine --shapes=input:${b}x1x28x28 --warmUp=300 --iterations=500 --duration=2 \

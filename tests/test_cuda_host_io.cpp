@@ -306,24 +306,64 @@ TEST(CudaLowLatencyMany, TwoContextsOfOneEngineAndASecondEngineAtOnce) {
   for (ExecutionContext* c : ctxs) ASSERT_TRUE(c->set_low_latency(false).is_ok());
 }
 
-TEST(CudaLowLatencyErrors, DeviceAddressIsAClearError) {
+// Synchronous copies on a stream of their own (the resident kernel keeps running on its stream).
+Status to_device(void* dst, const void* src, size_t bytes) {
+  auto st = gpu::stream_create();
+  if (!st.is_ok()) return st.status();
+  Status s = gpu::copy_to_device_async(dst, src, bytes, *st);
+  if (s.is_ok()) s = gpu::stream_synchronize(*st);
+  (void)gpu::stream_destroy(*st);
+  return s;
+}
+Status to_host(void* dst, const void* src, size_t bytes) {
+  auto st = gpu::stream_create();
+  if (!st.is_ok()) return st.status();
+  Status s = gpu::copy_to_host_async(dst, src, bytes, *st);
+  if (s.is_ok()) s = gpu::stream_synchronize(*st);
+  (void)gpu::stream_destroy(*st);
+  return s;
+}
+
+TEST_P(CudaLowLatency, DeviceMemoryInAndOut) {
+  // Device-resident IO: the kernel reads the input from device memory and writes the output there; also
+  // device in / host out and host in / device out. Outputs poisoned (NaN) in device memory before each run.
   REQUIRE_GPU();
-  auto engine = build_mlp(mlp_config("cuda", 2, false));
+  const Precision p = GetParam();
+  auto engine = build_mlp(mlp_config("cuda", 16, p.fp16));
+  HostIo host(16, true);
+  auto dx = gpu::device_alloc(16 * 784 * 4), dy = gpu::device_alloc(16 * 10 * 4);
+  ASSERT_TRUE(dx.is_ok() && dy.is_ok());
   auto ctx = engine->create_execution_context();
-  ASSERT_TRUE(ctx.is_ok());
-  HostIo io(2, false);
-  io.bind(**ctx);
-  EXPECT_LE(run_once(**ctx, io, 1, 3), 1e-5);
-  auto dev = gpu::device_alloc(784 * 4);
-  ASSERT_TRUE(dev.is_ok());
-  ASSERT_TRUE((*ctx)->set_low_latency(true, 2).is_ok());
-  ASSERT_TRUE((*ctx)->set_tensor_address("input", *dev).is_ok());
-  ASSERT_TRUE((*ctx)->set_input_shape("input", {1, 1, 28, 28}).is_ok());
-  Status s = (*ctx)->execute();
-  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << s.to_string();
-  EXPECT_NE(s.to_string().find("device memory"), std::string::npos) << s.to_string();
-  ASSERT_TRUE((*ctx)->set_low_latency(false).is_ok());
-  (void)gpu::device_free(*dev);
+  ASSERT_TRUE(ctx.is_ok()) << ctx.status().to_string();
+  ExecutionContext& c = **ctx;
+  host.bind(c);
+  EXPECT_LE(run_once(c, host, 4, 1), p.tolerance) << "normal path before low-latency mode";
+  ASSERT_TRUE(c.set_low_latency(true, 16).is_ok());
+  const std::vector<float> nan(16 * 10, std::numeric_limits<float>::quiet_NaN());
+  uint64_t seed = 900;
+  for (int mode = 0; mode < 3; ++mode) {  // 0: device in+out, 1: device in, host out, 2: host in, device out
+    const bool in_dev = mode != 2, out_dev = mode != 1;
+    ASSERT_TRUE(c.set_tensor_address("input", in_dev ? *dx : static_cast<void*>(host.x)).is_ok());
+    ASSERT_TRUE(c.set_tensor_address("logits", out_dev ? *dy : static_cast<void*>(host.y)).is_ok());
+    EXPECT_EQ(c.tensor_location("input"), in_dev ? MemoryLocation::kDevice : MemoryLocation::kPinnedHost);
+    for (int64_t b : {int64_t{1}, int64_t{3}, int64_t{16}, int64_t{1}}) {
+      auto x = test::random_floats(static_cast<size_t>(b) * 784, seed++, -2.f, 2.f);
+      if (in_dev) ASSERT_TRUE(to_device(*dx, x.data(), x.size() * 4).is_ok());
+      else std::memcpy(host.x, x.data(), x.size() * 4);
+      if (out_dev) ASSERT_TRUE(to_device(*dy, nan.data(), nan.size() * 4).is_ok());
+      else std::memcpy(host.y, nan.data(), nan.size() * 4);
+      ASSERT_TRUE(c.set_input_shape("input", {b, 1, 28, 28}).is_ok());
+      Status s = c.execute();
+      ASSERT_TRUE(s.is_ok()) << "mode " << mode << " batch " << b << ": " << s.to_string();
+      std::vector<float> y(static_cast<size_t>(b) * 10);
+      if (out_dev) ASSERT_TRUE(to_host(y.data(), *dy, y.size() * 4).is_ok());
+      else std::memcpy(y.data(), host.y, y.size() * 4);
+      EXPECT_LE(rel_l2(y, reference(x, b)), p.tolerance) << p.name << " mode " << mode << " batch " << b;
+    }
+  }
+  ASSERT_TRUE(c.set_low_latency(false).is_ok());
+  (void)gpu::device_free(*dx);
+  (void)gpu::device_free(*dy);
 }
 
 TEST(CudaLowLatencyErrors, NonMlpGraphIsUnsupportedNamingTheLayer) {

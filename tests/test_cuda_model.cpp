@@ -124,7 +124,10 @@ INSTANTIATE_TEST_SUITE_P(Precisions, CudaMlpPrecision,
 
 TEST(CudaMlp, GemmLayersCarryBiasAndReluAndATimedTactic) {
   REQUIRE_GPU();
-  auto engine = test::must_load(build(cuda_config(1, 8192, 8192)));
+  // With mlp_fusion off, each Gemm(+bias+ReLU) is one cuBLASLt layer with its own timed tactic.
+  BuilderConfig c = cuda_config(1, 8192, 8192);
+  c.disabled_passes.insert("mlp_fusion");
+  auto engine = test::must_load(build(c));
   auto j = nlohmann::json::parse(engine->inspect_json());
   EXPECT_EQ(j["device"], "cuda");
   int gemms = 0;
@@ -139,6 +142,29 @@ TEST(CudaMlp, GemmLayersCarryBiasAndReluAndATimedTactic) {
     EXPECT_EQ(l["precision"], "tf32");
   }
   EXPECT_EQ(gemms, 3);  // Gemm+bias+ReLU, Gemm+bias+ReLU, Gemm+bias: one layer each
+}
+
+TEST(CudaMlp, DenseChainBecomesOneFusedMlpLayer) {
+  REQUIRE_GPU();
+  // By default the three dense layers are one kiln.FusedMLP: float32 weights run cuda.f32.fused_mlp (per-layer
+  // cuBLASLt), float16 weights cuda.f16.fused_mlp, whose tactic (fused kernel or per-layer) is timed.
+  for (bool fp16 : {false, true}) {
+    BuilderConfig c = cuda_config(1, 8192, 8192);
+    c.fp16 = fp16;
+    auto engine = test::must_load(build(c));
+    auto j = nlohmann::json::parse(engine->inspect_json());
+    int fused = 0;
+    for (const auto& l : j["layers"]) {
+      if (l["op_type"] != "kiln.FusedMLP") continue;
+      ++fused;
+      EXPECT_EQ(l["kernel"], fp16 ? "cuda.f16.fused_mlp" : "cuda.f32.fused_mlp") << l.dump();
+      ASSERT_TRUE(l["attributes"].contains("kiln_tactic")) << l.dump();
+      const std::string tactic = l["attributes"]["kiln_tactic"];
+      EXPECT_NE(tactic.find(fp16 ? "fused" : "per-layer cuBLASLt"), std::string::npos) << tactic;
+      EXPECT_TRUE(l["attributes"].contains("kiln_tactic_ms")) << l.dump();
+    }
+    EXPECT_EQ(fused, 1) << j.dump(1);
+  }
 }
 
 TEST(CudaMlp, Fp16IoFormatsGiveHalfTensors) {

@@ -112,7 +112,9 @@ class ExecutionContext {
   // CUDA engines: low-latency mode (trtexec has no such flag; `kiln run --lowLatency`). A resident kernel
   // waits on a flag in mapped page-locked memory, reads the input from host memory, computes, writes the
   // output and a done flag back, while the host spins: no launch and no stream synchronize per call.
-  // While on, execute() with host tensor addresses and a batch of at most max_rows rows goes through it.
+  // While on, execute() with a batch of at most max_rows rows goes through it; tensor addresses may be
+  // host memory (copied through the kernel's mapped buffers) or device memory (read and written by the
+  // kernel itself; execute() returns once the output is visible to later GPU work and to copies).
   // Fails with kUnsupported, naming the reason, for engines it cannot serve (it needs a chain of dense
   // layers whose weights fit on chip). Off (or destroying the context) stops the kernel.
   Status set_low_latency(bool on, int max_rows = 1);

@@ -51,16 +51,17 @@ class BackendContext {
   // Low-latency mode (CUDA): a resident kernel waits for requests in mapped page-locked memory and answers
   // small batches with no launch or stream synchronize. start validates that the engine can be served
   // this way (else kUnsupported, naming why) and launches it for batches of up to max_rows rows; run
-  // reads one host address per graph input and writes one per graph output (graph order), for `rows`
-  // rows at the current shapes (in_shapes/out_shapes, one per input/output), and returns when the
-  // outputs are in host memory; stop ends the kernel and frees its memory (destruction stops it too).
+  // reads one address per graph input and writes one per graph output (graph order; host or device
+  // memory as in_where/out_where say), for `rows` rows at the current shapes (in_shapes/out_shapes, one
+  // per input/output), and returns when the outputs are written (host memory: copied there; device
+  // memory: visible to later work); stop ends the kernel and frees its memory (destruction stops it too).
   virtual Status start_low_latency(int max_rows) {
     (void)max_rows;
     return Status(StatusCode::kUnsupported, "low-latency mode needs a CUDA engine");
   }
-  virtual Status run_low_latency(const void* const* host_inputs, const TensorDesc* in_shapes,
-                                 void* const* host_outputs, const TensorDesc* out_shapes) {
-    (void)host_inputs; (void)in_shapes; (void)host_outputs; (void)out_shapes;
+  virtual Status run_low_latency(const void* const* inputs, const MemoryLocation* in_where, const TensorDesc* in_shapes,
+                                 void* const* outputs, const MemoryLocation* out_where, const TensorDesc* out_shapes) {
+    (void)inputs; (void)in_where; (void)in_shapes; (void)outputs; (void)out_where; (void)out_shapes;
     return Status(StatusCode::kUnsupported, "low-latency mode is not started");
   }
   virtual void stop_low_latency() {}

@@ -219,13 +219,10 @@ Status ContextImpl::execute_low_latency() {
   if (!set.is_ok()) return set;
   std::vector<const void*> ins;
   std::vector<void*> outs;
+  std::vector<MemoryLocation> in_where, out_where;
   std::vector<TensorDesc> in_desc, out_desc;
   for (size_t i = 0; i < io_addr_.size(); ++i) {
     const bool input = static_cast<int>(i) < e.num_inputs;
-    if (io_loc_[i] == MemoryLocation::kDevice)
-      return Status(StatusCode::kInvalidArgument,
-                    fmt::format("low-latency mode reads and writes host memory, but tensor '{}' is in device memory",
-                                e.io_names[i]));
     const TensorDesc& d = shapes_[e.io_values[i]];
     if (input) {
       if (d.shape.empty() || d.shape[0] > low_latency_rows_)
@@ -233,13 +230,16 @@ Status ContextImpl::execute_low_latency() {
                       fmt::format("input '{}' [{}] has more than the {} rows low-latency mode was started for",
                                   e.io_names[i], dims_to_string(d.shape, ","), low_latency_rows_));
       ins.push_back(io_addr_[i]);
+      in_where.push_back(io_loc_[i]);
       in_desc.push_back(d);
     } else {
       outs.push_back(io_addr_[i]);
+      out_where.push_back(io_loc_[i]);
       out_desc.push_back(d);
     }
   }
-  return backend_->run_low_latency(ins.data(), in_desc.data(), outs.data(), out_desc.data());
+  return backend_->run_low_latency(ins.data(), in_where.data(), in_desc.data(), outs.data(), out_where.data(),
+                                   out_desc.data());
 }
 
 void* ContextImpl::tensor_address(const std::string& name) const {

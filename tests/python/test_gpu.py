@@ -221,8 +221,21 @@ class HostMemoryTest(unittest.TestCase):
         with self.assertRaises(kiln.KilnError):
             self._bind(ctx, random_input(5, 3), False)
             ctx.execute()  # more rows than it was started for
+        # Device buffers in and out: the resident kernel reads and writes device memory itself.
+        d_in, d_out = cuda.mem_alloc(4 * 784 * 4), cuda.mem_alloc(4 * 10 * 4)
+        for b in (1, 4):
+            x = random_input(b, 60 + b)
+            y = np.full((b, 10), np.nan, np.float32)
+            cuda.memcpy_htod(d_in, x)
+            cuda.memcpy_htod(d_out, y)
+            ctx.set_input_shape("input", x.shape)
+            ctx.set_tensor_address("input", int(d_in))
+            ctx.set_tensor_address("logits", int(d_out))
+            ctx.execute()
+            cuda.memcpy_dtoh(y, d_out)
+            self.assertLessEqual(rel_l2(y, reference(x)), 1e-3)
         ctx.set_low_latency(False)
-        del ctx, keep
+        del ctx, keep, d_in, d_out
 
 
 class KilnCudaTest(unittest.TestCase):

@@ -59,7 +59,8 @@ CLI::App* add_run_command(CLI::App& app, RunOptions* opts) {
       ->type_name("MODE");
   cmd->add_flag("--lowLatency", opts->low_latency,
                 "CUDA (Kiln): a resident kernel answers each run from host memory (no launch, no stream "
-                "synchronize); for small batches; implies --hostIO=pageable unless given");
+                "synchronize); for small batches; implies --hostIO=pageable unless given; with "
+                "--noDataTransfers it reads and writes device buffers instead");
   cmd->add_option("--exportJSON", opts->export_json, "Write the performance summary as JSON")->type_name("FILE");
   cmd->footer("The run ends once both --iterations and --duration are reached. Batch in throughput = dim 0 of the "
               "first input.\n" +
@@ -178,7 +179,8 @@ Json summary_to_json(const RunOptions& opts, const Engine& engine, const Binding
     doc["use_cuda_graph"] = opts.use_cuda_graph;
     doc["no_data_transfers"] = opts.no_data_transfers;
     doc["use_spin_wait"] = opts.use_spin_wait;
-    doc["host_io"] = opts.host_io.empty() ? (opts.low_latency ? "pageable" : "none") : opts.host_io;
+    doc["host_io"] =
+        opts.host_io.empty() ? (opts.low_latency && !opts.no_data_transfers ? "pageable" : "none") : opts.host_io;
     doc["low_latency"] = opts.low_latency;
   }
   return doc;
@@ -245,8 +247,9 @@ Status run_checked(const RunOptions& opts) {
       Executor::create(engine, ctx, io,
                        {opts.use_cuda_graph, opts.no_data_transfers, opts.use_spin_wait,
                         opts.host_io == "pinned"     ? HostIo::kPinned
-                        : opts.host_io == "pageable" || opts.low_latency ? HostIo::kPageable
-                                                                         : HostIo::kNone,
+                        : opts.host_io == "pageable" || (opts.low_latency && !opts.no_data_transfers)
+                            ? HostIo::kPageable
+                            : HostIo::kNone,
                         opts.low_latency});
   if (!exec_or.is_ok()) return std::move(exec_or).take_status();
   Executor& exec = *exec_or.value();
@@ -255,7 +258,7 @@ Status run_checked(const RunOptions& opts) {
                opts.no_data_transfers ? ", no data transfers" : "", opts.use_spin_wait ? ", spin wait" : "",
                exec.host_io() ? fmt::format(", host IO ({})", opts.host_io.empty() ? "pageable" : opts.host_io) : "",
                opts.low_latency ? ", low-latency (resident kernel)" : "");
-    if (exec.host_io() && (opts.no_data_transfers || opts.use_spin_wait))
+    if (exec.host_io() && ((opts.no_data_transfers && !opts.low_latency) || opts.use_spin_wait))
       report_note("--noDataTransfers and --useSpinWait do not apply with --hostIO/--lowLatency (the runtime copies)");
   } else {
     fmt::print("[I] Device: {}, threads: {}\n", engine.device(),

@@ -53,10 +53,11 @@ class CudaContext final : public BackendContext {
   }
   // Low-latency mode: a resident kernel (resident_mlp.h) serves the engine when it is a dense chain.
   Status start_low_latency(int max_rows) override;
-  Status run_low_latency(const void* const* host_inputs, const TensorDesc* in_shapes, void* const* host_outputs,
-                         const TensorDesc* out_shapes) override {
+  Status run_low_latency(const void* const* inputs, const MemoryLocation* in_where, const TensorDesc* in_shapes,
+                         void* const* outputs, const MemoryLocation* out_where, const TensorDesc* out_shapes) override {
     if (!resident_) return Status(StatusCode::kInvalidArgument, "low-latency mode is not started");
-    return resident_->run(host_inputs[0], in_shapes[0], host_outputs[0], out_shapes[0]);
+    return resident_->run(inputs[0], in_where[0] == MemoryLocation::kDevice, in_shapes[0], outputs[0],
+                          out_where[0] == MemoryLocation::kDevice, out_shapes[0]);
   }
   void stop_low_latency() override { resident_.reset(); }
   std::string low_latency_json() const override { return resident_ ? resident_->json() : "{}"; }

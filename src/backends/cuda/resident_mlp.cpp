@@ -428,7 +428,8 @@ Status ResidentMlp::wait_ready() {
   return Status::ok();
 }
 
-Status ResidentMlp::run(const void* in, const TensorDesc& in_desc, void* out, const TensorDesc& out_desc) {
+Status ResidentMlp::run(const void* in, bool in_device, const TensorDesc& in_desc, void* out, bool out_device,
+                        const TensorDesc& out_desc) {
   if (!running_) return Status(StatusCode::kInvalidArgument, "low-latency mode is not started");
   if (!failed_.empty())
     return Status(StatusCode::kRuntimeError, "low-latency mode failed earlier (" + failed_ + "); turn it off and on again");
@@ -452,7 +453,9 @@ Status ResidentMlp::run(const void* in, const TensorDesc& in_desc, void* out, co
     Status s = relaunch(seq_);
     if (!s.is_ok()) return s;
   }
-  std::memcpy(input_, in, static_cast<size_t>(rows) * k0 * dtype_size(plan_.input_dtype));
+  if (!in_device) std::memcpy(input_, in, static_cast<size_t>(rows) * k0 * dtype_size(plan_.input_dtype));
+  channel_->input_addr = in_device ? reinterpret_cast<uint64_t>(in) : 0;
+  channel_->output_addr = out_device ? reinterpret_cast<uint64_t>(out) : 0;
   channel_->command = resident::kCommandRun;
   channel_->rows = static_cast<uint32_t>(rows);
   const int64_t now = host_ns();
@@ -483,7 +486,7 @@ Status ResidentMlp::run(const void* in, const TensorDesc& in_desc, void* out, co
       return s;
     }
   }
-  std::memcpy(out, output_, static_cast<size_t>(rows) * n_last * dtype_size(plan_.output_dtype));
+  if (!out_device) std::memcpy(out, output_, static_cast<size_t>(rows) * n_last * dtype_size(plan_.output_dtype));
   return Status::ok();
 }
 

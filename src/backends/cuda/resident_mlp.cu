@@ -118,8 +118,8 @@ __device__ void stage_weights(const LayerParams& L, unsigned char* smem, int col
 
 // This CTA's share of the request's input ([rows, k0] in mapped memory), converted to float, stored into
 // every CTA's input buffer. Returns through the caller's cluster barrier.
-__device__ void distribute_input(const KernelParams& p, cg::cluster_group& cluster, unsigned char* smem, int rows,
-                                 int rank, int readers, int ctas, int buffer) {
+__device__ void distribute_input(const KernelParams& p, const unsigned char* input, cg::cluster_group& cluster,
+                                 unsigned char* smem, int rows, int rank, int readers, int ctas, int buffer) {
   const int k0 = p.layer[0].k, stride = p.layer[0].k_pad;
   float* local = reinterpret_cast<float*>(smem + p.input_offset[buffer]);
   const int total = rows * k0;
@@ -129,7 +129,7 @@ __device__ void distribute_input(const KernelParams& p, cg::cluster_group& clust
     const int begin = static_cast<int>(static_cast<int64_t>(units) * rank / readers);
     const int end = static_cast<int>(static_cast<int64_t>(units) * (rank + 1) / readers);
     for (int u = begin + threadIdx.x; u < end; u += blockDim.x) {
-      const uint4 raw = load_cv_16(static_cast<const unsigned char*>(p.input) + static_cast<int64_t>(u) * 16);
+      const uint4 raw = load_cv_16(input + static_cast<int64_t>(u) * 16);
       float v[8];
       if (p.input_half) {
         unpack_half8(raw, v);
@@ -152,9 +152,9 @@ __device__ void distribute_input(const KernelParams& p, cg::cluster_group& clust
     for (int e = begin + threadIdx.x; e < end; e += blockDim.x) {
       float v;
       if (p.input_half) {
-        v = half_bits_to_float(load_cv_16bit(static_cast<const unsigned char*>(p.input) + static_cast<int64_t>(e) * 2));
+        v = half_bits_to_float(load_cv_16bit(input + static_cast<int64_t>(e) * 2));
       } else {
-        v = __uint_as_float(load_cv_32(static_cast<const unsigned char*>(p.input) + static_cast<int64_t>(e) * 4));
+        v = __uint_as_float(load_cv_32(input + static_cast<int64_t>(e) * 4));
         if (p.round_input_half) v = round_to_half(v);
       }
       const int row = e / k0, k = e - row * k0;
@@ -165,12 +165,12 @@ __device__ void distribute_input(const KernelParams& p, cg::cluster_group& clust
 
 // One dense layer for this CTA's columns: warp w computes columns w, w + warps, ...; lanes split k (8
 // elements each, 16-byte loads) for up to 4 rows at a time, then a butterfly reduction. Non-last layers
-// push each result into every CTA's next buffer (lane d stores to CTA d); the last layer writes the
-// mapped output. Returns whether this thread wrote host memory.
+// push each result into every CTA's next buffer (lane d stores to CTA d); the last layer writes `output`
+// (the mapped buffer or device memory). Returns whether this thread wrote it.
 template <class W>
 __device__ bool dense_layer(const KernelParams& p, const LayerParams& L, cg::cluster_group& cluster,
                             unsigned char* smem, const float* x, int x_stride, float* next, bool last, int rows,
-                            int rank, int ctas) {
+                            int rank, int ctas, void* output) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
   const int col0 = static_cast<int>(static_cast<int64_t>(L.n) * rank / ctas);
   const int cols = static_cast<int>(static_cast<int64_t>(L.n) * (rank + 1) / ctas) - col0;
@@ -216,8 +216,8 @@ __device__ bool dense_layer(const KernelParams& p, const LayerParams& L, cg::clu
           if (lane < ctas) cluster.map_shared_rank(next, lane)[row * p.act_stride + n] = v;
         } else if (lane == 0) {
           const int64_t at = static_cast<int64_t>(row) * L.n + n;
-          if (p.output_half) static_cast<__half*>(p.output)[at] = __float2half_rn(v);
-          else static_cast<float*>(p.output)[at] = v;
+          if (p.output_half) static_cast<__half*>(output)[at] = __float2half_rn(v);
+          else static_cast<float*>(output)[at] = v;
           wrote = true;
         }
       }
@@ -229,8 +229,8 @@ __device__ bool dense_layer(const KernelParams& p, const LayerParams& L, cg::clu
 __global__ void __launch_bounds__(kThreads, 1)
     resident_mlp_kernel(const __grid_constant__ KernelParams p) {
   extern __shared__ __align__(16) unsigned char smem[];
-  __shared__ uint32_t mailbox[3];   // seq, command, rows of the request being served (written by CTA 0)
-  __shared__ uint32_t poll_box[3];  // CTA 0: what its thread 0 saw
+  __shared__ uint64_t mailbox[4];   // seq, command, rows, output address of the request (written by CTA 0)
+  __shared__ uint64_t poll_box[5];  // CTA 0: what its thread 0 saw (the above, then the input address)
   cg::cluster_group cluster = cg::this_cluster();
   const int rank = static_cast<int>(cluster.block_rank());
   const int ctas = static_cast<int>(cluster.num_blocks());
@@ -262,6 +262,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     if (rank == 0) {
       if (threadIdx.x == 0) {
         uint32_t s = last_seq, command = kCommandIdleExit, rows = 0;
+        uint64_t in_addr = 0, out_addr = 0;
         for (uint32_t spins = 0;; ++spins) {
           const uint32_t now = load_acquire_sys(&ch->request_seq);
           if (now != last_seq) {
@@ -269,6 +270,8 @@ __global__ void __launch_bounds__(kThreads, 1)
             command = load_relaxed_sys(&ch->command);
             rows = load_relaxed_sys(&ch->rows);
             lease = load_relaxed_sys_u64(&ch->lease_until);
+            in_addr = load_relaxed_sys_u64(&ch->input_addr);
+            out_addr = load_relaxed_sys_u64(&ch->output_addr);
             t_seen = global_ns();
             c_seen = clock64();
             break;
@@ -278,22 +281,27 @@ __global__ void __launch_bounds__(kThreads, 1)
         poll_box[0] = s;
         poll_box[1] = command;
         poll_box[2] = rows;
+        poll_box[3] = out_addr;
+        poll_box[4] = in_addr;
       }
       __syncthreads();
-      const uint32_t s = poll_box[0], command = poll_box[1], rows = poll_box[2];
+      const uint32_t s = static_cast<uint32_t>(poll_box[0]), command = static_cast<uint32_t>(poll_box[1]);
+      const uint32_t rows = static_cast<uint32_t>(poll_box[2]);
+      const unsigned char* input =
+          poll_box[4] ? reinterpret_cast<const unsigned char*>(poll_box[4]) : static_cast<const unsigned char*>(p.input);
       if (command == kCommandRun)
-        distribute_input(p, cluster, smem, min(static_cast<int>(rows), p.max_rows), 0, 1, ctas, static_cast<int>(s & 1u));
+        distribute_input(p, input, cluster, smem, min(static_cast<int>(rows), p.max_rows), 0, 1, ctas,
+                         static_cast<int>(s & 1u));
       if (threadIdx.x < ctas) {
-        uint32_t* box = cluster.map_shared_rank(mailbox, static_cast<int>(threadIdx.x));
-        box[0] = s;
-        box[1] = command;
-        box[2] = rows;
+        uint64_t* box = cluster.map_shared_rank(mailbox, static_cast<int>(threadIdx.x));
+        for (int i = 0; i < 4; ++i) box[i] = poll_box[i];
       }
     }
     cluster.sync();  // every CTA has the request and its input
-    const uint32_t seq = mailbox[0];
-    const uint32_t command = mailbox[1];
+    const uint32_t seq = static_cast<uint32_t>(mailbox[0]);
+    const uint32_t command = static_cast<uint32_t>(mailbox[1]);
     const int rows = min(static_cast<int>(mailbox[2]), p.max_rows);
+    void* output = mailbox[3] ? reinterpret_cast<void*>(mailbox[3]) : p.output;
     if (command != kCommandRun) break;
     last_seq = seq;
     uint64_t t_prev = t_seen;
@@ -313,8 +321,8 @@ __global__ void __launch_bounds__(kThreads, 1)
       const LayerParams& L = p.layer[l];
       const bool last = l + 1 == p.layers;
       float* next = reinterpret_cast<float*>(smem + p.act_offset[l % 2]);
-      wrote |= L.weight_half ? dense_layer<__half>(p, L, cluster, smem, x, x_stride, next, last, rows, rank, ctas)
-                             : dense_layer<float>(p, L, cluster, smem, x, x_stride, next, last, rows, rank, ctas);
+      wrote |= L.weight_half ? dense_layer<__half>(p, L, cluster, smem, x, x_stride, next, last, rows, rank, ctas, output)
+                             : dense_layer<float>(p, L, cluster, smem, x, x_stride, next, last, rows, rank, ctas, output);
       if (!last) {
         cluster.sync();  // the pushed columns are visible; buffer l%2 is read next, (l+1)%2 free to write
         x = next;
@@ -322,7 +330,7 @@ __global__ void __launch_bounds__(kThreads, 1)
       }
     }
     lap(kTraceLayers);
-    if (wrote) __threadfence_system();  // this thread's output stores reach host memory before done_seq
+    if (wrote) __threadfence_system();  // this thread's output stores are visible to the host before done_seq
     __syncthreads();
     lap(kTraceOutput);
     if (threadIdx.x == 0) store_release_sys(&ch->done_seq[rank], seq);

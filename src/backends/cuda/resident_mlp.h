@@ -45,8 +45,10 @@ class ResidentMlp {
   ~ResidentMlp() { stop(); }
 
   Status start(const ResidentPlan& plan, int max_rows);
-  // rows = in.shape[0]; in and out are host memory of the graph input's and output's dtype.
-  Status run(const void* in, const TensorDesc& in_desc, void* out, const TensorDesc& out_desc);
+  // rows = in.shape[0]; in and out hold the graph input's and output's dtype, in host memory or (where
+  // in_device / out_device) in device memory, which the kernel then reads or writes itself.
+  Status run(const void* in, bool in_device, const TensorDesc& in_desc, void* out, bool out_device,
+             const TensorDesc& out_desc);
   // Ends the kernel and releases its buffers; safe to call twice and when start failed.
   void stop();
   bool running() const { return running_; }

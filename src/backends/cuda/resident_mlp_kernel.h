@@ -18,7 +18,7 @@ enum : uint32_t { kCommandRun = 1, kCommandStop = 2, kCommandIdleExit = 3 /* ker
 enum : int { kActNone = 0, kActRelu = 1, kActLeakyRelu = 2, kActSigmoid = 3, kActTanh = 4 };
 
 // Lives in mapped page-locked host memory. Host-written and device-written words sit on different 128-byte
-// lines. Protocol: the host writes the input, `command`, `rows` and `lease_until`, then bumps
+// lines. Protocol: the host writes the input (or its device address), `command`, `rows` and `lease_until`, then bumps
 // `request_seq` (release); thread 0 of every CTA polls `request_seq` (ld.acquire.sys) on its own, every
 // CTA computes and writes `done_seq[cta]` = that sequence number (release, after its outputs) once its
 // part of the output is in host memory.
@@ -33,7 +33,11 @@ struct alignas(128) Channel {
   uint32_t rows;
   uint32_t host_pad0;
   uint64_t lease_until;  // GPU globaltimer ns: with no request after this, end
-  uint32_t host_pad[26];
+  // Device-resident IO: the request's input and output in device memory (0: the mapped buffers,
+  // KernelParams::input/output). Reading the input from device memory skips the PCIe read.
+  uint64_t input_addr;
+  uint64_t output_addr;
+  uint32_t host_pad[22];
   uint32_t ready;   // the launch generation, once every CTA holds its weights in shared memory
   uint32_t exited;  // the launch generation, once the kernel has ended (idle or stop)
   uint64_t ready_gpu_ns;  // CTA 0's globaltimer when it wrote ready (the host's clock offset)
