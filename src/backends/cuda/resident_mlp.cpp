@@ -543,7 +543,8 @@ nlohmann::json ResidentMlp::trace_json() const {
   const auto* raw = const_cast<const volatile uint64_t*>(channel_->trace);
   const uint64_t n = raw[resident::kTraceCount];
   if (n == 0) return t;
-  static const char* names[resident::kTracePhases] = {"hand_out", "layers", "output_fence", "done_flag"};
+  static const char* names[resident::kTracePhases] = {"header", "input", "hand_out_barrier", "layer_compute",
+                                                      "layer_barriers", "output_fence", "done_flag"};
   for (int i = 0; i < resident::kTracePhases; ++i) t[names[i]] = static_cast<double>(raw[i]) / 1000.0 / n;
   t["requests"] = n;
   double ns = 0;

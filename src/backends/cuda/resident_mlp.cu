@@ -253,7 +253,13 @@ __global__ void __launch_bounds__(kThreads, 1)
   uint32_t last_seq = p.start_seq;
   uint64_t lease = global_ns() + p.idle_ns;  // the poller's copy of the lease
   const bool tracer = rank == 0 && threadIdx.x == 0;
-  uint64_t phase_ns[kTracePhases] = {}, answered = 0, t_seen = 0, cycles = 0, c_seen = 0;
+  uint64_t phase_ns[kTracePhases] = {}, answered = 0, cycles = 0, c_seen = 0, t_prev = 0;
+  auto lap = [&](int phase) {  // CTA 0's thread 0 only
+    if (!tracer) return;
+    const uint64_t now = global_ns();
+    phase_ns[phase] += now - t_prev;
+    t_prev = now;
+  };
   for (;;) {
     // CTA 0 alone talks to the host: thread 0 polls for the next request (or the end of the lease), then
     // all of CTA 0 reads the input from host memory, and the request and its input go to every CTA
@@ -272,7 +278,7 @@ __global__ void __launch_bounds__(kThreads, 1)
             lease = load_relaxed_sys_u64(&ch->lease_until);
             in_addr = load_relaxed_sys_u64(&ch->input_addr);
             out_addr = load_relaxed_sys_u64(&ch->output_addr);
-            t_seen = global_ns();
+            t_prev = global_ns();
             c_seen = clock64();
             break;
           }
@@ -285,6 +291,7 @@ __global__ void __launch_bounds__(kThreads, 1)
         poll_box[4] = in_addr;
       }
       __syncthreads();
+      lap(kTraceHeader);
       const uint32_t s = static_cast<uint32_t>(poll_box[0]), command = static_cast<uint32_t>(poll_box[1]);
       const uint32_t rows = static_cast<uint32_t>(poll_box[2]);
       const unsigned char* input =
@@ -292,6 +299,7 @@ __global__ void __launch_bounds__(kThreads, 1)
       if (command == kCommandRun)
         distribute_input(p, input, cluster, smem, min(static_cast<int>(rows), p.max_rows), 0, 1, ctas,
                          static_cast<int>(s & 1u));
+      lap(kTraceInput);
       if (threadIdx.x < ctas) {
         uint64_t* box = cluster.map_shared_rank(mailbox, static_cast<int>(threadIdx.x));
         for (int i = 0; i < 4; ++i) box[i] = poll_box[i];
@@ -304,13 +312,6 @@ __global__ void __launch_bounds__(kThreads, 1)
     void* output = mailbox[3] ? reinterpret_cast<void*>(mailbox[3]) : p.output;
     if (command != kCommandRun) break;
     last_seq = seq;
-    uint64_t t_prev = t_seen;
-    auto lap = [&](int phase) {  // CTA 0's thread 0 only
-      if (!tracer) return;
-      const uint64_t now = global_ns();
-      phase_ns[phase] += now - t_prev;
-      t_prev = now;
-    };
     lap(kTraceHandOut);
     const int buffer = static_cast<int>(seq & 1u);
 
@@ -323,13 +324,14 @@ __global__ void __launch_bounds__(kThreads, 1)
       float* next = reinterpret_cast<float*>(smem + p.act_offset[l % 2]);
       wrote |= L.weight_half ? dense_layer<__half>(p, L, cluster, smem, x, x_stride, next, last, rows, rank, ctas, output)
                              : dense_layer<float>(p, L, cluster, smem, x, x_stride, next, last, rows, rank, ctas, output);
+      lap(kTraceLayerCompute);
       if (!last) {
         cluster.sync();  // the pushed columns are visible; buffer l%2 is read next, (l+1)%2 free to write
+        lap(kTraceLayerBarriers);
         x = next;
         x_stride = p.act_stride;
       }
     }
-    lap(kTraceLayers);
     if (wrote) __threadfence_system();  // this thread's output stores are visible to the host before done_seq
     __syncthreads();
     lap(kTraceOutput);

@@ -50,10 +50,13 @@ struct alignas(128) Channel {
 static_assert(sizeof(Channel) == 512, "Channel layout");
 
 enum : int {
-  kTraceHandOut = 0,  // request seen -> input read from host memory and handed to every CTA (+ cluster barrier)
-  kTraceLayers,       // all layers (with their cluster barriers)
-  kTraceOutput,       // output stores fenced to host memory (+ __syncthreads)
-  kTraceDone,         // done_seq store
+  kTraceHeader = 0,     // request seen -> its header words loaded and shared within CTA 0
+  kTraceInput,          // CTA 0 thread 0's share of the input read and stored into every CTA (DSMEM)
+  kTraceHandOut,        // the hand-out: mailbox stores + cluster barrier
+  kTraceLayerCompute,   // thread 0's own share of every layer's columns (sum over layers)
+  kTraceLayerBarriers,  // the cluster barriers between layers (sum)
+  kTraceOutput,         // output stores fenced (+ __syncthreads)
+  kTraceDone,           // done_seq store
   kTracePhases,
   kTraceSmCycles = 14,  // trace[14]: CTA 0's SM clock cycles over the same requests (clock rate = cycles / ns)
   kTraceCount = 15,     // trace[15]: requests answered
