@@ -162,8 +162,48 @@ TEST(CudaMlp, DenseChainBecomesOneFusedMlpLayer) {
       const std::string tactic = l["attributes"]["kiln_tactic"];
       EXPECT_NE(tactic.find(fp16 ? "fused" : "per-layer cuBLASLt"), std::string::npos) << tactic;
       EXPECT_TRUE(l["attributes"].contains("kiln_tactic_ms")) << l.dump();
+      // Per-layer: every layer's cuBLASLt algorithms are timed at M=8192 and at M=1 (tactic bands).
+      if (tactic.rfind("per-layer", 0) == 0) EXPECT_NE(tactic.find("M=8192, M=1"), std::string::npos) << tactic;
     }
     EXPECT_EQ(fused, 1) << j.dump(1);
+  }
+}
+
+// Batch 1 of a 1..8192 profile runs a tactic timed at M=1, not the M=8192 one (whose tiles are slow there):
+// every Gemm records both bands, and both ends of the profile stay exact in FP32.
+TEST(CudaMlp, Fp32DynamicBatchTunesAnM1Band) {
+  REQUIRE_GPU();
+  BuilderConfig c = cuda_config(1, 8192, 8192);
+  c.tf32 = false;
+  c.disabled_passes.insert("mlp_fusion");  // one Gemm layer each (the fused layer's bands: DenseChain... test)
+  auto engine = test::must_load(build(c));
+  auto j = nlohmann::json::parse(engine->inspect_json());
+  int gemms = 0;
+  for (const auto& l : j["layers"]) {
+    if (l["kernel"] != "cuda.f32.gemm.cublaslt") continue;
+    ++gemms;
+    EXPECT_EQ(l["precision"], "fp32");
+    const auto& attrs = l["attributes"];
+    // [m, 8 algorithm ints] per band, opt first.
+    const auto data = attrs["kiln_tactic_data"].get<std::vector<int64_t>>();
+    ASSERT_EQ(data.size(), 18u) << l.dump();
+    EXPECT_EQ(data[0], 8192);
+    EXPECT_EQ(data[9], 1);
+    const std::string name = attrs["kiln_tactic"];
+    EXPECT_EQ(name.rfind("M=8192: ", 0), 0u) << name;
+    EXPECT_NE(name.find("; M=1: "), std::string::npos) << name;
+  }
+  EXPECT_EQ(gemms, 3);
+  auto ctx = engine->create_execution_context();
+  ASSERT_TRUE(ctx.is_ok()) << ctx.status().to_string();
+  uint64_t seed = 21;
+  for (int64_t b : {1, 8192, 1}) {
+    auto x = test::random_floats(static_cast<size_t>(b * 784), seed++, -2.f, 2.f);
+    auto out = (*ctx)->infer({{"input", HostTensor::from_floats({b, 1, 28, 28}, x)}});
+    ASSERT_TRUE(out.is_ok()) << out.status().to_string();
+    const HostTensor& y = out->at("logits");
+    std::vector<float> yv(y.data<float>(), y.data<float>() + y.elements());
+    EXPECT_LE(rel_l2(yv, reference(x, b)), 1e-5) << "batch " << b;
   }
 }
 
@@ -246,7 +286,7 @@ TEST(CudaMlp, TimingCacheIsReusedAcrossBuilds) {
   build(c, &second);
   EXPECT_GT(first.tactics_timed, 0);
   EXPECT_EQ(second.tactics_timed, 0);
-  EXPECT_EQ(second.timing_cache_hits, 3);
+  EXPECT_EQ(second.timing_cache_hits, 6);  // 3 dense layers (in one kiln.FusedMLP), each with an M=512 and an M=1 band
   // A corrupt cache is re-timed with a warning, not an error.
   std::ofstream(cache) << "not a timing cache";
   BuildSummary third;

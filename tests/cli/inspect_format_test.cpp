@@ -34,6 +34,20 @@ TEST(InspectFormat, FullDocument) {
   EXPECT_NE(text.find("disabled_passes: []"), std::string::npos);
 }
 
+TEST(InspectFormat, TacticBandsOneALine) {
+  const auto doc = nlohmann::json::parse(R"json({"layers": [
+    {"name": "fc1", "attributes": {"kiln_tactic": "algo 1 tile 8x8", "kiln_tactic_ms": 0.5}},
+    {"name": "fc2", "attributes": {"kiln_tactic": "M=8192: algo 21 (0.0123 ms); M=1: algo 6 (0.0040 ms)",
+                                   "kiln_tactic_ms": 0.0123}}]})json");
+  const std::string text = format_inspection(doc);
+  EXPECT_NE(text.find("      tactic: algo 1 tile 8x8 (0.5000 ms at the opt shape)\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("      tactic per M band:\n"
+                      "        M=8192: algo 21 (0.0123 ms)\n"
+                      "        M=1: algo 6 (0.0040 ms)\n"),
+            std::string::npos)
+      << text;
+}
+
 TEST(InspectFormat, ToleratesMissingKeys) {
   EXPECT_NO_THROW(format_inspection(nlohmann::json::object()));
   EXPECT_NO_THROW(format_inspection(nlohmann::json::array()));

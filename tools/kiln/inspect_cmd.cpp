@@ -1,6 +1,8 @@
 // `kiln inspect`: what is inside an engine file — layers, kernels, shapes, where each layer came from in
 // the ONNX graph, and the build settings. The data is Engine::inspect_json(); this file only lays it out,
 // tolerating missing keys so an older or newer engine still prints what it has.
+#include <algorithm>
+
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
@@ -122,9 +124,19 @@ std::string format_inspection(const nlohmann::json& doc) {
       const json& load_tactic = member(member(member(doc, "runtime_device"), "layer_tactics"), text(l, "name").c_str());
       if (load_tactic.is_string()) out += fmt::format("      tactic (chosen at load): {}\n", load_tactic.get<std::string>());
       if (member(attrs, "kiln_tactic").is_string()) {
+        const std::string tactic = attrs["kiln_tactic"].get<std::string>();
         const json& ms = member(attrs, "kiln_tactic_ms");
-        out += fmt::format("      tactic: {}{}\n", attrs["kiln_tactic"].get<std::string>(),
-                           ms.is_number() ? fmt::format(" ({:.4f} ms at the opt shape)", ms.get<double>()) : "");
+        if (tactic.find("; ") == std::string::npos) {
+          out += fmt::format("      tactic: {}{}\n", tactic,
+                             ms.is_number() ? fmt::format(" ({:.4f} ms at the opt shape)", ms.get<double>()) : "");
+        } else {
+          // Tuned per M band ("M=8192: <name> (ms); M=1: ..."): a band a line, each with its own time.
+          out += "      tactic per M band:\n";
+          for (size_t at = 0, end = 0; at < tactic.size(); at = end + 2) {
+            end = std::min(tactic.find("; ", at), tactic.size());
+            out += fmt::format("        {}\n", tactic.substr(at, end - at));
+          }
+        }
       }
     }
   }

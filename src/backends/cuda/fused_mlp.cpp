@@ -9,7 +9,7 @@
 //              timing cache as the Gemm kernels), float32 X cast to float16 first, bias+ReLU in cuBLASLt's
 //              epilogue, other activations as one elementwise kernel after their layer.
 // tune() times both (CUDA graph replays) at the profile's opt shape and records the faster (kiln_tactic, kiln_tactic_data =
-// [mode (1 fused, 0 per-layer), small_max_m, per-layer cuBLASLt algorithms as 8 ints each when per-layer],
+// [mode (1 fused, 0 per-layer), small_max_m, per-layer: each layer's cuBLASLt tactic bands (lt_matmul.h)],
 // kiln_tactic_ms). Without a recorded tactic the kernel runs per-layer (see Tactic).
 #include <algorithm>
 #include <cstring>
@@ -131,7 +131,7 @@ class PerLayer {
   };
 
   static Result<std::unique_ptr<PerLayer>> create(const FusedMlpAttrs& at, const Dims2& d, Types types,
-                                                  const std::vector<std::optional<LtAlgo>>& algos,
+                                                  const std::vector<std::vector<LtBand>>& bands,
                                                   const Tensor* last_bias, const std::string& context) {
     std::unique_ptr<PerLayer> pl(new PerLayer());
     pl->at_ = at;
@@ -140,7 +140,7 @@ class PerLayer {
     for (int i = 0; i < d.layers(); ++i) {
       const bool last = i + 1 == d.layers();
       auto lt = LtMatmul::create(LtTypes{types.weights, last ? types.io : types.weights, types.tf32},
-                                 i < static_cast<int>(algos.size()) ? algos[i] : std::nullopt,
+                                 i < static_cast<int>(bands.size()) ? bands[i] : std::vector<LtBand>{},
                                  fmt::format("{} layer {} (per-layer cuBLASLt)", context, i));
       if (!lt.is_ok()) return lt.status();
       pl->lt_.push_back(std::move(*lt));
@@ -236,14 +236,16 @@ class PerLayer {
 struct Tactic {
   bool fused = false;
   int64_t small_max_m = kDefaultSmallMaxM;
-  std::vector<std::optional<LtAlgo>> algos;  // per layer (per-layer mode)
+  std::vector<std::vector<LtBand>> bands;  // per layer (per-layer mode): its cuBLASLt tactic bands
 };
 
+// [mode, small_max_m] then, per-layer, for each layer [count, bands_to_ints...].
 std::vector<int64_t> tactic_ints(const Tactic& t) {
   std::vector<int64_t> v{t.fused ? 1 : 0, t.small_max_m};
   if (!t.fused)
-    for (const auto& a : t.algos) {
-      auto ints = a ? algo_to_ints(*a) : std::vector<int64_t>(8, 0);
+    for (const auto& b : t.bands) {
+      auto ints = bands_to_ints(b);
+      v.push_back(static_cast<int64_t>(ints.size()));
       v.insert(v.end(), ints.begin(), ints.end());
     }
   return v;
@@ -255,18 +257,24 @@ Result<Tactic> read_fmlp_tactic(const Node& node, int layers, const char* kernel
   auto data = node.attrs.get_ints(kTacticDataAttr, {});
   if (!data.is_ok()) return data.status();
   const auto& v = *data;
-  if (v.size() < 2 || (v[0] != 0 && v[0] != 1) || (v[0] == 0 && v.size() != 2 && v.size() != 2 + 8 * size_t(layers)))
-    return Status(StatusCode::kInvalidArgument,
-                  fmt::format("{}: attribute {} holds {} ints, not a {} tactic", node.describe(), kTacticDataAttr,
-                              v.size(), kernel));
+  const std::string what = fmt::format("{}: attribute {}", node.describe(), kTacticDataAttr);
+  auto malformed = [&] {
+    return Status(StatusCode::kInvalidArgument, fmt::format("{} holds {} ints, not a {} tactic", what, v.size(), kernel));
+  };
+  if (v.size() < 2 || (v[0] != 0 && v[0] != 1)) return malformed();
   t.fused = v[0] == 1;
   t.small_max_m = v[1];
+  size_t at = 2;
   if (!t.fused && v.size() > 2)
     for (int i = 0; i < layers; ++i) {
-      std::vector<int64_t> ints(v.begin() + 2 + 8 * i, v.begin() + 2 + 8 * (i + 1));
-      if (std::all_of(ints.begin(), ints.end(), [](int64_t x) { return x == 0; })) t.algos.emplace_back();
-      else t.algos.push_back(algo_from_ints(ints));
+      if (at >= v.size() || v[at] < 0 || at + 1 + static_cast<size_t>(v[at]) > v.size()) return malformed();
+      const std::vector<int64_t> ints(v.begin() + at + 1, v.begin() + at + 1 + v[at]);
+      at += 1 + ints.size();
+      auto b = bands_from_ints(ints, fmt::format("{} (layer {})", what, i));
+      if (!b.is_ok()) return b.status();
+      t.bands.push_back(std::move(*b));
     }
+  if (at != v.size() && !t.fused) return malformed();
   return t;
 }
 
@@ -367,7 +375,7 @@ Result<std::unique_ptr<CudaKernel>> create(const KernelInit& init) {
   if (!s.is_ok()) return s;
   std::unique_ptr<PerLayer> pl;
   if (!t->fused) {
-    auto p = PerLayer::create(*at, *d, *types, t->algos, init.constants[fused_mlp_bias_input(at->layers() - 1)], context);
+    auto p = PerLayer::create(*at, *d, *types, t->bands, init.constants[fused_mlp_bias_input(at->layers() - 1)], context);
     if (!p.is_ok()) return p.status();
     pl = std::move(*p);
   }
@@ -497,7 +505,7 @@ Status tune(Node& node, const Graph& g, const TuneContext& ctx) {
 
   // The per-layer path: each layer's cuBLASLt tactic through lt_tune (and the timing cache), then the chain.
   std::optional<double> per_layer_ms;
-  std::vector<std::optional<LtAlgo>> algos;
+  std::vector<std::vector<LtBand>> bands;
   Status ps;
   {
     const char* gemm_kernel = types->weights == DataType::kFloat32 ? "cuda.f32.gemm.cublaslt" : "cuda.f16.gemm.cublaslt";
@@ -508,11 +516,11 @@ Status tune(Node& node, const Graph& g, const TuneContext& ctx) {
                        PerLayer::problem(*at, *d, i, m_max), 1.f, 0.f, ctx, gemm_kernel, node.precision,
                        fmt::format("{} layer {}", context, i));
       if (!t.is_ok()) ps = t.status();
-      else algos.push_back(t->algo);
+      else bands.push_back(std::move(*t));
     }
     std::unique_ptr<PerLayer> pl;
     if (ps.is_ok()) {
-      auto p = PerLayer::create(*at, *d, *types, algos, &*g.values[node.inputs[fused_mlp_bias_input(L - 1)]].constant,
+      auto p = PerLayer::create(*at, *d, *types, bands, &*g.values[node.inputs[fused_mlp_bias_input(L - 1)]].constant,
                                 context);
       if (p.is_ok()) pl = std::move(*p);
       else ps = p.status();
@@ -539,10 +547,13 @@ Status tune(Node& node, const Graph& g, const TuneContext& ctx) {
                probes);
   if (per_layer_ms && (!fused_ms || *per_layer_ms < *fused_ms)) {
     best.fused = false;
-    best.algos = algos;
-    node.attrs.set(kTacticAttr, fused_ms ? fmt::format("per-layer cuBLASLt ({:.4f} ms; {} {:.4f} ms)", *per_layer_ms,
-                                                       fused_name, *fused_ms)
-                                         : fmt::format("per-layer cuBLASLt ({:.4f} ms)", *per_layer_ms));
+    best.bands = bands;
+    std::string tuned_at;  // the M bands every layer's algorithms were timed at
+    for (const LtBand& band : bands.front()) tuned_at += fmt::format("{}M={}", tuned_at.empty() ? "" : ", ", band.m);
+    const std::string name = fmt::format("per-layer cuBLASLt, algorithms timed at {}", tuned_at);
+    node.attrs.set(kTacticAttr, fused_ms ? fmt::format("{} ({:.4f} ms; {} {:.4f} ms)", name, *per_layer_ms, fused_name,
+                                                       *fused_ms)
+                                         : fmt::format("{} ({:.4f} ms)", name, *per_layer_ms));
     node.attrs.set(kTacticMsAttr, static_cast<float>(*per_layer_ms));
   } else {
     best.fused = true;

@@ -3,8 +3,9 @@
 //                  K-contiguous, see lt_matmul.h); a constant C that is the same for every row ([N], [1,N],
 //                  scalar) becomes beta*C as an [N] bias of Y's dtype and beta = 1. The node stays a valid
 //                  Gemm: transB/beta record the layout.
-//   build (tune):  times cuBLASLt's candidates at the profile's opt shape (lt_tune), records the fastest.
-//   reshape:       picks the C handling and the algorithm for the concrete M (tuned one if it checks).
+//   build (tune):  times cuBLASLt's candidates at the profile's opt shape, and at its min M when that is far
+//                  below (lt_tune's bands), records the fastest of each.
+//   reshape:       picks the C handling and the algorithm for the concrete M (nearest tuned band that checks).
 //   enqueue:       one cublasLtMatmul; bias and ReLU ride in its epilogue (Gemm+bias+ReLU = one launch).
 //                  A C that varies by row ([M,N], [M,1]), a runtime scalar, or C in another dtype is first
 //                  broadcast into Y by a small kernel and accumulated with beta in the matmul (C = Y in place).

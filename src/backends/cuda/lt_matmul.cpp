@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <numeric>
 
 #include <fmt/format.h>
 
@@ -141,6 +142,56 @@ std::string algo_name(const LtAlgo& algo) {
                      config_attr<uint32_t>(algo, CUBLASLT_ALGO_CONFIG_CTA_SWIZZLING),
                      config_attr<uint32_t>(algo, CUBLASLT_ALGO_CONFIG_CUSTOM_OPTION),
                      named(cluster_name(cluster), cluster));
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Tactic bands
+
+namespace {
+constexpr size_t kAlgoInts = 8, kBandInts = 1 + kAlgoInts;  // a band: m, then the algorithm
+}  // namespace
+
+std::vector<int64_t> bands_to_ints(const std::vector<LtBand>& bands) {
+  if (bands.size() == 1 && bands[0].m == 0) return algo_to_ints(bands[0].algo);
+  std::vector<int64_t> v;
+  v.reserve(bands.size() * kBandInts);
+  for (const LtBand& b : bands) {
+    v.push_back(b.m);
+    const std::vector<int64_t> algo = algo_to_ints(b.algo);
+    v.insert(v.end(), algo.begin(), algo.end());
+  }
+  return v;
+}
+
+Result<std::vector<LtBand>> bands_from_ints(const std::vector<int64_t>& v, const std::string& what) {
+  auto band = [](int64_t m, std::vector<int64_t>::const_iterator algo_begin) {
+    const LtAlgo algo = *algo_from_ints(std::vector<int64_t>(algo_begin, algo_begin + kAlgoInts));  // 8 ints decode
+    return LtBand{m, algo, algo_name(algo)};
+  };
+  if (v.size() == kAlgoInts) return std::vector<LtBand>{band(0, v.begin())};
+  if (v.empty() || v.size() % kBandInts != 0)
+    return Status(StatusCode::kInvalidArgument,
+                  fmt::format("{} holds {} ints: neither a cuBLASLt algorithm ({}) nor bands of {} (M, then the "
+                              "algorithm)", what, v.size(), kAlgoInts, kBandInts));
+  std::vector<LtBand> bands;
+  for (size_t i = 0; i < v.size(); i += kBandInts) {
+    if (v[i] <= 0)
+      return Status(StatusCode::kInvalidArgument,
+                    fmt::format("{}: band {} has M = {}, not a row count", what, i / kBandInts, v[i]));
+    bands.push_back(band(v[i], v.begin() + static_cast<std::ptrdiff_t>(i) + 1));
+  }
+  return bands;
+}
+
+std::vector<size_t> band_order(const std::vector<LtBand>& bands, int64_t m) {
+  auto distance = [m](const LtBand& b) {
+    return b.m > 0 && m > 0 ? std::abs(std::log(static_cast<double>(m)) - std::log(static_cast<double>(b.m))) : 0.0;
+  };
+  std::vector<size_t> order(bands.size());
+  std::iota(order.begin(), order.end(), size_t{0});
+  std::stable_sort(order.begin(), order.end(),
+                   [&](size_t a, size_t b) { return distance(bands[a]) < distance(bands[b]); });
+  return order;
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -314,12 +365,12 @@ Result<HandlePtr> create_handle(const std::string& what) {
 // ---------------------------------------------------------------------------------------------------------
 // LtMatmul
 
-Result<std::unique_ptr<LtMatmul>> LtMatmul::create(LtTypes types, std::optional<LtAlgo> tuned, std::string context) {
+Result<std::unique_ptr<LtMatmul>> LtMatmul::create(LtTypes types, std::vector<LtBand> tuned, std::string context) {
   auto handle = create_handle(context);
   if (!handle.is_ok()) return handle.status();
   std::unique_ptr<LtMatmul> m(new LtMatmul());
   m->types_ = types;
-  m->tuned_ = tuned;
+  m->tuned_ = std::move(tuned);
   m->context_ = std::move(context);
   m->handle_ = handle->release();
   return m;
@@ -338,13 +389,15 @@ Status LtMatmul::select(const LtProblem& p) {
   Status s = init_plan(*pl, types_, p, context_);
   if (!s.is_ok()) return s;
   const std::string what = fmt::format("{}: {} ({})", context_, p.describe(), types_.describe());
-  if (tuned_) {
-    if (auto ws = check_algo(handle_, *pl, *tuned_)) {
-      pl->main = make_choice(*tuned_, *ws, types_);
-      pl->source = "tuned";
+  for (size_t i : band_order(tuned_, p.m)) {
+    const LtBand& band = tuned_[i];
+    if (auto ws = check_algo(handle_, *pl, band.algo)) {
+      pl->main = make_choice(band.algo, *ws, types_);
+      pl->source = band.m > 0 ? fmt::format("tuned M={}", band.m) : "tuned";
+      break;
     }
   }
-  if (!pl->main.valid) {  // no tactic, or it does not fit this shape (another M inside the profile)
+  if (!pl->main.valid) {  // no tactic, or none fits this shape (another M inside the profile)
     auto h = heuristic(handle_, *pl, 1, kLtAlignment, kLtAlignment, what);
     if (!h.is_ok()) return h.status();
     if (!h->empty()) {
@@ -431,25 +484,36 @@ Status alloc(DeviceBuffer& b, size_t bytes, const std::string& what) {
   return check(cudaMalloc(&b.p, std::max<size_t>(bytes, 256)), fmt::format("{}: cudaMalloc of {} bytes", what, bytes));
 }
 
-}  // namespace
+// What the bands of one lt_tune call share.
+struct BandTuner {
+  cublasLtHandle_t handle;
+  const LtTypes& types;
+  float alpha, beta;
+  const TuneContext& ctx;
+  const std::string& kernel;
+  const std::string& precision;
+  const std::string& context;
 
-Result<LtTuned> lt_tune(const LtTypes& types, const LtProblem& opt, const LtProblem& min, const LtProblem& max,
-                        float alpha, float beta, const TuneContext& ctx, const std::string& kernel,
-                        const std::string& precision, const std::string& context) {
-  const std::string what = fmt::format("{}: tuning {} ({})", context, opt.describe(), types.describe());
-  auto handle = create_handle(what);
-  if (!handle.is_ok()) return handle.status();
-  cublasLtHandle_t h = handle->get();
-  Plan popt, pmin, pmax;
-  Status s = init_plan(popt, types, opt, context);
-  if (s.is_ok()) s = init_plan(pmin, types, min, context);
-  if (s.is_ok()) s = init_plan(pmax, types, max, context);
-  if (!s.is_ok()) return s;
-  // Workspace at the opt shape, or nullopt when the algorithm does not run at all three shapes.
+  // Times up to 16 heuristic candidates at problems[0] (keeping those that cublasLtMatmulAlgoCheck also
+  // accepts at the other problems) and returns the fastest as the band for problems[0].m.
+  Result<LtBand> tune(const std::vector<LtProblem>& problems) const;
+};
+
+Result<LtBand> BandTuner::tune(const std::vector<LtProblem>& problems) const {
+  const LtProblem& at = problems.front();
+  const std::string what = fmt::format("{}: tuning {} ({})", context, at.describe(), types.describe());
+  std::vector<Plan> plans(problems.size());  // initialized in place, never moved
+  for (size_t i = 0; i < problems.size(); ++i) {
+    Status s = init_plan(plans[i], types, problems[i], context);
+    if (!s.is_ok()) return s;
+  }
+  Plan& pat = plans.front();
+  // Workspace at `at`, or nullopt when the algorithm does not run at every problem.
   auto everywhere = [&](const LtAlgo& a) -> std::optional<size_t> {
-    auto ws = check_algo(h, popt, a);
-    if (ws && check_algo(h, pmin, a) && check_algo(h, pmax, a)) return ws;
-    return std::nullopt;
+    auto ws = check_algo(handle, pat, a);
+    for (size_t i = 1; i < plans.size() && ws; ++i)
+      if (!check_algo(handle, plans[i], a)) ws.reset();
+    return ws;
   };
 
   TimingKey key;
@@ -459,25 +523,25 @@ Result<LtTuned> lt_tune(const LtTypes& types, const LtProblem& opt, const LtProb
   key.kernel = kernel;
   key.precision = precision;
   key.dtypes = types.describe();
-  key.m = opt.m;
-  key.n = opt.n;
-  key.k = opt.k;
-  key.batch = opt.batch;
-  key.layout = opt.layout();
-  key.epilogue = opt.epilogue();
+  key.m = at.m;
+  key.n = at.n;
+  key.k = at.k;
+  key.batch = at.batch;
+  key.layout = at.layout();
+  key.epilogue = at.epilogue();
   const std::string key_text = key.to_string();
   if (ctx.cache) {
     if (auto e = ctx.cache->lookup(key_text)) {
       auto algo = algo_from_ints(e->data);
       if (algo && everywhere(*algo)) {
         ctx.cache->count_hit();
-        return LtTuned{*algo, e->tactic, e->ms, true};
+        return LtBand{at.m, *algo, e->tactic, e->ms, true};
       }
       ctx.cache->count_stale();  // another cuBLASLt build or driver: re-time and overwrite below
     }
   }
 
-  auto found = heuristic(h, popt, 16, kLtAlignment, kLtAlignment, what);
+  auto found = heuristic(handle, pat, 16, kLtAlignment, kLtAlignment, what);
   if (!found.is_ok()) return found.status();
   if (found->empty())
     return Status(StatusCode::kUnsupported, what + ": cuBLASLt has no algorithm for this problem on this GPU");
@@ -488,26 +552,26 @@ Result<LtTuned> lt_tune(const LtTypes& types, const LtProblem& opt, const LtProb
   std::vector<Candidate> candidates;
   for (const auto& r : *found)
     if (auto ws = everywhere(r.algo)) candidates.push_back({r.algo, *ws});
-  // None runs at all profile shapes: time the opt-shape ones; select() falls back per shape at run time.
+  // None runs at every problem: time those for `at`; select() falls back per shape at run time.
   if (candidates.empty())
     for (const auto& r : *found) candidates.push_back({r.algo, r.workspaceSize});
 
-  // Random, non-zero operands at the opt shape (values matter little for time, zeros could).
+  // Random, non-zero operands at `at` (values matter little for time, zeros could).
   const size_t ein = dtype_size(types.in), eout = dtype_size(types.out);
-  const int64_t nx = extent(opt.batch, opt.stride_x, opt.m * opt.k), nw = extent(opt.batch, opt.stride_w, opt.k * opt.n),
-                ny = extent(opt.batch, opt.stride_y, opt.m * opt.n);
+  const int64_t nx = extent(at.batch, at.stride_x, at.m * at.k), nw = extent(at.batch, at.stride_w, at.k * at.n),
+                ny = extent(at.batch, at.stride_y, at.m * at.n);
   size_t ws_bytes = 0;
   for (const auto& c : candidates) ws_bytes = std::max(ws_bytes, c.workspace);
   DeviceBuffer x, w, y, bias, ws;
-  s = alloc(x, nx * ein, what);
+  Status s = alloc(x, nx * ein, what);
   if (s.is_ok()) s = alloc(w, nw * ein, what);
   if (s.is_ok()) s = alloc(y, ny * eout, what);
-  if (s.is_ok()) s = alloc(bias, opt.n * eout, what);
+  if (s.is_ok()) s = alloc(bias, at.n * eout, what);
   if (s.is_ok()) s = alloc(ws, ws_bytes, what);
   if (s.is_ok()) s = launch_fill_random(x.p, types.in, nx, 1, ctx.stream);
   if (s.is_ok()) s = launch_fill_random(w.p, types.in, nw, 2, ctx.stream);
   if (s.is_ok()) s = launch_fill_random(y.p, types.out, ny, 3, ctx.stream);
-  if (s.is_ok() && opt.bias) s = launch_fill_random(bias.p, types.out, opt.n, 4, ctx.stream);
+  if (s.is_ok() && at.bias) s = launch_fill_random(bias.p, types.out, at.n, 4, ctx.stream);
   if (!s.is_ok()) return s;
 
   constexpr int kWarmup = 3, kRuns = 25;
@@ -516,18 +580,18 @@ Result<LtTuned> lt_tune(const LtTypes& types, const LtProblem& opt, const LtProb
     s = check(cudaEventCreate(&e.e), what + ": cudaEventCreate");
     if (!s.is_ok()) return s;
   }
-  const Scalars scalars(types, alpha, opt.accumulate ? beta : 0.f);
+  const Scalars scalars(types, alpha, at.accumulate ? beta : 0.f);
   auto launch = [&](const Candidate& c) {
-    return cublasLtMatmul(h, &popt.desc, scalars.alpha(), w.p, &popt.a, x.p, &popt.b, scalars.beta(), y.p, &popt.c,
-                          y.p, &popt.d, &c.algo, c.workspace ? ws.p : nullptr, c.workspace, ctx.stream);
+    return cublasLtMatmul(handle, &pat.desc, scalars.alpha(), w.p, &pat.a, x.p, &pat.b, scalars.beta(), y.p, &pat.c,
+                          y.p, &pat.d, &c.algo, c.workspace ? ws.p : nullptr, c.workspace, ctx.stream);
   };
-  if (opt.bias) {
+  if (at.bias) {
     const void* bp = bias.p;
-    s = lt_check(cublasLtMatmulDescSetAttribute(&popt.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bp, sizeof bp),
+    s = lt_check(cublasLtMatmulDescSetAttribute(&pat.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bp, sizeof bp),
                  what + ": setting the bias pointer");
     if (!s.is_ok()) return s;
   }
-  std::optional<LtTuned> best;
+  std::optional<LtBand> best;
   for (const Candidate& c : candidates) {
     bool ok = true;
     for (int i = 0; i < kWarmup && ok; ++i) ok = launch(c) == CUBLAS_STATUS_SUCCESS;
@@ -547,8 +611,10 @@ Result<LtTuned> lt_tune(const LtTypes& types, const LtProblem& opt, const LtProb
     }
     std::nth_element(ms.begin(), ms.begin() + kRuns / 2, ms.end());
     const double median = ms[kRuns / 2];
-    if (ctx.verbose) std::fprintf(stderr, "kiln: %s: %s: %.4f ms\n", context.c_str(), algo_name(c.algo).c_str(), median);
-    if (!best || median < best->ms) best = LtTuned{c.algo, algo_name(c.algo), median, false};
+    if (ctx.verbose)
+      std::fprintf(stderr, "kiln: %s: M=%lld: %s: %.4f ms\n", context.c_str(), static_cast<long long>(at.m),
+                   algo_name(c.algo).c_str(), median);
+    if (!best || median < best->ms) best = LtBand{at.m, c.algo, algo_name(c.algo), median, false};
   }
   if (!best)
     return Status(StatusCode::kRuntimeError,
@@ -558,6 +624,28 @@ Result<LtTuned> lt_tune(const LtTypes& types, const LtProblem& opt, const LtProb
     ctx.cache->count_timed();
   }
   return *best;
+}
+
+}  // namespace
+
+Result<std::vector<LtBand>> lt_tune(const LtTypes& types, const LtProblem& opt, const LtProblem& min,
+                                    const LtProblem& max, float alpha, float beta, const TuneContext& ctx,
+                                    const std::string& kernel, const std::string& precision,
+                                    const std::string& context) {
+  auto handle = create_handle(fmt::format("{}: tuning {} ({})", context, opt.describe(), types.describe()));
+  if (!handle.is_ok()) return handle.status();
+  const BandTuner tuner{handle->get(), types, alpha, beta, ctx, kernel, precision, context};
+  auto at_opt = tuner.tune({opt, min, max});
+  if (!at_opt.is_ok()) return at_opt.status();
+  std::vector<LtBand> bands{std::move(*at_opt)};
+  if (min.m * 8 <= opt.m) {
+    // The low band only speeds up small M (select() falls back per shape without it): a shape cuBLASLt
+    // has nothing for is no reason to fail the build, a CUDA fault is.
+    auto at_min = tuner.tune({min});
+    if (at_min.is_ok()) bands.push_back(std::move(*at_min));
+    else if (at_min.status().code() != StatusCode::kUnsupported) return at_min.status();
+  }
+  return bands;
 }
 
 // Row-major element transpose of a [rows, cols] tensor of any element size.
@@ -584,22 +672,21 @@ Status pack_weights_nk(Node& n, Graph& g) {
   return Status::ok();
 }
 
-void write_tactic(Node& node, const LtTuned& t) {
-  node.attrs.set(kTacticAttr, t.name);
-  node.attrs.set(kTacticDataAttr, algo_to_ints(t.algo));
-  node.attrs.set(kTacticMsAttr, static_cast<float>(t.ms));
+void write_tactic(Node& node, const std::vector<LtBand>& bands) {
+  std::string name = bands.size() == 1 ? bands[0].name : "";
+  if (bands.size() > 1)
+    for (const LtBand& b : bands)
+      name += fmt::format("{}M={}: {} ({:.4f} ms)", name.empty() ? "" : "; ", b.m, b.name, b.ms);
+  node.attrs.set(kTacticAttr, name);
+  node.attrs.set(kTacticDataAttr, bands_to_ints(bands));
+  node.attrs.set(kTacticMsAttr, static_cast<float>(bands.empty() ? 0 : bands[0].ms));
 }
 
-Result<std::optional<LtAlgo>> read_tactic(const Node& node) {
-  if (!node.attrs.has(kTacticDataAttr)) return std::optional<LtAlgo>{};
+Result<std::vector<LtBand>> read_tactic(const Node& node) {
+  if (!node.attrs.has(kTacticDataAttr)) return std::vector<LtBand>{};
   auto data = node.attrs.get_ints(kTacticDataAttr, {});
   if (!data.is_ok()) return data.status();
-  auto algo = algo_from_ints(*data);
-  if (!algo)
-    return Status(StatusCode::kInvalidArgument,
-                  fmt::format("{}: attribute {} holds {} ints, a cuBLASLt algorithm is 8", node.describe(),
-                              kTacticDataAttr, data->size()));
-  return std::optional<LtAlgo>(*algo);
+  return bands_from_ints(*data, fmt::format("{}: attribute {}", node.describe(), kTacticDataAttr));
 }
 
 }  // namespace kiln::cuda

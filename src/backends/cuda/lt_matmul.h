@@ -65,20 +65,41 @@ std::optional<LtAlgo> algo_from_ints(const std::vector<int64_t>& v);
 // "algo 21 tile 128x128 stages 64x4 splitK 1 reduction none swizzle 0 custom 0 cluster 1x1x1"
 std::string algo_name(const LtAlgo& algo);
 
+// A tuned algorithm and the M it was timed at: a "tactic band". Tiles tuned for a dynamic profile's opt M
+// (8192 rows) waste most of the GPU at its min M (1 row), so tuning also times the min M when it is far
+// below opt, and select() runs the band nearest the actual M.
+struct LtBand {
+  int64_t m = 0;  // the M it was timed at; 0 = any M (a tactic from an engine written before bands)
+  LtAlgo algo{};
+  std::string name;
+  double ms = 0;
+  bool from_cache = false;
+};
+// kTacticDataAttr's encoding, also for kernels that keep bands inside their own tactic data: 9 ints per
+// band, [m, algo_to_ints...]; a lone m = 0 band is the 8 ints of engines written before bands.
+std::vector<int64_t> bands_to_ints(const std::vector<LtBand>& bands);
+// Reads both forms (names from algo_name; ms 0). Anything else is kInvalidArgument naming `what`.
+Result<std::vector<LtBand>> bands_from_ints(const std::vector<int64_t>& v, const std::string& what);
+// Indices of `bands`, nearest to m first by |log m - log band.m| (m = 0 bands are nearest to any M;
+// ties keep their order): the order select() tries them in.
+std::vector<size_t> band_order(const std::vector<LtBand>& bands, int64_t m);
+
 // Runs problems for one kernel instance. Owns its cuBLASLt handle (see gemm_cublaslt.cpp for why).
 class LtMatmul {
  public:
   // context names the layer for messages, e.g. "layer 'fc1' (cuda.f16.gemm.cublaslt)".
-  static Result<std::unique_ptr<LtMatmul>> create(LtTypes types, std::optional<LtAlgo> tuned, std::string context);
+  static Result<std::unique_ptr<LtMatmul>> create(LtTypes types, std::vector<LtBand> tuned, std::string context);
   ~LtMatmul();
   LtMatmul(const LtMatmul&) = delete;
   LtMatmul& operator=(const LtMatmul&) = delete;
 
-  // Reshape time: descriptors and algorithm for `p` (the tuned algorithm when cublasLtMatmulAlgoCheck
-  // accepts it for this shape, else the heuristic's first), cached per problem. Makes `p` current.
+  // Reshape time: descriptors and algorithm for `p` (the tuned band nearest p.m that
+  // cublasLtMatmulAlgoCheck accepts for this shape, else the next nearest, else the heuristic's first),
+  // cached per problem. Makes `p` current.
   Status select(const LtProblem& p);
   size_t workspace_bytes() const;  // of the current problem (both its algorithms)
-  std::string selected() const;    // "tuned: <name>" / "heuristic: <name>" of the current problem
+  // Of the current problem: "tuned M=1: <name>" ("tuned: <name>" for an any-M band) / "heuristic: <name>".
+  std::string selected() const;
   // Whether run() has an algorithm for these pointers' alignments (callers with a fallback of their own).
   bool accepts(const void* x, const void* w, const void* y, const void* bias) const;
 
@@ -93,25 +114,19 @@ class LtMatmul {
  private:
   LtMatmul() = default;
   LtTypes types_;
-  std::optional<LtAlgo> tuned_;
+  std::vector<LtBand> tuned_;
   std::string context_;
   cublasLtHandle_t handle_ = nullptr;
   std::map<LtProblem, std::unique_ptr<Plan>> plans_;
   Plan* current_ = nullptr;
 };
 
-struct LtTuned {
-  LtAlgo algo;
-  std::string name;
-  double ms = 0;
-  bool from_cache = false;
-};
-
 // Build time, on the build GPU: times up to 16 heuristic candidates for `opt` (keeping those that
-// cublasLtMatmulAlgoCheck also accepts at `min` and `max`) on random data, median of 25 runs each, and
-// returns the fastest. Consults and fills ctx.cache (key from the device, cuBLASLt version, kernel,
-// precision, types and problem).
-Result<LtTuned> lt_tune(const LtTypes& types, const LtProblem& opt, const LtProblem& min, const LtProblem& max,
+// cublasLtMatmulAlgoCheck also accepts at `min` and `max`) on random data, median of 25 runs each; the
+// fastest is the first band (m = opt.m). When min.m * 8 <= opt.m, a second band is timed the same way at
+// `min` (its candidates need only run there). Consults and fills ctx.cache per band (key from the
+// device, cuBLASLt version, kernel, precision, types and the band's problem).
+Result<std::vector<LtBand>> lt_tune(const LtTypes& types, const LtProblem& opt, const LtProblem& min, const LtProblem& max,
                         float alpha, float beta, const TuneContext& ctx, const std::string& kernel,
                         const std::string& precision, const std::string& context);
 
@@ -119,9 +134,10 @@ Result<LtTuned> lt_tune(const LtTypes& types, const LtProblem& opt, const LtProb
 // its [N,K] transpose and transB = 1, cuBLASLt's "TN" form. Other inputs are left as they are.
 Status pack_weights_nk(Node& n, Graph& g);
 
-// Writes kTacticAttr (name), kTacticDataAttr (algo_to_ints) and kTacticMsAttr into the node.
-void write_tactic(Node& node, const LtTuned& t);
-// The tuned algorithm recorded in the node, if any (malformed data is an error).
-Result<std::optional<LtAlgo>> read_tactic(const Node& node);
+// Writes kTacticAttr (the name; with several bands "M=8192: <name> (0.0123 ms); M=1: ..."),
+// kTacticDataAttr (bands_to_ints) and kTacticMsAttr (the first band's time) into the node.
+void write_tactic(Node& node, const std::vector<LtBand>& bands);
+// The tuned bands recorded in the node, none without a tactic (malformed data is an error).
+Result<std::vector<LtBand>> read_tactic(const Node& node);
 
 }  // namespace kiln::cuda

@@ -2,8 +2,10 @@
 // kernel (qgemm.cu) for act(a_scale * w_scale[n] * acc + bias[n]) and the int8 requantization or float32
 // store, so every output rounds exactly as the reference's formula says.
 //   build (pack):  a constant W becomes [N,K] with transB = 1: IMMA needs the "TN" form (lt_matmul.h).
-//   build (tune):  times cuBLASLt's candidates at the profile's opt shape (lt_tune), records the fastest.
-//   reshape:       the algorithm for the concrete M; workspace = int32 accumulator [M,N] + cuBLASLt's.
+//   build (tune):  times cuBLASLt's candidates at the profile's opt shape, and at its min M when that is far
+//                  below (lt_tune's bands), records the fastest of each.
+//   reshape:       the algorithm for the concrete M (nearest tuned band); workspace = int32 accumulator
+//                  [M,N] + cuBLASLt's.
 //   enqueue:       cublasLtMatmul (int8 x int8 -> int32, CUBLAS_COMPUTE_32I, alpha 1, beta 0) into the
 //                  workspace, then the epilogue. Pointers IMMA cannot take (less than 4-byte aligned) run
 //                  the tiled kernel instead, decided per launch.

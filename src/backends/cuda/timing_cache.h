@@ -36,7 +36,7 @@ struct TimingKey {
 };
 
 struct TimingEntry {
-  std::vector<int64_t> data;  // the kernel's own tactic encoding (what kTacticDataAttr holds)
+  std::vector<int64_t> data;  // the kernel's own tactic encoding at the key's shape (cuBLASLt: algo_to_ints)
   double ms = 0;              // median time measured at the key's shape
   std::string tactic;         // human-readable tactic name
 };
