@@ -6,12 +6,22 @@
 # torch tensors, the course's two scripts) and kiln_capi_test; cli = kiln build/run of the course engines.
 # Optional, not in the default: compare = bench/compare.py, Kiln beside ONNX Runtime and PyTorch in the
 # course's tables (issue 7): KILN_GPU_STEPS="compare" (KILN_COMPARE_ARGS=--quick for its short run).
+# KILN_GPU_STEPS="lowlat": bench_low_latency alone (quick iterations on the resident kernel).
 set -u
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 OUT=${OUT:-$HERE/out}
 mkdir -p "$OUT"
 WORK=$(mktemp -d /tmp/kiln-gpu.XXXXXX)
 STEPS=${KILN_GPU_STEPS:-tests python cli}
+
+# bench_low_latency (C++): the resident kernel against the CUDA graph path, host and device IO, its phase trace.
+run_bench_low_latency() {
+  [[ -x "$HERE/bin/bench_low_latency" ]] || return 0
+  echo "=== bench_low_latency"
+  timeout 300 "$HERE/bin/bench_low_latency" --json="$WORK/json/low_latency.json" > "$WORK/low_latency.txt" 2>&1
+  echo "bench_low_latency exit $?"; tail -30 "$WORK/low_latency.txt"
+  { echo; echo "### bench_low_latency (C++, batch 1 FP32; host and device memory)"; echo; echo '```'; tail -30 "$WORK/low_latency.txt"; echo '```'; echo; } >> "$md"
+}
 
 main() {
   mkdir -p "$WORK/lib" "$WORK/engines" "$WORK/json"
@@ -203,12 +213,10 @@ PY
       done
       echo "$row" >> "$md"
     done
-    if [[ -x "$HERE/bin/bench_low_latency" ]]; then
-      echo "=== bench_low_latency"
-      timeout 300 "$HERE/bin/bench_low_latency" --json="$WORK/json/low_latency.json" > "$WORK/low_latency.txt" 2>&1
-      echo "bench_low_latency exit $?"; cat "$WORK/low_latency.txt" | tail -30
-      { echo; echo "### bench_low_latency (C++, batch 1 FP32, host memory in and out)"; echo; echo '```'; tail -30 "$WORK/low_latency.txt"; echo '```'; echo; } >> "$md"
-    fi
+    run_bench_low_latency
+  fi
+  if [[ " $STEPS " == *" lowlat "* ]]; then  # bench_low_latency alone (quick iterations on the resident kernel)
+    run_bench_low_latency
   fi
   if [[ " $STEPS " == *" cpubench "* ]]; then
     # Issue 8 point 4 on this Xeon: the fused CPU MLP (default rule: direct at batch 1, blocked from 2) vs

@@ -550,6 +550,9 @@ nlohmann::json ResidentMlp::trace_json() const {
   double ns = 0;
   for (int i = 0; i < resident::kTracePhases; ++i) ns += static_cast<double>(raw[i]);
   if (ns > 0) t["sm_clock_mhz"] = static_cast<double>(raw[resident::kTraceSmCycles]) / ns * 1000.0;
+  t["warp0_cycles_per_request"] = {{"k_loop", static_cast<double>(raw[resident::kTraceWarpKLoop]) / n},
+                                   {"reduce_store", static_cast<double>(raw[resident::kTraceWarpReduceStore]) / n},
+                                   {"column_blocks", static_cast<double>(raw[resident::kTraceWarpBlocks]) / n}};
   return t;
 }
 

@@ -3,6 +3,7 @@
 #pragma once
 #include <cuda_runtime.h>
 
+#include <cstddef>
 #include <cstdint>
 
 #include "kiln/status.h"
@@ -48,6 +49,10 @@ struct alignas(128) Channel {
   uint64_t trace[16];
 };
 static_assert(sizeof(Channel) == 512, "Channel layout");
+// The kernel reads the request header as [seq, command, rows, pad] and [lease_until, input_addr] (16 bytes each).
+static_assert(offsetof(Channel, command) == 4 && offsetof(Channel, rows) == 8 && offsetof(Channel, lease_until) == 16 &&
+                  offsetof(Channel, input_addr) == 24 && offsetof(Channel, output_addr) == 32,
+              "Channel header layout");
 
 enum : int {
   kTraceHeader = 0,     // request seen -> its header words loaded and shared within CTA 0
@@ -58,6 +63,11 @@ enum : int {
   kTraceOutput,         // output stores fenced (+ __syncthreads)
   kTraceDone,           // done_seq store
   kTracePhases,
+  // CTA 0 warp 0's own layer work in SM cycles (sums): the K loops (shared loads + FMAs), the reductions with
+  // activation and result stores (DSMEM pushes / output), and how many column blocks it computed.
+  kTraceWarpKLoop = 8,
+  kTraceWarpReduceStore = 9,
+  kTraceWarpBlocks = 10,
   kTraceSmCycles = 14,  // trace[14]: CTA 0's SM clock cycles over the same requests (clock rate = cycles / ns)
   kTraceCount = 15,     // trace[15]: requests answered
 };
