@@ -2,6 +2,8 @@
 // compute (one thread polls request, writes done), the same protocol as the resident MLP minus the work.
 #include <cuda_runtime.h>
 
+#include <cstring>
+
 #include <cstdint>
 
 namespace {
@@ -62,7 +64,42 @@ __global__ void mapped_read_kernel(const uint32_t* mapped, int iterations, uint6
   out_ns[0] = now_ns() - t0;
   out_ns[1] = v;
 }
+// Three independent reads per round (words 0, stride, 2*stride), rounds dependent on each other: does one
+// thread's second and third read of mapped memory overlap the first (same 128-byte line or not)?
+__global__ void mapped_read3_kernel(const uint32_t* mapped, int stride, int iterations, uint64_t* out_ns) {
+  uint32_t v = 0;
+  const uint64_t t0 = now_ns();
+  for (int i = 0; i < iterations; ++i) {
+    uint32_t a, b, c;
+    const uint32_t* base = mapped + (v & 1u);
+    asm volatile("ld.global.cv.u32 %0, [%1];" : "=r"(a) : "l"(base));
+    asm volatile("ld.global.cv.u32 %0, [%1];" : "=r"(b) : "l"(base + stride));
+    asm volatile("ld.global.cv.u32 %0, [%1];" : "=r"(c) : "l"(base + 2 * stride));
+    v += a + b + c;
+  }
+  out_ns[0] = now_ns() - t0;
+  out_ns[1] = v;
+}
 }  // namespace
+
+// Nanoseconds per round of three independent reads of mapped memory, `stride` words apart.
+double mapped_read3_ns(int stride, int iterations) {
+  uint32_t* host = nullptr;
+  uint32_t* dev = nullptr;
+  uint64_t* d = nullptr;
+  if (cudaHostAlloc(&host, 1024, cudaHostAllocMapped) != cudaSuccess) return -1;
+  std::memset(host, 0, 1024);
+  uint64_t ns[2] = {0, 0};
+  const bool ok = cudaHostGetDevicePointer(reinterpret_cast<void**>(&dev), host, 0) == cudaSuccess &&
+                  cudaMalloc(&d, 16) == cudaSuccess;
+  if (ok) {
+    mapped_read3_kernel<<<1, 1>>>(dev, stride, iterations, d);
+    (void)cudaMemcpy(ns, d, 16, cudaMemcpyDeviceToHost);
+  }
+  if (d) cudaFree(d);
+  cudaFreeHost(host);
+  return ok ? static_cast<double>(ns[0]) / iterations : -1;
+}
 
 // Nanoseconds per cluster barrier (8 CTAs of `threads`), or a negative value on a CUDA error.
 double cluster_sync_ns(int threads, bool dsmem_stores, int iterations) {

@@ -210,7 +210,11 @@ __device__ bool dense_layer(const KernelParams& p, const LayerParams& L, cg::clu
         if (L.round_output_half) v = round_to_half(v);
         const int row = r0 + j;
         if (!last) {
-          if (lane < ctas) cluster.map_shared_rank(next, lane)[row * p.act_stride + n] = v;
+          if (p.push_after) {
+            if (lane == 0) next[row * p.act_stride + n] = v;
+          } else if (lane < ctas) {
+            cluster.map_shared_rank(next, lane)[row * p.act_stride + n] = v;
+          }
         } else if (lane == 0) {
           const int64_t at = static_cast<int64_t>(row) * L.n + n;
           if (p.output_half) static_cast<__half*>(output)[at] = __float2half_rn(v);
@@ -334,6 +338,16 @@ __global__ void __launch_bounds__(kThreads, 1)
       wrote |= L.weight_half ? dense_layer<__half>(p, L, cluster, smem, x, x_stride, next, last, rows, rank, ctas, output, wc)
                              : dense_layer<float>(p, L, cluster, smem, x, x_stride, next, last, rows, rank, ctas, output, wc);
       lap(kTraceLayerCompute);
+      if (!last && p.push_after) {  // this CTA's columns, all rows, out to the other CTAs
+        __syncthreads();
+        const int col0 = static_cast<int>(static_cast<int64_t>(L.n) * rank / ctas);
+        const int cols = static_cast<int>(static_cast<int64_t>(L.n) * (rank + 1) / ctas) - col0;
+        const int per_cta = rows * cols;
+        for (int i = threadIdx.x; i < per_cta * (ctas - 1); i += blockDim.x) {
+          const int d = i / per_cta, e = i - d * per_cta, row = e / cols, at = row * p.act_stride + col0 + e % cols;
+          cluster.map_shared_rank(next, d + (d >= rank))[at] = next[at];
+        }
+      }
       if (!last) {
         cluster.sync();  // the pushed columns are visible; buffer l%2 is read next, (l+1)%2 free to write
         lap(kTraceLayerBarriers);

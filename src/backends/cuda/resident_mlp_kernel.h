@@ -93,6 +93,10 @@ struct KernelParams {
   int layers = 0;
   LayerParams layer[kMaxLayers];
   uint8_t input_half = 0, round_input_half = 0, output_half = 0;
+  // Hidden-layer results: 0 = each warp pushes every result into the 8 CTAs as it goes (DSMEM stores
+  // between the shared loads of the next column); 1 = into this CTA's buffer first, then, after a CTA
+  // barrier, the CTA copies its columns out to the other 7 (KILN_LOW_LATENCY_PUSH=after, experiments).
+  uint8_t push_after = 0;
   int max_rows = 0;
   int threads = kThreads;       // per CTA, a multiple of 32 up to kThreads (KILN_LOW_LATENCY_THREADS, experiments)
   uint32_t generation = 0;      // written to ready / exited
