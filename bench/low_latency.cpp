@@ -127,19 +127,6 @@ int main(int argc, char** argv) {
   for (int i = 0; i < 10; ++i) diff = std::max(diff, static_cast<double>(std::fabs(y[i] - y_graph[i])));
   std::printf("max |low_latency - cuda_graph| over the 10 logits: %.3g\n", diff);
   std::printf("resident kernel: %s\n", ctx.low_latency_info().c_str());
-  {  // experiment: hidden-layer results pushed to the other CTAs after the layer (KILN_LOW_LATENCY_PUSH=after)
-    if (!ok(ctx.set_low_latency(false), "set_low_latency(false)")) return 1;
-    setenv("KILN_LOW_LATENCY_PUSH", "after", 1);
-    const bool started = ok(ctx.set_low_latency(true, 1), "set_low_latency");
-    unsetenv("KILN_LOW_LATENCY_PUSH");
-    if (!started) return 1;
-    results.push_back(measure("low_latency_push_after", iterations, [&] { return ok(ctx.execute(), "execute (push after)"); }));
-    double d = 0;
-    for (int i = 0; i < 10; ++i) d = std::max(d, static_cast<double>(std::fabs(y[i] - y_graph[i])));
-    std::printf("push after: max |low_latency - cuda_graph| = %.3g; %s\n", d, ctx.low_latency_info().c_str());
-    if (!ok(ctx.set_low_latency(false), "set_low_latency(false)") || !ok(ctx.set_low_latency(true, 1), "set_low_latency"))
-      return 1;
-  }
   // (c) device-resident input and output: the resident kernel reads and writes device memory, against the
   // CUDA graph path on the same buffers (execute() = graph replay + synchronize).
   auto dx = kiln::gpu::device_alloc(784 * 4), dy = kiln::gpu::device_alloc(10 * 4);

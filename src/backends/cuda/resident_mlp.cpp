@@ -322,8 +322,6 @@ Status ResidentMlp::start(const ResidentPlan& plan, int max_rows) {
   }
   p.act_stride = act_stride;
   p.max_rows = max_rows;
-  if (const char* push = std::getenv("KILN_LOW_LATENCY_PUSH"))  // experiments: see KernelParams::push_after
-    p.push_after = std::string(push) == "after" ? 1 : 0;
   if (const char* t = std::getenv("KILN_LOW_LATENCY_THREADS"))  // experiments: fewer warps per CTA
     p.threads = std::clamp(std::atoi(t) / 32 * 32, 32, resident::kThreads);
   // One input buffer serves both request parities: CTA 0 writes request n+1's input only after the host

@@ -70,13 +70,6 @@ __device__ __forceinline__ float activate(float x, int act, float alpha) {
   }
 }
 
-// 8 consecutive weights (16-byte aligned) as floats.
-__device__ __forceinline__ void load8(const float* w, float* out) {
-  const float4 a = reinterpret_cast<const float4*>(w)[0];
-  const float4 b = reinterpret_cast<const float4*>(w)[1];
-  out[0] = a.x; out[1] = a.y; out[2] = a.z; out[3] = a.w;
-  out[4] = b.x; out[5] = b.y; out[6] = b.z; out[7] = b.w;
-}
 // 8 halves in 16 bytes as floats.
 __device__ __forceinline__ void unpack_half8(const uint4& raw, float* out) {
   const __half2* h = reinterpret_cast<const __half2*>(&raw);
@@ -87,7 +80,6 @@ __device__ __forceinline__ void unpack_half8(const uint4& raw, float* out) {
     out[2 * i + 1] = f.y;
   }
 }
-__device__ __forceinline__ void load8(const __half* w, float* out) { unpack_half8(*reinterpret_cast<const uint4*>(w), out); }
 __device__ __forceinline__ float load1(const float* w) { return *w; }
 __device__ __forceinline__ float load1(const __half* w) { return __half2float(*w); }
 
@@ -158,10 +150,31 @@ __device__ void distribute_input(const KernelParams& p, const unsigned char* inp
   }
 }
 
-// One dense layer for this CTA's columns: warp w computes columns w, w + warps, ...; lanes split k (8
-// elements each, 16-byte loads) for up to 4 rows at a time, then a butterfly reduction. Non-last layers
-// push each result into every CTA's next buffer (lane d stores to CTA d); the last layer writes `output`
-// (the mapped buffer or device memory). Returns whether this thread wrote it.
+// 4 consecutive weights as floats (16 bytes of float, 8 of half; aligned).
+__device__ __forceinline__ void load4(const float* w, float* out) {
+  const float4 a = *reinterpret_cast<const float4*>(w);
+  out[0] = a.x; out[1] = a.y; out[2] = a.z; out[3] = a.w;
+}
+__device__ __forceinline__ void load4(const __half* w, float* out) {
+  const uint2 raw = *reinterpret_cast<const uint2*>(w);
+  const float2 a = __half22float2(*reinterpret_cast<const __half2*>(&raw.x));
+  const float2 b = __half22float2(*reinterpret_cast<const __half2*>(&raw.y));
+  out[0] = a.x; out[1] = a.y; out[2] = b.x; out[3] = b.y;
+}
+__device__ __forceinline__ float dot4(const float* w, const float4& x, float acc) {
+  acc = fmaf(w[0], x.x, acc);
+  acc = fmaf(w[1], x.y, acc);
+  acc = fmaf(w[2], x.z, acc);
+  return fmaf(w[3], x.w, acc);
+}
+
+// One dense layer for this CTA's columns: warp w computes columns w and w + warps together (then w +
+// 2 warps, ...), so that each input chunk it loads serves two columns; lanes split k in 4-element chunks
+// (lane l reads elements 4l.. of every 128: consecutive 16-byte (float) or 8-byte (half) shared loads, no
+// bank conflicts) for up to 4 rows at a time, then a butterfly reduction. The layers are bound by shared-
+// memory bandwidth (every weight and, per column pair, the input row are read once per request). Non-last
+// layers push each result into every CTA's next buffer (lane d stores to CTA d); the last layer writes
+// `output` (the mapped buffer or device memory). Returns whether this thread wrote it.
 template <class W>
 __device__ bool dense_layer(const KernelParams& p, const LayerParams& L, cg::cluster_group& cluster,
                             unsigned char* smem, const float* x, int x_stride, float* next, bool last, int rows,
@@ -171,55 +184,58 @@ __device__ bool dense_layer(const KernelParams& p, const LayerParams& L, cg::clu
   const int cols = static_cast<int>(static_cast<int64_t>(L.n) * (rank + 1) / ctas) - col0;
   const W* wbase = reinterpret_cast<const W*>(smem + L.weight_offset);
   const float* bias = reinterpret_cast<const float*>(smem + L.bias_offset);
-  const int k8 = L.k & ~7;
+  const int k4 = L.k & ~3;
   bool wrote = false;
-  for (int c = warp; c < cols; c += warps) {
-    const W* w = wbase + c * L.k_pad;
+  for (int c = warp; c < cols; c += 2 * warps) {
+    const int cb = c + warps;
+    const bool two = cb < cols;  // uniform across the warp
+    const W* wa = wbase + c * L.k_pad;
+    const W* wb = wbase + (two ? cb : c) * L.k_pad;
     for (int r0 = 0; r0 < rows; r0 += 4) {
       const uint64_t c0 = warp_cycles ? clock64() : 0;
-      float acc[4] = {0.f, 0.f, 0.f, 0.f};
-      for (int k = lane * 8; k < k8; k += 256) {
-        float wv[8];
-        load8(w + k, wv);
+      float acc[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
+      for (int k = lane * 4; k < k4; k += 128) {
+        float va[4], vb[4];
+        load4(wa + k, va);
+        if (two) load4(wb + k, vb);
 #pragma unroll
         for (int j = 0; j < 4; ++j) {
           if (r0 + j >= rows) break;
-          const float4* xp = reinterpret_cast<const float4*>(x + (r0 + j) * x_stride + k);
-          const float4 a = xp[0], b = xp[1];
-          float s = acc[j];
-          s = fmaf(wv[0], a.x, s); s = fmaf(wv[1], a.y, s); s = fmaf(wv[2], a.z, s); s = fmaf(wv[3], a.w, s);
-          s = fmaf(wv[4], b.x, s); s = fmaf(wv[5], b.y, s); s = fmaf(wv[6], b.z, s); s = fmaf(wv[7], b.w, s);
-          acc[j] = s;
+          const float4 a = *reinterpret_cast<const float4*>(x + (r0 + j) * x_stride + k);
+          acc[0][j] = dot4(va, a, acc[0][j]);
+          if (two) acc[1][j] = dot4(vb, a, acc[1][j]);
         }
       }
-      for (int k = k8 + lane; k < L.k; k += 32) {
-        const float wk = load1(w + k);
+      for (int k = k4 + lane; k < L.k; k += 32) {
+        const float wka = load1(wa + k), wkb = load1(wb + k);
 #pragma unroll
         for (int j = 0; j < 4; ++j)
-          if (r0 + j < rows) acc[j] = fmaf(wk, x[(r0 + j) * x_stride + k], acc[j]);
-      }
-      const int n = col0 + c;
-      const uint64_t c1 = warp_cycles ? clock64() : 0;
-#pragma unroll
-      for (int j = 0; j < 4; ++j) {
-        if (r0 + j >= rows) break;  // uniform across the warp
-        float s = acc[j];
-#pragma unroll
-        for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
-        float v = activate(fmaf(L.alpha, s, bias[c]), L.activation, L.activation_alpha);
-        if (L.round_output_half) v = round_to_half(v);
-        const int row = r0 + j;
-        if (!last) {
-          if (p.push_after) {
-            if (lane == 0) next[row * p.act_stride + n] = v;
-          } else if (lane < ctas) {
-            cluster.map_shared_rank(next, lane)[row * p.act_stride + n] = v;
+          if (r0 + j < rows) {
+            const float xv = x[(r0 + j) * x_stride + k];
+            acc[0][j] = fmaf(wka, xv, acc[0][j]);
+            acc[1][j] = fmaf(wkb, xv, acc[1][j]);
           }
-        } else if (lane == 0) {
-          const int64_t at = static_cast<int64_t>(row) * L.n + n;
-          if (p.output_half) static_cast<__half*>(output)[at] = __float2half_rn(v);
-          else static_cast<float*>(output)[at] = v;
-          wrote = true;
+      }
+      const uint64_t c1 = warp_cycles ? clock64() : 0;
+      for (int h = 0; h < (two ? 2 : 1); ++h) {
+        const int cc = h ? cb : c, n = col0 + cc;
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+          if (r0 + j >= rows) break;  // uniform across the warp
+          float s = acc[h][j];
+#pragma unroll
+          for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+          float v = activate(fmaf(L.alpha, s, bias[cc]), L.activation, L.activation_alpha);
+          if (L.round_output_half) v = round_to_half(v);
+          const int row = r0 + j;
+          if (!last) {
+            if (lane < ctas) cluster.map_shared_rank(next, lane)[row * p.act_stride + n] = v;
+          } else if (lane == 0) {
+            const int64_t at = static_cast<int64_t>(row) * L.n + n;
+            if (p.output_half) static_cast<__half*>(output)[at] = __float2half_rn(v);
+            else static_cast<float*>(output)[at] = v;
+            wrote = true;
+          }
         }
       }
       if (warp_cycles) {
@@ -280,16 +296,15 @@ __global__ void __launch_bounds__(kThreads, 1)
         for (uint32_t spins = 0;; ++spins) {
           const uint32_t now = load_acquire_sys(&ch->request_seq);
           if (now != last_seq) {
-            // The header after the acquire: independent weak loads, in flight together (the earlier
-            // ld.relaxed.sys loads went one PCIe round trip at a time: 3.9 us for five of them).
+            // The header after the acquire: one weak load per line, in flight together (Channel).
             const uint4 head = load_cv_16(&ch->request_seq);  // seq, command, rows, pad
-            const uint4 more = load_cv_16(&ch->lease_until);  // lease_until, input_addr
-            out_addr = load_cv_64(&ch->output_addr);
+            const uint4 io = load_cv_16(&ch->input_addr);     // input_addr, output_addr
+            lease = load_cv_64(&ch->lease_until);
             s = now;
             command = head.y;
             rows = head.z;
-            lease = (static_cast<uint64_t>(more.y) << 32) | more.x;
-            in_addr = (static_cast<uint64_t>(more.w) << 32) | more.z;
+            in_addr = (static_cast<uint64_t>(io.y) << 32) | io.x;
+            out_addr = (static_cast<uint64_t>(io.w) << 32) | io.z;
             t_prev = global_ns();
             c_seen = clock64();
             break;
@@ -338,16 +353,6 @@ __global__ void __launch_bounds__(kThreads, 1)
       wrote |= L.weight_half ? dense_layer<__half>(p, L, cluster, smem, x, x_stride, next, last, rows, rank, ctas, output, wc)
                              : dense_layer<float>(p, L, cluster, smem, x, x_stride, next, last, rows, rank, ctas, output, wc);
       lap(kTraceLayerCompute);
-      if (!last && p.push_after) {  // this CTA's columns, all rows, out to the other CTAs
-        __syncthreads();
-        const int col0 = static_cast<int>(static_cast<int64_t>(L.n) * rank / ctas);
-        const int cols = static_cast<int>(static_cast<int64_t>(L.n) * (rank + 1) / ctas) - col0;
-        const int per_cta = rows * cols;
-        for (int i = threadIdx.x; i < per_cta * (ctas - 1); i += blockDim.x) {
-          const int d = i / per_cta, e = i - d * per_cta, row = e / cols, at = row * p.act_stride + col0 + e % cols;
-          cluster.map_shared_rank(next, d + (d >= rank))[at] = next[at];
-        }
-      }
       if (!last) {
         cluster.sync();  // the pushed columns are visible; buffer l%2 is read next, (l+1)%2 free to write
         lap(kTraceLayerBarriers);
