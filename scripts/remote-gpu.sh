@@ -6,7 +6,8 @@
 # torch tensors, the course's two scripts) and kiln_capi_test; cli = kiln build/run of the course engines.
 # Optional, not in the default: compare = bench/compare.py, Kiln beside ONNX Runtime and PyTorch in the
 # course's tables (issue 7): KILN_GPU_STEPS="compare" (KILN_COMPARE_ARGS=--quick for its short run).
-# KILN_GPU_STEPS="lowlat": bench_low_latency alone (quick iterations on the resident kernel).
+# KILN_GPU_STEPS="lowlat": bench_low_latency alone (quick iterations on the resident kernel); "fmlpdiag": the
+# CUDA fused-MLP kernels' bench with the SM clock sampled, and Nsight Compute on them.
 set -u
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 OUT=${OUT:-$HERE/out}
@@ -217,6 +218,24 @@ PY
   fi
   if [[ " $STEPS " == *" lowlat "* ]]; then  # bench_low_latency alone (quick iterations on the resident kernel)
     run_bench_low_latency
+  fi
+  if [[ " $STEPS " == *" fmlpdiag "* ]]; then
+    # The CUDA kiln.FusedMLP kernels: CudaFusedMlp.Bench (each tactic at M = 1 ... 8192) with the SM clock
+    # sampled beside it, then Nsight Compute on CudaFusedMlp.Profile's launches (bench/GPU_NOTES.md).
+    local T="$HERE/bin/kiln_tests"
+    { echo "## Fused MLP kernels (CudaFusedMlp.Bench, SM clock, Nsight Compute)"; echo; echo '```'; } >> "$md"
+    nvidia-smi --query-gpu=timestamp,clocks.sm,clocks.mem,power.draw,utilization.gpu --format=csv -lms 100 > "$WORK/clocks.csv" &
+    local smi=$!
+    KILN_TEST_CUDA=require KILN_FMLP_BENCH=1 timeout 300 "$T" --gtest_filter=CudaFusedMlp.Bench 2>&1 | grep fmlp-bench | tee -a "$md"
+    kill $smi
+    echo "SM clock during the bench (MHz), min/median/max: $(awk -F', ' 'NR>1 {print $2+0}' "$WORK/clocks.csv" | sort -n | awk '{a[NR]=$1} END {print a[1], a[int(NR/2)+1], a[NR], "(" NR " samples)"}')" | tee -a "$md"
+    KILN_TEST_CUDA=require KILN_FMLP_PROFILE=1 timeout 200 ncu -k regex:fmlp_ --section SpeedOfLight --section WarpStateStats \
+      --section MemoryWorkloadAnalysis --section Occupancy --section LaunchStats --section SchedulerStats \
+      --section ComputeWorkloadAnalysis "$T" --gtest_filter=CudaFusedMlp.Profile > "$WORK/ncu.txt" 2>&1
+    echo "ncu exit $? (full report in runs.tar.gz: ncu.txt)" | tee -a "$md"
+    grep -E "fmlp_|Duration|SM Frequency|Compute \(SM\) Throughput|DRAM Throughput|Achieved Occupancy|Executed Ipc A|No Eligible" \
+      "$WORK/ncu.txt" | cut -c1-200 | head -60 | tee -a "$md"
+    echo '```' >> "$md"
   fi
   if [[ " $STEPS " == *" cpubench "* ]]; then
     # Issue 8 point 4 on this Xeon: the fused CPU MLP (default rule: direct at batch 1, blocked from 2) vs

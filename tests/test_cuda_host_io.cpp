@@ -306,19 +306,13 @@ TEST(CudaLowLatencyMany, TwoContextsOfOneEngineAndASecondEngineAtOnce) {
   for (ExecutionContext* c : ctxs) ASSERT_TRUE(c->set_low_latency(false).is_ok());
 }
 
-// Synchronous copies on a stream of their own (the resident kernel keeps running on its stream).
-Status to_device(void* dst, const void* src, size_t bytes) {
+// A synchronous copy (gpu::copy_to_device_async or copy_to_host_async) on a stream of its own: the resident
+// kernel keeps running on its stream.
+Status copy_and_wait(Status (*copy)(void*, const void*, size_t, gpu::Stream), void* dst, const void* src,
+                     size_t bytes) {
   auto st = gpu::stream_create();
   if (!st.is_ok()) return st.status();
-  Status s = gpu::copy_to_device_async(dst, src, bytes, *st);
-  if (s.is_ok()) s = gpu::stream_synchronize(*st);
-  (void)gpu::stream_destroy(*st);
-  return s;
-}
-Status to_host(void* dst, const void* src, size_t bytes) {
-  auto st = gpu::stream_create();
-  if (!st.is_ok()) return st.status();
-  Status s = gpu::copy_to_host_async(dst, src, bytes, *st);
+  Status s = copy(dst, src, bytes, *st);
   if (s.is_ok()) s = gpu::stream_synchronize(*st);
   (void)gpu::stream_destroy(*st);
   return s;
@@ -348,15 +342,15 @@ TEST_P(CudaLowLatency, DeviceMemoryInAndOut) {
     EXPECT_EQ(c.tensor_location("input"), in_dev ? MemoryLocation::kDevice : MemoryLocation::kPinnedHost);
     for (int64_t b : {int64_t{1}, int64_t{3}, int64_t{16}, int64_t{1}}) {
       auto x = test::random_floats(static_cast<size_t>(b) * 784, seed++, -2.f, 2.f);
-      if (in_dev) ASSERT_TRUE(to_device(*dx, x.data(), x.size() * 4).is_ok());
+      if (in_dev) ASSERT_TRUE(copy_and_wait(gpu::copy_to_device_async, *dx, x.data(), x.size() * 4).is_ok());
       else std::memcpy(host.x, x.data(), x.size() * 4);
-      if (out_dev) ASSERT_TRUE(to_device(*dy, nan.data(), nan.size() * 4).is_ok());
+      if (out_dev) ASSERT_TRUE(copy_and_wait(gpu::copy_to_device_async, *dy, nan.data(), nan.size() * 4).is_ok());
       else std::memcpy(host.y, nan.data(), nan.size() * 4);
       ASSERT_TRUE(c.set_input_shape("input", {b, 1, 28, 28}).is_ok());
       Status s = c.execute();
       ASSERT_TRUE(s.is_ok()) << "mode " << mode << " batch " << b << ": " << s.to_string();
       std::vector<float> y(static_cast<size_t>(b) * 10);
-      if (out_dev) ASSERT_TRUE(to_host(y.data(), *dy, y.size() * 4).is_ok());
+      if (out_dev) ASSERT_TRUE(copy_and_wait(gpu::copy_to_host_async, y.data(), *dy, y.size() * 4).is_ok());
       else std::memcpy(y.data(), host.y, y.size() * 4);
       EXPECT_LE(rel_l2(y, reference(x, b)), p.tolerance) << p.name << " mode " << mode << " batch " << b;
     }

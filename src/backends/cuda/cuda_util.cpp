@@ -1,9 +1,19 @@
 #include "backends/cuda/cuda_util.h"
 
+#include <algorithm>
+
 #include <fmt/format.h>
 
 
 namespace kiln::cuda {
+
+DeviceBuffer::~DeviceBuffer() {
+  if (p) cudaFree(p);
+}
+
+Status DeviceBuffer::alloc(size_t bytes, std::string_view what) {
+  return check(cudaMalloc(&p, std::max<size_t>(bytes, 256)), fmt::format("{}: cudaMalloc of {} bytes", what, bytes));
+}
 
 Status check(cudaError_t err, std::string_view what) {
   if (err == cudaSuccess) return Status::ok();

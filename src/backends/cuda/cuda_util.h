@@ -17,6 +17,18 @@ namespace kiln::cuda {
 
 // Ok, or kRuntimeError "<what>: <cuda error name>: <description>".
 Status check(cudaError_t err, std::string_view what);
+// Device memory owned for a scope (build-time scratch: tuning operands, uploaded constants). alloc takes at
+// least 256 bytes, so that a zero-byte request still yields a valid, aligned pointer.
+struct DeviceBuffer {
+  void* p = nullptr;
+  DeviceBuffer() = default;
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+  ~DeviceBuffer();
+  // Ok, or the error "<what>: cudaMalloc of N bytes: ...".
+  Status alloc(size_t bytes, std::string_view what);
+};
+
 // Checks the last launch error (cudaGetLastError) after a kernel launch.
 Status check_launch(std::string_view kernel);
 

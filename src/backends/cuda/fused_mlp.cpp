@@ -101,20 +101,6 @@ Status supports(const Node& node, const Graph& g, DataType weights) {
   return Status::ok();
 }
 
-// Device copy of host data, freed on destruction.
-struct DevBuf {
-  void* p = nullptr;
-  DevBuf() = default;
-  DevBuf(const DevBuf&) = delete;
-  DevBuf& operator=(const DevBuf&) = delete;
-  ~DevBuf() {
-    if (p) cudaFree(p);
-  }
-  Status alloc(size_t bytes, const std::string& what) {
-    return check(cudaMalloc(&p, std::max<size_t>(bytes, 256)), fmt::format("{}: cudaMalloc of {} bytes", what, bytes));
-  }
-};
-
 size_t align256(size_t v) { return (v + 255) / 256 * 256; }
 
 // The per-layer tactic: one LtMatmul per layer over the op's own buffers (W [N,K] is cuBLASLt's "TN" form;
@@ -227,7 +213,7 @@ class PerLayer {
   Dims2 d_;
   Types t_;
   std::vector<std::unique_ptr<LtMatmul>> lt_;
-  DevBuf bias32_;
+  DeviceBuffer bias32_;
   int64_t m_ = 0;
 };
 
@@ -455,7 +441,7 @@ Status tune(Node& node, const Graph& g, const TuneContext& ctx) {
   int64_t m_buf = m_opt;
   for (int64_t m : probe_ms)
     if (m <= m_max) m_buf = std::max(m_buf, m);
-  std::vector<DevBuf> consts(node.inputs.size());
+  std::vector<DeviceBuffer> consts(node.inputs.size());
   std::vector<const void*> inputs(node.inputs.size(), nullptr);
   for (size_t i = 1; i < node.inputs.size(); ++i) {
     const Tensor& t = *g.values[node.inputs[i]].constant;
@@ -464,7 +450,7 @@ Status tune(Node& node, const Graph& g, const TuneContext& ctx) {
     if (!s.is_ok()) return s;
     inputs[i] = consts[i].p;
   }
-  DevBuf x, y;
+  DeviceBuffer x, y;
   s = x.alloc(size_t(m_buf) * d->k[0] * dtype_size(io), what);
   if (s.is_ok()) s = y.alloc(size_t(m_buf) * d->n.back() * dtype_size(io), what);
   if (s.is_ok()) s = launch_fill_random(x.p, io, m_buf * d->k[0], 7, ctx.stream);
@@ -526,7 +512,7 @@ Status tune(Node& node, const Graph& g, const TuneContext& ctx) {
       else ps = p.status();
     }
     if (ps.is_ok()) ps = pl->select(m_opt);
-    DevBuf ws;
+    DeviceBuffer ws;
     if (ps.is_ok()) ps = ws.alloc(pl->workspace_bytes(), what);
     if (ps.is_ok()) {
       std::vector<const void*> w, b;

@@ -466,23 +466,12 @@ Status LtMatmul::run(const void* x, const void* w, void* y, const void* bias, fl
 
 namespace {
 
-struct DeviceBuffer {
-  void* p = nullptr;
-  ~DeviceBuffer() {
-    if (p) cudaFree(p);
-  }
-};
-
 struct Event {
   cudaEvent_t e = nullptr;
   ~Event() {
     if (e) cudaEventDestroy(e);
   }
 };
-
-Status alloc(DeviceBuffer& b, size_t bytes, const std::string& what) {
-  return check(cudaMalloc(&b.p, std::max<size_t>(bytes, 256)), fmt::format("{}: cudaMalloc of {} bytes", what, bytes));
-}
 
 // What the bands of one lt_tune call share.
 struct BandTuner {
@@ -563,11 +552,11 @@ Result<LtBand> BandTuner::tune(const std::vector<LtProblem>& problems) const {
   size_t ws_bytes = 0;
   for (const auto& c : candidates) ws_bytes = std::max(ws_bytes, c.workspace);
   DeviceBuffer x, w, y, bias, ws;
-  Status s = alloc(x, nx * ein, what);
-  if (s.is_ok()) s = alloc(w, nw * ein, what);
-  if (s.is_ok()) s = alloc(y, ny * eout, what);
-  if (s.is_ok()) s = alloc(bias, at.n * eout, what);
-  if (s.is_ok()) s = alloc(ws, ws_bytes, what);
+  Status s = x.alloc(nx * ein, what);
+  if (s.is_ok()) s = w.alloc(nw * ein, what);
+  if (s.is_ok()) s = y.alloc(ny * eout, what);
+  if (s.is_ok()) s = bias.alloc(at.n * eout, what);
+  if (s.is_ok()) s = ws.alloc(ws_bytes, what);
   if (s.is_ok()) s = launch_fill_random(x.p, types.in, nx, 1, ctx.stream);
   if (s.is_ok()) s = launch_fill_random(w.p, types.in, nw, 2, ctx.stream);
   if (s.is_ok()) s = launch_fill_random(y.p, types.out, ny, 3, ctx.stream);
