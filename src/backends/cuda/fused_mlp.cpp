@@ -264,7 +264,36 @@ Result<Tactic> read_fmlp_tactic(const Node& node, int layers, const char* kernel
   return t;
 }
 
-FmlpParams make_params(const FusedMlpAttrs& at, const Dims2& d, const void* const* inputs, void* y, int64_t m) {
+// The large kernel's packed weights (fused_mlp.h), every layer in one device buffer.
+struct PackedWeights {
+  std::unique_ptr<DeviceBuffer> buf = std::make_unique<DeviceBuffer>();
+  std::vector<const void*> layer;  // device address of each layer's blocks
+
+  // w[i]: layer i's float16 weights on the host.
+  static Result<PackedWeights> upload(const std::vector<const Tensor*>& w, const Dims2& d, const std::string& context) {
+    PackedWeights pw;
+    std::vector<size_t> offset;
+    size_t total = 0;
+    for (int i = 0; i < d.layers(); ++i) {
+      if (!w[i] || w[i]->dtype != DataType::kFloat16)
+        return Status(StatusCode::kInternal, fmt::format("{}: layer {} has no host float16 weights to pack", context, i));
+      offset.push_back(total);
+      total += fmlp_packed_halves(d.n[i], d.k[i]);
+    }
+    std::vector<uint16_t> host(total);
+    for (int i = 0; i < d.layers(); ++i)
+      fmlp_pack_weights(w[i]->data<uint16_t>(), d.n[i], d.k[i], host.data() + offset[i]);
+    Status s = pw.buf->alloc(total * 2, context + ": packed weights");
+    if (s.is_ok())
+      s = check(cudaMemcpy(pw.buf->p, host.data(), total * 2, cudaMemcpyHostToDevice), context + ": packed weights upload");
+    if (!s.is_ok()) return s;
+    for (size_t o : offset) pw.layer.push_back(static_cast<const uint16_t*>(pw.buf->p) + o);
+    return pw;
+  }
+};
+
+FmlpParams make_params(const FusedMlpAttrs& at, const Dims2& d, const void* const* inputs, void* y, int64_t m,
+                       const PackedWeights* packed) {
   FmlpParams p;
   p.x = inputs[0];
   p.y = y;
@@ -273,6 +302,7 @@ FmlpParams make_params(const FusedMlpAttrs& at, const Dims2& d, const void* cons
   for (int i = 0; i < d.layers(); ++i) {
     p.l[i].w = inputs[fused_mlp_weight_input(i)];
     p.l[i].b = inputs[fused_mlp_bias_input(i)];
+    p.l[i].wpack = packed ? packed->layer[i] : nullptr;
     p.l[i].k = d.k[i];
     p.l[i].n = d.n[i];
     p.l[i].act = at.activations[i];
@@ -291,9 +321,10 @@ Status launch_fused(const FmlpParams& p, bool x_f32, int64_t small_max_m, cudaSt
 
 class FusedMlpKernel final : public CudaKernel {
  public:
-  FusedMlpKernel(FusedMlpAttrs at, Dims2 d, DataType io, Tactic t, std::unique_ptr<PerLayer> pl, std::string context)
+  FusedMlpKernel(FusedMlpAttrs at, Dims2 d, DataType io, Tactic t, std::unique_ptr<PerLayer> pl, PackedWeights packed,
+                 std::string context)
       : at_(std::move(at)), d_(std::move(d)), io_(io), t_(std::move(t)), per_layer_(std::move(pl)),
-        context_(std::move(context)) {}
+        packed_(std::move(packed)), context_(std::move(context)) {}
 
   Status reshape(const std::vector<TensorDesc>& inputs, const std::vector<TensorDesc>&) override {
     m_ = volume(inputs[0].shape) / d_.k[0];
@@ -312,7 +343,8 @@ class FusedMlpKernel final : public CudaKernel {
       }
       s = per_layer_->run(inputs[0], w, b, outputs[0], workspace, stream);
     } else {
-      s = launch_fused(make_params(at_, d_, inputs, outputs[0], m_), io_ == DataType::kFloat32, t_.small_max_m, stream);
+      s = launch_fused(make_params(at_, d_, inputs, outputs[0], m_, &packed_), io_ == DataType::kFloat32, t_.small_max_m,
+                       stream);
     }
     if (s.is_ok()) return s;
     return Status(s.code(), fmt::format("{}: {}", context_, s.message()));
@@ -324,6 +356,7 @@ class FusedMlpKernel final : public CudaKernel {
   DataType io_;
   Tactic t_;
   std::unique_ptr<PerLayer> per_layer_;
+  PackedWeights packed_;  // fused tactic only
   std::string context_;
   int64_t m_ = 0;
 };
@@ -360,13 +393,20 @@ Result<std::unique_ptr<CudaKernel>> create(const KernelInit& init) {
   Status s = fmlp_prepare();
   if (!s.is_ok()) return s;
   std::unique_ptr<PerLayer> pl;
+  PackedWeights packed;
   if (!t->fused) {
     auto p = PerLayer::create(*at, *d, *types, t->bands, init.constants[fused_mlp_bias_input(at->layers() - 1)], context);
     if (!p.is_ok()) return p.status();
     pl = std::move(*p);
+  } else {
+    std::vector<const Tensor*> w;
+    for (int i = 0; i < at->layers(); ++i) w.push_back(init.constants[fused_mlp_weight_input(i)]);
+    auto p = PackedWeights::upload(w, *d, context);
+    if (!p.is_ok()) return p.status();
+    packed = std::move(*p);
   }
-  return std::unique_ptr<CudaKernel>(
-      std::make_unique<FusedMlpKernel>(std::move(*at), std::move(*d), io, std::move(*t), std::move(pl), context));
+  return std::unique_ptr<CudaKernel>(std::make_unique<FusedMlpKernel>(std::move(*at), std::move(*d), io, std::move(*t),
+                                                                      std::move(pl), std::move(packed), context));
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -465,12 +505,16 @@ Status tune(Node& node, const Graph& g, const TuneContext& ctx) {
   std::string probes, fused_name;
   if (fusable) {
     const bool x_f32 = io == DataType::kFloat32;
+    std::vector<const Tensor*> w;
+    for (int i = 0; i < L; ++i) w.push_back(&*g.values[node.inputs[fused_mlp_weight_input(i)]].constant);
+    auto packed = PackedWeights::upload(w, *d, what);
+    if (!packed.is_ok()) return packed.status();
     auto fused_time = [&](int64_t m, bool small) -> Result<double> {
-      const FmlpParams p = make_params(*at, *d, inputs.data(), y.p, m);
+      const FmlpParams p = make_params(*at, *d, inputs.data(), y.p, m, &*packed);
       return time_ms([&] { return small ? launch_fmlp_small(p, x_f32, ctx.stream) : launch_fmlp_large(p, x_f32, ctx.stream); },
                      ctx.stream, what);
     };
-    if (fmlp_small_smem(make_params(*at, *d, inputs.data(), y.p, 1)) > 0) {
+    if (fmlp_small_smem(make_params(*at, *d, inputs.data(), y.p, 1, nullptr)) > 0) {
       for (int64_t m : probe_ms) {
         if (m > m_max) break;
         auto ts = fused_time(m, true);
@@ -568,4 +612,20 @@ const KernelRegistrar kFusedMlpF16{fused_mlp_def(DataType::kFloat16)};
 const KernelRegistrar kFusedMlpF32{fused_mlp_def(DataType::kFloat32)};
 
 }  // namespace
+
+size_t fmlp_packed_halves(int n, int k) {
+  const int np = (n + kFmlpPadN - 1) / kFmlpPadN * kFmlpPadN, chunks = (k + kFmlpChunkK - 1) / kFmlpChunkK;
+  return size_t(chunks) * np * kFmlpPackLd;
+}
+
+void fmlp_pack_weights(const uint16_t* w, int n, int k, uint16_t* out) {
+  const int np = (n + kFmlpPadN - 1) / kFmlpPadN * kFmlpPadN, chunks = (k + kFmlpChunkK - 1) / kFmlpChunkK;
+  for (int c = 0; c < chunks; ++c)
+    for (int r = 0; r < np; ++r)
+      for (int j = 0; j < kFmlpPackLd; ++j) {
+        const int col = c * kFmlpChunkK + j;
+        *out++ = r < n && j < kFmlpChunkK && col < k ? w[size_t(r) * k + col] : uint16_t{0};
+      }
+}
+
 }  // namespace kiln::cuda

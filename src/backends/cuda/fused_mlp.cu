@@ -68,26 +68,126 @@ constexpr int kHLd = kFmlpMaxN + 8;  // hidden activations' row stride (halves),
 
 // ---------------------------------------------------------------------------------------------------------
 // Large M: 64 rows per CTA, 8 warps as 2 (rows) x 4 (features), each warp 32 rows x n/4 features.
+//
+// Loading is cheap for the MMA warps: per K-chunk, one thread copies the chunk's pre-packed weight block
+// (one contiguous smem image, fused_mlp.h) with one bulk copy completing on the stage's mbarrier; each
+// thread copies 2-4 16-byte pieces of X with cp.async and converts them to float16 itself; one barrier,
+// then MMAs. (The first version issued 12 cp.async per thread per chunk, W's with per-row address
+// arithmetic, and branched around every MMA group: 47 us at M = 8192; bench/GPU_NOTES.md.)
 
 namespace lg {
-constexpr int BM = kFmlpRowsLarge, KC = 64, STAGES = 3, THREADS = 256;
-constexpr int W_LD = KC + 8;  // halves
-constexpr int X_LD = KC + 8;  // elements
+constexpr int BM = kFmlpRowsLarge, KC = kFmlpChunkK, STAGES = 3, THREADS = 256;
+constexpr int W_LD = kFmlpPackLd;  // halves
+constexpr int XH_LD = KC + 8;      // float16 copy of the X chunk (halves): conflict-free ldmatrix rows
 constexpr size_t kWStage = size_t(kFmlpMaxN) * W_LD * 2;
-constexpr size_t x_stage(bool f32) { return size_t(BM) * X_LD * (f32 ? 4 : 2); }
+constexpr size_t x_stage(bool f32) { return size_t(BM) * KC * (f32 ? 4 : 2); }  // dense rows, as copied
 constexpr size_t kH = size_t(BM) * kHLd * 2;
-// float32 X: each thread converts the pieces it loaded into a float16 copy (double-buffered by chunk), which
-// the MMA loop reads with ldmatrix like float16 X: one conversion per element instead of one per warp column.
-constexpr size_t kXHalf = size_t(2) * BM * X_LD * 2;
-constexpr size_t smem(bool f32) { return STAGES * (x_stage(f32) + kWStage) + kH + (f32 ? kXHalf : 0); }
+constexpr size_t kXHalf = size_t(2) * BM * XH_LD * 2;  // two buffers, by chunk parity
+constexpr size_t smem(bool f32) { return STAGES * (x_stage(f32) + kWStage) + kH + kXHalf; }
 }  // namespace lg
+
+__device__ __forceinline__ uint32_t smem_u32(const void* p) { return static_cast<uint32_t>(__cvta_generic_to_shared(p)); }
+__device__ __forceinline__ void mbar_init(uint64_t* bar, unsigned count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(smem_u32(bar)), "r"(count));
+}
+__device__ __forceinline__ void mbar_arrive_expect_tx(uint64_t* bar, uint32_t bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(smem_u32(bar)), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t parity) {
+  uint32_t done = 0;
+  do {
+    asm volatile(
+        "{\n .reg .pred p;\n mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n selp.u32 %0, 1, 0, p;\n}\n"
+        : "=r"(done)
+        : "r"(smem_u32(bar)), "r"(parity)
+        : "memory");
+  } while (!done);
+}
+// Global -> shared bulk copy (bytes: a multiple of 16, both addresses 16-byte aligned), completing on bar.
+__device__ __forceinline__ void bulk_copy(void* dst, const void* src, uint32_t bytes, uint64_t* bar) {
+  asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::"r"(
+                   smem_u32(dst)),
+               "l"(src), "r"(bytes), "r"(smem_u32(bar))
+               : "memory");
+}
+
+// Activations other than ReLU, out of line: the epilogues stay small (instruction-cache misses and branches
+// were a large share of the first kernel's time; bench/GPU_NOTES.md).
+__device__ __noinline__ float activate_out_of_line(Activation act, float x, float alpha) { return activate(act, x, alpha); }
+
+template <int ACT>  // 0: none, 1: ReLU, 2: any (out of line)
+__device__ __forceinline__ float epilogue_act(const FmlpLayer& L, float v) {
+  if constexpr (ACT == 1) return activate(Activation::kRelu, v, 0.f);
+  else if constexpr (ACT == 2) return activate_out_of_line(L.act, v, L.alpha);
+  else return v;
+}
+
+// Bias + activation of a warp's 32 x (8 ntw) tile; the last layer writes Y (its first L.n features), the
+// others float16 activations into hs. Clears the accumulators for the next layer.
+template <bool XF32, int ACT>
+__device__ __forceinline__ void epilogue(float (&acc)[2][8][4], const FmlpLayer& L, int ntw, int col0, int r,
+                                         int64_t row0, bool last, const FmlpParams& p, __half* hs) {
+#pragma unroll
+  for (int j = 0; j < 8; ++j) {
+    if (j < ntw) {
+      const int col = col0 + j * 8;
+      const float b0 = bias_at(L, col), b1 = bias_at(L, col + 1);
+#pragma unroll
+      for (int mi = 0; mi < 2; ++mi) {
+        const int rr = r + mi * 16;
+        const float v0 = epilogue_act<ACT>(L, acc[mi][j][0] + b0), v1 = epilogue_act<ACT>(L, acc[mi][j][1] + b1);
+        const float v2 = epilogue_act<ACT>(L, acc[mi][j][2] + b0), v3 = epilogue_act<ACT>(L, acc[mi][j][3] + b1);
+        if (last) {
+          const int64_t r0 = row0 + rr, r1 = r0 + 8;
+          const int n = L.n;
+          if (r0 < p.m && col < n) store_y<XF32>(p.y, r0 * n + col, v0);
+          if (r0 < p.m && col + 1 < n) store_y<XF32>(p.y, r0 * n + col + 1, v1);
+          if (r1 < p.m && col < n) store_y<XF32>(p.y, r1 * n + col, v2);
+          if (r1 < p.m && col + 1 < n) store_y<XF32>(p.y, r1 * n + col + 1, v3);
+        } else {
+          *reinterpret_cast<uint32_t*>(hs + rr * kHLd + col) = pack_half2(v0, v1);
+          *reinterpret_cast<uint32_t*>(hs + (rr + 8) * kHLd + col) = pack_half2(v2, v3);
+        }
+      }
+    }
+#pragma unroll
+    for (int mi = 0; mi < 2; ++mi)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) acc[mi][j][e] = 0.f;
+  }
+}
+
+// One K-chunk of a warp's 32 x (8 NTW) tile: a_src/b_src are this lane's ldmatrix row addresses at the
+// chunk's first column (A rows wm*32 + ..., W rows of this warp's features). Straight-line: no branch
+// between an ldmatrix and its MMAs, so later tiles' loads are scheduled ahead of earlier MMAs.
+template <int NTW>
+__device__ __forceinline__ void mma_chunk(float (&acc)[2][8][4], const __half* a_src, int a_ld, const __half* b_src) {
+  using namespace lg;
+#pragma unroll
+  for (int ks = 0; ks < KC / 16; ++ks) {
+    uint32_t a[2][4], b[NTW / 2][4];
+#pragma unroll
+    for (int mi = 0; mi < 2; ++mi) ldmatrix_x4(a[mi], a_src + mi * 16 * a_ld + ks * 16);
+#pragma unroll
+    for (int jj = 0; jj < NTW / 2; ++jj) ldmatrix_x4(b[jj], b_src + jj * 16 * W_LD + ks * 16);
+#pragma unroll
+    for (int jj = 0; jj < NTW / 2; ++jj) {
+      mma16816(acc[0][2 * jj], a[0], b[jj][0], b[jj][1]);
+      mma16816(acc[1][2 * jj], a[1], b[jj][0], b[jj][1]);
+      mma16816(acc[0][2 * jj + 1], a[0], b[jj][2], b[jj][3]);
+      mma16816(acc[1][2 * jj + 1], a[1], b[jj][2], b[jj][3]);
+    }
+  }
+}
 
 template <bool XF32>
 __global__ void __launch_bounds__(lg::THREADS, 1) fmlp_large_kernel(const __grid_constant__ FmlpParams p) {
   using namespace lg;
-  extern __shared__ __align__(16) unsigned char smem[];
+  using XT = std::conditional_t<XF32, float, __half>;
+  extern __shared__ __align__(128) unsigned char smem[];
   __shared__ FmlpLayer sl[kFmlpMaxLayers];
   __shared__ int nchunks[kFmlpMaxLayers], npad[kFmlpMaxLayers];
+  __shared__ __align__(8) uint64_t full[STAGES];
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
   const int wm = warp >> 2, wn = warp & 3;
   if (tid < p.layers) {
@@ -95,64 +195,59 @@ __global__ void __launch_bounds__(lg::THREADS, 1) fmlp_large_kernel(const __grid
     nchunks[tid] = (p.l[tid].k + KC - 1) / KC;
     npad[tid] = padded_n(p.l[tid].n);
   }
+  if (tid == 0) {
+    for (int s = 0; s < STAGES; ++s) mbar_init(&full[s], 1);
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");  // the inits, visible to the copy engine
+  }
   __syncthreads();
   unsigned char* xs = smem;
   unsigned char* ws = smem + STAGES * x_stage(XF32);
   __half* hs = reinterpret_cast<__half*>(ws + STAGES * kWStage);
-  __half* xhb = hs + BM * kHLd;  // float32 X only: the chunk's float16 copy, two buffers
+  __half* xhb = hs + BM * kHLd;
   const int64_t row0 = int64_t(blockIdx.x) * BM;
-  const int layers = p.layers;
+  const int rows = static_cast<int>(min(int64_t(BM), p.m - row0));
+  const int layers = p.layers, kx = sl[0].k;
   int total = 0;
   for (int l = 0; l < layers; ++l) total += nchunks[l];
 
-  // Loader: chunk after chunk over all layers (the next layer's weights stream in during this one's tail).
-  // Each thread owns fixed 16-byte pieces: W rows (tid / 8) + 32 i at column (tid % 8) * 8 of the chunk; X rows
-  // (tid / XPR) + (THREADS / XPR) i at column (tid % XPR) * XV. Addresses are set up once per layer.
-  constexpr int XV = XF32 ? 4 : 8, XPR = KC / XV, XRS = THREADS / XPR, XI = BM / XRS;
-  const int wr0 = tid >> 3, wc = (tid & 7) * 8, xr0 = tid / XPR, xc = (tid % XPR) * XV;
-  int ld_layer = 0, ld_kc = 0, ld_n = 0, ld_k = 0, ld_nr = 0;
-  const __half* ld_w = nullptr;
-  size_t ld_wstep = 0;
-  auto set_layer = [&](int l) {
-    if (l >= layers) return;
-    ld_n = sl[l].n;
-    ld_k = sl[l].k;
-    ld_nr = npad[l] / 32;
-    ld_w = static_cast<const __half*>(sl[l].w) + size_t(wr0) * ld_k + wc;
-    ld_wstep = size_t(32) * ld_k;
-  };
-  set_layer(0);
-  const int kx = sl[0].k;
-  using XT = std::conditional_t<XF32, float, __half>;
+  // Loader: chunk after chunk over all layers (the next layer's weights stream in during this layer's tail).
+  // W: lane 0 of warp 0 arms the stage's mbarrier with the block's bytes and issues its one bulk copy. X
+  // (layer 0 only): every thread copies its own 16-byte pieces with cp.async (zero-filled outside M and K),
+  // one commit group per chunk (empty for later layers: uniform group counting), and converts those same
+  // pieces after waiting for its own group. Piece i of a thread: row xr0 + XRS i, column xc.
+  constexpr int XV = 16 / sizeof(XT), XPR = KC / XV, XRS = THREADS / XPR, XI = BM / XRS;
+  const int xr0 = tid / XPR, xc = (tid % XPR) * XV;
   const XT* xbase = static_cast<const XT*>(p.x);
   const XT* xrow = xbase + (row0 + xr0) * kx + xc;
+  unsigned x_rows = 0;
+#pragma unroll
+  for (int i = 0; i < XI; ++i) x_rows |= unsigned(xr0 + XRS * i < rows) << i;
+  int ld_layer = 0, ld_kc = 0;
   auto issue = [&](int stage) {
     if (ld_layer < layers) {
-      const int k0 = ld_kc * KC;
-      const bool wk_in = k0 + wc < ld_k;
-      __half* wdst = reinterpret_cast<__half*>(ws + stage * kWStage) + wr0 * W_LD + wc;
-#pragma unroll
-      for (int i = 0; i < kFmlpMaxN / 32; ++i) {
-        if (i < ld_nr) {
-          const bool in = wk_in && wr0 + 32 * i < ld_n;
-          cp_async16(wdst + i * 32 * W_LD, in ? ld_w + i * ld_wstep + k0 : ld_w, in ? 16 : 0);
-        }
+      if (tid == 0) {
+        const uint32_t wbytes = uint32_t(npad[ld_layer]) * W_LD * 2;
+        mbar_arrive_expect_tx(&full[stage], wbytes);
+        bulk_copy(ws + stage * kWStage, static_cast<const unsigned char*>(sl[ld_layer].wpack) + size_t(ld_kc) * wbytes,
+                  wbytes, &full[stage]);
       }
       if (ld_layer == 0) {
-        XT* xdst = reinterpret_cast<XT*>(xs + stage * x_stage(XF32)) + xr0 * X_LD + xc;
+        const int k0 = ld_kc * KC;
         const bool xk_in = k0 + xc < kx;
+        XT* xdst = reinterpret_cast<XT*>(xs + stage * x_stage(XF32)) + xr0 * KC + xc;
+        const XT* xsrc = xrow + k0;
 #pragma unroll
         for (int i = 0; i < XI; ++i) {
-          const bool in = xk_in && row0 + xr0 + XRS * i < p.m;
-          cp_async16(xdst + i * XRS * X_LD, in ? xrow + size_t(i) * XRS * kx + k0 : xbase, in ? 16 : 0);
+          const bool in = xk_in && ((x_rows >> i) & 1u);
+          cp_async16(xdst + i * XRS * KC, in ? xsrc + size_t(i) * XRS * kx : xbase, in ? 16 : 0);
         }
       }
       if (++ld_kc == nchunks[ld_layer]) {
         ld_kc = 0;
-        set_layer(++ld_layer);
+        ++ld_layer;
       }
     }
-    cp_async_commit();  // possibly empty: keeps the group count uniform
+    cp_async_commit();
   };
 
   float acc[2][8][4];
@@ -167,87 +262,59 @@ __global__ void __launch_bounds__(lg::THREADS, 1) fmlp_large_kernel(const __grid
   for (int s = 0; s < STAGES - 1; ++s) issue(s);
   int layer = 0, kc = 0;
   for (int c = 0; c < total; ++c) {
-    cp_async_wait<STAGES - 2>();
     const int stage = c % STAGES;
-    if constexpr (XF32) {
-      if (layer == 0) {  // this thread's own pieces of chunk c (visible to it after the wait) -> float16
-        const float* xsrc = reinterpret_cast<const float*>(xs + stage * x_stage(true)) + xr0 * X_LD + xc;
-        __half* xdst = xhb + (c & 1) * BM * X_LD + xr0 * X_LD + xc;
+    cp_async_wait<STAGES - 2>();  // this thread's X pieces of chunk c
+    if (layer == 0) {
+      const XT* src = reinterpret_cast<const XT*>(xs + stage * x_stage(XF32)) + xr0 * KC + xc;
+      __half* dst = xhb + (c & 1) * BM * XH_LD + xr0 * XH_LD + xc;
 #pragma unroll
-        for (int i = 0; i < XI; ++i) {
-          const float4 v = *reinterpret_cast<const float4*>(xsrc + i * XRS * X_LD);
-          *reinterpret_cast<uint2*>(xdst + i * XRS * X_LD) = make_uint2(pack_half2(v.x, v.y), pack_half2(v.z, v.w));
+      for (int i = 0; i < XI; ++i) {
+        if constexpr (XF32) {
+          const float4 v = *reinterpret_cast<const float4*>(src + i * XRS * KC);
+          *reinterpret_cast<uint2*>(dst + i * XRS * XH_LD) = make_uint2(pack_half2(v.x, v.y), pack_half2(v.z, v.w));
+        } else {
+          *reinterpret_cast<uint4*>(dst + i * XRS * XH_LD) = *reinterpret_cast<const uint4*>(src + i * XRS * KC);
         }
       }
     }
-    __syncthreads();  // chunk c visible to all; stage (c-1) % STAGES free for refilling
+    mbar_wait(&full[stage], (c / STAGES) & 1);  // chunk c's weights
+    __syncthreads();  // chunk c's float16 X visible to all; every warp is done with chunk c - 1's stage
     issue((c + STAGES - 1) % STAGES);
     const FmlpLayer& L = sl[layer];
     const int nw = npad[layer] / 4, ntw = nw / 8;
-    const __half* wst = reinterpret_cast<const __half*>(ws + stage * kWStage);
     // ldmatrix addressing: lane = 8q + r gives row r of matrix q.
     const int lq = lane >> 3, lr = lane & 7;
-#pragma unroll
-    for (int ks = 0; ks < KC / 16; ++ks) {
-      uint32_t a[2][4];
-#pragma unroll
-      for (int mi = 0; mi < 2; ++mi) {
-        if (layer == 0) {
-          const __half* xh = XF32 ? xhb + (c & 1) * BM * X_LD
-                                  : reinterpret_cast<const __half*>(xs + stage * x_stage(false));
-          ldmatrix_x4(a[mi], xh + (wm * 32 + mi * 16 + lr + (lq & 1) * 8) * X_LD + ks * 16 + (lq >> 1) * 8);
-        } else {
-          ldmatrix_x4(a[mi], hs + (wm * 32 + mi * 16 + lr + (lq & 1) * 8) * kHLd + kc * KC + ks * 16 + (lq >> 1) * 8);
-        }
-      }
-#pragma unroll
-      for (int j = 0; j < 8; j += 2) {
-        if (j < ntw) {  // ntw is even (Np is a multiple of 64)
-          uint32_t b[4];
-          ldmatrix_x4(b, wst + (wn * nw + (j + (lq >> 1)) * 8 + lr) * W_LD + ks * 16 + (lq & 1) * 8);
-          mma16816(acc[0][j], a[0], b[0], b[1]);
-          mma16816(acc[1][j], a[1], b[0], b[1]);
-          mma16816(acc[0][j + 1], a[0], b[2], b[3]);
-          mma16816(acc[1][j + 1], a[1], b[2], b[3]);
-        }
-      }
+    const __half* a_src;
+    int a_ld;
+    if (layer == 0) {
+      a_src = xhb + (c & 1) * BM * XH_LD;
+      a_ld = XH_LD;
+    } else {
+      a_src = hs + kc * KC;
+      a_ld = kHLd;
+    }
+    a_src += (wm * 32 + lr + (lq & 1) * 8) * a_ld + (lq >> 1) * 8;
+    const __half* b_src = reinterpret_cast<const __half*>(ws + stage * kWStage) + (wn * nw + (lq >> 1) * 8 + lr) * W_LD +
+                          (lq & 1) * 8;
+    switch (ntw) {
+      case 8: mma_chunk<8>(acc, a_src, a_ld, b_src); break;
+      case 6: mma_chunk<6>(acc, a_src, a_ld, b_src); break;
+      case 4: mma_chunk<4>(acc, a_src, a_ld, b_src); break;
+      default: mma_chunk<2>(acc, a_src, a_ld, b_src); break;
     }
     if (++kc == nchunks[layer]) {
       __syncthreads();  // every warp is done reading hs for this layer
       const bool last = layer == layers - 1;
-#pragma unroll
-      for (int mi = 0; mi < 2; ++mi) {
-#pragma unroll
-        for (int j = 0; j < 8; ++j) {
-          if (j < ntw) {
-            const int col = wn * nw + j * 8 + 2 * t;
-            const int r = wm * 32 + mi * 16 + g;
-            const float b0 = bias_at(L, col), b1 = bias_at(L, col + 1);
-            const float v0 = activate(L.act, acc[mi][j][0] + b0, L.alpha);
-            const float v1 = activate(L.act, acc[mi][j][1] + b1, L.alpha);
-            const float v2 = activate(L.act, acc[mi][j][2] + b0, L.alpha);
-            const float v3 = activate(L.act, acc[mi][j][3] + b1, L.alpha);
-            if (last) {
-              const int64_t r0 = row0 + r, r1 = r0 + 8;
-              const int n = L.n;
-              if (r0 < p.m && col < n) store_y<XF32>(p.y, r0 * n + col, v0);
-              if (r0 < p.m && col + 1 < n) store_y<XF32>(p.y, r0 * n + col + 1, v1);
-              if (r1 < p.m && col < n) store_y<XF32>(p.y, r1 * n + col, v2);
-              if (r1 < p.m && col + 1 < n) store_y<XF32>(p.y, r1 * n + col + 1, v3);
-            } else {
-              *reinterpret_cast<uint32_t*>(hs + r * kHLd + col) = pack_half2(v0, v1);
-              *reinterpret_cast<uint32_t*>(hs + (r + 8) * kHLd + col) = pack_half2(v2, v3);
-            }
-          }
-#pragma unroll
-          for (int e = 0; e < 4; ++e) acc[mi][j][e] = 0.f;
-        }
+      const int r = wm * 32 + g, col0 = wn * nw + 2 * t;
+      switch (L.act) {  // one straight-line epilogue per activation class (the switch is per layer, not value)
+        case Activation::kNone: epilogue<XF32, 0>(acc, L, ntw, col0, r, row0, last, p, hs); break;
+        case Activation::kRelu: epilogue<XF32, 1>(acc, L, ntw, col0, r, row0, last, p, hs); break;
+        default: epilogue<XF32, 2>(acc, L, ntw, col0, r, row0, last, p, hs); break;
       }
       kc = 0;
       ++layer;
     }
   }
-  cp_async_wait<0>();
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -286,6 +353,28 @@ __host__ __device__ inline Layout layout(const FmlpParams& p) {
   return s;
 }
 }  // namespace sm
+
+// A warp's share of one layer in the small kernel: k-steps warp, warp + WARPS, ... of 16 rows x 8 NT features.
+template <int NT>
+__device__ __forceinline__ void small_layer_mma(float (&acc)[4][4], const __half* A, int a_ld, const __half* W, int w_ld,
+                                                int nks, int warp, int g, int t) {
+  for (int ks = warp; ks < nks; ks += sm::WARPS) {
+    const int kk = ks * 16 + 2 * t;
+    uint32_t a[4], b[NT][2];
+    a[0] = ld32(A + g * a_ld + kk);
+    a[1] = ld32(A + (g + 8) * a_ld + kk);
+    a[2] = ld32(A + g * a_ld + kk + 8);
+    a[3] = ld32(A + (g + 8) * a_ld + kk + 8);
+#pragma unroll
+    for (int j = 0; j < NT; ++j) {
+      const __half* wr = W + (j * 8 + g) * w_ld + kk;
+      b[j][0] = ld32(wr);
+      b[j][1] = ld32(wr + 8);
+    }
+#pragma unroll
+    for (int j = 0; j < NT; ++j) mma16816(acc[j], a, b[j][0], b[j][1]);
+  }
+}
 
 template <bool XF32>
 __global__ void __cluster_dims__(kFmlpCluster, 1, 1) __launch_bounds__(sm::THREADS)
@@ -368,20 +457,11 @@ __global__ void __cluster_dims__(kFmlpCluster, 1, 1) __launch_bounds__(sm::THREA
     const int w_ld = wld[l];
     const int nks = round_up(L.k, 16) / 16;
     float acc[4][4] = {};
-    for (int ks = warp; ks < nks; ks += WARPS) {
-      const int kk = ks * 16 + 2 * t;
-      uint32_t a[4];
-      a[0] = ld32(A + g * a_ld + kk);
-      a[1] = ld32(A + (g + 8) * a_ld + kk);
-      a[2] = ld32(A + g * a_ld + kk + 8);
-      a[3] = ld32(A + (g + 8) * a_ld + kk + 8);
-#pragma unroll
-      for (int j = 0; j < 4; ++j) {
-        if (j < nt) {
-          const __half* wr = W + (j * 8 + g) * w_ld + kk;
-          mma16816(acc[j], a, ld32(wr), ld32(wr + 8));
-        }
-      }
+    switch (nt) {  // straight-line bodies per width, as the large kernel
+      case 4: small_layer_mma<4>(acc, A, a_ld, W, w_ld, nks, warp, g, t); break;
+      case 3: small_layer_mma<3>(acc, A, a_ld, W, w_ld, nks, warp, g, t); break;
+      case 2: small_layer_mma<2>(acc, A, a_ld, W, w_ld, nks, warp, g, t); break;
+      default: small_layer_mma<1>(acc, A, a_ld, W, w_ld, nks, warp, g, t); break;
     }
 #pragma unroll
     for (int j = 0; j < 4; ++j) {

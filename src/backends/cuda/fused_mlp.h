@@ -1,19 +1,20 @@
 // kiln.FusedMLP on the GPU (issue 8): the device side (fused_mlp.cu) and what the host side
 // (fused_mlp.cpp: supports/pack/tune/create, the per-layer cuBLASLt tactic) needs from it.
 //
-// Weights: the op's own "nk" layout, read as it is (no repacking: float16 W_i [N_i, K_i] row-major is
-// already the K-contiguous B operand the MMA wants; cuBLASLt's per-layer tactic reads the same buffers as
-// its "TN" form). Inside the kernels every layer is padded to Np_i = N_i rounded up to kFmlpPadN features
-// by zero-filling loads (cp.async with a source size of 0): padded features hold act(0), which only meets
-// zero-filled weight columns of the next layer; the last layer writes its first N features only.
+// Weights: the op's "nk" layout (float16 W_i [N_i, K_i] row-major is already the K-contiguous B operand
+// the MMA wants; cuBLASLt's per-layer tactic and the small kernel read the op's own buffers), and for the
+// large kernel a packed copy made at engine load (kFmlpPackLd below). Inside the kernels every layer is
+// padded to Np_i = N_i rounded up to kFmlpPadN features (zero weights): padded features hold act(0), which
+// only meets zero weight columns of the next layer; the last layer writes its first N features only.
 // Limits (supports() refuses the rest): 1..4 layers, N_i <= 256, every K_i a multiple of 8 (16-byte rows
 // for cp.async), float16 weights and biases, X and Y float32 or float16, X 16-byte aligned.
 //
 // Two kernels, one launch each for the whole chain:
 //  - large M ("rows64"): a CTA of 256 threads owns 64 rows end to end. Layer 0 streams X (float32 or
-//    float16, converted to float16 while forming the MMA fragments) and W_0 in K-chunks of 64 through a
-//    3-stage cp.async pipeline; later layers read their activations from shared memory and stream their
-//    weights through the same pipeline (the next layer's first chunk is in flight during the epilogue).
+//    float16; each row of a chunk one bulk copy, converted to float16 in shared memory) and W_0 (one bulk
+//    copy of the chunk's packed block) in K-chunks of 64 through a 3-stage mbarrier pipeline; later layers
+//    read their activations from shared memory and stream their weights through the same pipeline (the
+//    next layer's first chunks are in flight during the epilogue).
 //    mma.sync m16n8k16, float16 in, float32 accumulate; bias + activation in registers; hidden activations
 //    stored float16 in shared memory; only Y is written to device memory.
 //  - small M ("cluster8"): a thread-block cluster of 8 CTAs owns 16 rows; each CTA computes 1/8 of every
@@ -37,10 +38,16 @@ constexpr int kFmlpMaxN = 256;   // padded features per layer (the large kernel'
 constexpr int kFmlpRowsLarge = 64;
 constexpr int kFmlpRowsSmall = 16;
 constexpr int kFmlpCluster = 8;
+// The large kernel's packed weights: per layer, per K-chunk of kFmlpChunkK, a block of Np rows x
+// kFmlpPackLd halves (W[n][chunk columns], zero beyond N and K and in the 8 pad columns), which is the
+// chunk's shared-memory image (padded rows: conflict-free ldmatrix), copied with one bulk copy.
+constexpr int kFmlpChunkK = 64;
+constexpr int kFmlpPackLd = kFmlpChunkK + 8;
 
 struct FmlpLayer {
   const void* w = nullptr;  // float16 [n, k]
   const void* b = nullptr;  // float16 [n]
+  const void* wpack = nullptr;  // the large kernel's packed copy of w (fmlp_pack_weights)
   int k = 0;                // input features (multiple of 8; the previous layer's n)
   int n = 0;                // output features (<= kFmlpMaxN)
   Activation act = Activation::kNone;
@@ -54,6 +61,10 @@ struct FmlpParams {
   int layers = 0;
   FmlpLayer l[kFmlpMaxLayers];
 };
+
+// Halves of one layer's packed weights, and the packing (w: float16 bits [n, k] row-major).
+size_t fmlp_packed_halves(int n, int k);
+void fmlp_pack_weights(const uint16_t* w, int n, int k, uint16_t* out);
 
 // Dynamic shared memory each kernel needs; the small kernel's grows with the weights (0 = does not fit).
 size_t fmlp_large_smem(bool x_f32);
