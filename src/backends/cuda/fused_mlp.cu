@@ -69,22 +69,25 @@ constexpr int kHLd = kFmlpMaxN + 8;  // hidden activations' row stride (halves),
 // ---------------------------------------------------------------------------------------------------------
 // Large M: 64 rows per CTA, 8 warps as 2 (rows) x 4 (features), each warp 32 rows x n/4 features.
 //
-// Loading is cheap for the MMA warps: per K-chunk, one thread copies the chunk's pre-packed weight block
-// (one contiguous smem image, fused_mlp.h) with one bulk copy completing on the stage's mbarrier; each
-// thread copies 2-4 16-byte pieces of X with cp.async and converts them to float16 itself; one barrier,
-// then MMAs. (The first version issued 12 cp.async per thread per chunk, W's with per-row address
-// arithmetic, and branched around every MMA group: 47 us at M = 8192; bench/GPU_NOTES.md.)
+// Warp-specialized: a producer warp streams the K-chunks (the chunk's pre-packed weight block, one contiguous
+// smem image (fused_mlp.h), in one bulk copy; layer 0's X rows one bulk copy each) into a 3-stage ring of
+// "full" mbarriers; the 8 MMA warps wait on a stage, compute, and release it on its "empty" mbarrier, with
+// no block-wide barrier per chunk (two named barriers per layer around the epilogue). float32 X is
+// converted to float16 while forming the A fragments. The first version (per-thread cp.async for all
+// loads, a __syncthreads per chunk, branches around every MMA group) took 47 us at M = 8192; see
+// bench/GPU_NOTES.md for each step.
 
 namespace lg {
-constexpr int BM = kFmlpRowsLarge, KC = kFmlpChunkK, STAGES = 3, THREADS = 256;
-constexpr int W_LD = kFmlpPackLd;  // halves
-constexpr int XH_LD = KC + 8;      // float16 copy of the X chunk (halves): conflict-free ldmatrix rows
+constexpr int BM = kFmlpRowsLarge, KC = kFmlpChunkK, STAGES = 3;
+constexpr int MMA_WARPS = 16, THREADS = (MMA_WARPS + 1) * 32;  // + one producer warp
+constexpr int W_LD = kFmlpPackLd;                               // halves
+constexpr int X_LD = KC + 8;  // X stage row stride (elements): conflict-free fragment loads
 constexpr size_t kWStage = size_t(kFmlpMaxN) * W_LD * 2;
-constexpr size_t x_stage(bool f32) { return size_t(BM) * KC * (f32 ? 4 : 2); }  // dense rows, as copied
+constexpr size_t x_stage(bool f32) { return size_t(BM) * X_LD * (f32 ? 4 : 2); }
 constexpr size_t kH = size_t(BM) * kHLd * 2;
-constexpr size_t kXHalf = size_t(2) * BM * XH_LD * 2;  // two buffers, by chunk parity
-constexpr size_t smem(bool f32) { return STAGES * (x_stage(f32) + kWStage) + kH + kXHalf; }
+constexpr size_t smem(bool f32) { return STAGES * (x_stage(f32) + kWStage) + kH; }
 }  // namespace lg
+constexpr int kAccN = kFmlpMaxN / (lg::MMA_WARPS / 2) / 8;  // 8-feature tiles per MMA warp, at most
 
 __device__ __forceinline__ uint32_t smem_u32(const void* p) { return static_cast<uint32_t>(__cvta_generic_to_shared(p)); }
 __device__ __forceinline__ void mbar_init(uint64_t* bar, unsigned count) {
@@ -125,10 +128,10 @@ __device__ __forceinline__ float epilogue_act(const FmlpLayer& L, float v) {
 // Bias + activation of a warp's 32 x (8 ntw) tile; the last layer writes Y (its first L.n features), the
 // others float16 activations into hs. Clears the accumulators for the next layer.
 template <bool XF32, int ACT>
-__device__ __forceinline__ void epilogue(float (&acc)[2][8][4], const FmlpLayer& L, int ntw, int col0, int r,
+__device__ __forceinline__ void epilogue(float (&acc)[2][kAccN][4], const FmlpLayer& L, int ntw, int col0, int r,
                                          int64_t row0, bool last, const FmlpParams& p, __half* hs) {
 #pragma unroll
-  for (int j = 0; j < 8; ++j) {
+  for (int j = 0; j < kAccN; ++j) {
     if (j < ntw) {
       const int col = col0 + j * 8;
       const float b0 = bias_at(L, col), b1 = bias_at(L, col + 1);
@@ -157,17 +160,48 @@ __device__ __forceinline__ void epilogue(float (&acc)[2][8][4], const FmlpLayer&
   }
 }
 
-// One K-chunk of a warp's 32 x (8 NTW) tile: a_src/b_src are this lane's ldmatrix row addresses at the
-// chunk's first column (A rows wm*32 + ..., W rows of this warp's features). Straight-line: no branch
-// between an ldmatrix and its MMAs, so later tiles' loads are scheduled ahead of earlier MMAs.
-template <int NTW>
-__device__ __forceinline__ void mma_chunk(float (&acc)[2][8][4], const __half* a_src, int a_ld, const __half* b_src) {
+__device__ __forceinline__ void mbar_arrive(uint64_t* bar) {
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(smem_u32(bar)) : "memory");
+}
+__device__ __forceinline__ void named_barrier(int id, int threads) {
+  asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
+}
+
+// A 16x16 A fragment (rows/cols as mma.sync's) from a float16 tile: ldmatrix; lane = 8q + r gives row r of
+// matrix q. From a float32 tile: four 8-byte loads and conversions (rows g, g+8; columns 2t, 2t+8).
+template <bool F32>
+__device__ __forceinline__ void load_a(uint32_t (&a)[4], const void* tile, int ld, int lane) {
+  if constexpr (F32) {
+    const float* x = static_cast<const float*>(tile) + (lane >> 2) * ld + 2 * (lane & 3);
+    const float2 v0 = *reinterpret_cast<const float2*>(x), v1 = *reinterpret_cast<const float2*>(x + 8 * ld);
+    const float2 v2 = *reinterpret_cast<const float2*>(x + 8), v3 = *reinterpret_cast<const float2*>(x + 8 * ld + 8);
+    a[0] = pack_half2(v0.x, v0.y);
+    a[1] = pack_half2(v1.x, v1.y);
+    a[2] = pack_half2(v2.x, v2.y);
+    a[3] = pack_half2(v3.x, v3.y);
+  } else {
+    const int q = lane >> 3, r = lane & 7;
+    ldmatrix_x4(a, static_cast<const __half*>(tile) + (r + (q & 1) * 8) * ld + (q >> 1) * 8);
+  }
+}
+
+// The k-steps of a chunk's first kvalid columns (a multiple of 8) for a warp's 32 x (8 NTW) tile. a_tile: the warp's first A row at the chunk's
+// first column (AF32: float32 X, else float16), b_src: this lane's ldmatrix row address in the W stage.
+// Straight-line per k-step: no branch between a fragment load and its MMAs.
+template <int NTW, bool AF32>
+__device__ __forceinline__ void mma_chunk(float (&acc)[2][kAccN][4], const void* a_tile, int a_ld, const __half* b_src,
+                                          int kvalid, int lane) {
   using namespace lg;
+  using AT = std::conditional_t<AF32, float, __half>;
 #pragma unroll
   for (int ks = 0; ks < KC / 16; ++ks) {
+    if (ks * 16 >= kvalid) break;  // K tail (uniform)
     uint32_t a[2][4], b[NTW / 2][4];
 #pragma unroll
-    for (int mi = 0; mi < 2; ++mi) ldmatrix_x4(a[mi], a_src + mi * 16 * a_ld + ks * 16);
+    for (int mi = 0; mi < 2; ++mi) {
+      load_a<AF32>(a[mi], static_cast<const AT*>(a_tile) + mi * 16 * a_ld + ks * 16, a_ld, lane);
+      if (ks * 16 + 8 >= kvalid) a[mi][2] = a[mi][3] = 0u;  // columns ks*16 + 8.. lie past K
+    }
 #pragma unroll
     for (int jj = 0; jj < NTW / 2; ++jj) ldmatrix_x4(b[jj], b_src + jj * 16 * W_LD + ks * 16);
 #pragma unroll
@@ -180,6 +214,13 @@ __device__ __forceinline__ void mma_chunk(float (&acc)[2][8][4], const __half* a
   }
 }
 
+template <int NTW, bool XF32>
+__device__ __forceinline__ void mma_chunk_from(bool from_x, float (&acc)[2][kAccN][4], const void* a_tile, int a_ld,
+                                               const __half* b_src, int kvalid, int lane) {
+  if (from_x) mma_chunk<NTW, XF32>(acc, a_tile, a_ld, b_src, kvalid, lane);
+  else mma_chunk<NTW, false>(acc, a_tile, a_ld, b_src, kvalid, lane);
+}
+
 template <bool XF32>
 __global__ void __launch_bounds__(lg::THREADS, 1) fmlp_large_kernel(const __grid_constant__ FmlpParams p) {
   using namespace lg;
@@ -187,130 +228,108 @@ __global__ void __launch_bounds__(lg::THREADS, 1) fmlp_large_kernel(const __grid
   extern __shared__ __align__(128) unsigned char smem[];
   __shared__ FmlpLayer sl[kFmlpMaxLayers];
   __shared__ int nchunks[kFmlpMaxLayers], npad[kFmlpMaxLayers];
-  __shared__ __align__(8) uint64_t full[STAGES];
-  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
-  const int wm = warp >> 2, wn = warp & 3;
+  __shared__ __align__(8) uint64_t full[STAGES], empty[STAGES];
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
   if (tid < p.layers) {
     sl[tid] = p.l[tid];
     nchunks[tid] = (p.l[tid].k + KC - 1) / KC;
-    npad[tid] = padded_n(p.l[tid].n);
+    npad[tid] = round_up(p.l[tid].n, kFmlpPadNLarge);
   }
   if (tid == 0) {
-    for (int s = 0; s < STAGES; ++s) mbar_init(&full[s], 1);
+    for (int s = 0; s < STAGES; ++s) {
+      mbar_init(&full[s], 1 + 32);      // the producer's arrive (W's byte count) + its 32 lanes' X copies
+      mbar_init(&empty[s], MMA_WARPS);  // one arrive per MMA warp
+    }
     asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");  // the inits, visible to the copy engine
   }
   __syncthreads();
   unsigned char* xs = smem;
   unsigned char* ws = smem + STAGES * x_stage(XF32);
   __half* hs = reinterpret_cast<__half*>(ws + STAGES * kWStage);
-  __half* xhb = hs + BM * kHLd;
   const int64_t row0 = int64_t(blockIdx.x) * BM;
   const int rows = static_cast<int>(min(int64_t(BM), p.m - row0));
   const int layers = p.layers, kx = sl[0].k;
   int total = 0;
   for (int l = 0; l < layers; ++l) total += nchunks[l];
 
-  // Loader: chunk after chunk over all layers (the next layer's weights stream in during this layer's tail).
-  // W: lane 0 of warp 0 arms the stage's mbarrier with the block's bytes and issues its one bulk copy. X
-  // (layer 0 only): every thread copies its own 16-byte pieces with cp.async (zero-filled outside M and K),
-  // one commit group per chunk (empty for later layers: uniform group counting), and converts those same
-  // pieces after waiting for its own group. Piece i of a thread: row xr0 + XRS i, column xc.
-  constexpr int XV = 16 / sizeof(XT), XPR = KC / XV, XRS = THREADS / XPR, XI = BM / XRS;
-  const int xr0 = tid / XPR, xc = (tid % XPR) * XV;
-  const XT* xbase = static_cast<const XT*>(p.x);
-  const XT* xrow = xbase + (row0 + xr0) * kx + xc;
-  unsigned x_rows = 0;
-#pragma unroll
-  for (int i = 0; i < XI; ++i) x_rows |= unsigned(xr0 + XRS * i < rows) << i;
-  int ld_layer = 0, ld_kc = 0;
-  auto issue = [&](int stage) {
-    if (ld_layer < layers) {
-      if (tid == 0) {
-        const uint32_t wbytes = uint32_t(npad[ld_layer]) * W_LD * 2;
+  if (warp == MMA_WARPS) {
+    // Producer. Rows of X past M are not copied: their (stale) MMA rows are never stored, and rows do not
+    // mix. Columns past K are never read (the MMA stops at K, a multiple of 16).
+    int layer = 0, kc = 0;
+    for (int c = 0; c < total; ++c) {
+      const int stage = c % STAGES;
+      if (c >= STAGES) mbar_wait(&empty[stage], ((c / STAGES) - 1) & 1);
+      const uint32_t wbytes = uint32_t(npad[layer]) * W_LD * 2;
+      const int k0 = kc * KC;
+      const uint32_t xrow = layer == 0 ? uint32_t(min(KC, kx - k0)) * sizeof(XT) : 0;
+      if (lane == 0) {
         mbar_arrive_expect_tx(&full[stage], wbytes);
-        bulk_copy(ws + stage * kWStage, static_cast<const unsigned char*>(sl[ld_layer].wpack) + size_t(ld_kc) * wbytes,
-                  wbytes, &full[stage]);
+        bulk_copy(ws + stage * kWStage, static_cast<const unsigned char*>(sl[layer].wpack) + size_t(kc) * wbytes, wbytes,
+                  &full[stage]);
       }
-      if (ld_layer == 0) {
-        const int k0 = ld_kc * KC;
-        const bool xk_in = k0 + xc < kx;
-        XT* xdst = reinterpret_cast<XT*>(xs + stage * x_stage(XF32)) + xr0 * KC + xc;
-        const XT* xsrc = xrow + k0;
-#pragma unroll
-        for (int i = 0; i < XI; ++i) {
-          const bool in = xk_in && ((x_rows >> i) & 1u);
-          cp_async16(xdst + i * XRS * KC, in ? xsrc + size_t(i) * XRS * kx : xbase, in ? 16 : 0);
+      if (xrow) {  // 16-byte pieces, lane by lane along the rows (a bulk copy per row serializes over the lanes)
+        const int ppr = static_cast<int>(xrow / 16);
+        const unsigned char* src = reinterpret_cast<const unsigned char*>(static_cast<const XT*>(p.x) + row0 * kx + k0);
+        unsigned char* dst = xs + stage * x_stage(XF32);
+        for (int i = lane; i < rows * 16; i += 32) {
+          const int r = i >> 4, col = i & 15;
+          if (col < ppr) cp_async16(dst + size_t(r) * X_LD * sizeof(XT) + col * 16, src + size_t(r) * kx * sizeof(XT) + col * 16, 16);
         }
       }
-      if (++ld_kc == nchunks[ld_layer]) {
-        ld_kc = 0;
-        ++ld_layer;
+      asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(smem_u32(&full[stage])) : "memory");
+      if (++kc == nchunks[layer]) {
+        kc = 0;
+        ++layer;
       }
     }
-    cp_async_commit();
-  };
+    return;
+  }
 
-  float acc[2][8][4];
+  // MMA warps: 2 (rows) x 8 (features), each 32 rows x npad/8 features.
+  const int g = lane >> 2, t = lane & 3, wm = warp >> 3, wn = warp & 7;
+  const int lq = lane >> 3, lr = lane & 7;
+  float acc[2][kAccN][4];
 #pragma unroll
   for (int mi = 0; mi < 2; ++mi)
 #pragma unroll
-    for (int j = 0; j < 8; ++j)
+    for (int j = 0; j < kAccN; ++j)
 #pragma unroll
       for (int e = 0; e < 4; ++e) acc[mi][j][e] = 0.f;
-
-#pragma unroll
-  for (int s = 0; s < STAGES - 1; ++s) issue(s);
   int layer = 0, kc = 0;
   for (int c = 0; c < total; ++c) {
     const int stage = c % STAGES;
-    cp_async_wait<STAGES - 2>();  // this thread's X pieces of chunk c
-    if (layer == 0) {
-      const XT* src = reinterpret_cast<const XT*>(xs + stage * x_stage(XF32)) + xr0 * KC + xc;
-      __half* dst = xhb + (c & 1) * BM * XH_LD + xr0 * XH_LD + xc;
-#pragma unroll
-      for (int i = 0; i < XI; ++i) {
-        if constexpr (XF32) {
-          const float4 v = *reinterpret_cast<const float4*>(src + i * XRS * KC);
-          *reinterpret_cast<uint2*>(dst + i * XRS * XH_LD) = make_uint2(pack_half2(v.x, v.y), pack_half2(v.z, v.w));
-        } else {
-          *reinterpret_cast<uint4*>(dst + i * XRS * XH_LD) = *reinterpret_cast<const uint4*>(src + i * XRS * KC);
-        }
-      }
-    }
-    mbar_wait(&full[stage], (c / STAGES) & 1);  // chunk c's weights
-    __syncthreads();  // chunk c's float16 X visible to all; every warp is done with chunk c - 1's stage
-    issue((c + STAGES - 1) % STAGES);
+    mbar_wait(&full[stage], (c / STAGES) & 1);
     const FmlpLayer& L = sl[layer];
-    const int nw = npad[layer] / 4, ntw = nw / 8;
-    // ldmatrix addressing: lane = 8q + r gives row r of matrix q.
-    const int lq = lane >> 3, lr = lane & 7;
-    const __half* a_src;
+    const int nw = npad[layer] / 8, ntw = nw / 8;
+    const bool from_x = layer == 0;
+    // Columns of this chunk: K is a multiple of 8; past it the X stage holds stale data, so a final half
+    // k-step gets its upper 8 A columns zeroed.
+    const int kvalid = min(KC, L.k - kc * KC);
+    const void* a_tile;
     int a_ld;
-    if (layer == 0) {
-      a_src = xhb + (c & 1) * BM * XH_LD;
-      a_ld = XH_LD;
+    if (from_x) {
+      a_tile = reinterpret_cast<const XT*>(xs + stage * x_stage(XF32)) + wm * 32 * X_LD;
+      a_ld = X_LD;
     } else {
-      a_src = hs + kc * KC;
+      a_tile = hs + wm * 32 * kHLd + kc * KC;
       a_ld = kHLd;
     }
-    a_src += (wm * 32 + lr + (lq & 1) * 8) * a_ld + (lq >> 1) * 8;
     const __half* b_src = reinterpret_cast<const __half*>(ws + stage * kWStage) + (wn * nw + (lq >> 1) * 8 + lr) * W_LD +
                           (lq & 1) * 8;
-    switch (ntw) {
-      case 8: mma_chunk<8>(acc, a_src, a_ld, b_src); break;
-      case 6: mma_chunk<6>(acc, a_src, a_ld, b_src); break;
-      case 4: mma_chunk<4>(acc, a_src, a_ld, b_src); break;
-      default: mma_chunk<2>(acc, a_src, a_ld, b_src); break;
-    }
+    if (ntw == 4) mma_chunk_from<4, XF32>(from_x, acc, a_tile, a_ld, b_src, kvalid, lane);
+    else mma_chunk_from<2, XF32>(from_x, acc, a_tile, a_ld, b_src, kvalid, lane);
+    __syncwarp();
+    if (lane == 0) mbar_arrive(&empty[stage]);  // this warp is done with the stage
     if (++kc == nchunks[layer]) {
-      __syncthreads();  // every warp is done reading hs for this layer
       const bool last = layer == layers - 1;
+      if (!last) named_barrier(1, MMA_WARPS * 32);  // every MMA warp is done reading hs for this layer
       const int r = wm * 32 + g, col0 = wn * nw + 2 * t;
       switch (L.act) {  // one straight-line epilogue per activation class (the switch is per layer, not value)
         case Activation::kNone: epilogue<XF32, 0>(acc, L, ntw, col0, r, row0, last, p, hs); break;
         case Activation::kRelu: epilogue<XF32, 1>(acc, L, ntw, col0, r, row0, last, p, hs); break;
         default: epilogue<XF32, 2>(acc, L, ntw, col0, r, row0, last, p, hs); break;
       }
+      if (!last) named_barrier(1, MMA_WARPS * 32);  // this layer's activations are in hs for the next one
       kc = 0;
       ++layer;
     }

@@ -42,6 +42,7 @@ constexpr int kFmlpCluster = 8;
 // kFmlpPackLd halves (W[n][chunk columns], zero beyond N and K and in the 8 pad columns), which is the
 // chunk's shared-memory image (padded rows: conflict-free ldmatrix), copied with one bulk copy.
 constexpr int kFmlpChunkK = 64;
+constexpr int kFmlpPadNLarge = 128;  // the large kernel's N padding (8 feature warps x 16)
 constexpr int kFmlpPackLd = kFmlpChunkK + 8;
 
 struct FmlpLayer {
