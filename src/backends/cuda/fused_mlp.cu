@@ -70,8 +70,9 @@ constexpr int kHLd = kFmlpMaxN + 8;  // hidden activations' row stride (halves),
 // Large M: 64 rows per CTA, 8 warps as 2 (rows) x 4 (features), each warp 32 rows x n/4 features.
 //
 // Warp-specialized: a producer warp streams the K-chunks (the chunk's pre-packed weight block, one contiguous
-// smem image (fused_mlp.h), in one bulk copy; layer 0's X rows one bulk copy each) into a 3-stage ring of
-// "full" mbarriers; the 8 MMA warps wait on a stage, compute, and release it on its "empty" mbarrier, with
+// smem image (fused_mlp.h), in one bulk copy; layer 0's X as 16-byte cp.async pieces over its 32 lanes,
+// which arrive on the stage's barrier when they land) into a 3-stage ring of "full" mbarriers; the 16 MMA
+// warps wait on a stage, compute, and release it on its "empty" mbarrier, with
 // no block-wide barrier per chunk (two named barriers per layer around the epilogue). float32 X is
 // converted to float16 while forming the A fragments. The first version (per-thread cp.async for all
 // loads, a __syncthreads per chunk, branches around every MMA group) took 47 us at M = 8192; see
@@ -254,7 +255,7 @@ __global__ void __launch_bounds__(lg::THREADS, 1) fmlp_large_kernel(const __grid
 
   if (warp == MMA_WARPS) {
     // Producer. Rows of X past M are not copied: their (stale) MMA rows are never stored, and rows do not
-    // mix. Columns past K are never read (the MMA stops at K, a multiple of 16).
+    // mix. Columns past K are not copied either: the MMA stops at K and zeroes a final half k-step.
     int layer = 0, kc = 0;
     for (int c = 0; c < total; ++c) {
       const int stage = c % STAGES;

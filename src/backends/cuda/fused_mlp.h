@@ -4,17 +4,18 @@
 // Weights: the op's "nk" layout (float16 W_i [N_i, K_i] row-major is already the K-contiguous B operand
 // the MMA wants; cuBLASLt's per-layer tactic and the small kernel read the op's own buffers), and for the
 // large kernel a packed copy made at engine load (kFmlpPackLd below). Inside the kernels every layer is
-// padded to Np_i = N_i rounded up to kFmlpPadN features (zero weights): padded features hold act(0), which
-// only meets zero weight columns of the next layer; the last layer writes its first N features only.
+// padded to Np_i = N_i rounded up to kFmlpPadN features (kFmlpPadNLarge in the large kernel; zero weights):
+// padded features hold act(0), which only meets zero weight columns of the next layer; the last layer
+// writes its first N features only.
 // Limits (supports() refuses the rest): 1..4 layers, N_i <= 256, every K_i a multiple of 8 (16-byte rows
 // for cp.async), float16 weights and biases, X and Y float32 or float16, X 16-byte aligned.
 //
 // Two kernels, one launch each for the whole chain:
-//  - large M ("rows64"): a CTA of 256 threads owns 64 rows end to end. Layer 0 streams X (float32 or
-//    float16; each row of a chunk one bulk copy, converted to float16 in shared memory) and W_0 (one bulk
-//    copy of the chunk's packed block) in K-chunks of 64 through a 3-stage mbarrier pipeline; later layers
-//    read their activations from shared memory and stream their weights through the same pipeline (the
-//    next layer's first chunks are in flight during the epilogue).
+//  - large M ("rows64"): a CTA owns 64 rows end to end: a producer warp streams K-chunks of 64 (the
+//    chunk's packed W block in one bulk copy; layer 0's X by cp.async) through a 3-stage ring of full/empty
+//    mbarriers, and 16 MMA warps (2 x 8) consume them, float32 X converted to float16 as the A fragments
+//    are formed; later layers read their activations from shared memory and stream their weights through
+//    the same ring (the next layer's first chunks are in flight during the epilogue).
 //    mma.sync m16n8k16, float16 in, float32 accumulate; bias + activation in registers; hidden activations
 //    stored float16 in shared memory; only Y is written to device memory.
 //  - small M ("cluster8"): a thread-block cluster of 8 CTAs owns 16 rows; each CTA computes 1/8 of every
