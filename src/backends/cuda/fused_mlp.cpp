@@ -614,12 +614,11 @@ const KernelRegistrar kFusedMlpF32{fused_mlp_def(DataType::kFloat32)};
 }  // namespace
 
 size_t fmlp_packed_halves(int n, int k) {
-  const int np = (n + kFmlpPadNLarge - 1) / kFmlpPadNLarge * kFmlpPadNLarge, chunks = (k + kFmlpChunkK - 1) / kFmlpChunkK;
-  return size_t(chunks) * np * kFmlpPackLd;
+  return size_t(fmlp_chunks(k)) * fmlp_large_padded_n(n) * kFmlpPackLd;
 }
 
 void fmlp_pack_weights(const uint16_t* w, int n, int k, uint16_t* out) {
-  const int np = (n + kFmlpPadNLarge - 1) / kFmlpPadNLarge * kFmlpPadNLarge, chunks = (k + kFmlpChunkK - 1) / kFmlpChunkK;
+  const int np = fmlp_large_padded_n(n), chunks = fmlp_chunks(k);
   for (int c = 0; c < chunks; ++c)
     for (int r = 0; r < np; ++r)
       for (int j = 0; j < kFmlpPackLd; ++j) {

@@ -67,14 +67,14 @@ __device__ __forceinline__ float bias_at(const FmlpLayer& L, int col) {
 constexpr int kHLd = kFmlpMaxN + 8;  // hidden activations' row stride (halves), both kernels
 
 // ---------------------------------------------------------------------------------------------------------
-// Large M: 64 rows per CTA, 8 warps as 2 (rows) x 4 (features), each warp 32 rows x n/4 features.
+// Large M: 64 rows per CTA, 16 MMA warps as 2 (rows) x 8 (features), each 32 rows x Np/8 features.
 //
 // Warp-specialized: a producer warp streams the K-chunks (the chunk's pre-packed weight block, one contiguous
 // smem image (fused_mlp.h), in one bulk copy; layer 0's X as 16-byte cp.async pieces over its 32 lanes,
-// which arrive on the stage's barrier when they land) into a 3-stage ring of "full" mbarriers; the 16 MMA
-// warps wait on a stage, compute, and release it on its "empty" mbarrier, with
-// no block-wide barrier per chunk (two named barriers per layer around the epilogue). float32 X is
-// converted to float16 while forming the A fragments. The first version (per-thread cp.async for all
+// which arrive on the stage's barrier when they land) into a 3-stage ring of "full" mbarriers; the MMA
+// warps wait on a stage, compute, and release it on its "empty" mbarrier, with no block-wide barrier per
+// chunk (two named barriers per layer around the epilogue). float32 X is converted to float16 while
+// forming the A fragments. The first version (per-thread cp.async for all
 // loads, a __syncthreads per chunk, branches around every MMA group) took 47 us at M = 8192; see
 // bench/GPU_NOTES.md for each step.
 
@@ -186,8 +186,9 @@ __device__ __forceinline__ void load_a(uint32_t (&a)[4], const void* tile, int l
   }
 }
 
-// The k-steps of a chunk's first kvalid columns (a multiple of 8) for a warp's 32 x (8 NTW) tile. a_tile: the warp's first A row at the chunk's
-// first column (AF32: float32 X, else float16), b_src: this lane's ldmatrix row address in the W stage.
+// The k-steps of a chunk's first kvalid columns (a multiple of 8) for a warp's 32 x (8 NTW) tile. a_tile:
+// the warp's first A row at the chunk's first column (AF32: float32 X, else float16), b_src: this lane's
+// ldmatrix row address in the W stage.
 // Straight-line per k-step: no branch between a fragment load and its MMAs.
 template <int NTW, bool AF32>
 __device__ __forceinline__ void mma_chunk(float (&acc)[2][kAccN][4], const void* a_tile, int a_ld, const __half* b_src,
@@ -233,8 +234,8 @@ __global__ void __launch_bounds__(lg::THREADS, 1) fmlp_large_kernel(const __grid
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
   if (tid < p.layers) {
     sl[tid] = p.l[tid];
-    nchunks[tid] = (p.l[tid].k + KC - 1) / KC;
-    npad[tid] = round_up(p.l[tid].n, kFmlpPadNLarge);
+    nchunks[tid] = fmlp_chunks(p.l[tid].k);
+    npad[tid] = fmlp_large_padded_n(p.l[tid].n);
   }
   if (tid == 0) {
     for (int s = 0; s < STAGES; ++s) {
@@ -269,12 +270,14 @@ __global__ void __launch_bounds__(lg::THREADS, 1) fmlp_large_kernel(const __grid
                   &full[stage]);
       }
       if (xrow) {  // 16-byte pieces, lane by lane along the rows (a bulk copy per row serializes over the lanes)
+        constexpr int PPR = KC * sizeof(XT) / 16;  // pieces in a full chunk row (a power of 2)
         const int ppr = static_cast<int>(xrow / 16);
         const unsigned char* src = reinterpret_cast<const unsigned char*>(static_cast<const XT*>(p.x) + row0 * kx + k0);
         unsigned char* dst = xs + stage * x_stage(XF32);
-        for (int i = lane; i < rows * 16; i += 32) {
-          const int r = i >> 4, col = i & 15;
-          if (col < ppr) cp_async16(dst + size_t(r) * X_LD * sizeof(XT) + col * 16, src + size_t(r) * kx * sizeof(XT) + col * 16, 16);
+        for (int i = lane; i < rows * PPR; i += 32) {
+          const int r = i / PPR, col = i % PPR;
+          if (col < ppr)
+            cp_async16(dst + size_t(r) * X_LD * sizeof(XT) + col * 16, src + size_t(r) * kx * sizeof(XT) + col * 16, 16);
         }
       }
       asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(smem_u32(&full[stage])) : "memory");

@@ -45,6 +45,9 @@ constexpr int kFmlpCluster = 8;
 constexpr int kFmlpChunkK = 64;
 constexpr int kFmlpPadNLarge = 128;  // the large kernel's N padding (8 feature warps x 16)
 constexpr int kFmlpPackLd = kFmlpChunkK + 8;
+// A layer's padded features and K-chunks in the large kernel (the packing and the kernel share them).
+constexpr int fmlp_large_padded_n(int n) { return (n + kFmlpPadNLarge - 1) / kFmlpPadNLarge * kFmlpPadNLarge; }
+constexpr int fmlp_chunks(int k) { return (k + kFmlpChunkK - 1) / kFmlpChunkK; }
 
 struct FmlpLayer {
   const void* w = nullptr;  // float16 [n, k]
