@@ -22,6 +22,7 @@
 #include <cuda_runtime.h>
 
 #include "backends/cuda/cuda_kernel.h"
+#include "backends/cuda/fused_mlp.h"
 #include "onnx/importer.h"
 #endif
 
@@ -130,8 +131,9 @@ std::vector<float> random_normal(size_t n, uint64_t seed, bool to_half) {
 
 constexpr const char* kKernel = "cuda.f16.fused_mlp";
 
-// Forced tactics (kiln_tactic_data): rows64 only, cluster8 for every M, per-layer cuBLASLt (heuristic).
-const std::vector<int64_t> kRows64{1, 0}, kCluster8{1, int64_t(1) << 40}, kPerLayer{0, 0};
+// Forced tactics (kiln_tactic_data): rows64 only, wg64 only (sm_90), cluster8 for every M, per-layer cuBLASLt
+// (heuristic).
+const std::vector<int64_t> kRows64{1, 0}, kWg64{2, 0}, kCluster8{1, int64_t(1) << 40}, kPerLayer{0, 0};
 
 struct Dev {
   void* p = nullptr;
@@ -256,7 +258,7 @@ struct Stream {
 };
 
 const char* tactic_name(const std::vector<int64_t>& t) {
-  return t == kRows64 ? "rows64" : t == kCluster8 ? "cluster8" : "per-layer";
+  return t == kRows64 ? "rows64" : t == kWg64 ? "wg64" : t == kCluster8 ? "cluster8" : "per-layer";
 }
 
 void check_mlp(const Mlp& m, const std::vector<int64_t>& rows_list, const std::vector<const std::vector<int64_t>*>& tactics) {
@@ -280,30 +282,43 @@ void check_mlp(const Mlp& m, const std::vector<int64_t>& rows_list, const std::v
     }
 }
 
-const std::vector<const std::vector<int64_t>*> kAllTactics{&kRows64, &kCluster8, &kPerLayer};
+// Every tactic this GPU runs (wg64 needs compute capability 9.0).
+std::vector<const std::vector<int64_t>*> all_tactics() {
+  std::vector<const std::vector<int64_t>*> v{&kRows64, &kCluster8, &kPerLayer};
+  if (cuda::fmlp_wg_available()) v.insert(v.begin() + 1, &kWg64);
+  return v;
+}
+// The large-M tactics this GPU runs.
+std::vector<const std::vector<int64_t>*> large_tactics() {
+  std::vector<const std::vector<int64_t>*> v{&kRows64};
+  if (cuda::fmlp_wg_available()) v.push_back(&kWg64);
+  return v;
+}
 
 TEST(CudaFusedMlp, TwoLayers) {
   REQUIRE_GPU();
-  check_mlp(random_mlp(784, {256, 10}, {"Relu", ""}, 1), {1, 7, 64, 1000}, kAllTactics);
+  check_mlp(random_mlp(784, {256, 10}, {"Relu", ""}, 1), {1, 7, 64, 1000}, all_tactics());
 }
 
 TEST(CudaFusedMlp, ThreeLayersCourseShape) {
   REQUIRE_GPU();
-  check_mlp(random_mlp(784, {256, 128, 10}, {"Relu", "Relu", ""}, 2), {1, 7, 64, 1000}, kAllTactics);
+  check_mlp(random_mlp(784, {256, 128, 10}, {"Relu", "Relu", ""}, 2), {1, 7, 64, 1000}, all_tactics());
 }
 
 TEST(CudaFusedMlp, Batch8192) {
   REQUIRE_GPU();
-  check_mlp(random_mlp(784, {256, 128, 10}, {"Relu", "Relu", ""}, 3), {8192}, {&kRows64, &kPerLayer});
-  check_mlp(random_mlp(64, {128, 72}, {"Tanh", "Sigmoid"}, 4), {8192}, {&kRows64});
+  auto tactics = large_tactics();
+  check_mlp(random_mlp(64, {128, 72}, {"Tanh", "Sigmoid"}, 4), {8192}, tactics);
+  tactics.push_back(&kPerLayer);
+  check_mlp(random_mlp(784, {256, 128, 10}, {"Relu", "Relu", ""}, 3), {8192}, tactics);
 }
 
 TEST(CudaFusedMlp, OddShapesAndActivations) {
   REQUIRE_GPU();
   // K not a multiple of 64, N not a multiple of 8 or 64, four layers, every activation.
   check_mlp(random_mlp(200, {40, 256, 24, 3}, {"LeakyRelu", "Tanh", "Sigmoid", "Relu"}, 5), {1, 7, 64, 1000},
-            kAllTactics);
-  check_mlp(random_mlp(8, {8}, {""}, 6), {1, 33}, kAllTactics);
+            all_tactics());
+  check_mlp(random_mlp(8, {8}, {""}, 6), {1, 33}, all_tactics());
 }
 
 TEST(CudaFusedMlp, RefusesWhatItCannotRun) {
@@ -359,7 +374,7 @@ TEST(CudaFusedMlp, CourseModelWeights) {
   REQUIRE_GPU();
   const Mlp m = course_mlp();
   ASSERT_EQ(m.n, (std::vector<int>{256, 128, 10}));
-  check_mlp(m, {1, 64, 1000}, kAllTactics);
+  check_mlp(m, {1, 64, 1000}, all_tactics());
 }
 
 TEST(CudaFusedMlp, TunedThroughTheOpHarness) {
@@ -450,12 +465,17 @@ TEST(CudaFusedMlp, Bench) {
     ASSERT_TRUE(warm.make(m, DataType::kFloat32, &kPerLayer, stream.s).is_ok());
     for (int i = 0; i < 10; ++i) bench_us(warm, 8192, stream.s);
   }
-  std::printf("fmlp-bench | IO | M | rows64 us | cluster8 us | per-layer cuBLASLt (heuristic) us | tune() picks\n");
+  std::printf("fmlp-bench | IO | M | rows64 us | wg64 us | cluster8 us | per-layer cuBLASLt (heuristic) us | tune() picks\n");
+  const std::vector<const std::vector<int64_t>*> tactics{&kRows64, &kWg64, &kCluster8, &kPerLayer};
   for (DataType io : {DataType::kFloat32, DataType::kFloat16})
     for (int64_t rows : {1, 16, 64, 256, 1024, 8192}) {
-      double t[3] = {-1, -1, -1};
+      double t[4] = {-1, -1, -1, -1};
       int i = 0;
-      for (const auto* tactic : kAllTactics) {
+      for (const auto* tactic : tactics) {
+        if ((*tactic)[0] == 2 && !cuda::fmlp_wg_available()) {
+          ++i;
+          continue;
+        }
         Instance inst;
         Status s = inst.make(m, io, tactic, stream.s);
         ASSERT_TRUE(s.is_ok()) << s.to_string();
@@ -466,8 +486,8 @@ TEST(CudaFusedMlp, Bench) {
       Status s = tuned.make(m, io, nullptr, stream.s, rows);
       ASSERT_TRUE(s.is_ok()) << s.to_string();
       auto pick = tuned.node.attrs.get_string(cuda::kTacticAttr, "?");
-      std::printf("fmlp-bench | %s | %lld | %.2f | %.2f | %.2f | %s\n", std::string(dtype_name(io)).c_str(), static_cast<long long>(rows), t[0],
-                  t[1], t[2], pick.is_ok() ? pick->c_str() : "?");
+      std::printf("fmlp-bench | %s | %lld | %.2f | %.2f | %.2f | %.2f | %s\n", std::string(dtype_name(io)).c_str(),
+                  static_cast<long long>(rows), t[0], t[1], t[2], t[3], pick.is_ok() ? pick->c_str() : "?");
     }
 }
 
@@ -477,8 +497,9 @@ TEST(CudaFusedMlp, Profile) {
   REQUIRE_GPU();
   const Mlp m = course_mlp();
   Stream stream;
-  for (auto [tactic, rows] : {std::pair{&kRows64, int64_t{8192}}, std::pair{&kRows64, int64_t{1}},
-                              std::pair{&kCluster8, int64_t{1}}}) {
+  for (auto [tactic, rows] : {std::pair{&kRows64, int64_t{8192}}, std::pair{&kWg64, int64_t{8192}},
+                              std::pair{&kRows64, int64_t{1}}, std::pair{&kCluster8, int64_t{1}}}) {
+    if ((*tactic)[0] == 2 && !cuda::fmlp_wg_available()) continue;
     Instance inst;
     ASSERT_TRUE(inst.make(m, DataType::kFloat32, tactic, stream.s).is_ok());
     for (int i = 0; i < 2; ++i) run(inst, random_normal(size_t(rows) * m.k0, 5, false), rows, stream.s);

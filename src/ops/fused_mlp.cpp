@@ -20,6 +20,9 @@ Result<FusedMlpAttrs> FusedMlpAttrs::parse(const Node& node) {
     return Status(StatusCode::kInvalidArgument,
                   fmt::format("kiln.FusedMLP takes X and a (W, b) pair per layer, got {} inputs", node.inputs.size()));
   const size_t layers = (node.inputs.size() - 1) / 2;
+  for (size_t i = 0; i < node.inputs.size(); ++i)  // every input is required (a corrupt engine may say otherwise)
+    if (node.inputs[i] == kNoValue)
+      return Status(StatusCode::kInvalidArgument, fmt::format("kiln.FusedMLP: input {} is missing", i));
   std::vector<std::string> names;
   std::stringstream ss(*acts);
   for (std::string item; std::getline(ss, item, ',');) names.push_back(item);

@@ -3,13 +3,15 @@
 //   cuda.f32.fused_mlp  float32 weights (FP32/TF32 engines): the per-layer tactic only. The fused kernels
 //                       are float16 MMA; the node still saves what fusing saves at the graph level.
 // Tactics:
-//   fused      one launch for the whole chain (fused_mlp.cu): the cluster8 kernel for M <= small_max_m, the
-//              rows64 kernel above; small_max_m is measured at build time.
+//   fused      one launch for the whole chain: the cluster8 kernel for M <= small_max_m, above it the large
+//              kernel, rows64 (fused_mlp.cu, mma.sync) or on sm_90 GPUs wg64 (fused_mlp_sm90a.cu, wgmma);
+//              which large kernel and small_max_m are measured at build time.
 //   per-layer  one cuBLASLt matmul per layer through LtMatmul (lt_matmul.h: the same plans, tactic timing and
 //              timing cache as the Gemm kernels), float32 X cast to float16 first, bias+ReLU in cuBLASLt's
 //              epilogue, other activations as one elementwise kernel after their layer.
 // tune() times both (CUDA graph replays) at the profile's opt shape and records the faster (kiln_tactic, kiln_tactic_data =
-// [mode (1 fused, 0 per-layer), small_max_m, per-layer: each layer's cuBLASLt tactic bands (lt_matmul.h)],
+// [mode (0 per-layer, 1 fused with rows64, 2 fused with wg64), small_max_m, per-layer: each layer's cuBLASLt
+// tactic bands (lt_matmul.h)],
 // kiln_tactic_ms). Without a recorded tactic the kernel runs per-layer (see Tactic).
 #include <algorithm>
 #include <cstring>
@@ -219,15 +221,20 @@ class PerLayer {
 
 // Without a recorded tactic: per-layer cuBLASLt (heuristic algorithms), measured faster than both fused kernels
 // on the H100 at every M tried (bench/GPU_NOTES.md, 2026-11-25).
+enum class Large { kRows64 = 1, kWg64 = 2 };  // the fused tactic's large-M kernel (= its mode in the data)
+
+const char* large_name(Large k) { return k == Large::kWg64 ? "wg64" : "rows64"; }
+
 struct Tactic {
   bool fused = false;
+  Large large = Large::kRows64;
   int64_t small_max_m = kDefaultSmallMaxM;
   std::vector<std::vector<LtBand>> bands;  // per layer (per-layer mode): its cuBLASLt tactic bands
 };
 
 // [mode, small_max_m] then, per-layer, for each layer [count, bands_to_ints...].
 std::vector<int64_t> tactic_ints(const Tactic& t) {
-  std::vector<int64_t> v{t.fused ? 1 : 0, t.small_max_m};
+  std::vector<int64_t> v{t.fused ? static_cast<int64_t>(t.large) : 0, t.small_max_m};
   if (!t.fused)
     for (const auto& b : t.bands) {
       auto ints = bands_to_ints(b);
@@ -247,8 +254,9 @@ Result<Tactic> read_fmlp_tactic(const Node& node, int layers, const char* kernel
   auto malformed = [&] {
     return Status(StatusCode::kInvalidArgument, fmt::format("{} holds {} ints, not a {} tactic", what, v.size(), kernel));
   };
-  if (v.size() < 2 || (v[0] != 0 && v[0] != 1)) return malformed();
-  t.fused = v[0] == 1;
+  if (v.size() < 2 || v[0] < 0 || v[0] > 2) return malformed();
+  t.fused = v[0] != 0;
+  if (t.fused) t.large = static_cast<Large>(v[0]);
   t.small_max_m = v[1];
   size_t at = 2;
   if (!t.fused && v.size() > 2)
@@ -260,17 +268,19 @@ Result<Tactic> read_fmlp_tactic(const Node& node, int layers, const char* kernel
       if (!b.is_ok()) return b.status();
       t.bands.push_back(std::move(*b));
     }
-  if (at != v.size() && !t.fused) return malformed();
+  if (at != v.size()) return malformed();
   return t;
 }
 
-// The large kernel's packed weights (fused_mlp.h), every layer in one device buffer.
+// A large kernel's packed weights (fused_mlp.h), every layer in one device buffer.
 struct PackedWeights {
   std::unique_ptr<DeviceBuffer> buf = std::make_unique<DeviceBuffer>();
   std::vector<const void*> layer;  // device address of each layer's blocks
 
-  // w[i]: layer i's float16 weights on the host.
-  static Result<PackedWeights> upload(const std::vector<const Tensor*>& w, const Dims2& d, const std::string& context) {
+  // w[i]: layer i's float16 weights on the host; packed for `large`.
+  static Result<PackedWeights> upload(const std::vector<const Tensor*>& w, const Dims2& d, Large large,
+                                      const std::string& context) {
+    const bool wg = large == Large::kWg64;
     PackedWeights pw;
     std::vector<size_t> offset;
     size_t total = 0;
@@ -278,11 +288,11 @@ struct PackedWeights {
       if (!w[i] || w[i]->dtype != DataType::kFloat16)
         return Status(StatusCode::kInternal, fmt::format("{}: layer {} has no host float16 weights to pack", context, i));
       offset.push_back(total);
-      total += fmlp_packed_halves(d.n[i], d.k[i]);
+      total += wg ? fmlp_wg_packed_halves(d.n[i], d.k[i]) : fmlp_packed_halves(d.n[i], d.k[i]);
     }
     std::vector<uint16_t> host(total);
     for (int i = 0; i < d.layers(); ++i)
-      fmlp_pack_weights(w[i]->data<uint16_t>(), d.n[i], d.k[i], host.data() + offset[i]);
+      (wg ? fmlp_wg_pack_weights : fmlp_pack_weights)(w[i]->data<uint16_t>(), d.n[i], d.k[i], host.data() + offset[i]);
     Status s = pw.buf->alloc(total * 2, context + ": packed weights");
     if (s.is_ok())
       s = check(cudaMemcpy(pw.buf->p, host.data(), total * 2, cudaMemcpyHostToDevice), context + ": packed weights upload");
@@ -311,12 +321,16 @@ FmlpParams make_params(const FusedMlpAttrs& at, const Dims2& d, const void* cons
   return p;
 }
 
-Status launch_fused(const FmlpParams& p, bool x_f32, int64_t small_max_m, cudaStream_t stream) {
+Status launch_large(const FmlpParams& p, bool x_f32, Large large, cudaStream_t stream) {
+  return large == Large::kWg64 ? launch_fmlp_wg(p, x_f32, stream) : launch_fmlp_large(p, x_f32, stream);
+}
+
+Status launch_fused(const FmlpParams& p, bool x_f32, const Tactic& t, cudaStream_t stream) {
   if (reinterpret_cast<uintptr_t>(p.x) % 16 != 0)
     return Status(StatusCode::kUnsupported,
                   fmt::format("{}: X at {} is not 16-byte aligned (the fused kernels load it with cp.async)", kF16Name, p.x));
-  if (p.m <= small_max_m && fmlp_small_smem(p) > 0) return launch_fmlp_small(p, x_f32, stream);
-  return launch_fmlp_large(p, x_f32, stream);
+  if (p.m <= t.small_max_m && fmlp_small_smem(p) > 0) return launch_fmlp_small(p, x_f32, stream);
+  return launch_large(p, x_f32, t.large, stream);
 }
 
 class FusedMlpKernel final : public CudaKernel {
@@ -343,8 +357,7 @@ class FusedMlpKernel final : public CudaKernel {
       }
       s = per_layer_->run(inputs[0], w, b, outputs[0], workspace, stream);
     } else {
-      s = launch_fused(make_params(at_, d_, inputs, outputs[0], m_, &packed_), io_ == DataType::kFloat32, t_.small_max_m,
-                       stream);
+      s = launch_fused(make_params(at_, d_, inputs, outputs[0], m_, &packed_), io_ == DataType::kFloat32, t_, stream);
     }
     if (s.is_ok()) return s;
     return Status(s.code(), fmt::format("{}: {}", context_, s.message()));
@@ -390,7 +403,13 @@ Result<std::unique_ptr<CudaKernel>> create(const KernelInit& init) {
   if (t->fused && types->weights != DataType::kFloat16)
     return Status(StatusCode::kInvalidArgument,
                   fmt::format("{}: the recorded tactic is the fused kernel, which {} does not have", context, kernel));
+  if (t->fused && t->large == Large::kWg64 && !fmlp_wg_available())
+    return Status(StatusCode::kUnsupported,
+                  fmt::format("{}: the engine was built with the fused wg64 kernel, which runs on sm_90 GPUs (H100/H200) "
+                              "only; rebuild the engine on this GPU",
+                              context));
   Status s = fmlp_prepare();
+  if (s.is_ok()) s = fmlp_wg_prepare();
   if (!s.is_ok()) return s;
   std::unique_ptr<PerLayer> pl;
   PackedWeights packed;
@@ -401,7 +420,7 @@ Result<std::unique_ptr<CudaKernel>> create(const KernelInit& init) {
   } else {
     std::vector<const Tensor*> w;
     for (int i = 0; i < at->layers(); ++i) w.push_back(init.constants[fused_mlp_weight_input(i)]);
-    auto p = PackedWeights::upload(w, *d, context);
+    auto p = PackedWeights::upload(w, *d, t->large, context);
     if (!p.is_ok()) return p.status();
     packed = std::move(*p);
   }
@@ -474,6 +493,7 @@ Status tune(Node& node, const Graph& g, const TuneContext& ctx) {
   const int64_t m_max = std::max(m_opt, volume(ctx.in_max.at(0).shape) / d->k[0]);
   if (m_opt <= 0) return Status::ok();
   Status s = fmlp_prepare();
+  if (s.is_ok()) s = fmlp_wg_prepare();
   if (!s.is_ok()) return s;
 
   // Constants and random non-zero activations at the largest M timed.
@@ -497,8 +517,9 @@ Status tune(Node& node, const Graph& g, const TuneContext& ctx) {
   if (!s.is_ok()) return s;
   inputs[0] = x.p;
 
-  // The fused kernels: which M the cluster8 kernel wins up to (probe upward, stop at the first M where rows64
-  // is as fast), then the time at the opt shape.
+  // The fused kernels: the large kernel at the opt shape (rows64, and wg64 where the GPU has it), then which
+  // M the cluster8 kernel wins up to against it (probe upward, stop at the first M where it is no faster),
+  // then the time at the opt shape.
   Tactic best;
   best.small_max_m = 0;
   std::optional<double> fused_ms;
@@ -507,30 +528,61 @@ Status tune(Node& node, const Graph& g, const TuneContext& ctx) {
     const bool x_f32 = io == DataType::kFloat32;
     std::vector<const Tensor*> w;
     for (int i = 0; i < L; ++i) w.push_back(&*g.values[node.inputs[fused_mlp_weight_input(i)]].constant);
-    auto packed = PackedWeights::upload(w, *d, what);
-    if (!packed.is_ok()) return packed.status();
-    auto fused_time = [&](int64_t m, bool small) -> Result<double> {
-      const FmlpParams p = make_params(*at, *d, inputs.data(), y.p, m, &*packed);
-      return time_ms([&] { return small ? launch_fmlp_small(p, x_f32, ctx.stream) : launch_fmlp_large(p, x_f32, ctx.stream); },
-                     ctx.stream, what);
+    std::vector<Large> larges{Large::kRows64};
+    if (fmlp_wg_available()) larges.push_back(Large::kWg64);
+    std::vector<PackedWeights> packed;
+    for (Large k : larges) {
+      auto pw = PackedWeights::upload(w, *d, k, what);
+      if (!pw.is_ok()) return pw.status();
+      packed.push_back(std::move(*pw));
+    }
+    auto large_time = [&](int64_t m, size_t i) -> Result<double> {
+      const FmlpParams p = make_params(*at, *d, inputs.data(), y.p, m, &packed[i]);
+      return time_ms([&] { return launch_large(p, x_f32, larges[i], ctx.stream); }, ctx.stream, what);
     };
+    size_t li = 0;
+    double large_ms = 0;
+    for (size_t i = 0; i < larges.size(); ++i) {
+      auto t = large_time(m_opt, i);
+      if (!t.is_ok()) return t.status();
+      probes += fmt::format(" {} {:.4f};", large_name(larges[i]), *t);
+      if (i == 0 || *t < large_ms) {
+        large_ms = *t;
+        li = i;
+      }
+    }
+    best.large = larges[li];
+    auto small_time = [&](int64_t m) -> Result<double> {
+      const FmlpParams p = make_params(*at, *d, inputs.data(), y.p, m, nullptr);
+      return time_ms([&] { return launch_fmlp_small(p, x_f32, ctx.stream); }, ctx.stream, what);
+    };
+    double small_at_opt = -1;
     if (fmlp_small_smem(make_params(*at, *d, inputs.data(), y.p, 1, nullptr)) > 0) {
       for (int64_t m : probe_ms) {
         if (m > m_max) break;
-        auto ts = fused_time(m, true);
+        auto ts = small_time(m);
         if (!ts.is_ok()) return ts.status();
-        auto tl = fused_time(m, false);
+        auto tl = large_time(m, li);
         if (!tl.is_ok()) return tl.status();
-        probes += fmt::format(" M={}: cluster8 {:.4f} rows64 {:.4f};", m, *ts, *tl);
+        probes += fmt::format(" M={}: cluster8 {:.4f} {} {:.4f};", m, *ts, large_name(best.large), *tl);
         if (*ts >= *tl) break;
         best.small_max_m = m;
+        if (m == m_opt) small_at_opt = *ts;
       }
     }
-    auto tf = fused_time(m_opt, m_opt <= best.small_max_m);
-    if (!tf.is_ok()) return tf.status();
-    fused_ms = *tf;
-    fused_name =
-        best.small_max_m > 0 ? fmt::format("fused: cluster8 M<={}, rows64 above", best.small_max_m) : "fused: rows64";
+    if (m_opt <= best.small_max_m) {
+      if (small_at_opt < 0) {
+        auto ts = small_time(m_opt);
+        if (!ts.is_ok()) return ts.status();
+        small_at_opt = *ts;
+      }
+      fused_ms = small_at_opt;
+    } else {
+      fused_ms = large_ms;
+    }
+    fused_name = best.small_max_m > 0
+                     ? fmt::format("fused: cluster8 M<={}, {} above", best.small_max_m, large_name(best.large))
+                     : fmt::format("fused: {}", large_name(best.large));
   }
 
   // The per-layer path: each layer's cuBLASLt tactic through lt_tune (and the timing cache), then the chain.
@@ -612,6 +664,21 @@ const KernelRegistrar kFusedMlpF16{fused_mlp_def(DataType::kFloat16)};
 const KernelRegistrar kFusedMlpF32{fused_mlp_def(DataType::kFloat32)};
 
 }  // namespace
+
+size_t fmlp_wg_packed_halves(int n, int k) {
+  return size_t(fmlp_chunks(k)) * fmlp_wg_padded_n(n) * kFmlpChunkK;
+}
+
+void fmlp_wg_pack_weights(const uint16_t* w, int n, int k, uint16_t* out) {
+  const int np = fmlp_wg_padded_n(n), chunks = fmlp_chunks(k);
+  for (int c = 0; c < chunks; ++c)
+    for (int kg = 0; kg < kFmlpChunkK / 8; ++kg)  // [k-group][feature-group][8 features][8 k]
+      for (int row = 0; row < np; ++row)
+        for (int e = 0; e < 8; ++e) {
+          const int col = c * kFmlpChunkK + kg * 8 + e;
+          *out++ = row < n && col < k ? w[size_t(row) * k + col] : uint16_t{0};
+        }
+}
 
 size_t fmlp_packed_halves(int n, int k) {
   return size_t(fmlp_chunks(k)) * fmlp_large_padded_n(n) * kFmlpPackLd;

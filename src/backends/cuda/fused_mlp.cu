@@ -14,6 +14,7 @@
 
 #include "backends/cuda/cuda_util.h"
 #include "backends/cuda/fused_mlp.h"
+#include "backends/cuda/fused_mlp_device.cuh"
 #include "backends/cuda/gemm_elementwise.h"
 
 namespace cg = cooperative_groups;
@@ -21,29 +22,7 @@ namespace cg = cooperative_groups;
 namespace kiln::cuda {
 namespace {
 
-__device__ __forceinline__ void cp_async16(void* smem, const void* gmem, int src_bytes) {
-  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(src_bytes));
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-template <int N>
-__device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
-}
-
-__device__ __forceinline__ uint32_t pack_half2(float a, float b) {
-  __half2 h = __floats2half2_rn(a, b);
-  return *reinterpret_cast<uint32_t*>(&h);
-}
-__device__ __forceinline__ uint32_t ld32(const __half* p) { return *reinterpret_cast<const uint32_t*>(p); }
-
-// Four 8x8 float16 matrices; lane l gives the row address of matrix l / 8 (row l % 8).
-__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const __half* p) {
-  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(p));
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(s));
-}
+using namespace fmlp;
 
 __device__ __forceinline__ void mma16816(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
   asm volatile(
@@ -52,18 +31,8 @@ __device__ __forceinline__ void mma16816(float (&c)[4], const uint32_t (&a)[4], 
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
-template <bool F32>
-__device__ __forceinline__ void store_y(void* y, int64_t i, float v) {
-  if constexpr (F32) static_cast<float*>(y)[i] = v;
-  else static_cast<__half*>(y)[i] = __float2half_rn(v);
-}
-
 __host__ __device__ constexpr int round_up(int v, int to) { return (v + to - 1) / to * to; }
 __host__ __device__ constexpr int padded_n(int n) { return round_up(n, kFmlpPadN); }
-__device__ __forceinline__ float bias_at(const FmlpLayer& L, int col) {
-  return col < L.n ? __half2float(static_cast<const __half*>(L.b)[col]) : 0.f;
-}
-
 constexpr int kHLd = kFmlpMaxN + 8;  // hidden activations' row stride (halves), both kernels
 
 // ---------------------------------------------------------------------------------------------------------
@@ -89,42 +58,6 @@ constexpr size_t kH = size_t(BM) * kHLd * 2;
 constexpr size_t smem(bool f32) { return STAGES * (x_stage(f32) + kWStage) + kH; }
 }  // namespace lg
 constexpr int kAccN = kFmlpMaxN / (lg::MMA_WARPS / 2) / 8;  // 8-feature tiles per MMA warp, at most
-
-__device__ __forceinline__ uint32_t smem_u32(const void* p) { return static_cast<uint32_t>(__cvta_generic_to_shared(p)); }
-__device__ __forceinline__ void mbar_init(uint64_t* bar, unsigned count) {
-  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(smem_u32(bar)), "r"(count));
-}
-__device__ __forceinline__ void mbar_arrive_expect_tx(uint64_t* bar, uint32_t bytes) {
-  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(smem_u32(bar)), "r"(bytes) : "memory");
-}
-__device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t parity) {
-  uint32_t done = 0;
-  do {
-    asm volatile(
-        "{\n .reg .pred p;\n mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n selp.u32 %0, 1, 0, p;\n}\n"
-        : "=r"(done)
-        : "r"(smem_u32(bar)), "r"(parity)
-        : "memory");
-  } while (!done);
-}
-// Global -> shared bulk copy (bytes: a multiple of 16, both addresses 16-byte aligned), completing on bar.
-__device__ __forceinline__ void bulk_copy(void* dst, const void* src, uint32_t bytes, uint64_t* bar) {
-  asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::"r"(
-                   smem_u32(dst)),
-               "l"(src), "r"(bytes), "r"(smem_u32(bar))
-               : "memory");
-}
-
-// Activations other than ReLU, out of line: the epilogues stay small (instruction-cache misses and branches
-// were a large share of the first kernel's time; bench/GPU_NOTES.md).
-__device__ __noinline__ float activate_out_of_line(Activation act, float x, float alpha) { return activate(act, x, alpha); }
-
-template <int ACT>  // 0: none, 1: ReLU, 2: any (out of line)
-__device__ __forceinline__ float epilogue_act(const FmlpLayer& L, float v) {
-  if constexpr (ACT == 1) return activate(Activation::kRelu, v, 0.f);
-  else if constexpr (ACT == 2) return activate_out_of_line(L.act, v, L.alpha);
-  else return v;
-}
 
 // Bias + activation of a warp's 32 x (8 ntw) tile; the last layer writes Y (its first L.n features), the
 // others float16 activations into hs. Clears the accumulators for the next layer.
@@ -158,31 +91,6 @@ __device__ __forceinline__ void epilogue(float (&acc)[2][kAccN][4], const FmlpLa
     for (int mi = 0; mi < 2; ++mi)
 #pragma unroll
       for (int e = 0; e < 4; ++e) acc[mi][j][e] = 0.f;
-  }
-}
-
-__device__ __forceinline__ void mbar_arrive(uint64_t* bar) {
-  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(smem_u32(bar)) : "memory");
-}
-__device__ __forceinline__ void named_barrier(int id, int threads) {
-  asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
-}
-
-// A 16x16 A fragment (rows/cols as mma.sync's) from a float16 tile: ldmatrix; lane = 8q + r gives row r of
-// matrix q. From a float32 tile: four 8-byte loads and conversions (rows g, g+8; columns 2t, 2t+8).
-template <bool F32>
-__device__ __forceinline__ void load_a(uint32_t (&a)[4], const void* tile, int ld, int lane) {
-  if constexpr (F32) {
-    const float* x = static_cast<const float*>(tile) + (lane >> 2) * ld + 2 * (lane & 3);
-    const float2 v0 = *reinterpret_cast<const float2*>(x), v1 = *reinterpret_cast<const float2*>(x + 8 * ld);
-    const float2 v2 = *reinterpret_cast<const float2*>(x + 8), v3 = *reinterpret_cast<const float2*>(x + 8 * ld + 8);
-    a[0] = pack_half2(v0.x, v0.y);
-    a[1] = pack_half2(v1.x, v1.y);
-    a[2] = pack_half2(v2.x, v2.y);
-    a[3] = pack_half2(v3.x, v3.y);
-  } else {
-    const int q = lane >> 3, r = lane & 7;
-    ldmatrix_x4(a, static_cast<const __half*>(tile) + (r + (q & 1) * 8) * ld + (q >> 1) * 8);
   }
 }
 
@@ -250,42 +158,15 @@ __global__ void __launch_bounds__(lg::THREADS, 1) fmlp_large_kernel(const __grid
   __half* hs = reinterpret_cast<__half*>(ws + STAGES * kWStage);
   const int64_t row0 = int64_t(blockIdx.x) * BM;
   const int rows = static_cast<int>(min(int64_t(BM), p.m - row0));
-  const int layers = p.layers, kx = sl[0].k;
+  const int layers = p.layers;
   int total = 0;
   for (int l = 0; l < layers; ++l) total += nchunks[l];
 
   if (warp == MMA_WARPS) {
-    // Producer. Rows of X past M are not copied: their (stale) MMA rows are never stored, and rows do not
-    // mix. Columns past K are not copied either: the MMA stops at K and zeroes a final half k-step.
-    int layer = 0, kc = 0;
-    for (int c = 0; c < total; ++c) {
-      const int stage = c % STAGES;
-      if (c >= STAGES) mbar_wait(&empty[stage], ((c / STAGES) - 1) & 1);
-      const uint32_t wbytes = uint32_t(npad[layer]) * W_LD * 2;
-      const int k0 = kc * KC;
-      const uint32_t xrow = layer == 0 ? uint32_t(min(KC, kx - k0)) * sizeof(XT) : 0;
-      if (lane == 0) {
-        mbar_arrive_expect_tx(&full[stage], wbytes);
-        bulk_copy(ws + stage * kWStage, static_cast<const unsigned char*>(sl[layer].wpack) + size_t(kc) * wbytes, wbytes,
-                  &full[stage]);
-      }
-      if (xrow) {  // 16-byte pieces, lane by lane along the rows (a bulk copy per row serializes over the lanes)
-        constexpr int PPR = KC * sizeof(XT) / 16;  // pieces in a full chunk row (a power of 2)
-        const int ppr = static_cast<int>(xrow / 16);
-        const unsigned char* src = reinterpret_cast<const unsigned char*>(static_cast<const XT*>(p.x) + row0 * kx + k0);
-        unsigned char* dst = xs + stage * x_stage(XF32);
-        for (int i = lane; i < rows * PPR; i += 32) {
-          const int r = i / PPR, col = i % PPR;
-          if (col < ppr)
-            cp_async16(dst + size_t(r) * X_LD * sizeof(XT) + col * 16, src + size_t(r) * kx * sizeof(XT) + col * 16, 16);
-        }
-      }
-      asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(smem_u32(&full[stage])) : "memory");
-      if (++kc == nchunks[layer]) {
-        kc = 0;
-        ++layer;
-      }
-    }
+    uint32_t wblock[kFmlpMaxLayers];
+    for (int l = 0; l < layers; ++l) wblock[l] = uint32_t(npad[l]) * W_LD * 2;
+    fmlp::produce_chunks<XT, STAGES>(p, sl, nchunks, wblock, ws, kWStage, xs, x_stage(XF32), X_LD, full, empty, row0, rows,
+                                     lane);
     return;
   }
 
@@ -543,15 +424,13 @@ int max_optin_smem() {
   return v;
 }
 
-std::string shape_of(const FmlpParams& p) {
+}  // namespace
+
+std::string fmlp_shape(const FmlpParams& p) {
   std::string s = cat("[", p.m, "x", p.l[0].k, "]");
   for (int l = 0; l < p.layers; ++l) s += cat(" -> ", p.l[l].n);
   return s;
 }
-
-}  // namespace
-
-size_t fmlp_large_smem(bool x_f32) { return lg::smem(x_f32); }
 
 size_t fmlp_small_smem(const FmlpParams& p) {
   const size_t total = sm::layout(p).total;
@@ -584,7 +463,7 @@ Status launch_fmlp_large(const FmlpParams& p, bool x_f32, cudaStream_t stream) {
   const size_t smem = lg::smem(x_f32);
   if (x_f32) fmlp_large_kernel<true><<<static_cast<unsigned>(blocks), lg::THREADS, smem, stream>>>(p);
   else fmlp_large_kernel<false><<<static_cast<unsigned>(blocks), lg::THREADS, smem, stream>>>(p);
-  return check_launch(cat("fused MLP rows64 ", shape_of(p)));
+  return check_launch(cat("fused MLP rows64 ", fmlp_shape(p)));
 }
 
 Status launch_fmlp_small(const FmlpParams& p, bool x_f32, cudaStream_t stream) {
@@ -592,12 +471,12 @@ Status launch_fmlp_small(const FmlpParams& p, bool x_f32, cudaStream_t stream) {
   const size_t smem = fmlp_small_smem(p);
   if (smem == 0)
     return Status(StatusCode::kUnsupported,
-                  cat("fused MLP cluster8 ", shape_of(p), ": the weight slices need more shared memory than a block has"));
+                  cat("fused MLP cluster8 ", fmlp_shape(p), ": the weight slices need more shared memory than a block has"));
   const int64_t blocks = (p.m + sm::BM - 1) / sm::BM * kFmlpCluster;
   if (blocks > INT32_MAX) return Status(StatusCode::kUnsupported, cat("fused MLP cluster8: ", p.m, " rows is too many"));
   if (x_f32) fmlp_small_kernel<true><<<static_cast<unsigned>(blocks), sm::THREADS, smem, stream>>>(p);
   else fmlp_small_kernel<false><<<static_cast<unsigned>(blocks), sm::THREADS, smem, stream>>>(p);
-  return check_launch(cat("fused MLP cluster8 ", shape_of(p)));
+  return check_launch(cat("fused MLP cluster8 ", fmlp_shape(p)));
 }
 
 Status launch_fmlp_cast_f16(const float* x, void* y, int64_t n, cudaStream_t stream) {

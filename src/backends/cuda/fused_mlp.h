@@ -18,6 +18,11 @@
 //    the same ring (the next layer's first chunks are in flight during the epilogue).
 //    mma.sync m16n8k16, float16 in, float32 accumulate; bias + activation in registers; hidden activations
 //    stored float16 in shared memory; only Y is written to device memory.
+//  - large M on Hopper ("wg64", fused_mlp_sm90a.cu, sm_90a only): the same row tiles on warpgroup MMA
+//    (wgmma.m64nNk16, N = a layer's whole padded width), one consumer warpgroup + the producer warp; hidden
+//    activations stay in registers (a layer's accumulators are the next layer's A fragments). Its packed
+//    weights (fmlp_wg_pack_weights): per layer, per K-chunk of 64, Np x 64 halves as wgmma's K-major
+//    no-swizzle image: core matrices of 8 features x 8 k (128 contiguous bytes), [k-group][feature-group].
 //  - small M ("cluster8"): a thread-block cluster of 8 CTAs owns 16 rows; each CTA computes 1/8 of every
 //    layer's features (its weight slices, all layers, loaded once with cp.async at entry; K split over 4
 //    warps) and writes its slice of the hidden activations into all 8 CTAs' shared memory (distributed
@@ -27,6 +32,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 
 #include "kiln/status.h"
 #include "ops/gemm.h"
@@ -67,18 +73,32 @@ struct FmlpParams {
   FmlpLayer l[kFmlpMaxLayers];
 };
 
+// The wg64 kernel's padding of a layer's features: a wgmma width, the power of two >= max(n, 16).
+constexpr int fmlp_wg_padded_n(int n) {
+  int p = 16;
+  while (p < n) p *= 2;
+  return p;
+}
+
 // Halves of one layer's packed weights, and the packing (w: float16 bits [n, k] row-major).
 size_t fmlp_packed_halves(int n, int k);
 void fmlp_pack_weights(const uint16_t* w, int n, int k, uint16_t* out);
+size_t fmlp_wg_packed_halves(int n, int k);
+void fmlp_wg_pack_weights(const uint16_t* w, int n, int k, uint16_t* out);
 
-// Dynamic shared memory each kernel needs; the small kernel's grows with the weights (0 = does not fit).
-size_t fmlp_large_smem(bool x_f32);
+// Dynamic shared memory the small kernel needs: it grows with the weights (0 = does not fit).
 size_t fmlp_small_smem(const FmlpParams& p);
 // Raises the kernels' shared-memory limits (once per process; call from create/tune, not while capturing).
 Status fmlp_prepare();
 
 Status launch_fmlp_large(const FmlpParams& p, bool x_f32, cudaStream_t stream);
 Status launch_fmlp_small(const FmlpParams& p, bool x_f32, cudaStream_t stream);
+// wg64: whether this GPU runs it (compute capability 9.0), its shared-memory limits (once per process), launch.
+bool fmlp_wg_available();
+Status fmlp_wg_prepare();
+Status launch_fmlp_wg(const FmlpParams& p, bool x_f32, cudaStream_t stream);
+// "[M x K0] -> N0 -> N1 ..." for error messages.
+std::string fmlp_shape(const FmlpParams& p);
 // float32 -> float16, n elements (the per-layer path's input conversion).
 Status launch_fmlp_cast_f16(const float* x, void* y, int64_t n, cudaStream_t stream);
 

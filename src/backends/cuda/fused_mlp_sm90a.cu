@@ -1,0 +1,310 @@
+// kiln.FusedMLP, large M on Hopper ("wg64"): the rows64 design (fused_mlp.cu) on warpgroup MMA. Compiled for
+// sm_90a only (wgmma has no portable form); fmlp_wg_available() says whether this GPU runs it.
+//
+// A CTA owns 64 rows end to end (wgmma's M): one consumer warpgroup (warps 0-3, warp w rows 16w..16w+15)
+// and a producer warp (warp 4, fmlp::produce_chunks) that streams K-chunks of 64 through a 4-stage ring:
+// each chunk's packed weight block by bulk copy (fused_mlp.h: the K-major core-matrix image wgmma reads
+// through a descriptor), and for layer 0 the chunk's X columns by cp.async.
+// What bounds it: each CTA takes in all 0.47 MB of weights plus its rows of X (0.67 MB at M = 8192, float32
+// X), and an SM takes in ~37 GB/s from L2 here (a version without MMAs took as long as this one; one CTA
+// alone streams at the same rate; bench/GPU_NOTES.md, session 7).
+//  - Layer 0: the consumers form the A fragments from the X stage (float32 converted to float16 here), then
+//    issue one wgmma.m64nNPk16 per k-step, N = the layer's padded width (16..256, all features at once).
+//    Each chunk's group is retired (wgmma.wait_group 0) before the stage is released and the next chunk's
+//    fragments are formed.
+//  - Bias + activation in registers; a hidden layer's float32 accumulators become the next layer's float16 A
+//    fragments directly (wgmma's accumulator layout for columns 16j..16j+15 is the A layout of k-step j),
+//    so hidden activations never leave registers. The last layer writes Y.
+// Against rows64 (mma.sync, 16 warps, every fragment through ldmatrix/lds): per k-step the tensor cores read
+// B once per warpgroup instead of once per warp, and A is read from shared memory once.
+#include <cuda_fp16.h>
+
+#include <type_traits>
+
+#include "backends/cuda/cuda_util.h"
+#include "backends/cuda/fused_mlp.h"
+#include "backends/cuda/fused_mlp_device.cuh"
+
+namespace kiln::cuda {
+namespace {
+
+using namespace fmlp;
+
+namespace wg {
+constexpr int BM = kFmlpRowsLarge, KC = kFmlpChunkK, KSTEPS = KC / 16, STAGES = 4;
+constexpr int CONSUMER_WARPS = 4, THREADS = (CONSUMER_WARPS + 1) * 32;
+constexpr int X_LD = KC + 8;  // X stage row stride (elements): conflict-free fragment loads
+constexpr size_t kWStage = size_t(kFmlpMaxN) * KC * 2;
+constexpr size_t x_stage(bool f32) { return size_t(BM) * X_LD * (f32 ? 4 : 2); }
+constexpr size_t smem(bool f32) { return STAGES * (kWStage + x_stage(f32)); }
+constexpr int kMaxKSteps = kFmlpMaxN / 16;  // a hidden layer's A fragments: its padded width / 16
+}  // namespace wg
+
+constexpr int kWgAccMax = kFmlpMaxN / 2;  // float32 accumulators per thread at N = 256
+#include "backends/cuda/wgmma_f16.inc"
+
+__device__ __forceinline__ void wg_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void wg_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
+template <int N>
+__device__ __forceinline__ void wg_wait() {
+  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
+}
+// Register fences for the compiler: a value is (re)defined here. After a wait, the accumulators (the wgmmas
+// write them until then); before wgmma.fence, the A fragments and zeroed accumulators (otherwise their
+// definitions may be scheduled after the fence, inside the wgmma pipeline stage, which makes ptxas
+// serialize every wgmma).
+template <int NA>
+__device__ __forceinline__ void fence_acc(float (&d)[kWgAccMax]) {
+#pragma unroll
+  for (int i = 0; i < NA; ++i) asm volatile("" : "+f"(d[i])::"memory");
+}
+__device__ __forceinline__ void fence_frag(uint32_t (&a)[4]) {
+  asm volatile("" : "+r"(a[0]), "+r"(a[1]), "+r"(a[2]), "+r"(a[3])::"memory");
+}
+
+// wgmma's B descriptor for k-step ks (0..3) of a W stage holding an NP x 64 block: no swizzle, K-major;
+// core matrices (8 features x 8 k, 128 contiguous bytes) 128 bytes apart along N (stride byte offset), and
+// K-groups NP * 16 bytes apart (leading byte offset).
+template <int NP>
+__device__ __forceinline__ uint64_t b_desc(const unsigned char* wstage, int ks) {
+  constexpr uint32_t kLbo = NP * 16, kSbo = 128;
+  const uint32_t addr = smem_u32(wstage) + ks * 2 * kLbo;
+  return uint64_t((addr & 0x3FFFF) >> 4) | (uint64_t(kLbo >> 4) << 16) | (uint64_t(kSbo >> 4) << 32);
+}
+
+struct Ring {
+  unsigned char* ws;  // STAGES W areas of kWStage bytes
+  unsigned char* xs;  // STAGES X areas
+  uint64_t* full;
+  uint64_t* empty;
+  int base;  // ring index of the current layer's first chunk
+};
+
+__device__ __forceinline__ void wait_full(const Ring& r, int c) {
+  mbar_wait(&r.full[c % wg::STAGES], (c / wg::STAGES) & 1);
+}
+__device__ __forceinline__ void release(const Ring& r, int c, int lane) {
+  __syncwarp();
+  if (lane == 0) mbar_arrive(&r.empty[c % wg::STAGES]);
+}
+
+// One layer-0 chunk (ring index c, kvalid of its 64 columns inside K): A fragments from the X stage, then
+// the chunk's wgmmas as one group.
+template <int NP, bool XF32>
+__device__ __forceinline__ void chunk_from_x(float (&acc)[kWgAccMax], uint32_t (&a)[wg::KSTEPS][4], const Ring& r,
+                                             int c, int kvalid, int warp, int lane) {
+  using namespace wg;
+  using XT = std::conditional_t<XF32, float, __half>;
+  wait_full(r, c);
+  const int stage = c % STAGES;
+  const XT* tile = reinterpret_cast<const XT*>(r.xs + stage * x_stage(XF32)) + warp * 16 * X_LD;
+#pragma unroll
+  for (int ks = 0; ks < KSTEPS; ++ks) {
+    load_a<XF32>(a[ks], tile + ks * 16, X_LD, lane);
+    // Columns past K hold stale stage data: zero them (the packed block is zero there too). Every k-step is
+    // issued, so that no wgmma sits on a branch (ptxas serializes those).
+    if (ks * 16 >= kvalid) a[ks][0] = a[ks][1] = 0u;
+    if (ks * 16 + 8 >= kvalid) a[ks][2] = a[ks][3] = 0u;
+    fence_frag(a[ks]);
+  }
+  wg_fence();
+#pragma unroll
+  for (int ks = 0; ks < KSTEPS; ++ks) wgmma_rs<NP>(acc, a[ks], b_desc<NP>(r.ws + stage * kWStage, ks));
+  wg_commit();
+}
+
+template <int NP, bool XF32>
+__device__ __forceinline__ void layer_from_x(float (&acc)[kWgAccMax], const Ring& r, int k, int warp, int lane) {
+  using namespace wg;
+  // One fragment buffer, each chunk's group retired before the next chunk's fragments are formed: with two
+  // buffers (forming chunk c+1's while chunk c's group runs), ptxas serializes every wgmma (C7513: non-wgmma
+  // instructions defining wgmma inputs inside a pipeline stage).
+  uint32_t a[KSTEPS][4];
+  const int nch = fmlp_chunks(k);
+  for (int c = 0; c < nch; ++c) {
+    chunk_from_x<NP, XF32>(acc, a, r, r.base + c, min(KC, k - c * KC), warp, lane);
+    wg_wait<0>();
+    release(r, r.base + c, lane);
+  }
+  fence_acc<NP / 2>(acc);
+}
+
+// Layers after the first: A is the previous layer's activations, already in registers (ha).
+template <int NP>
+__device__ __forceinline__ void layer_from_regs(float (&acc)[kWgAccMax], const uint32_t (&ha)[wg::kMaxKSteps][4],
+                                                const Ring& r, int k, int lane) {
+  using namespace wg;
+  const int nch = fmlp_chunks(k);
+#pragma unroll
+  for (int c = 0; c < kFmlpMaxN / KC; ++c) {
+    if (c < nch) {
+      const int rc = r.base + c, stage = rc % STAGES;
+      wait_full(r, rc);
+      wg_fence();
+      // Whole chunks: fragments past the previous layer's padded width are zero (to_fragments), as is the
+      // packed block past K.
+#pragma unroll
+      for (int s = 0; s < KSTEPS; ++s) wgmma_rs<NP>(acc, ha[c * KSTEPS + s], b_desc<NP>(r.ws + stage * kWStage, s));
+      wg_commit();
+      wg_wait<1>();
+      if (c > 0) release(r, rc - 1, lane);
+    }
+  }
+  wg_wait<0>();
+  release(r, r.base + nch - 1, lane);
+  fence_acc<NP / 2>(acc);
+}
+
+// Bias + activation; the result as the next layer's A fragments (k-step j = features 16j..16j+15).
+template <int NP, int ACT>
+__device__ __forceinline__ void to_fragments(const float (&acc)[kWgAccMax], uint32_t (&ha)[wg::kMaxKSteps][4],
+                                             const FmlpLayer& L, int t) {
+#pragma unroll
+  for (int j = 0; j < NP / 16; ++j) {
+    const int c0 = 16 * j + 2 * t, c1 = c0 + 8;
+    const float b00 = bias_at(L, c0), b01 = bias_at(L, c0 + 1), b10 = bias_at(L, c1), b11 = bias_at(L, c1 + 1);
+    const float* d = acc + 8 * j;
+    ha[j][0] = pack_half2(epilogue_act<ACT>(L, d[0] + b00), epilogue_act<ACT>(L, d[1] + b01));
+    ha[j][1] = pack_half2(epilogue_act<ACT>(L, d[2] + b00), epilogue_act<ACT>(L, d[3] + b01));
+    ha[j][2] = pack_half2(epilogue_act<ACT>(L, d[4] + b10), epilogue_act<ACT>(L, d[5] + b11));
+    ha[j][3] = pack_half2(epilogue_act<ACT>(L, d[6] + b10), epilogue_act<ACT>(L, d[7] + b11));
+  }
+#pragma unroll
+  for (int j = NP / 16; j < wg::kMaxKSteps; ++j) ha[j][0] = ha[j][1] = ha[j][2] = ha[j][3] = 0u;
+#pragma unroll
+  for (int j = 0; j < wg::kMaxKSteps; ++j) fence_frag(ha[j]);
+}
+
+// Bias + activation of the last layer into Y (its first L.n features, rows below M).
+template <int NP, int ACT, bool XF32>
+__device__ __forceinline__ void store_output(const float (&acc)[kWgAccMax], const FmlpLayer& L, const FmlpParams& p,
+                                             int64_t row0, int warp, int g, int t) {
+  const int64_t r0 = row0 + warp * 16 + g, r1 = r0 + 8;
+  const int n = L.n;
+#pragma unroll
+  for (int jt = 0; jt < NP / 8; ++jt) {
+    const int col = 8 * jt + 2 * t;
+    const float b0 = bias_at(L, col), b1 = bias_at(L, col + 1);
+    const float* d = acc + 4 * jt;
+    if (r0 < p.m && col < n) store_y<XF32>(p.y, r0 * n + col, epilogue_act<ACT>(L, d[0] + b0));
+    if (r0 < p.m && col + 1 < n) store_y<XF32>(p.y, r0 * n + col + 1, epilogue_act<ACT>(L, d[1] + b1));
+    if (r1 < p.m && col < n) store_y<XF32>(p.y, r1 * n + col, epilogue_act<ACT>(L, d[2] + b0));
+    if (r1 < p.m && col + 1 < n) store_y<XF32>(p.y, r1 * n + col + 1, epilogue_act<ACT>(L, d[3] + b1));
+  }
+}
+
+template <int NP, bool XF32>
+__device__ __forceinline__ void run_layer(bool first, bool last, float (&acc)[kWgAccMax],
+                                          uint32_t (&ha)[wg::kMaxKSteps][4], const Ring& r, const FmlpLayer& L,
+                                          const FmlpParams& p, int64_t row0, int warp, int lane) {
+#pragma unroll
+  for (int i = 0; i < NP / 2; ++i) acc[i] = 0.f;
+  fence_acc<NP / 2>(acc);
+  if (first) layer_from_x<NP, XF32>(acc, r, L.k, warp, lane);
+  else layer_from_regs<NP>(acc, ha, r, L.k, lane);
+  const int g = lane >> 2, t = lane & 3;
+  switch (act_class(L.act) + (last ? 3 : 0)) {
+    case 0: to_fragments<NP, 0>(acc, ha, L, t); break;
+    case 1: to_fragments<NP, 1>(acc, ha, L, t); break;
+    case 2: to_fragments<NP, 2>(acc, ha, L, t); break;
+    case 3: store_output<NP, 0, XF32>(acc, L, p, row0, warp, g, t); break;
+    case 4: store_output<NP, 1, XF32>(acc, L, p, row0, warp, g, t); break;
+    default: store_output<NP, 2, XF32>(acc, L, p, row0, warp, g, t); break;
+  }
+}
+
+template <bool XF32>
+__global__ void __launch_bounds__(wg::THREADS, 1) fmlp_wg_kernel(const __grid_constant__ FmlpParams p) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  using namespace wg;
+  using XT = std::conditional_t<XF32, float, __half>;
+  extern __shared__ __align__(128) unsigned char smem[];
+  __shared__ FmlpLayer sl[kFmlpMaxLayers];
+  __shared__ int nchunks[kFmlpMaxLayers], npad[kFmlpMaxLayers];
+  __shared__ __align__(8) uint64_t full[STAGES], empty[STAGES];
+  // The warp index through a shuffle: provably warp-uniform, so that ptxas sees no divergence around the
+  // wgmmas (layer shapes below come from the kernel parameters for the same reason).
+  const int tid = threadIdx.x, warp = __shfl_sync(0xffffffffu, tid >> 5, 0), lane = tid & 31;
+  if (tid < p.layers) {
+    sl[tid] = p.l[tid];
+    nchunks[tid] = fmlp_chunks(p.l[tid].k);
+    npad[tid] = fmlp_wg_padded_n(p.l[tid].n);
+  }
+  if (tid == 0) {
+    for (int s = 0; s < STAGES; ++s) {
+      mbar_init(&full[s], 1 + 32);           // the producer's arrive (W's byte count) + its 32 lanes' X copies
+      mbar_init(&empty[s], CONSUMER_WARPS);  // one arrive per consumer warp
+    }
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");  // the inits, visible to the copy engine
+  }
+  __syncthreads();
+  Ring r{smem, smem + STAGES * kWStage, full, empty, 0};
+  const int64_t row0 = int64_t(blockIdx.x) * BM;
+  const int rows = static_cast<int>(min(int64_t(BM), p.m - row0));
+
+  if (warp == CONSUMER_WARPS) {
+    uint32_t wblock[kFmlpMaxLayers];
+    for (int l = 0; l < p.layers; ++l) wblock[l] = uint32_t(npad[l]) * KC * 2;
+    produce_chunks<XT, STAGES>(p, sl, nchunks, wblock, r.ws, kWStage, r.xs, x_stage(XF32), X_LD, full, empty, row0, rows,
+                               lane);
+  } else {
+    float acc[kWgAccMax];
+    uint32_t ha[kMaxKSteps][4];
+    for (int l = 0; l < p.layers; ++l) {
+      const FmlpLayer& L = p.l[l];
+      const bool first = l == 0, last = l == p.layers - 1;
+      switch (fmlp_wg_padded_n(L.n)) {
+        case 16: run_layer<16, XF32>(first, last, acc, ha, r, L, p, row0, warp, lane); break;
+        case 32: run_layer<32, XF32>(first, last, acc, ha, r, L, p, row0, warp, lane); break;
+        case 64: run_layer<64, XF32>(first, last, acc, ha, r, L, p, row0, warp, lane); break;
+        case 128: run_layer<128, XF32>(first, last, acc, ha, r, L, p, row0, warp, lane); break;
+        default: run_layer<256, XF32>(first, last, acc, ha, r, L, p, row0, warp, lane); break;
+      }
+      r.base += fmlp_chunks(L.k);
+    }
+  }
+#else
+  __trap();  // built for sm_90a only (CMake); never launched elsewhere (fmlp_wg_available)
+#endif
+}
+
+}  // namespace
+
+bool fmlp_wg_available() {
+  static const bool v = [] {
+    int dev = 0, major = 0, minor = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess) return false;
+    if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) return false;
+    if (cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) != cudaSuccess) return false;
+    return major == 9 && minor == 0;
+  }();
+  return v;
+}
+
+Status fmlp_wg_prepare() {
+  static const Status s = [] {
+    if (!fmlp_wg_available()) return Status::ok();
+    for (auto [kernel, bytes, what] : {std::tuple{&fmlp_wg_kernel<true>, wg::smem(true), "fused MLP wg64, float32"},
+                                       std::tuple{&fmlp_wg_kernel<false>, wg::smem(false), "fused MLP wg64, float16"}}) {
+      Status st = check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)),
+                        what);
+      if (!st.is_ok()) return st;
+    }
+    return Status::ok();
+  }();
+  return s;
+}
+
+Status launch_fmlp_wg(const FmlpParams& p, bool x_f32, cudaStream_t stream) {
+  if (p.m <= 0) return Status::ok();
+  if (!fmlp_wg_available())
+    return Status(StatusCode::kUnsupported, "fused MLP wg64 runs on sm_90 GPUs (H100/H200) only; this one is not");
+  const int64_t blocks = (p.m + wg::BM - 1) / wg::BM;
+  if (blocks > INT32_MAX) return Status(StatusCode::kUnsupported, cat("fused MLP wg64: ", p.m, " rows is too many"));
+  const size_t smem = wg::smem(x_f32);
+  if (x_f32) fmlp_wg_kernel<true><<<static_cast<unsigned>(blocks), wg::THREADS, smem, stream>>>(p);
+  else fmlp_wg_kernel<false><<<static_cast<unsigned>(blocks), wg::THREADS, smem, stream>>>(p);
+  return check_launch(cat("fused MLP wg64 ", fmlp_shape(p)));
+}
+
+}  // namespace kiln::cuda
