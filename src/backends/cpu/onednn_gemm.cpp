@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include "backends/cpu/cpu_util.h"
 #include "backends/cpu/onednn_common.h"
 #include "ops/quantize.h"
 
@@ -55,6 +56,8 @@ class GemmKernel final : public CpuKernel {
       return Status::ok();
     }
     have_prim_ = false;
+    serial_ = m_ * n_ * k_ < kSerialMacs;
+    ScopedOmpThreads threads(serial_ ? 1 : 0);  // planned for the team it will run with
     try {
       const memory::dims a_strides = at_.trans_a ? memory::dims{1, m_} : memory::dims{k_, 1};
       memory::desc a_md({m_, k_}, types_.a, a_strides);
@@ -132,6 +135,7 @@ class GemmKernel final : public CpuKernel {
     bind(y_mem_, bound_[1], y);
     if (!b_const_) bind(b_mem_, bound_[2], in[1]);
     if (bias_vector_ && !c_const_ && owned_bias_.empty()) bind(bias_mem_, bound_[3], in[2]);
+    ScopedOmpThreads threads(serial_ ? 1 : 0);
     if (st == dnnl_success)
       st = dnnl_primitive_execute(prim_.get(), stream_.get(), static_cast<int>(args_.size()), args_.data());
     if (st == dnnl_success) st = dnnl_stream_wait(stream_.get());
@@ -189,6 +193,7 @@ class GemmKernel final : public CpuKernel {
   dnnl::stream stream_;
   int64_t m_ = 0, k_ = 0, n_ = 0, c_rows_ = 1, c_cols_ = 1;
   bool has_c_ = false, bias_vector_ = false, have_prim_ = false;
+  bool serial_ = false;  // a small product: one thread (kSerialMacs)
   dnnl::matmul prim_;
   memory a_mem_, b_mem_, y_mem_, bias_mem_, scratch_;
   std::vector<dnnl_exec_arg_t> args_;
