@@ -19,7 +19,8 @@
 //    mma.sync m16n8k16, float16 in, float32 accumulate; bias + activation in registers; hidden activations
 //    stored float16 in shared memory; only Y is written to device memory.
 //  - large M on Hopper ("wg64", fused_mlp_sm90a.cu, sm_90a only): the same row tiles on warpgroup MMA
-//    (wgmma.m64nNk16, N = a layer's whole padded width), one consumer warpgroup + the producer warp; hidden
+//    (wgmma.m64nNk16, N = a layer's whole padded width), one consumer warpgroup + a producer (weight blocks
+//    by bulk copy, X by the tensor copy engine from a tensor map encoded at each launch); hidden
 //    activations stay in registers (a layer's accumulators are the next layer's A fragments). Its packed
 //    weights (fmlp_wg_pack_weights): per layer, per K-chunk of 64, Np x 64 halves as wgmma's K-major
 //    no-swizzle image: core matrices of 8 features x 8 k (128 contiguous bytes), [k-group][feature-group].

@@ -2,12 +2,12 @@
 // sm_90a only (wgmma has no portable form); fmlp_wg_available() says whether this GPU runs it.
 //
 // A CTA owns 64 rows end to end (wgmma's M): one consumer warpgroup (warps 0-3, warp w rows 16w..16w+15)
-// and a producer warp (warp 4, fmlp::produce_chunks) that streams K-chunks of 64 through a 4-stage ring:
-// each chunk's packed weight block by bulk copy (fused_mlp.h: the K-major core-matrix image wgmma reads
-// through a descriptor), and for layer 0 the chunk's X columns by cp.async.
-// What bounds it: each CTA takes in all 0.47 MB of weights plus its rows of X (0.67 MB at M = 8192, float32
-// X), and an SM takes in ~37 GB/s from L2 here (a version without MMAs took as long as this one; one CTA
-// alone streams at the same rate; bench/GPU_NOTES.md, session 7).
+// and a producer thread (warp 4) that streams K-chunks of 64 through a 4-stage ring of full/empty mbarriers:
+// each chunk's packed weight block by one bulk copy (fused_mlp.h: the K-major core-matrix image wgmma reads
+// through a descriptor), and for layer 0 the chunk's X columns by the tensor copy engine (a 2-D tensor map of
+// X encoded at launch, 128-byte swizzled boxes, zeros past M and K), so that loading costs the consumers
+// nothing and each ring step moves one large block (bench_l2_ingest: an SM's ring steps cost a fixed
+// ~0.35 us whatever their size, and one warp issuing cp.async for X took in only ~23 GB/s).
 //  - Layer 0: the consumers form the A fragments from the X stage (float32 converted to float16 here), then
 //    issue one wgmma.m64nNPk16 per k-step, N = the layer's padded width (16..256, all features at once).
 //    Each chunk's group is retired (wgmma.wait_group 0) before the stage is released and the next chunk's
@@ -17,8 +17,11 @@
 //    so hidden activations never leave registers. The last layer writes Y.
 // Against rows64 (mma.sync, 16 warps, every fragment through ldmatrix/lds): per k-step the tensor cores read
 // B once per warpgroup instead of once per warp, and A is read from shared memory once.
+#include <cuda.h>
+#include <cudaTypedefs.h>
 #include <cuda_fp16.h>
 
+#include <mutex>
 #include <type_traits>
 
 #include "backends/cuda/cuda_util.h"
@@ -33,10 +36,15 @@ using namespace fmlp;
 namespace wg {
 constexpr int BM = kFmlpRowsLarge, KC = kFmlpChunkK, KSTEPS = KC / 16, STAGES = 4;
 constexpr int CONSUMER_WARPS = 4, THREADS = (CONSUMER_WARPS + 1) * 32;
-constexpr int X_LD = KC + 8;  // X stage row stride (elements): conflict-free fragment loads
+// X arrives by the tensor copy engine in boxes of 64 rows x 128 bytes (32 float32 or 64 float16 columns),
+// 128-byte swizzled: 16-byte unit u of row r sits at unit u ^ (r % 8), so the fragment loads of 8 rows
+// fall in distinct banks. A chunk's X is 2 boxes (float32) or 1 (float16).
+constexpr int kBoxBytes = BM * 128;
+constexpr int x_boxes(bool f32) { return f32 ? 2 : 1; }
 constexpr size_t kWStage = size_t(kFmlpMaxN) * KC * 2;
-constexpr size_t x_stage(bool f32) { return size_t(BM) * X_LD * (f32 ? 4 : 2); }
-constexpr size_t smem(bool f32) { return STAGES * (kWStage + x_stage(f32)); }
+constexpr size_t x_stage(bool f32) { return size_t(x_boxes(f32)) * kBoxBytes; }
+// + 1024: the stages start at the first 1024-byte boundary (the swizzle pattern repeats every 1024 bytes).
+constexpr size_t smem(bool f32) { return STAGES * (kWStage + x_stage(f32)) + 1024; }
 constexpr int kMaxKSteps = kFmlpMaxN / 16;  // a hidden layer's A fragments: its padded width / 16
 }  // namespace wg
 
@@ -88,6 +96,28 @@ __device__ __forceinline__ void release(const Ring& r, int c, int lane) {
   if (lane == 0) mbar_arrive(&r.empty[c % wg::STAGES]);
 }
 
+// The A fragment of k-step ks for rows row0..row0+15 from a chunk's swizzled X boxes (wg::kBoxBytes
+// above): float32 as four 8-byte loads (rows g, g+8; columns 2t, 2t+8) and conversions, float16 by ldmatrix
+// (lane 8q + i gives row i + 8 (q & 1), columns 8 (q >> 1)..).
+template <bool F32>
+__device__ __forceinline__ void load_a_swizzled(uint32_t (&a)[4], const unsigned char* xstage, int row0, int ks, int lane) {
+  auto at = [&](int row, int byte) {  // byte offset of a row's byte in the box holding it
+    return xstage + (byte >> 7) * wg::kBoxBytes + row * 128 + ((((byte >> 4) & 7) ^ (row & 7)) << 4) + (byte & 15);
+  };
+  if constexpr (F32) {
+    const int g = lane >> 2, t = lane & 3, r0 = row0 + g, r1 = r0 + 8, b0 = (ks * 16 + 2 * t) * 4, b1 = b0 + 32;
+    const float2 v0 = *reinterpret_cast<const float2*>(at(r0, b0)), v1 = *reinterpret_cast<const float2*>(at(r1, b0));
+    const float2 v2 = *reinterpret_cast<const float2*>(at(r0, b1)), v3 = *reinterpret_cast<const float2*>(at(r1, b1));
+    a[0] = pack_half2(v0.x, v0.y);
+    a[1] = pack_half2(v1.x, v1.y);
+    a[2] = pack_half2(v2.x, v2.y);
+    a[3] = pack_half2(v3.x, v3.y);
+  } else {
+    const int q = lane >> 3, row = row0 + (lane & 7) + (q & 1) * 8;
+    ldmatrix_x4(a, reinterpret_cast<const __half*>(at(row, (ks * 16 + (q >> 1) * 8) * 2)));
+  }
+}
+
 // One layer-0 chunk (ring index c, kvalid of its 64 columns inside K): A fragments from the X stage, then
 // the chunk's wgmmas as one group.
 template <int NP, bool XF32>
@@ -97,10 +127,10 @@ __device__ __forceinline__ void chunk_from_x(float (&acc)[kWgAccMax], uint32_t (
   using XT = std::conditional_t<XF32, float, __half>;
   wait_full(r, c);
   const int stage = c % STAGES;
-  const XT* tile = reinterpret_cast<const XT*>(r.xs + stage * x_stage(XF32)) + warp * 16 * X_LD;
+  const unsigned char* xstage = r.xs + stage * x_stage(XF32);
 #pragma unroll
   for (int ks = 0; ks < KSTEPS; ++ks) {
-    load_a<XF32>(a[ks], tile + ks * 16, X_LD, lane);
+    load_a_swizzled<XF32>(a[ks], xstage, warp * 16, ks, lane);
     // Columns past K hold stale stage data: zero them (the packed block is zero there too). Every k-step is
     // issued, so that no wgmma sits on a branch (ptxas serializes those).
     if (ks * 16 >= kvalid) a[ks][0] = a[ks][1] = 0u;
@@ -213,8 +243,18 @@ __device__ __forceinline__ void run_layer(bool first, bool last, float (&acc)[kW
   }
 }
 
+// The tensor copy of one X box (columns col.., rows row..; zero-filled past K and M) into dst.
+__device__ __forceinline__ void tma_load_2d(void* dst, const CUtensorMap* map, int col, int row, uint64_t* bar) {
+  asm volatile(
+      "cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];\n" ::"r"(
+          smem_u32(dst)),
+      "l"(reinterpret_cast<uint64_t>(map)), "r"(col), "r"(row), "r"(smem_u32(bar))
+      : "memory");
+}
+
 template <bool XF32>
-__global__ void __launch_bounds__(wg::THREADS, 1) fmlp_wg_kernel(const __grid_constant__ FmlpParams p) {
+__global__ void __launch_bounds__(wg::THREADS, 1)
+    fmlp_wg_kernel(const __grid_constant__ FmlpParams p, const __grid_constant__ CUtensorMap xmap) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using namespace wg;
   using XT = std::conditional_t<XF32, float, __half>;
@@ -232,21 +272,38 @@ __global__ void __launch_bounds__(wg::THREADS, 1) fmlp_wg_kernel(const __grid_co
   }
   if (tid == 0) {
     for (int s = 0; s < STAGES; ++s) {
-      mbar_init(&full[s], 1 + 32);           // the producer's arrive (W's byte count) + its 32 lanes' X copies
+      mbar_init(&full[s], 1);                // the producer's arrive with the stage's byte count
       mbar_init(&empty[s], CONSUMER_WARPS);  // one arrive per consumer warp
     }
     asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");  // the inits, visible to the copy engine
   }
   __syncthreads();
-  Ring r{smem, smem + STAGES * kWStage, full, empty, 0};
+  unsigned char* stages = smem + ((1024 - (smem_u32(smem) & 1023)) & 1023);
+  Ring r{stages, stages + STAGES * kWStage, full, empty, 0};
   const int64_t row0 = int64_t(blockIdx.x) * BM;
-  const int rows = static_cast<int>(min(int64_t(BM), p.m - row0));
 
   if (warp == CONSUMER_WARPS) {
-    uint32_t wblock[kFmlpMaxLayers];
-    for (int l = 0; l < p.layers; ++l) wblock[l] = uint32_t(npad[l]) * KC * 2;
-    produce_chunks<XT, STAGES>(p, sl, nchunks, wblock, r.ws, kWStage, r.xs, x_stage(XF32), X_LD, full, empty, row0, rows,
-                               lane);
+    // Producer: per chunk, the packed weight block (one bulk copy) and for layer 0 X's boxes (tensor copies).
+    if (lane == 0) {
+      int layer = 0, kc = 0, total = 0;
+      for (int l = 0; l < p.layers; ++l) total += nchunks[l];
+      for (int c = 0; c < total; ++c) {
+        const int stage = c % STAGES;
+        if (c >= STAGES) mbar_wait(&empty[stage], ((c / STAGES) - 1) & 1);
+        const uint32_t wbytes = uint32_t(npad[layer]) * KC * 2;
+        mbar_arrive_expect_tx(&full[stage], wbytes + (layer == 0 ? uint32_t(x_stage(XF32)) : 0u));
+        bulk_copy(r.ws + stage * kWStage, static_cast<const unsigned char*>(sl[layer].wpack) + size_t(kc) * wbytes, wbytes,
+                  &full[stage]);
+        if (layer == 0)
+          for (int b = 0; b < x_boxes(XF32); ++b)
+            tma_load_2d(r.xs + stage * x_stage(XF32) + b * kBoxBytes, &xmap, kc * KC + b * (128 / int(sizeof(XT))),
+                        static_cast<int>(row0), &full[stage]);
+        if (++kc == nchunks[layer]) {
+          kc = 0;
+          ++layer;
+        }
+      }
+    }
   } else {
     float acc[kWgAccMax];
     uint32_t ha[kMaxKSteps][4];
@@ -295,15 +352,59 @@ Status fmlp_wg_prepare() {
   return s;
 }
 
+namespace {
+
+// cuTensorMapEncodeTiled through the runtime's driver entry point (no link against libcuda).
+Result<PFN_cuTensorMapEncodeTiled_v12000> tensor_map_encoder() {
+  static PFN_cuTensorMapEncodeTiled_v12000 fn = nullptr;
+  static cudaError_t err = cudaSuccess;
+  static std::once_flag once;
+  std::call_once(once, [] {
+    void* f = nullptr;
+    cudaDriverEntryPointQueryResult q = cudaDriverEntryPointSymbolNotFound;
+    err = cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f, 12000, cudaEnableDefault, &q);
+    if (err == cudaSuccess && q == cudaDriverEntryPointSuccess) fn = reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(f);
+  });
+  if (!fn)
+    return Status(StatusCode::kRuntimeError, cat("fused MLP wg64: the driver has no cuTensorMapEncodeTiled (",
+                                                 cudaGetErrorString(err), ")"));
+  return fn;
+}
+
+// X [m, k] (row-major, 16-byte aligned, k a multiple of 8) as 64-row x 128-byte boxes, 128-byte swizzle,
+// zeros past the edges.
+Result<CUtensorMap> x_tensor_map(const FmlpParams& p, bool x_f32) {
+  auto encode = tensor_map_encoder();
+  if (!encode.is_ok()) return encode.status();
+  const cuuint32_t es = x_f32 ? 4 : 2;
+  const cuuint64_t dims[2] = {cuuint64_t(p.l[0].k), cuuint64_t(p.m)};
+  const cuuint64_t strides[1] = {cuuint64_t(p.l[0].k) * es};
+  const cuuint32_t box[2] = {128 / es, cuuint32_t(wg::BM)};
+  const cuuint32_t estrides[2] = {1, 1};
+  CUtensorMap map;
+  const CUresult r = (*encode)(&map, x_f32 ? CU_TENSOR_MAP_DATA_TYPE_FLOAT32 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 2,
+                               const_cast<void*>(p.x), dims, strides, box, estrides, CU_TENSOR_MAP_INTERLEAVE_NONE,
+                               CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                               CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  if (r != CUDA_SUCCESS)
+    return Status(StatusCode::kRuntimeError,
+                  cat("fused MLP wg64 ", fmlp_shape(p), ": cuTensorMapEncodeTiled for X failed (CUresult ", int(r), ")"));
+  return map;
+}
+
+}  // namespace
+
 Status launch_fmlp_wg(const FmlpParams& p, bool x_f32, cudaStream_t stream) {
   if (p.m <= 0) return Status::ok();
   if (!fmlp_wg_available())
     return Status(StatusCode::kUnsupported, "fused MLP wg64 runs on sm_90 GPUs (H100/H200) only; this one is not");
   const int64_t blocks = (p.m + wg::BM - 1) / wg::BM;
   if (blocks > INT32_MAX) return Status(StatusCode::kUnsupported, cat("fused MLP wg64: ", p.m, " rows is too many"));
+  auto xmap = x_tensor_map(p, x_f32);
+  if (!xmap.is_ok()) return xmap.status();
   const size_t smem = wg::smem(x_f32);
-  if (x_f32) fmlp_wg_kernel<true><<<static_cast<unsigned>(blocks), wg::THREADS, smem, stream>>>(p);
-  else fmlp_wg_kernel<false><<<static_cast<unsigned>(blocks), wg::THREADS, smem, stream>>>(p);
+  if (x_f32) fmlp_wg_kernel<true><<<static_cast<unsigned>(blocks), wg::THREADS, smem, stream>>>(p, *xmap);
+  else fmlp_wg_kernel<false><<<static_cast<unsigned>(blocks), wg::THREADS, smem, stream>>>(p, *xmap);
   return check_launch(cat("fused MLP wg64 ", fmlp_shape(p)));
 }
 
