@@ -131,6 +131,52 @@ __device__ __forceinline__ void mma_chunk_from(bool from_x, float (&acc)[2][kAcc
   else mma_chunk<NTW, false>(acc, a_tile, a_ld, b_src, kvalid, lane);
 }
 
+// rows64's producer warp: streams every layer's K-chunks of kFmlpChunkK, in order, into
+// a ring of STAGES stages guarded by full/empty mbarriers (full: 1 arrive with W's byte count + 32 noinc
+// arrives of the lanes' cp.async; empty: one arrive per consumer). Chunk kc of layer l: its packed weight
+// block (wblock[l] bytes at wpack + kc * wblock[l]) by one bulk copy into the stage's W area, and for layer
+// 0 the chunk's X columns of this CTA's rows by 16-byte cp.async pieces (row stride x_ld elements).
+// Rows past M and columns past K are not copied: their stale values meet only rows that are never stored,
+// and the consumers mask the final half k-step.
+template <typename XT, int STAGES>
+__device__ __forceinline__ void produce_chunks(const FmlpParams& p, const FmlpLayer* sl, const int* nchunks,
+                                               const uint32_t* wblock, unsigned char* ws, size_t w_stage,
+                                               unsigned char* xs, size_t x_stage, int x_ld, uint64_t* full,
+                                               uint64_t* empty, int64_t row0, int rows, int lane) {
+  constexpr int KC = kFmlpChunkK;
+  const int kx = sl[0].k;
+  int layer = 0, kc = 0, total = 0;
+  for (int l = 0; l < p.layers; ++l) total += nchunks[l];
+  for (int c = 0; c < total; ++c) {
+    const int stage = c % STAGES;
+    if (c >= STAGES) mbar_wait(&empty[stage], ((c / STAGES) - 1) & 1);
+    const uint32_t wbytes = wblock[layer];
+    const int k0 = kc * KC;
+    const uint32_t xrow = layer == 0 ? uint32_t(min(KC, kx - k0)) * sizeof(XT) : 0;
+    if (lane == 0) {
+      mbar_arrive_expect_tx(&full[stage], wbytes);
+      bulk_copy(ws + stage * w_stage, static_cast<const unsigned char*>(sl[layer].wpack) + size_t(kc) * wbytes, wbytes,
+                &full[stage]);
+    }
+    if (xrow) {  // 16-byte pieces, lane by lane along the rows (a bulk copy per row serializes over the lanes)
+      constexpr int PPR = KC * sizeof(XT) / 16;  // pieces in a full chunk row (a power of 2)
+      const int ppr = static_cast<int>(xrow / 16);
+      const unsigned char* src = reinterpret_cast<const unsigned char*>(static_cast<const XT*>(p.x) + row0 * kx + k0);
+      unsigned char* dst = xs + stage * x_stage;
+      for (int i = lane; i < rows * PPR; i += 32) {
+        const int r = i / PPR, col = i % PPR;
+        if (col < ppr)
+          cp_async16(dst + size_t(r) * x_ld * sizeof(XT) + col * 16, src + size_t(r) * kx * sizeof(XT) + col * 16, 16);
+      }
+    }
+    asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(smem_u32(&full[stage])) : "memory");
+    if (++kc == nchunks[layer]) {
+      kc = 0;
+      ++layer;
+    }
+  }
+}
+
 template <bool XF32>
 __global__ void __launch_bounds__(lg::THREADS, 1) fmlp_large_kernel(const __grid_constant__ FmlpParams p) {
   using namespace lg;
@@ -165,7 +211,7 @@ __global__ void __launch_bounds__(lg::THREADS, 1) fmlp_large_kernel(const __grid
   if (warp == MMA_WARPS) {
     uint32_t wblock[kFmlpMaxLayers];
     for (int l = 0; l < layers; ++l) wblock[l] = uint32_t(npad[l]) * W_LD * 2;
-    fmlp::produce_chunks<XT, STAGES>(p, sl, nchunks, wblock, ws, kWStage, xs, x_stage(XF32), X_LD, full, empty, row0, rows,
+    produce_chunks<XT, STAGES>(p, sl, nchunks, wblock, ws, kWStage, xs, x_stage(XF32), X_LD, full, empty, row0, rows,
                                      lane);
     return;
   }

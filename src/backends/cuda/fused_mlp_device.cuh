@@ -1,6 +1,5 @@
 // Device helpers shared by the fused MLP kernels (fused_mlp.cu: rows64 and cluster8, sm_90;
-// fused_mlp_sm90a.cu: wg64, sm_90a): async copies, mbarriers, fragment conversion, activations, and the
-// producer warp that streams K-chunks into a ring of shared-memory stages.
+// fused_mlp_sm90a.cu: wg64, sm_90a): async copies, mbarriers, fragment conversion, activations.
 #pragma once
 #include <cuda_fp16.h>
 
@@ -107,52 +106,6 @@ __device__ __forceinline__ void load_a(uint32_t (&a)[4], const void* tile, int l
   } else {
     const int q = lane >> 3, r = lane & 7;
     ldmatrix_x4(a, static_cast<const __half*>(tile) + (r + (q & 1) * 8) * ld + (q >> 1) * 8);
-  }
-}
-
-// The producer warp of the row-tile kernels: streams every layer's K-chunks of kFmlpChunkK, in order, into
-// a ring of STAGES stages guarded by full/empty mbarriers (full: 1 arrive with W's byte count + 32 noinc
-// arrives of the lanes' cp.async; empty: one arrive per consumer). Chunk kc of layer l: its packed weight
-// block (wblock[l] bytes at wpack + kc * wblock[l]) by one bulk copy into the stage's W area, and for layer
-// 0 the chunk's X columns of this CTA's rows by 16-byte cp.async pieces (row stride x_ld elements).
-// Rows past M and columns past K are not copied: their stale values meet only rows that are never stored,
-// and the consumers mask the final half k-step.
-template <typename XT, int STAGES>
-__device__ __forceinline__ void produce_chunks(const FmlpParams& p, const FmlpLayer* sl, const int* nchunks,
-                                               const uint32_t* wblock, unsigned char* ws, size_t w_stage,
-                                               unsigned char* xs, size_t x_stage, int x_ld, uint64_t* full,
-                                               uint64_t* empty, int64_t row0, int rows, int lane) {
-  constexpr int KC = kFmlpChunkK;
-  const int kx = sl[0].k;
-  int layer = 0, kc = 0, total = 0;
-  for (int l = 0; l < p.layers; ++l) total += nchunks[l];
-  for (int c = 0; c < total; ++c) {
-    const int stage = c % STAGES;
-    if (c >= STAGES) mbar_wait(&empty[stage], ((c / STAGES) - 1) & 1);
-    const uint32_t wbytes = wblock[layer];
-    const int k0 = kc * KC;
-    const uint32_t xrow = layer == 0 ? uint32_t(min(KC, kx - k0)) * sizeof(XT) : 0;
-    if (lane == 0) {
-      mbar_arrive_expect_tx(&full[stage], wbytes);
-      bulk_copy(ws + stage * w_stage, static_cast<const unsigned char*>(sl[layer].wpack) + size_t(kc) * wbytes, wbytes,
-                &full[stage]);
-    }
-    if (xrow) {  // 16-byte pieces, lane by lane along the rows (a bulk copy per row serializes over the lanes)
-      constexpr int PPR = KC * sizeof(XT) / 16;  // pieces in a full chunk row (a power of 2)
-      const int ppr = static_cast<int>(xrow / 16);
-      const unsigned char* src = reinterpret_cast<const unsigned char*>(static_cast<const XT*>(p.x) + row0 * kx + k0);
-      unsigned char* dst = xs + stage * x_stage;
-      for (int i = lane; i < rows * PPR; i += 32) {
-        const int r = i / PPR, col = i % PPR;
-        if (col < ppr)
-          cp_async16(dst + size_t(r) * x_ld * sizeof(XT) + col * 16, src + size_t(r) * kx * sizeof(XT) + col * 16, 16);
-      }
-    }
-    asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(smem_u32(&full[stage])) : "memory");
-    if (++kc == nchunks[layer]) {
-      kc = 0;
-      ++layer;
-    }
   }
 }
 
