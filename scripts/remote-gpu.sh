@@ -7,7 +7,7 @@
 # Optional, not in the default: compare = bench/compare.py, Kiln beside ONNX Runtime and PyTorch in the
 # course's tables (issue 7): KILN_GPU_STEPS="compare" (KILN_COMPARE_ARGS=--quick for its short run).
 # KILN_GPU_STEPS="lowlat": bench_low_latency alone (quick iterations on the resident kernel); "fmlpdiag": the
-# CUDA fused-MLP kernels' bench with the SM clock sampled, and Nsight Compute on them.
+# CUDA fused-MLP kernels' bench with the SM clock sampled, bench_l2_ingest, and Nsight Compute on them.
 set -u
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 OUT=${OUT:-$HERE/out}
@@ -221,7 +221,8 @@ PY
   fi
   if [[ " $STEPS " == *" fmlpdiag "* ]]; then
     # The CUDA kiln.FusedMLP kernels: CudaFusedMlp.Bench (each tactic at M = 1 ... 8192) with the SM clock
-    # sampled beside it, then Nsight Compute on CudaFusedMlp.Profile's launches (bench/GPU_NOTES.md).
+    # sampled beside it, bench_l2_ingest, then Nsight Compute on CudaFusedMlp.Profile's launches
+    # (bench/GPU_NOTES.md).
     local T="$HERE/bin/kiln_tests"
     { echo "## Fused MLP kernels (CudaFusedMlp.Bench, SM clock, Nsight Compute)"; echo; echo '```'; } >> "$md"
     nvidia-smi --query-gpu=timestamp,clocks.sm,clocks.mem,power.draw,utilization.gpu --format=csv -lms 100 > "$WORK/clocks.csv" &
@@ -229,6 +230,8 @@ PY
     KILN_TEST_CUDA=require KILN_FMLP_BENCH=1 timeout 300 "$T" --gtest_filter=CudaFusedMlp.Bench 2>&1 | grep fmlp-bench | tee -a "$md"
     kill $smi
     echo "SM clock during the bench (MHz), min/median/max: $(awk -F', ' 'NR>1 {print $2+0}' "$WORK/clocks.csv" | sort -n | awk '{a[NR]=$1} END {print a[1], a[int(NR/2)+1], a[NR], "(" NR " samples)"}')" | tee -a "$md"
+    # What one SM takes in from L2 per ring step (the fused kernels' bound; bench/GPU_NOTES.md, session 7).
+    if [[ -x "$HERE/bin/bench_l2_ingest" ]]; then timeout 60 "$HERE/bin/bench_l2_ingest" 2>&1 | tee -a "$md"; fi
     KILN_TEST_CUDA=require KILN_FMLP_PROFILE=1 timeout 200 ncu -k regex:fmlp_ --section SpeedOfLight --section WarpStateStats \
       --section MemoryWorkloadAnalysis --section Occupancy --section LaunchStats --section SchedulerStats \
       --section ComputeWorkloadAnalysis "$T" --gtest_filter=CudaFusedMlp.Profile > "$WORK/ncu.txt" 2>&1
