@@ -219,12 +219,12 @@ class PerLayer {
   int64_t m_ = 0;
 };
 
-// Without a recorded tactic: per-layer cuBLASLt (heuristic algorithms), measured faster than both fused kernels
-// on the H100 at every M tried (bench/GPU_NOTES.md, 2026-11-25).
 enum class Large { kRows64 = 1, kWg64 = 2 };  // the fused tactic's large-M kernel (= its mode in the data)
 
 const char* large_name(Large k) { return k == Large::kWg64 ? "wg64" : "rows64"; }
 
+// Without a recorded tactic: per-layer cuBLASLt (heuristic algorithms), measured faster than both fused kernels
+// on the H100 at every M tried (bench/GPU_NOTES.md, 2026-11-25).
 struct Tactic {
   bool fused = false;
   Large large = Large::kRows64;
@@ -409,7 +409,6 @@ Result<std::unique_ptr<CudaKernel>> create(const KernelInit& init) {
                               "only; rebuild the engine on this GPU",
                               context));
   Status s = fmlp_prepare();
-  if (s.is_ok()) s = fmlp_wg_prepare();
   if (!s.is_ok()) return s;
   std::unique_ptr<PerLayer> pl;
   PackedWeights packed;
@@ -493,7 +492,6 @@ Status tune(Node& node, const Graph& g, const TuneContext& ctx) {
   const int64_t m_max = std::max(m_opt, volume(ctx.in_max.at(0).shape) / d->k[0]);
   if (m_opt <= 0) return Status::ok();
   Status s = fmlp_prepare();
-  if (s.is_ok()) s = fmlp_wg_prepare();
   if (!s.is_ok()) return s;
 
   // Constants and random non-zero activations at the largest M timed.

@@ -497,7 +497,7 @@ Status fmlp_prepare() {
                       raise(fmlp_small_kernel<true>, small, "fused MLP cluster8, float32"),
                       raise(fmlp_small_kernel<false>, small, "fused MLP cluster8, float16")})
       if (!st.is_ok()) return st;
-    return Status::ok();
+    return fmlp_wg_prepare();
   }();
   return s;
 }

@@ -89,12 +89,14 @@ void fmlp_wg_pack_weights(const uint16_t* w, int n, int k, uint16_t* out);
 
 // Dynamic shared memory the small kernel needs: it grows with the weights (0 = does not fit).
 size_t fmlp_small_smem(const FmlpParams& p);
-// Raises the kernels' shared-memory limits (once per process; call from create/tune, not while capturing).
+// Raises every fused kernel's shared-memory limit, wg64's included where the GPU runs it (once per process;
+// call from create/tune, not while capturing).
 Status fmlp_prepare();
 
 Status launch_fmlp_large(const FmlpParams& p, bool x_f32, cudaStream_t stream);
 Status launch_fmlp_small(const FmlpParams& p, bool x_f32, cudaStream_t stream);
-// wg64: whether this GPU runs it (compute capability 9.0), its shared-memory limits (once per process), launch.
+// wg64: whether this GPU runs it (compute capability 9.0), its shared-memory limits (fmlp_prepare calls it),
+// launch.
 bool fmlp_wg_available();
 Status fmlp_wg_prepare();
 Status launch_fmlp_wg(const FmlpParams& p, bool x_f32, cudaStream_t stream);
