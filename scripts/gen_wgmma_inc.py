@@ -8,7 +8,7 @@ templates, so the wrappers are generated. Run it after changing kShapes; the out
 """
 import pathlib
 
-kShapes = [16, 32, 64, 128, 256]
+kShapes = [8, 16, 32, 64, 128, 256]
 
 
 def wrapper(n: int) -> str:

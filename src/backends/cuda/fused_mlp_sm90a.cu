@@ -35,7 +35,13 @@ using namespace fmlp;
 
 namespace wg {
 constexpr int BM = kFmlpRowsLarge, KC = kFmlpChunkK, KSTEPS = KC / 16, STAGES = 4;
-constexpr int CONSUMER_WARPS = 4, THREADS = (CONSUMER_WARPS + 1) * 32;
+// Two consumer warpgroups on the same 64 rows, each computing half of every layer's features (wgmma N =
+// NP / 2), so that one's serial per-chunk work (wait, fragments, retire, release) overlaps the other's MMAs;
+// they swap hidden activations through shared memory (kXchgBytes) between layers.
+// The producer is a third warpgroup (one thread works) so that setmaxnreg can move its registers to the
+// consumers (65536 / 384 threads would leave each 168; the consumers need ~200).
+constexpr int CONSUMER_WARPS = 8, CONSUMERS = CONSUMER_WARPS * 32, THREADS = CONSUMERS + 128;
+constexpr int kProducerRegs = 40, kConsumerRegs = 232;
 // X arrives by the tensor copy engine in boxes of 64 rows x 128 bytes (32 float32 or 64 float16 columns),
 // 128-byte swizzled: 16-byte unit u of row r sits at unit u ^ (r % 8), so the fragment loads of 8 rows
 // fall in distinct banks. A chunk's X is 2 boxes (float32) or 1 (float16).
@@ -44,7 +50,8 @@ constexpr int x_boxes(bool f32) { return f32 ? 2 : 1; }
 constexpr size_t kWStage = size_t(kFmlpMaxN) * KC * 2;
 constexpr size_t x_stage(bool f32) { return size_t(x_boxes(f32)) * kBoxBytes; }
 // + 1024: the stages start at the first 1024-byte boundary (the swizzle pattern repeats every 1024 bytes).
-constexpr size_t smem(bool f32) { return STAGES * (kWStage + x_stage(f32)) + 1024; }
+constexpr size_t kXchgBytes = size_t(kFmlpMaxN / 8) * 128 * 8;  // per n8 tile, per (row warp, lane): 2 halves x 2
+constexpr size_t smem(bool f32) { return STAGES * (kWStage + x_stage(f32)) + kXchgBytes + 1024; }
 constexpr int kMaxKSteps = kFmlpMaxN / 16;  // a hidden layer's A fragments: its padded width / 16
 }  // namespace wg
 
@@ -74,15 +81,17 @@ __device__ __forceinline__ void fence_frag(uint32_t (&a)[4]) {
 // core matrices (8 features x 8 k, 128 contiguous bytes) 128 bytes apart along N (stride byte offset), and
 // K-groups NP * 16 bytes apart (leading byte offset).
 template <int NP>
-__device__ __forceinline__ uint64_t b_desc(const unsigned char* wstage, int ks) {
+__device__ __forceinline__ uint64_t b_desc(const unsigned char* wstage, int ks, int half) {
   constexpr uint32_t kLbo = NP * 16, kSbo = 128;
-  const uint32_t addr = smem_u32(wstage) + ks * 2 * kLbo;
+  const uint32_t addr = smem_u32(wstage) + ks * 2 * kLbo + half * (NP / 2) * 16;  // the half's feature groups
   return uint64_t((addr & 0x3FFFF) >> 4) | (uint64_t(kLbo >> 4) << 16) | (uint64_t(kSbo >> 4) << 32);
 }
 
 struct Ring {
   unsigned char* ws;  // STAGES W areas of kWStage bytes
   unsigned char* xs;  // STAGES X areas
+  uint2* xchg;        // hidden activations between the two warpgroups
+  int half;           // this warpgroup: features [half * NP/2, (half + 1) * NP/2) of every layer
   uint64_t* full;
   uint64_t* empty;
   int base;  // ring index of the current layer's first chunk
@@ -130,7 +139,7 @@ __device__ __forceinline__ void chunk_from_x(float (&acc)[kWgAccMax], uint32_t (
   const unsigned char* xstage = r.xs + stage * x_stage(XF32);
 #pragma unroll
   for (int ks = 0; ks < KSTEPS; ++ks) {
-    load_a_swizzled<XF32>(a[ks], xstage, warp * 16, ks, lane);
+    load_a_swizzled<XF32>(a[ks], xstage, (warp & 3) * 16, ks, lane);
     // Columns past K hold stale stage data: zero them (the packed block is zero there too). Every k-step is
     // issued, so that no wgmma sits on a branch (ptxas serializes those).
     if (ks * 16 >= kvalid) a[ks][0] = a[ks][1] = 0u;
@@ -139,7 +148,7 @@ __device__ __forceinline__ void chunk_from_x(float (&acc)[kWgAccMax], uint32_t (
   }
   wg_fence();
 #pragma unroll
-  for (int ks = 0; ks < KSTEPS; ++ks) wgmma_rs<NP>(acc, a[ks], b_desc<NP>(r.ws + stage * kWStage, ks));
+  for (int ks = 0; ks < KSTEPS; ++ks) wgmma_rs<NP / 2>(acc, a[ks], b_desc<NP>(r.ws + stage * kWStage, ks, r.half));
   wg_commit();
 }
 
@@ -156,7 +165,7 @@ __device__ __forceinline__ void layer_from_x(float (&acc)[kWgAccMax], const Ring
     wg_wait<0>();
     release(r, r.base + c, lane);
   }
-  fence_acc<NP / 2>(acc);
+  fence_acc<NP / 4>(acc);
 }
 
 // Layers after the first: A is the previous layer's activations, already in registers (ha).
@@ -174,7 +183,8 @@ __device__ __forceinline__ void layer_from_regs(float (&acc)[kWgAccMax], const u
       // Whole chunks: fragments past the previous layer's padded width are zero (to_fragments), as is the
       // packed block past K.
 #pragma unroll
-      for (int s = 0; s < KSTEPS; ++s) wgmma_rs<NP>(acc, ha[c * KSTEPS + s], b_desc<NP>(r.ws + stage * kWStage, s));
+      for (int s = 0; s < KSTEPS; ++s)
+        wgmma_rs<NP / 2>(acc, ha[c * KSTEPS + s], b_desc<NP>(r.ws + stage * kWStage, s, r.half));
       wg_commit();
       wg_wait<1>();
       if (c > 0) release(r, rc - 1, lane);
@@ -182,25 +192,40 @@ __device__ __forceinline__ void layer_from_regs(float (&acc)[kWgAccMax], const u
   }
   wg_wait<0>();
   release(r, r.base + nch - 1, lane);
-  fence_acc<NP / 2>(acc);
+  fence_acc<NP / 4>(acc);
 }
 
-// Bias + activation; the result as the next layer's A fragments (k-step j = features 16j..16j+15).
+// Bias + activation; the result as the next layer's A fragments (k-step j = features 16j..16j+15): this
+// warpgroup's n8 tiles (features half * NP/2 ..) go to shared memory as float16 pairs, and after a barrier
+// every thread reads all NP/8 tiles of its rows back (the other warpgroup's thread with the same row warp
+// and lane holds the same rows).
 template <int NP, int ACT>
 __device__ __forceinline__ void to_fragments(const float (&acc)[kWgAccMax], uint32_t (&ha)[wg::kMaxKSteps][4],
-                                             const FmlpLayer& L, int t) {
+                                             const FmlpLayer& L, const Ring& r, int warp, int lane) {
+  constexpr int kTiles = NP / 16;  // this half's n8 tiles
+  const int t = lane & 3, slot = (warp & 3) * 32 + lane;
 #pragma unroll
-  for (int j = 0; j < NP / 16; ++j) {
-    const int c0 = 16 * j + 2 * t, c1 = c0 + 8;
-    const float b00 = bias_at(L, c0), b01 = bias_at(L, c0 + 1), b10 = bias_at(L, c1), b11 = bias_at(L, c1 + 1);
-    const float* d = acc + 8 * j;
-    ha[j][0] = pack_half2(epilogue_act<ACT>(L, d[0] + b00), epilogue_act<ACT>(L, d[1] + b01));
-    ha[j][1] = pack_half2(epilogue_act<ACT>(L, d[2] + b00), epilogue_act<ACT>(L, d[3] + b01));
-    ha[j][2] = pack_half2(epilogue_act<ACT>(L, d[4] + b10), epilogue_act<ACT>(L, d[5] + b11));
-    ha[j][3] = pack_half2(epilogue_act<ACT>(L, d[6] + b10), epilogue_act<ACT>(L, d[7] + b11));
+  for (int jt = 0; jt < kTiles; ++jt) {
+    const int tile = r.half * kTiles + jt, col = 8 * tile + 2 * t;
+    const float b0 = bias_at(L, col), b1 = bias_at(L, col + 1);
+    const float* d = acc + 4 * jt;
+    r.xchg[tile * 128 + slot] = make_uint2(pack_half2(epilogue_act<ACT>(L, d[0] + b0), epilogue_act<ACT>(L, d[1] + b1)),
+                                           pack_half2(epilogue_act<ACT>(L, d[2] + b0), epilogue_act<ACT>(L, d[3] + b1)));
   }
+  named_barrier(2, wg::CONSUMERS);
 #pragma unroll
-  for (int j = NP / 16; j < wg::kMaxKSteps; ++j) ha[j][0] = ha[j][1] = ha[j][2] = ha[j][3] = 0u;
+  for (int j = 0; j < wg::kMaxKSteps; ++j) {
+    if (j < NP / 16) {
+      const uint2 lo = r.xchg[(2 * j) * 128 + slot], hi = r.xchg[(2 * j + 1) * 128 + slot];
+      ha[j][0] = lo.x;
+      ha[j][1] = lo.y;
+      ha[j][2] = hi.x;
+      ha[j][3] = hi.y;
+    } else {
+      ha[j][0] = ha[j][1] = ha[j][2] = ha[j][3] = 0u;
+    }
+  }
+  named_barrier(2, wg::CONSUMERS);  // both warpgroups have read before either writes the next layer's
 #pragma unroll
   for (int j = 0; j < wg::kMaxKSteps; ++j) fence_frag(ha[j]);
 }
@@ -208,12 +233,12 @@ __device__ __forceinline__ void to_fragments(const float (&acc)[kWgAccMax], uint
 // Bias + activation of the last layer into Y (its first L.n features, rows below M).
 template <int NP, int ACT, bool XF32>
 __device__ __forceinline__ void store_output(const float (&acc)[kWgAccMax], const FmlpLayer& L, const FmlpParams& p,
-                                             int64_t row0, int warp, int g, int t) {
-  const int64_t r0 = row0 + warp * 16 + g, r1 = r0 + 8;
+                                             int64_t row0, int warp, int g, int t, int half) {
+  const int64_t r0 = row0 + (warp & 3) * 16 + g, r1 = r0 + 8;
   const int n = L.n;
 #pragma unroll
-  for (int jt = 0; jt < NP / 8; ++jt) {
-    const int col = 8 * jt + 2 * t;
+  for (int jt = 0; jt < NP / 16; ++jt) {  // this half's n8 tiles
+    const int col = 8 * (half * (NP / 16) + jt) + 2 * t;
     const float b0 = bias_at(L, col), b1 = bias_at(L, col + 1);
     const float* d = acc + 4 * jt;
     if (r0 < p.m && col < n) store_y<XF32>(p.y, r0 * n + col, epilogue_act<ACT>(L, d[0] + b0));
@@ -228,18 +253,18 @@ __device__ __forceinline__ void run_layer(bool first, bool last, float (&acc)[kW
                                           uint32_t (&ha)[wg::kMaxKSteps][4], const Ring& r, const FmlpLayer& L,
                                           const FmlpParams& p, int64_t row0, int warp, int lane) {
 #pragma unroll
-  for (int i = 0; i < NP / 2; ++i) acc[i] = 0.f;
-  fence_acc<NP / 2>(acc);
+  for (int i = 0; i < NP / 4; ++i) acc[i] = 0.f;
+  fence_acc<NP / 4>(acc);
   if (first) layer_from_x<NP, XF32>(acc, r, L.k, warp, lane);
   else layer_from_regs<NP>(acc, ha, r, L.k, lane);
   const int g = lane >> 2, t = lane & 3;
   switch (act_class(L.act) + (last ? 3 : 0)) {
-    case 0: to_fragments<NP, 0>(acc, ha, L, t); break;
-    case 1: to_fragments<NP, 1>(acc, ha, L, t); break;
-    case 2: to_fragments<NP, 2>(acc, ha, L, t); break;
-    case 3: store_output<NP, 0, XF32>(acc, L, p, row0, warp, g, t); break;
-    case 4: store_output<NP, 1, XF32>(acc, L, p, row0, warp, g, t); break;
-    default: store_output<NP, 2, XF32>(acc, L, p, row0, warp, g, t); break;
+    case 0: to_fragments<NP, 0>(acc, ha, L, r, warp, lane); break;
+    case 1: to_fragments<NP, 1>(acc, ha, L, r, warp, lane); break;
+    case 2: to_fragments<NP, 2>(acc, ha, L, r, warp, lane); break;
+    case 3: store_output<NP, 0, XF32>(acc, L, p, row0, warp, g, t, r.half); break;
+    case 4: store_output<NP, 1, XF32>(acc, L, p, row0, warp, g, t, r.half); break;
+    default: store_output<NP, 2, XF32>(acc, L, p, row0, warp, g, t, r.half); break;
   }
 }
 
@@ -279,12 +304,15 @@ __global__ void __launch_bounds__(wg::THREADS, 1)
   }
   __syncthreads();
   unsigned char* stages = smem + ((1024 - (smem_u32(smem) & 1023)) & 1023);
-  Ring r{stages, stages + STAGES * kWStage, full, empty, 0};
+  Ring r{stages, stages + STAGES * kWStage,
+         reinterpret_cast<uint2*>(stages + STAGES * (kWStage + x_stage(XF32))), warp / 4, full, empty, 0};
   const int64_t row0 = int64_t(blockIdx.x) * BM;
 
-  if (warp == CONSUMER_WARPS) {
-    // Producer: per chunk, the packed weight block (one bulk copy) and for layer 0 X's boxes (tensor copies).
-    if (lane == 0) {
+  if (warp >= CONSUMER_WARPS) {
+    // Producer (warp CONSUMER_WARPS, lane 0; the rest of its warpgroup idles):
+    // per chunk, the packed weight block (one bulk copy) and for layer 0 X's boxes (tensor copies).
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(kProducerRegs));
+    if (warp == CONSUMER_WARPS && lane == 0) {
       int layer = 0, kc = 0, total = 0;
       for (int l = 0; l < p.layers; ++l) total += nchunks[l];
       for (int c = 0; c < total; ++c) {
@@ -305,6 +333,7 @@ __global__ void __launch_bounds__(wg::THREADS, 1)
       }
     }
   } else {
+    asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(kConsumerRegs));
     float acc[kWgAccMax];
     uint32_t ha[kMaxKSteps][4];
     for (int l = 0; l < p.layers; ++l) {
