@@ -8,7 +8,7 @@ templates, so the wrappers are generated. Run it after changing kShapes; the out
 """
 import pathlib
 
-kShapes = [16, 32, 64, 128, 256]
+kShapes = [8, 16, 32, 64, 128, 256]
 
 
 def wrapper(n: int) -> str:
@@ -26,6 +26,20 @@ def wrapper(n: int) -> str:
     )
 
 
+def wrapper_ss(n: int) -> str:
+    acc = n // 2
+    regs = ", ".join(f"%{i}" for i in range(acc))
+    outs = ", ".join(f'"+f"(d[{i}])' for i in range(acc))
+    return (
+        f"template <>\n"
+        f"__device__ __forceinline__ void wgmma_ss<{n}>(float (&d)[kWgAccMax], uint64_t a, uint64_t b) {{\n"
+        f'  asm volatile("wgmma.mma_async.sync.aligned.m64n{n}k16.f32.f16.f16 {{{regs}}}, %{acc}, %{acc + 1}, 1, 1, 1, 0, 0;\\n"\n'
+        f"               : {outs}\n"
+        f'               : "l"(a), "l"(b));\n'
+        f"}}\n"
+    )
+
+
 def main() -> None:
     out = pathlib.Path(__file__).resolve().parent.parent / "src/backends/cuda/wgmma_f16.inc"
     text = (
@@ -36,6 +50,12 @@ def main() -> None:
         "__device__ void wgmma_rs(float (&d)[kWgAccMax], const uint32_t (&a)[4], uint64_t b);\n\n"
     )
     text += "\n".join(wrapper(n) for n in kShapes)
+    text += (
+        "\n// wgmma_ss<N>(d, a, b): the same with A from shared memory too (K-major, descriptor a).\n"
+        "template <int N>\n"
+        "__device__ void wgmma_ss(float (&d)[kWgAccMax], uint64_t a, uint64_t b);\n\n"
+    )
+    text += "\n".join(wrapper_ss(n) for n in kShapes)
     out.write_text(text)
 
 

@@ -35,7 +35,13 @@ using namespace fmlp;
 
 namespace wg {
 constexpr int BM = kFmlpRowsLarge, KC = kFmlpChunkK, KSTEPS = KC / 16, STAGES = 4;
-constexpr int CONSUMER_WARPS = 4, THREADS = (CONSUMER_WARPS + 1) * 32;
+// Two consumer warpgroups on the same 64 rows, each computing half of every layer's features (wgmma N =
+// NP / 2), so that one's serial per-chunk work (wait, fragments, retire, release) overlaps the other's MMAs;
+// they swap hidden activations through shared memory (kXchgBytes) between layers.
+// The producer is a third warpgroup (one thread works) so that setmaxnreg can move its registers to the
+// consumers (65536 / 384 threads would leave each 168; the consumers need ~200).
+constexpr int CONSUMER_WARPS = 8, CONSUMERS = CONSUMER_WARPS * 32, THREADS = CONSUMERS + 128;
+constexpr int kProducerRegs = 40, kConsumerRegs = 232;
 // X arrives by the tensor copy engine in boxes of 64 rows x 128 bytes (32 float32 or 64 float16 columns),
 // 128-byte swizzled: 16-byte unit u of row r sits at unit u ^ (r % 8), so the fragment loads of 8 rows
 // fall in distinct banks. A chunk's X is 2 boxes (float32) or 1 (float16).
@@ -44,8 +50,10 @@ constexpr int x_boxes(bool f32) { return f32 ? 2 : 1; }
 constexpr size_t kWStage = size_t(kFmlpMaxN) * KC * 2;
 constexpr size_t x_stage(bool f32) { return size_t(x_boxes(f32)) * kBoxBytes; }
 // + 1024: the stages start at the first 1024-byte boundary (the swizzle pattern repeats every 1024 bytes).
-constexpr size_t smem(bool f32) { return STAGES * (kWStage + x_stage(f32)) + 1024; }
-constexpr int kMaxKSteps = kFmlpMaxN / 16;  // a hidden layer's A fragments: its padded width / 16
+// A hidden layer's activations as the next layer's wgmma A operand: 64 rows x up to 256 features, K-major
+// no-swizzle core matrices (8 rows x 8 features, 128 bytes), [feature group][row group].
+constexpr size_t kXchgBytes = size_t(kFmlpMaxN / 8) * 1024;
+constexpr size_t smem(bool f32) { return STAGES * (kWStage + x_stage(f32)) + kXchgBytes + 1024; }
 }  // namespace wg
 
 constexpr int kWgAccMax = kFmlpMaxN / 2;  // float32 accumulators per thread at N = 256
@@ -74,15 +82,17 @@ __device__ __forceinline__ void fence_frag(uint32_t (&a)[4]) {
 // core matrices (8 features x 8 k, 128 contiguous bytes) 128 bytes apart along N (stride byte offset), and
 // K-groups NP * 16 bytes apart (leading byte offset).
 template <int NP>
-__device__ __forceinline__ uint64_t b_desc(const unsigned char* wstage, int ks) {
+__device__ __forceinline__ uint64_t b_desc(const unsigned char* wstage, int ks, int half) {
   constexpr uint32_t kLbo = NP * 16, kSbo = 128;
-  const uint32_t addr = smem_u32(wstage) + ks * 2 * kLbo;
+  const uint32_t addr = smem_u32(wstage) + ks * 2 * kLbo + half * (NP / 2) * 16;  // the half's feature groups
   return uint64_t((addr & 0x3FFFF) >> 4) | (uint64_t(kLbo >> 4) << 16) | (uint64_t(kSbo >> 4) << 32);
 }
 
 struct Ring {
   unsigned char* ws;  // STAGES W areas of kWStage bytes
   unsigned char* xs;  // STAGES X areas
+  unsigned char* act; // a hidden layer's output, the next layer's A operand (K-major core matrices)
+  int half;           // this warpgroup: features [half * NP/2, (half + 1) * NP/2) of every layer
   uint64_t* full;
   uint64_t* empty;
   int base;  // ring index of the current layer's first chunk
@@ -130,7 +140,7 @@ __device__ __forceinline__ void chunk_from_x(float (&acc)[kWgAccMax], uint32_t (
   const unsigned char* xstage = r.xs + stage * x_stage(XF32);
 #pragma unroll
   for (int ks = 0; ks < KSTEPS; ++ks) {
-    load_a_swizzled<XF32>(a[ks], xstage, warp * 16, ks, lane);
+    load_a_swizzled<XF32>(a[ks], xstage, (warp & 3) * 16, ks, lane);
     // Columns past K hold stale stage data: zero them (the packed block is zero there too). Every k-step is
     // issued, so that no wgmma sits on a branch (ptxas serializes those).
     if (ks * 16 >= kvalid) a[ks][0] = a[ks][1] = 0u;
@@ -139,7 +149,7 @@ __device__ __forceinline__ void chunk_from_x(float (&acc)[kWgAccMax], uint32_t (
   }
   wg_fence();
 #pragma unroll
-  for (int ks = 0; ks < KSTEPS; ++ks) wgmma_rs<NP>(acc, a[ks], b_desc<NP>(r.ws + stage * kWStage, ks));
+  for (int ks = 0; ks < KSTEPS; ++ks) wgmma_rs<NP / 2>(acc, a[ks], b_desc<NP>(r.ws + stage * kWStage, ks, r.half));
   wg_commit();
 }
 
@@ -156,13 +166,18 @@ __device__ __forceinline__ void layer_from_x(float (&acc)[kWgAccMax], const Ring
     wg_wait<0>();
     release(r, r.base + c, lane);
   }
-  fence_acc<NP / 2>(acc);
+  fence_acc<NP / 4>(acc);
 }
 
-// Layers after the first: A is the previous layer's activations, already in registers (ha).
+// Layers after the first: A is the previous layer's activations in shared memory (r.act).
+__device__ __forceinline__ uint64_t a_desc(const unsigned char* act, int ks) {
+  constexpr uint32_t kLbo = 1024, kSbo = 128;  // K-direction core matrices 1024 bytes apart, row groups 128
+  const uint32_t addr = smem_u32(act) + ks * 2 * kLbo;
+  return uint64_t((addr & 0x3FFFF) >> 4) | (uint64_t(kLbo >> 4) << 16) | (uint64_t(kSbo >> 4) << 32);
+}
+
 template <int NP>
-__device__ __forceinline__ void layer_from_regs(float (&acc)[kWgAccMax], const uint32_t (&ha)[wg::kMaxKSteps][4],
-                                                const Ring& r, int k, int lane) {
+__device__ __forceinline__ void layer_from_shared(float (&acc)[kWgAccMax], const Ring& r, int k, int lane) {
   using namespace wg;
   const int nch = fmlp_chunks(k);
 #pragma unroll
@@ -171,10 +186,11 @@ __device__ __forceinline__ void layer_from_regs(float (&acc)[kWgAccMax], const u
       const int rc = r.base + c, stage = rc % STAGES;
       wait_full(r, rc);
       wg_fence();
-      // Whole chunks: fragments past the previous layer's padded width are zero (to_fragments), as is the
+      // Whole chunks: activations past the previous layer's padded width are zero (to_shared), as is the
       // packed block past K.
 #pragma unroll
-      for (int s = 0; s < KSTEPS; ++s) wgmma_rs<NP>(acc, ha[c * KSTEPS + s], b_desc<NP>(r.ws + stage * kWStage, s));
+      for (int s = 0; s < KSTEPS; ++s)
+        wgmma_ss<NP / 2>(acc, a_desc(r.act, c * KSTEPS + s), b_desc<NP>(r.ws + stage * kWStage, s, r.half));
       wg_commit();
       wg_wait<1>();
       if (c > 0) release(r, rc - 1, lane);
@@ -182,38 +198,51 @@ __device__ __forceinline__ void layer_from_regs(float (&acc)[kWgAccMax], const u
   }
   wg_wait<0>();
   release(r, r.base + nch - 1, lane);
-  fence_acc<NP / 2>(acc);
+  fence_acc<NP / 4>(acc);
 }
 
-// Bias + activation; the result as the next layer's A fragments (k-step j = features 16j..16j+15).
+// Bias + activation; the result into r.act as the next layer's A operand. Each warpgroup writes its n8
+// tiles (features half * NP/2 ..); warpgroup 0 also zeroes the feature groups up to the next 64 (the next
+// layer's last chunk reads them). Barriers: before (the other warpgroup may still be reading this layer's
+// A) and after (the writes, made visible to wgmma's async proxy).
 template <int NP, int ACT>
-__device__ __forceinline__ void to_fragments(const float (&acc)[kWgAccMax], uint32_t (&ha)[wg::kMaxKSteps][4],
-                                             const FmlpLayer& L, int t) {
+__device__ __forceinline__ void to_shared(const float (&acc)[kWgAccMax], const FmlpLayer& L, const Ring& r, int warp,
+                                          int lane) {
+  constexpr int kTiles = NP / 16;  // this half's n8 tiles
+  const int g = lane >> 2, t = lane & 3, rg = (warp & 3) * 2;
+  named_barrier(2, wg::CONSUMERS);
+  auto put = [&](int tile, int rgroup, uint32_t v) {
+    *reinterpret_cast<uint32_t*>(r.act + tile * 1024 + rgroup * 128 + g * 16 + t * 4) = v;
+  };
 #pragma unroll
-  for (int j = 0; j < NP / 16; ++j) {
-    const int c0 = 16 * j + 2 * t, c1 = c0 + 8;
-    const float b00 = bias_at(L, c0), b01 = bias_at(L, c0 + 1), b10 = bias_at(L, c1), b11 = bias_at(L, c1 + 1);
-    const float* d = acc + 8 * j;
-    ha[j][0] = pack_half2(epilogue_act<ACT>(L, d[0] + b00), epilogue_act<ACT>(L, d[1] + b01));
-    ha[j][1] = pack_half2(epilogue_act<ACT>(L, d[2] + b00), epilogue_act<ACT>(L, d[3] + b01));
-    ha[j][2] = pack_half2(epilogue_act<ACT>(L, d[4] + b10), epilogue_act<ACT>(L, d[5] + b11));
-    ha[j][3] = pack_half2(epilogue_act<ACT>(L, d[6] + b10), epilogue_act<ACT>(L, d[7] + b11));
+  for (int jt = 0; jt < kTiles; ++jt) {
+    const int tile = r.half * kTiles + jt, col = 8 * tile + 2 * t;
+    const float b0 = bias_at(L, col), b1 = bias_at(L, col + 1);
+    const float* d = acc + 4 * jt;
+    put(tile, rg, pack_half2(epilogue_act<ACT>(L, d[0] + b0), epilogue_act<ACT>(L, d[1] + b1)));
+    put(tile, rg + 1, pack_half2(epilogue_act<ACT>(L, d[2] + b0), epilogue_act<ACT>(L, d[3] + b1)));
   }
+  constexpr int kPadTiles = (NP + wg::KC - 1) / wg::KC * (wg::KC / 8);
+  if (r.half == 0) {
 #pragma unroll
-  for (int j = NP / 16; j < wg::kMaxKSteps; ++j) ha[j][0] = ha[j][1] = ha[j][2] = ha[j][3] = 0u;
-#pragma unroll
-  for (int j = 0; j < wg::kMaxKSteps; ++j) fence_frag(ha[j]);
+    for (int tile = NP / 8; tile < kPadTiles; ++tile) {
+      put(tile, rg, 0u);
+      put(tile, rg + 1, 0u);
+    }
+  }
+  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+  named_barrier(2, wg::CONSUMERS);
 }
 
 // Bias + activation of the last layer into Y (its first L.n features, rows below M).
 template <int NP, int ACT, bool XF32>
 __device__ __forceinline__ void store_output(const float (&acc)[kWgAccMax], const FmlpLayer& L, const FmlpParams& p,
-                                             int64_t row0, int warp, int g, int t) {
-  const int64_t r0 = row0 + warp * 16 + g, r1 = r0 + 8;
+                                             int64_t row0, int warp, int g, int t, int half) {
+  const int64_t r0 = row0 + (warp & 3) * 16 + g, r1 = r0 + 8;
   const int n = L.n;
 #pragma unroll
-  for (int jt = 0; jt < NP / 8; ++jt) {
-    const int col = 8 * jt + 2 * t;
+  for (int jt = 0; jt < NP / 16; ++jt) {  // this half's n8 tiles
+    const int col = 8 * (half * (NP / 16) + jt) + 2 * t;
     const float b0 = bias_at(L, col), b1 = bias_at(L, col + 1);
     const float* d = acc + 4 * jt;
     if (r0 < p.m && col < n) store_y<XF32>(p.y, r0 * n + col, epilogue_act<ACT>(L, d[0] + b0));
@@ -224,22 +253,21 @@ __device__ __forceinline__ void store_output(const float (&acc)[kWgAccMax], cons
 }
 
 template <int NP, bool XF32>
-__device__ __forceinline__ void run_layer(bool first, bool last, float (&acc)[kWgAccMax],
-                                          uint32_t (&ha)[wg::kMaxKSteps][4], const Ring& r, const FmlpLayer& L,
-                                          const FmlpParams& p, int64_t row0, int warp, int lane) {
+__device__ __forceinline__ void run_layer(bool first, bool last, float (&acc)[kWgAccMax], const Ring& r,
+                                          const FmlpLayer& L, const FmlpParams& p, int64_t row0, int warp, int lane) {
 #pragma unroll
-  for (int i = 0; i < NP / 2; ++i) acc[i] = 0.f;
-  fence_acc<NP / 2>(acc);
+  for (int i = 0; i < NP / 4; ++i) acc[i] = 0.f;
+  fence_acc<NP / 4>(acc);
   if (first) layer_from_x<NP, XF32>(acc, r, L.k, warp, lane);
-  else layer_from_regs<NP>(acc, ha, r, L.k, lane);
+  else layer_from_shared<NP>(acc, r, L.k, lane);
   const int g = lane >> 2, t = lane & 3;
   switch (act_class(L.act) + (last ? 3 : 0)) {
-    case 0: to_fragments<NP, 0>(acc, ha, L, t); break;
-    case 1: to_fragments<NP, 1>(acc, ha, L, t); break;
-    case 2: to_fragments<NP, 2>(acc, ha, L, t); break;
-    case 3: store_output<NP, 0, XF32>(acc, L, p, row0, warp, g, t); break;
-    case 4: store_output<NP, 1, XF32>(acc, L, p, row0, warp, g, t); break;
-    default: store_output<NP, 2, XF32>(acc, L, p, row0, warp, g, t); break;
+    case 0: to_shared<NP, 0>(acc, L, r, warp, lane); break;
+    case 1: to_shared<NP, 1>(acc, L, r, warp, lane); break;
+    case 2: to_shared<NP, 2>(acc, L, r, warp, lane); break;
+    case 3: store_output<NP, 0, XF32>(acc, L, p, row0, warp, g, t, r.half); break;
+    case 4: store_output<NP, 1, XF32>(acc, L, p, row0, warp, g, t, r.half); break;
+    default: store_output<NP, 2, XF32>(acc, L, p, row0, warp, g, t, r.half); break;
   }
 }
 
@@ -279,12 +307,15 @@ __global__ void __launch_bounds__(wg::THREADS, 1)
   }
   __syncthreads();
   unsigned char* stages = smem + ((1024 - (smem_u32(smem) & 1023)) & 1023);
-  Ring r{stages, stages + STAGES * kWStage, full, empty, 0};
+  Ring r{stages, stages + STAGES * kWStage,
+         stages + STAGES * (kWStage + x_stage(XF32)), warp / 4, full, empty, 0};
   const int64_t row0 = int64_t(blockIdx.x) * BM;
 
-  if (warp == CONSUMER_WARPS) {
-    // Producer: per chunk, the packed weight block (one bulk copy) and for layer 0 X's boxes (tensor copies).
-    if (lane == 0) {
+  if (warp >= CONSUMER_WARPS) {
+    // Producer (warp CONSUMER_WARPS, lane 0; the rest of its warpgroup idles):
+    // per chunk, the packed weight block (one bulk copy) and for layer 0 X's boxes (tensor copies).
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(kProducerRegs));
+    if (warp == CONSUMER_WARPS && lane == 0) {
       int layer = 0, kc = 0, total = 0;
       for (int l = 0; l < p.layers; ++l) total += nchunks[l];
       for (int c = 0; c < total; ++c) {
@@ -305,17 +336,17 @@ __global__ void __launch_bounds__(wg::THREADS, 1)
       }
     }
   } else {
+    asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(kConsumerRegs));
     float acc[kWgAccMax];
-    uint32_t ha[kMaxKSteps][4];
     for (int l = 0; l < p.layers; ++l) {
       const FmlpLayer& L = p.l[l];
       const bool first = l == 0, last = l == p.layers - 1;
       switch (fmlp_wg_padded_n(L.n)) {
-        case 16: run_layer<16, XF32>(first, last, acc, ha, r, L, p, row0, warp, lane); break;
-        case 32: run_layer<32, XF32>(first, last, acc, ha, r, L, p, row0, warp, lane); break;
-        case 64: run_layer<64, XF32>(first, last, acc, ha, r, L, p, row0, warp, lane); break;
-        case 128: run_layer<128, XF32>(first, last, acc, ha, r, L, p, row0, warp, lane); break;
-        default: run_layer<256, XF32>(first, last, acc, ha, r, L, p, row0, warp, lane); break;
+        case 16: run_layer<16, XF32>(first, last, acc, r, L, p, row0, warp, lane); break;
+        case 32: run_layer<32, XF32>(first, last, acc, r, L, p, row0, warp, lane); break;
+        case 64: run_layer<64, XF32>(first, last, acc, r, L, p, row0, warp, lane); break;
+        case 128: run_layer<128, XF32>(first, last, acc, r, L, p, row0, warp, lane); break;
+        default: run_layer<256, XF32>(first, last, acc, r, L, p, row0, warp, lane); break;
       }
       r.base += fmlp_chunks(L.k);
     }
