@@ -48,6 +48,7 @@ uint64_t idle_ns_setting() {
 
 size_t round_up(size_t x, size_t to) { return (x + to - 1) / to * to; }
 
+
 int64_t host_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
@@ -324,9 +325,9 @@ Status ResidentMlp::start(const ResidentPlan& plan, int max_rows) {
   p.max_rows = max_rows;
   if (const char* t = std::getenv("KILN_LOW_LATENCY_THREADS"))  // experiments: fewer warps per CTA
     p.threads = std::clamp(std::atoi(t) / 32 * 32, 32, resident::kThreads);
-  // One input buffer serves both request parities: CTA 0 writes request n+1's input only after the host
-  // saw every CTA's answer to request n, so no CTA still reads it (two buffers cost 3 rows of FP32 MLP).
-  p.input_offset[0] = p.input_offset[1] = static_cast<uint32_t>(at);
+  // One input buffer: CTA 0 sends request n+1's input only after the host saw the answer to request n,
+  // which every CTA's layer 0 reads of it came before.
+  p.input_offset = static_cast<uint32_t>(at);
   at += round_up(static_cast<size_t>(max_rows) * p.layer[0].k_pad * 4, 16);
   for (int b = 0; b < 2; ++b) {
     p.act_offset[b] = static_cast<uint32_t>(at);
@@ -341,15 +342,15 @@ Status ResidentMlp::start(const ResidentPlan& plan, int max_rows) {
   p.round_input_half = plan.round_input_half;
   p.output_half = plan.output_dtype == DataType::kFloat16;
 
-  // Mapped block: Channel, then the input rows, then the output rows (page-aligned pieces).
+  // Mapped block: Channel, then the input rows, then the output's LL words (one per element); page-aligned.
   const size_t in_bytes = static_cast<size_t>(max_rows) * p.layer[0].k * dtype_size(plan.input_dtype);
-  const size_t out_bytes = static_cast<size_t>(max_rows) * p.layer[p.layers - 1].n * dtype_size(plan.output_dtype);
+  const size_t out_bytes = static_cast<size_t>(max_rows) * p.layer[p.layers - 1].n * 8;
   const size_t in_at = 4096, out_at = in_at + round_up(in_bytes, 4096);
   auto block = Registry::instance().take(out_at + round_up(out_bytes, 4096));
   if (!block.is_ok()) return block.status();
   block_ = block->ptr;
   block_bytes_ = block->bytes;
-  std::memset(block_, 0, out_at);
+  std::memset(block_, 0, out_at + out_bytes);  // no stale LL word may carry a sequence number this kernel will use
   channel_ = reinterpret_cast<Channel*>(block_);
   input_ = block_ + in_at;
   output_ = block_ + out_at;
@@ -446,30 +447,33 @@ Status ResidentMlp::run(const void* in, bool in_device, const TensorDesc& in_des
     return Status(StatusCode::kInvalidArgument,
                   fmt::format("output [{}] {} is not {} rows of {} {} values", dims_to_string(out_desc.shape, ","),
                               dtype_name(out_desc.dtype), rows, n_last, dtype_name(plan_.output_dtype)));
-  // A request may only be posted well inside the lease: near its end some CTAs could already have left
-  // (each decides alone). There, or after it ended, stop the kernel and launch it again first.
+  // A request may only be posted well inside the lease: near its end CTA 0 may already have told every CTA
+  // to end. There, or after it ended, stop the kernel and launch it again first.
   const int64_t margin = std::max<int64_t>(static_cast<int64_t>(idle_ns_) / 5, 1000000);
   if (idled_out() || host_ns() > lease_end_host_ns_ - margin) {
     Status s = relaunch(seq_);
     if (!s.is_ok()) return s;
   }
+  const uint32_t seq = seq_ + 1;
+  const size_t out_count = static_cast<size_t>(rows) * n_last;
   if (!in_device) std::memcpy(input_, in, static_cast<size_t>(rows) * k0 * dtype_size(plan_.input_dtype));
-  channel_->input_addr = in_device ? reinterpret_cast<uint64_t>(in) : 0;
-  channel_->output_addr = out_device ? reinterpret_cast<uint64_t>(out) : 0;
-  channel_->command = resident::kCommandRun;
-  channel_->rows = static_cast<uint32_t>(rows);
   const int64_t now = host_ns();
-  channel_->lease_until = static_cast<uint64_t>(now + gpu_minus_host_ns_) + idle_ns_;
+  const uint64_t lease = static_cast<uint64_t>(now + gpu_minus_host_ns_) + idle_ns_;
   lease_end_host_ns_ = now + static_cast<int64_t>(idle_ns_);
-  // Full fence: the input (memcpy may use non-temporal stores) and the header before the sequence number.
-  std::atomic_thread_fence(std::memory_order_seq_cst);
-  const uint32_t seq = ++seq_;
-  std::atomic_ref<uint32_t>(channel_->request_seq).store(seq, std::memory_order_release);
+  const uint64_t in_addr = in_device ? reinterpret_cast<uint64_t>(in) : 0;
+  const uint64_t out_addr = out_device ? reinterpret_cast<uint64_t>(out) : 0;
+  post_request(resident::kCommandRun, static_cast<uint32_t>(rows), in_addr, out_addr, lease, seq);
 
+  // The answer: every output LL word carrying seq (host output), or every CTA's done_seq (device output).
+  auto* out_words = reinterpret_cast<uint64_t*>(output_);
+  auto answered = [&](size_t i) -> bool {
+    if (out_device) return std::atomic_ref<uint32_t>(channel_->done_seq[i]).load(std::memory_order_acquire) == seq;
+    return static_cast<uint32_t>(std::atomic_ref<uint64_t>(out_words[i]).load(std::memory_order_acquire) >> 32) == seq;
+  };
+  const size_t waits = out_device ? static_cast<size_t>(kClusterCtas) : out_count;
   const auto deadline = std::chrono::steady_clock::now() + kAnswerDeadline;
-  for (int cta = 0; cta < kClusterCtas; ++cta) {
-    std::atomic_ref<uint32_t> done(channel_->done_seq[cta]);
-    for (uint32_t spins = 1; done.load(std::memory_order_acquire) != seq; ++spins) {
+  for (size_t i = 0; i < waits; ++i) {
+    for (uint32_t spins = 1; !answered(i); ++spins) {
       if (spins % 4096 != 0) continue;
       if (idled_out()) {  // every CTA has ended (should not happen inside the lease): launch again to serve it
         Status s = relaunch(seq - 1);
@@ -480,26 +484,53 @@ Status ResidentMlp::run(const void* in, bool in_device, const TensorDesc& in_des
       if (s.is_ok() && std::chrono::steady_clock::now() <= deadline) continue;
       if (s.is_ok())
         s = Status(StatusCode::kRuntimeError,
-                   fmt::format("the resident kernel did not answer request {} ({} rows) within {} s: CTA {} last answered "
-                               "request {}", seq, rows, kAnswerDeadline.count(), cta, done.load()));
+                   out_device ? fmt::format("the resident kernel did not answer request {} ({} rows) within {} s: CTA {} "
+                                            "last answered request {}",
+                                            seq, rows, kAnswerDeadline.count(), i, channel_->done_seq[i])
+                              : fmt::format("the resident kernel did not answer request {} ({} rows) within {} s: output "
+                                            "element {} of {} still holds request {}'s",
+                                            seq, rows, kAnswerDeadline.count(), i, out_count,
+                                            static_cast<uint32_t>(out_words[i] >> 32)));
       failed_ = s.message();
       return s;
     }
   }
-  if (!out_device) std::memcpy(out, output_, static_cast<size_t>(rows) * n_last * dtype_size(plan_.output_dtype));
+  if (!out_device) {
+    if (plan_.output_dtype == DataType::kFloat16) {
+      auto* dst = static_cast<uint16_t*>(out);
+      for (size_t i = 0; i < out_count; ++i) dst[i] = static_cast<uint16_t>(out_words[i]);
+    } else {
+      auto* dst = static_cast<uint32_t*>(out);
+      for (size_t i = 0; i < out_count; ++i) dst[i] = static_cast<uint32_t>(out_words[i]);
+    }
+  }
   return Status::ok();
+}
+
+void ResidentMlp::post_request(uint32_t command, uint32_t rows, uint64_t in_addr, uint64_t out_addr, uint64_t lease,
+                               uint32_t seq) {
+  const uint32_t payload[resident::kRequestWords] = {command,
+                                                     rows,
+                                                     static_cast<uint32_t>(in_addr),
+                                                     static_cast<uint32_t>(in_addr >> 32),
+                                                     static_cast<uint32_t>(out_addr),
+                                                     static_cast<uint32_t>(out_addr >> 32),
+                                                     static_cast<uint32_t>(lease),
+                                                     static_cast<uint32_t>(lease >> 32)};
+  // After the input (x86 keeps stores in order; the kernel reads the input after seeing every word's seq
+  // and an acquire fence). memcpy may use non-temporal stores: fence them first.
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  for (int i = 0; i < resident::kRequestWords; ++i)
+    std::atomic_ref<uint64_t>(channel_->request[i]).store(resident::ll_word(payload[i], seq), std::memory_order_release);
+  seq_ = seq;
 }
 
 Status ResidentMlp::end_kernel(bool* ended) {
   if (ended) *ended = true;
   if (!launched_) return Status::ok();
   launched_ = false;
-  if (!idled_out()) {  // still serving (or about to end): tell it to stop
-    channel_->command = resident::kCommandStop;
-    channel_->rows = 0;
-    std::atomic_thread_fence(std::memory_order_seq_cst);
-    std::atomic_ref<uint32_t>(channel_->request_seq).store(++seq_, std::memory_order_release);
-  }
+  if (!idled_out())  // still serving (or about to end): tell it to stop
+    post_request(resident::kCommandStop, 0, 0, 0, 0, seq_ + 1);
   const auto deadline = std::chrono::steady_clock::now() + kStopDeadline;
   for (;;) {
     const cudaError_t e = cudaStreamQuery(stream_);

@@ -1,15 +1,19 @@
 // The low-latency mode's resident kernel (see resident_mlp.h for the host side and docs/low_latency.md).
 // One thread-block cluster of kClusterCtas CTAs stays on the GPU: at start every CTA copies its slice of
-// each layer's weights (ceil(n/8) output columns, all k) into shared memory; then, per request, the CTAs
-// read the input from mapped host memory (each CTA 1/8 of it, pushed to every CTA through distributed
-// shared memory), run the layers in FP32 FMA (each CTA computes its columns and pushes them into every
-// CTA's next activation buffer; one cluster barrier per layer), and the last layer's columns go straight
-// to the mapped output, followed by a per-CTA done sequence number.
+// each layer's weights (ceil(n/8) output columns, all k) into shared memory; then, per request, CTA 0
+// polls the request's LL words in mapped host memory and sends the request and the input to every CTA
+// through distributed shared memory (st.async, counted by each CTA's mbarrier: no cluster barrier), the
+// layers run in FP32 FMA (each CTA computes its columns and sends them to every CTA's next activation
+// buffer, counted by that layer's mbarrier), and the last layer's columns go straight to the mapped output
+// as LL words (or to device memory, followed by a per-CTA done sequence number).
 //
 // Shared memory of one CTA (offsets from the host, all 16-byte aligned):
 //   per layer: weights [cols_per_cta][k_pad] (float or half), bias [cols_per_cta] float
-//   input      [max_rows][k_pad0] float      (written by every CTA's input slice)
+//   input      [max_rows][k_pad0] float      (sent by CTA 0)
 //   act[0..1]  [max_rows][act_stride] float  (layer l > 0 reads act[(l-1)%2], layer l < last writes act[l%2])
+// Why two activation buffers suffice without a barrier: a CTA sends layer l+2's columns only after it has
+// every CTA's layer l+1 columns, and every warp that reads act[l%2] for layer l+1 sends its own layer l+1
+// columns only after those reads.
 #include <cooperative_groups.h>
 #include <cuda_fp16.h>
 
@@ -21,34 +25,73 @@ namespace {
 
 namespace cg = cooperative_groups;
 
-__device__ __forceinline__ uint32_t load_acquire_sys(const uint32_t* p) {
-  uint32_t v;
-  asm volatile("ld.acquire.sys.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
-  return v;
-}
 __device__ __forceinline__ void store_release_sys(uint32_t* p, uint32_t v) {
   asm volatile("st.release.sys.global.u32 [%0], %1;" ::"l"(p), "r"(v) : "memory");
 }
-// .cv: the host rewrites these lines for every request, so never use a cached copy.
-__device__ __forceinline__ uint4 load_cv_16(const void* p) {
+// Volatile (strong, system scope) loads for everything the host or another request rewrites: a weak .cv
+// load of mapped memory kept returning a cached line (measured: the poll never saw the next request).
+__device__ __forceinline__ uint4 load_volatile_16(const void* p) {
   uint4 v;
-  asm volatile("ld.global.cv.v4.u32 {%0,%1,%2,%3}, [%4];" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
+  asm volatile("ld.volatile.global.v4.u32 {%0,%1,%2,%3}, [%4];" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
   return v;
 }
-__device__ __forceinline__ uint64_t load_cv_64(const void* p) {
-  uint64_t v;
-  asm volatile("ld.global.cv.u64 %0, [%1];" : "=l"(v) : "l"(p));
-  return v;
-}
-__device__ __forceinline__ uint32_t load_cv_32(const void* p) {
+__device__ __forceinline__ uint32_t load_volatile_32(const void* p) {
   uint32_t v;
-  asm volatile("ld.global.cv.u32 %0, [%1];" : "=r"(v) : "l"(p));
+  asm volatile("ld.volatile.global.u32 %0, [%1];" : "=r"(v) : "l"(p));
   return v;
 }
-__device__ __forceinline__ unsigned short load_cv_16bit(const void* p) {
+__device__ __forceinline__ unsigned short load_volatile_16bit(const void* p) {
   unsigned short v;
-  asm volatile("ld.global.cv.u16 %0, [%1];" : "=h"(v) : "l"(p));
+  asm volatile("ld.volatile.global.u16 %0, [%1];" : "=h"(v) : "l"(p));
   return v;
+}
+
+// Distributed shared memory through the async proxy: a CTA's shared address, the same offset in CTA `rank`,
+// a 4- or 16-byte store there that counts its bytes on that CTA's mbarrier, and the mbarrier operations.
+__device__ __forceinline__ uint32_t smem_addr(const void* p) { return static_cast<uint32_t>(__cvta_generic_to_shared(p)); }
+__device__ __forceinline__ uint32_t cluster_addr(uint32_t local, int rank) {
+  uint32_t r;
+  asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(r) : "r"(local), "r"(rank));
+  return r;
+}
+__device__ __forceinline__ void send_b32(uint32_t remote, uint32_t v, uint32_t remote_bar) {
+  asm volatile("st.async.shared::cluster.mbarrier::complete_tx::bytes.b32 [%0], %1, [%2];" ::"r"(remote), "r"(v),
+               "r"(remote_bar)
+               : "memory");
+}
+__device__ __forceinline__ void send_v4(uint32_t remote, const uint4& v, uint32_t remote_bar) {
+  asm volatile("st.async.shared::cluster.mbarrier::complete_tx::bytes.v4.b32 [%0], {%1, %2, %3, %4}, [%5];" ::"r"(remote),
+               "r"(v.x), "r"(v.y), "r"(v.z), "r"(v.w), "r"(remote_bar)
+               : "memory");
+}
+__device__ __forceinline__ void bar_init(uint64_t* bar) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(smem_addr(bar)) : "memory");
+}
+// The single arrival of a phase, with the bytes the phase waits for (which may already have arrived).
+__device__ __forceinline__ void bar_arm_local(uint64_t* bar, uint32_t bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.release.cta.shared::cta.b64 _, [%0], %1;" ::"r"(smem_addr(bar)), "r"(bytes)
+               : "memory");
+}
+__device__ __forceinline__ void bar_arm_remote(uint32_t remote_bar, uint32_t bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.release.cluster.shared::cluster.b64 _, [%0], %1;" ::"r"(remote_bar), "r"(bytes)
+               : "memory");
+}
+__device__ __forceinline__ void bar_wait(uint64_t* bar, uint32_t parity) {
+  asm volatile(
+      "{\n"
+      ".reg .pred done;\n"
+      "WAIT_PHASE:\n"
+      "mbarrier.try_wait.parity.acquire.cluster.shared::cta.b64 done, [%0], %1;\n"
+      "@!done bra WAIT_PHASE;\n"
+      "}\n" ::"r"(smem_addr(bar)),
+      "r"(parity)
+      : "memory");
+}
+// One LL output word {payload, seq} into mapped host memory (8 bytes, one store: the host never sees half),
+// written through the L2 to system memory (.wt): a plain store to mapped memory may wait in the L2 until a
+// fence or the kernel's end.
+__device__ __forceinline__ void store_ll(void* p, uint32_t payload, uint32_t seq) {
+  asm volatile("st.global.wt.v2.u32 [%0], {%1, %2};" ::"l"(p), "r"(payload), "r"(seq) : "memory");
 }
 
 __device__ __forceinline__ uint64_t global_ns() {
@@ -70,16 +113,6 @@ __device__ __forceinline__ float activate(float x, int act, float alpha) {
   }
 }
 
-// 8 halves in 16 bytes as floats.
-__device__ __forceinline__ void unpack_half8(const uint4& raw, float* out) {
-  const __half2* h = reinterpret_cast<const __half2*>(&raw);
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    const float2 f = __half22float2(h[i]);
-    out[2 * i] = f.x;
-    out[2 * i + 1] = f.y;
-  }
-}
 __device__ __forceinline__ float load1(const float* w) { return *w; }
 __device__ __forceinline__ float load1(const __half* w) { return __half2float(*w); }
 
@@ -103,52 +136,30 @@ __device__ void stage_weights(const LayerParams& L, unsigned char* smem, int col
   }
 }
 
-// This CTA's share of the request's input ([rows, k0] in mapped memory), converted to float, stored into
-// every CTA's input buffer. Returns through the caller's cluster barrier.
-__device__ void distribute_input(const KernelParams& p, const unsigned char* input, cg::cluster_group& cluster,
-                                 unsigned char* smem, int rows, int rank, int readers, int ctas, int buffer) {
-  const int k0 = p.layer[0].k, stride = p.layer[0].k_pad;
-  float* local = reinterpret_cast<float*>(smem + p.input_offset[buffer]);
-  const int total = rows * k0;
-  const int vec = p.input_half ? 8 : 4;  // elements per 16-byte load
-  if (k0 % vec == 0) {
-    const int units = total / vec;
-    const int begin = static_cast<int>(static_cast<int64_t>(units) * rank / readers);
-    const int end = static_cast<int>(static_cast<int64_t>(units) * (rank + 1) / readers);
-    for (int u = begin + threadIdx.x; u < end; u += blockDim.x) {
-      const uint4 raw = load_cv_16(input + static_cast<int64_t>(u) * 16);
-      float v[8];
-      if (p.input_half) {
-        unpack_half8(raw, v);
-      } else {
-        v[0] = __uint_as_float(raw.x); v[1] = __uint_as_float(raw.y);
-        v[2] = __uint_as_float(raw.z); v[3] = __uint_as_float(raw.w);
-        if (p.round_input_half)
-          for (int i = 0; i < 4; ++i) v[i] = round_to_half(v[i]);
-      }
-      const int e = u * vec, row = e / k0, k = e - row * k0;
-      for (int d = 0; d < ctas; ++d) {
-        float4* dst = reinterpret_cast<float4*>(cluster.map_shared_rank(local, d) + row * stride + k);
-        dst[0] = make_float4(v[0], v[1], v[2], v[3]);
-        if (vec == 8) dst[1] = make_float4(v[4], v[5], v[6], v[7]);
-      }
-    }
-  } else {
-    const int begin = static_cast<int>(static_cast<int64_t>(total) * rank / readers);
-    const int end = static_cast<int>(static_cast<int64_t>(total) * (rank + 1) / readers);
-    for (int e = begin + threadIdx.x; e < end; e += blockDim.x) {
-      float v;
-      if (p.input_half) {
-        v = half_bits_to_float(load_cv_16bit(input + static_cast<int64_t>(e) * 2));
-      } else {
-        v = __uint_as_float(load_cv_32(input + static_cast<int64_t>(e) * 4));
-        if (p.round_input_half) v = round_to_half(v);
-      }
-      const int row = e / k0, k = e - row * k0;
-      for (int d = 0; d < ctas; ++d) cluster.map_shared_rank(local, d)[row * stride + k] = v;
-    }
+// Where CTA 0 sends the input: element e of the request ([rows, k0] row-major) goes to row e / k0 of every
+// CTA's input buffer, counted by that CTA's request mbarrier.
+struct InputSink {
+  uint32_t buffer;  // this CTA's input buffer (shared address; the same offset in every CTA)
+  uint32_t bar;     // the request mbarrier (same)
+  int k0, stride, ctas;
+  bool round_half;  // a Cast float32 -> float16 follows the input: round like the engine does
+  __device__ uint32_t at(int e) const {
+    const int row = e / k0, k = e - row * k0;
+    return buffer + static_cast<uint32_t>(row * stride + k) * 4u;
   }
-}
+  __device__ float rounded(float v) const { return round_half ? round_to_half(v) : v; }
+  __device__ void send(int e, float v) const {
+    const uint32_t a = at(e), bits = __float_as_uint(rounded(v));
+    for (int d = 0; d < ctas; ++d) send_b32(cluster_addr(a, d), bits, cluster_addr(bar, d));
+  }
+  // Elements e..e+3 of one row (e and k0 multiples of 4: 16-byte aligned in every row).
+  __device__ void send4(int e, float4 v) const {
+    const uint4 b = make_uint4(__float_as_uint(rounded(v.x)), __float_as_uint(rounded(v.y)), __float_as_uint(rounded(v.z)),
+                               __float_as_uint(rounded(v.w)));
+    const uint32_t a = at(e);
+    for (int d = 0; d < ctas; ++d) send_v4(cluster_addr(a, d), b, cluster_addr(bar, d));
+  }
+};
 
 // 4 consecutive weights as floats (16 bytes of float, 8 of half; aligned).
 __device__ __forceinline__ void load4(const float* w, float* out) {
@@ -175,10 +186,20 @@ __device__ __forceinline__ float dot4(const float* w, const float4& x, float acc
 // memory bandwidth (every weight and, per column pair, the input row are read once per request). Non-last
 // layers push each result into every CTA's next buffer (lane d stores to CTA d); the last layer writes
 // `output` (the mapped buffer or device memory). Returns whether this thread wrote it.
+// Where a layer's results go: the next layer's buffer in every CTA (counted by that layer's mbarrier), or for
+// the last layer the output: LL words in mapped memory (seq) or plain values in device memory.
+struct LayerSink {
+  uint32_t next = 0, bar = 0;  // shared addresses in this CTA (the same offsets in every CTA)
+  int stride = 0;              // row stride of next, floats
+  void* output = nullptr;      // last layer
+  bool output_ll = false;
+  uint32_t seq = 0;
+};
+
 template <class W>
-__device__ bool dense_layer(const KernelParams& p, const LayerParams& L, cg::cluster_group& cluster,
-                            unsigned char* smem, const float* x, int x_stride, float* next, bool last, int rows,
-                            int rank, int ctas, void* output, uint64_t* warp_cycles) {
+__device__ bool dense_layer(const KernelParams& p, const LayerParams& L, unsigned char* smem, const float* x,
+                            int x_stride, const LayerSink& sink, bool last, int rows, int rank, int ctas,
+                            uint64_t* warp_cycles) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
   const int col0 = static_cast<int>(static_cast<int64_t>(L.n) * rank / ctas);
   const int cols = static_cast<int>(static_cast<int64_t>(L.n) * (rank + 1) / ctas) - col0;
@@ -217,24 +238,41 @@ __device__ bool dense_layer(const KernelParams& p, const LayerParams& L, cg::clu
           }
       }
       const uint64_t c1 = warp_cycles ? clock64() : 0;
-      for (int h = 0; h < (two ? 2 : 1); ++h) {
-        const int cc = h ? cb : c, n = col0 + cc;
+      // Both columns in one butterfly: the first step leaves column c's partial sums in lanes 0-15 and cb's
+      // in lanes 16-31, four more give each half its column's total (5 shuffles for two columns, not 10).
+      // A single column keeps the whole warp on it. Lanes h*16 + d then send to CTA d.
+      const int h = two && (lane & 16) ? 1 : 0;
+      const int cc = h ? cb : c, n = col0 + cc, sender = lane & 15;
 #pragma unroll
-        for (int j = 0; j < 4; ++j) {
-          if (r0 + j >= rows) break;  // uniform across the warp
-          float s = acc[h][j];
+      for (int j = 0; j < 4; ++j) {
+        if (r0 + j >= rows) break;  // uniform across the warp
+        float s;
+        if (two) {
+          const float keep = h ? acc[1][j] : acc[0][j], give = h ? acc[0][j] : acc[1][j];
+          s = keep + __shfl_xor_sync(0xffffffffu, give, 16);
+        } else {
+          s = acc[0][j] + __shfl_xor_sync(0xffffffffu, acc[0][j], 16);
+        }
 #pragma unroll
-          for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
-          float v = activate(fmaf(L.alpha, s, bias[cc]), L.activation, L.activation_alpha);
-          if (L.round_output_half) v = round_to_half(v);
-          const int row = r0 + j;
+        for (int o = 8; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+        float v = activate(fmaf(L.alpha, s, bias[cc]), L.activation, L.activation_alpha);
+        if (L.round_output_half) v = round_to_half(v);
+        const int row = r0 + j;
+        if (two || lane < 16) {
           if (!last) {
-            if (lane < ctas) cluster.map_shared_rank(next, lane)[row * p.act_stride + n] = v;
-          } else if (lane == 0) {
+            if (sender < ctas)
+              send_b32(cluster_addr(sink.next + static_cast<uint32_t>(row * sink.stride + n) * 4u, sender),
+                       __float_as_uint(v), cluster_addr(sink.bar, sender));
+          } else if (sender == 0) {
             const int64_t at = static_cast<int64_t>(row) * L.n + n;
-            if (p.output_half) static_cast<__half*>(output)[at] = __float2half_rn(v);
-            else static_cast<float*>(output)[at] = v;
-            wrote = true;
+            if (sink.output_ll) {
+              const uint32_t bits = p.output_half ? __half_as_ushort(__float2half_rn(v)) : __float_as_uint(v);
+              store_ll(static_cast<uint64_t*>(sink.output) + at, bits, sink.seq);
+            } else {
+              if (p.output_half) static_cast<__half*>(sink.output)[at] = __float2half_rn(v);
+              else static_cast<float*>(sink.output)[at] = v;
+              wrote = true;
+            }
           }
         }
       }
@@ -249,14 +287,97 @@ __device__ bool dense_layer(const KernelParams& p, const LayerParams& L, cg::clu
   return wrote;
 }
 
+// CTA 0's side of one request: warp 0 polls the request line until all its LL words carry seq (or the lease
+// has run out), sends the request to every CTA's mailbox and arms every CTA's request mbarrier (`in_bar`)
+// with the bytes it will receive; then all of CTA 0 reads the input (mapped host memory, after warp 0's
+// acquire fence, or device memory) and sends it to every CTA. Returns through the caller's wait on in_bar.
+// (The input as LL words too, polled speculatively beside the request line, took longer: the host wrote
+// twice the bytes, and 16.6-18.6 us per request against 11.4 us, GPU run of 2026-11-25.)
+struct Receiver {
+  uint32_t* line;   // shared, CTA 0: the request line's payloads (kRequestWords)
+  uint32_t mailbox;  // shared addresses (the same offset in every CTA)
+  uint32_t in_bar;
+};
+
+// t_seen / t_sent (thread 0): when the request line was seen and when the request went out to every CTA.
+__device__ void receive_request(const KernelParams& p, const Receiver& r, const InputSink& sink, uint32_t seq,
+                                uint64_t* lease, uint64_t* t_seen, uint64_t* t_sent) {
+  Channel* ch = p.channel;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int k0 = p.layer[0].k;
+  __syncthreads();  // the last request's line is read by every thread of CTA 0
+  if (warp == 0) {
+    // Lanes 0-3 read the request line's 64 bytes in one transaction per poll.
+    bool idle = false;
+    for (uint32_t spins = 1;; ++spins) {
+      uint4 v = make_uint4(0, seq, 0, seq);
+      if (lane < 4) v = load_volatile_16(reinterpret_cast<const unsigned char*>(ch->request) + lane * 16);
+      if (__all_sync(0xffffffffu, v.y == seq && v.w == seq)) {
+        if (lane < 4) {
+          r.line[2 * lane] = v.x;
+          r.line[2 * lane + 1] = v.z;
+        }
+        break;
+      }
+      if ((spins & 255u) == 0 && __shfl_sync(0xffffffffu, global_ns() > *lease ? 1 : 0, 0)) {
+        idle = true;
+        break;
+      }
+    }
+    // The request line seen (relaxed loads) + this fence: an acquire. The host wrote the input before it.
+    asm volatile("fence.acq_rel.sys;" ::: "memory");
+    __syncwarp();
+    if (lane == 0) {
+      *t_seen = global_ns();
+      if (idle) {
+        r.line[kRequestCommand] = kCommandIdleExit;
+        r.line[kRequestRows] = 0;
+      } else {
+        *lease = (static_cast<uint64_t>(r.line[kRequestLeaseHi]) << 32) | r.line[kRequestLeaseLo];
+      }
+    }
+    __syncwarp();
+    const uint32_t command = r.line[kRequestCommand];
+    const uint32_t rows = min(r.line[kRequestRows], static_cast<uint32_t>(p.max_rows));
+    const uint32_t bytes = 32u + (command == kCommandRun ? rows * static_cast<uint32_t>(k0) * 4u : 0u);
+    if (lane < kClusterCtas) {
+      const uint32_t bar = cluster_addr(r.in_bar, lane), box = cluster_addr(r.mailbox, lane);
+      bar_arm_remote(bar, bytes);
+      send_v4(box, make_uint4(seq, command, rows, r.line[kRequestOutputLo]), bar);
+      send_v4(box + 16, make_uint4(r.line[kRequestOutputHi], 0, 0, 0), bar);
+    }
+    if (lane == 0) *t_sent = global_ns();
+  }
+  __syncthreads();
+  if (r.line[kRequestCommand] != kCommandRun) return;
+  const int rows = min(static_cast<int>(r.line[kRequestRows]), p.max_rows);
+  const int total = rows * k0;
+  const uint64_t in_addr = (static_cast<uint64_t>(r.line[kRequestInputHi]) << 32) | r.line[kRequestInputLo];
+  // The input: the request's device buffer, or the mapped input. 16 bytes at a time where rows allow.
+  const unsigned char* in = in_addr ? reinterpret_cast<const unsigned char*>(in_addr) : static_cast<const unsigned char*>(p.input);
+  if (!p.input_half && k0 % 4 == 0 && (reinterpret_cast<uintptr_t>(in) & 15u) == 0) {
+    for (int e = 4 * threadIdx.x; e < total; e += 4 * blockDim.x) {
+      const uint4 raw = load_volatile_16(in + static_cast<int64_t>(e) * 4);
+      sink.send4(e, make_float4(__uint_as_float(raw.x), __uint_as_float(raw.y), __uint_as_float(raw.z), __uint_as_float(raw.w)));
+    }
+  } else {
+    for (int e = threadIdx.x; e < total; e += blockDim.x)
+      sink.send(e, p.input_half ? half_bits_to_float(load_volatile_16bit(in + static_cast<int64_t>(e) * 2))
+                                : __uint_as_float(load_volatile_32(in + static_cast<int64_t>(e) * 4)));
+  }
+}
+
 __global__ void __launch_bounds__(kThreads, 1)
     resident_mlp_kernel(const __grid_constant__ KernelParams p) {
   extern __shared__ __align__(16) unsigned char smem[];
-  __shared__ uint64_t mailbox[4];   // seq, command, rows, output address of the request (written by CTA 0)
-  __shared__ uint64_t poll_box[5];  // CTA 0: what its thread 0 saw (the above, then the input address)
+  __shared__ __align__(16) uint32_t mailbox[8];  // seq, command, rows, output address lo/hi (sent by CTA 0)
+  __shared__ __align__(8) uint64_t in_bar;       // the request and the input have arrived
+  __shared__ __align__(8) uint64_t layer_bar[kMaxLayers];  // layer l's columns from every CTA have arrived
+  __shared__ uint32_t request_line[kRequestWords];  // CTA 0
   cg::cluster_group cluster = cg::this_cluster();
   const int rank = static_cast<int>(cluster.block_rank());
   const int ctas = static_cast<int>(cluster.num_blocks());
+  const int warp = static_cast<int>(threadIdx.x >> 5);
   Channel* ch = p.channel;
 
   for (int l = 0; l < p.layers; ++l) {
@@ -266,106 +387,94 @@ __global__ void __launch_bounds__(kThreads, 1)
     if (L.weight_half) stage_weights<uint16_t>(L, smem, col0, cols);
     else stage_weights<uint32_t>(L, smem, col0, cols);
   }
-  cluster.sync();
+  if (threadIdx.x == 0) {
+    bar_init(&in_bar);
+    for (int l = 0; l < kMaxLayers; ++l) bar_init(&layer_bar[l]);
+    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+  }
+  cluster.sync();  // weights staged, every CTA's mbarriers initialised before anyone sends
   if (rank == 0 && threadIdx.x == 0) {
     ch->ready_gpu_ns = global_ns();
     __threadfence_system();
     store_release_sys(&ch->ready, p.generation);
   }
 
+  const Receiver receiver{request_line, smem_addr(mailbox), smem_addr(&in_bar)};
+  const InputSink input_sink{smem_addr(smem + p.input_offset), smem_addr(&in_bar), p.layer[0].k, p.layer[0].k_pad, ctas,
+                             p.round_input_half != 0};
   uint32_t last_seq = p.start_seq;
-  uint64_t lease = global_ns() + p.idle_ns;  // the poller's copy of the lease
+  uint32_t phase = 0;  // parity of the current request's phase, the same for in_bar and every layer_bar
+  uint64_t lease = global_ns() + p.idle_ns;  // CTA 0's copy of the lease
   const bool tracer = rank == 0 && threadIdx.x == 0;
   uint64_t phase_ns[kTracePhases] = {}, answered = 0, cycles = 0, c_seen = 0, t_prev = 0;
   uint64_t warp_cycles[3] = {0, 0, 0};  // kTraceWarp*: CTA 0's thread 0 only
-  auto lap = [&](int phase) {  // CTA 0's thread 0 only
+  auto lap = [&](int phase_id) {  // CTA 0's thread 0 only
     if (!tracer) return;
     const uint64_t now = global_ns();
-    phase_ns[phase] += now - t_prev;
+    phase_ns[phase_id] += now - t_prev;
     t_prev = now;
   };
   for (;;) {
-    // CTA 0 alone talks to the host: thread 0 polls for the next request (or the end of the lease), then
-    // all of CTA 0 reads the input from host memory, and the request and its input go to every CTA
-    // through distributed shared memory ahead of one cluster barrier. (One PCIe poller: with one per CTA
-    // the requests took 2.5x longer on the H100.)
     if (rank == 0) {
-      if (threadIdx.x == 0) {
-        uint32_t s = last_seq, command = kCommandIdleExit, rows = 0;
-        uint64_t in_addr = 0, out_addr = 0;
-        for (uint32_t spins = 0;; ++spins) {
-          const uint32_t now = load_acquire_sys(&ch->request_seq);
-          if (now != last_seq) {
-            // The header after the acquire: one weak load per line, in flight together (Channel).
-            const uint4 head = load_cv_16(&ch->request_seq);  // seq, command, rows, pad
-            const uint4 io = load_cv_16(&ch->input_addr);     // input_addr, output_addr
-            lease = load_cv_64(&ch->lease_until);
-            s = now;
-            command = head.y;
-            rows = head.z;
-            in_addr = (static_cast<uint64_t>(io.y) << 32) | io.x;
-            out_addr = (static_cast<uint64_t>(io.w) << 32) | io.z;
-            t_prev = global_ns();
-            c_seen = clock64();
-            break;
-          }
-          if ((spins & 255u) == 255u && global_ns() > lease) break;
-        }
-        poll_box[0] = s;
-        poll_box[1] = command;
-        poll_box[2] = rows;
-        poll_box[3] = out_addr;
-        poll_box[4] = in_addr;
+      uint64_t t_seen = 0, t_sent = 0;
+      receive_request(p, receiver, input_sink, last_seq + 1, &lease, &t_seen, &t_sent);
+      if (tracer) {
+        phase_ns[kTraceHeader] += t_sent - t_seen;
+        t_prev = t_sent;
+        c_seen = clock64();
       }
-      __syncthreads();
-      lap(kTraceHeader);
-      const uint32_t s = static_cast<uint32_t>(poll_box[0]), command = static_cast<uint32_t>(poll_box[1]);
-      const uint32_t rows = static_cast<uint32_t>(poll_box[2]);
-      const unsigned char* input =
-          poll_box[4] ? reinterpret_cast<const unsigned char*>(poll_box[4]) : static_cast<const unsigned char*>(p.input);
-      if (command == kCommandRun)
-        distribute_input(p, input, cluster, smem, min(static_cast<int>(rows), p.max_rows), 0, 1, ctas,
-                         static_cast<int>(s & 1u));
       lap(kTraceInput);
-      if (threadIdx.x < ctas) {
-        uint64_t* box = cluster.map_shared_rank(mailbox, static_cast<int>(threadIdx.x));
-        for (int i = 0; i < 4; ++i) box[i] = poll_box[i];
-      }
     }
-    cluster.sync();  // every CTA has the request and its input
-    const uint32_t seq = static_cast<uint32_t>(mailbox[0]);
-    const uint32_t command = static_cast<uint32_t>(mailbox[1]);
+    bar_wait(&in_bar, phase);  // every CTA has the request and its input
+    const uint32_t seq = mailbox[0], command = mailbox[1];
     const int rows = min(static_cast<int>(mailbox[2]), p.max_rows);
-    void* output = mailbox[3] ? reinterpret_cast<void*>(mailbox[3]) : p.output;
+    const uint64_t out_addr = (static_cast<uint64_t>(mailbox[4]) << 32) | mailbox[3];
     if (command != kCommandRun) break;
     last_seq = seq;
     lap(kTraceHandOut);
-    const int buffer = static_cast<int>(seq & 1u);
+    // Arm this request's phase of every hidden layer's mbarrier with the bytes it receives (some may be
+    // here already). Thread 0 waits on every layer's phase below, so each phase is complete before the
+    // next request arms it again.
+    if (threadIdx.x == 0)
+      for (int l = 0; l + 1 < p.layers; ++l)
+        bar_arm_local(&layer_bar[l], static_cast<uint32_t>(rows * p.layer[l].n) * 4u);
 
     bool wrote = false;
-    const float* x = reinterpret_cast<const float*>(smem + p.input_offset[buffer]);
+    const float* x = reinterpret_cast<const float*>(smem + p.input_offset);
     int x_stride = p.layer[0].k_pad;
+    LayerSink sink;
+    sink.stride = p.act_stride;
+    sink.output = out_addr ? reinterpret_cast<void*>(out_addr) : p.output;
+    sink.output_ll = out_addr == 0;
+    sink.seq = seq;
     for (int l = 0; l < p.layers; ++l) {
       const LayerParams& L = p.layer[l];
       const bool last = l + 1 == p.layers;
-      float* next = reinterpret_cast<float*>(smem + p.act_offset[l % 2]);
-      uint64_t* wc = tracer ? warp_cycles : nullptr;
-      wrote |= L.weight_half ? dense_layer<__half>(p, L, cluster, smem, x, x_stride, next, last, rows, rank, ctas, output, wc)
-                             : dense_layer<float>(p, L, cluster, smem, x, x_stride, next, last, rows, rank, ctas, output, wc);
-      lap(kTraceLayerCompute);
-      if (!last) {
-        cluster.sync();  // the pushed columns are visible; buffer l%2 is read next, (l+1)%2 free to write
+      if (l > 0) {
+        // Warps with columns in this layer (and warp 0 always, see above) wait for the last layer's columns.
+        const int cols = static_cast<int>(static_cast<int64_t>(L.n) * (rank + 1) / ctas) -
+                         static_cast<int>(static_cast<int64_t>(L.n) * rank / ctas);
+        if (warp == 0 || warp < cols) bar_wait(&layer_bar[l - 1], phase);
         lap(kTraceLayerBarriers);
-        x = next;
+        x = reinterpret_cast<const float*>(smem + p.act_offset[(l - 1) % 2]);
         x_stride = p.act_stride;
       }
+      sink.next = smem_addr(smem + p.act_offset[l % 2]);
+      sink.bar = smem_addr(&layer_bar[l]);
+      uint64_t* wc = tracer ? warp_cycles : nullptr;
+      wrote |= L.weight_half ? dense_layer<__half>(p, L, smem, x, x_stride, sink, last, rows, rank, ctas, wc)
+                             : dense_layer<float>(p, L, smem, x, x_stride, sink, last, rows, rank, ctas, wc);
+      lap(kTraceLayerCompute);
     }
-    if (wrote) __threadfence_system();  // this thread's output stores are visible to the host before done_seq
-    __syncthreads();
-    lap(kTraceOutput);
-    if (threadIdx.x == 0) store_release_sys(&ch->done_seq[rank], seq);
-    if (tracer) {  // after the answer: plain posted stores, off the critical path
+    phase ^= 1u;
+    if (out_addr) {  // device output: its stores visible to the host before done_seq
+      if (wrote) __threadfence_system();
+      __syncthreads();
+      lap(kTraceOutput);
+      if (threadIdx.x == 0) store_release_sys(&ch->done_seq[rank], seq);
       lap(kTraceDone);
+    }
+    if (tracer) {  // after the answer: plain posted stores, off the critical path
       ++answered;
       cycles += clock64() - c_seen;
       for (int i = 0; i < kTracePhases; ++i) ch->trace[i] = phase_ns[i];

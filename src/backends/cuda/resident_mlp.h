@@ -57,6 +57,8 @@ class ResidentMlp {
 
  private:
   Status wait_ready();
+  // Writes the request line's LL words with seq (after the input's, if any) and makes seq the last posted.
+  void post_request(uint32_t command, uint32_t rows, uint64_t in_addr, uint64_t out_addr, uint64_t lease, uint32_t seq);
   Status kernel_status(const char* what) const;
   // Launches the kernel (again) to serve the requests after start_seq; waits for it to be ready.
   Status launch(uint32_t start_seq);

@@ -19,55 +19,60 @@ enum : uint32_t { kCommandRun = 1, kCommandStop = 2, kCommandIdleExit = 3 /* ker
 enum : int { kActNone = 0, kActRelu = 1, kActLeakyRelu = 2, kActSigmoid = 3, kActTanh = 4 };
 
 // Lives in mapped page-locked host memory. Host-written and device-written words sit on different 128-byte
-// lines. Protocol: the host writes the input (or its device address), `command`, `rows` and `lease_until`, then bumps
-// `request_seq` (release); thread 0 of every CTA polls `request_seq` (ld.acquire.sys) on its own, every
-// CTA computes and writes `done_seq[cta]` = that sequence number (release, after its outputs) once its
-// part of the output is in host memory.
+// lines. Requests travel as "LL" words (as NCCL's low-latency protocol does): 8 bytes each, a 4-byte payload
+// and the request's sequence number, written by the host with one 8-byte store. A reader that sees the
+// sequence number in a word has that word's payload, with no flag, fence or second round trip; it polls
+// the words themselves.
+// Protocol: the host writes the input rows (host input), then the request line (command, rows, IO addresses,
+// lease) as LL words tagged with seq = last + 1. CTA 0 polls the request line, then reads the input and
+// hands both to every CTA through distributed shared memory (st.async + mbarrier); the last layer writes
+// each output element as an LL word into the mapped output, which the host polls. Device output instead: the output in device memory, then `done_seq[cta]` = seq
+// (release) once the CTA's part is written.
 // Idling: a kernel that never ends would make any device-wide wait (cudaFree, lazy module loading) wait
-// forever. Each request grants a lease (`lease_until`, GPU globaltimer ns); a CTA that sees no new request
-// after the lease has run out leaves its loop, so the kernel ends by itself (`exited` = its launch
-// generation). Every CTA decides alone, with no barrier, because the host never posts a request close
-// to the lease's end: it stops and relaunches the kernel instead (see ResidentMlp::run).
-// Header lines: after seeing a new request_seq, the poller reads the rest of the request with one load per
-// 128-byte line, all in flight together. Reads of one line from one thread go one PCIe round trip at a time
-// (measured on the H100: three reads of one line 2.3 us, of three lines 1.3 us), hence three lines.
+// forever. Each request grants a lease (`lease`, GPU globaltimer ns); when CTA 0 sees no new request after
+// the lease has run out it tells every CTA to end, so the kernel ends by itself (`exited` = its launch
+// generation). The host never posts a request close to the lease's end: it stops and relaunches the kernel
+// instead (see ResidentMlp::run).
+enum : int {
+  kRequestCommand = 0,
+  kRequestRows,
+  kRequestInputLo,   // device-resident IO: the request's input and output in device memory (0: the mapped
+  kRequestInputHi,   // buffers, KernelParams::input/output). Reading the input from device memory skips PCIe.
+  kRequestOutputLo,
+  kRequestOutputHi,
+  kRequestLeaseLo,   // GPU globaltimer ns: with no request after this, end
+  kRequestLeaseHi,
+  kRequestWords
+};
+// One LL word: payload in the low half, sequence number in the high half (little-endian: payload first).
+constexpr uint64_t ll_word(uint32_t payload, uint32_t seq) { return payload | (static_cast<uint64_t>(seq) << 32); }
+
 struct alignas(128) Channel {
-  // line 0 (host): polled
-  uint32_t request_seq;
-  uint32_t command;
-  uint32_t rows;
-  uint32_t host_pad0[29];
-  // line 1 (host): device-resident IO, the request's input and output in device memory (0: the mapped
-  // buffers, KernelParams::input/output). Reading the input from device memory skips the PCIe read.
-  uint64_t input_addr;
-  uint64_t output_addr;
-  uint32_t host_pad1[28];
-  // line 2 (host)
-  uint64_t lease_until;  // GPU globaltimer ns: with no request after this, end
-  uint32_t host_pad2[30];
-  // line 3 (device)
+  // line 0 (host): the request, kRequestWords LL words
+  uint64_t request[kRequestWords];
+  uint32_t host_pad0[16];
+  // line 1 (device)
   uint32_t ready;   // the launch generation, once every CTA holds its weights in shared memory
   uint32_t exited;  // the launch generation, once the kernel has ended (idle or stop)
   uint64_t ready_gpu_ns;  // CTA 0's globaltimer when it wrote ready (the host's clock offset)
   uint32_t device_pad[28];
+  // line 2 (device): device-output requests only
   uint32_t done_seq[32];
   // CTA 0's running sums of nanoseconds per request phase (kTrace*), and the request count: written after
   // each answer, for bench_low_latency's breakdown (plain stores; read by the host whenever).
   uint64_t trace[16];
 };
-static_assert(sizeof(Channel) == 768, "Channel layout");
-static_assert(offsetof(Channel, command) == 4 && offsetof(Channel, rows) == 8 && offsetof(Channel, input_addr) == 128 &&
-                  offsetof(Channel, output_addr) == 136 && offsetof(Channel, lease_until) == 256,
-              "Channel header layout (the kernel reads [seq, command, rows, pad], [input_addr, output_addr], lease_until)");
+static_assert(sizeof(Channel) == 512, "Channel layout");
+static_assert(offsetof(Channel, ready) == 128 && offsetof(Channel, done_seq) == 256, "Channel lines");
 
 enum : int {
-  kTraceHeader = 0,     // request seen -> its header words loaded and shared within CTA 0
-  kTraceInput,          // CTA 0 thread 0's share of the input read and stored into every CTA (DSMEM)
-  kTraceHandOut,        // the hand-out: mailbox stores + cluster barrier
+  kTraceHeader = 0,     // request line seen -> the request sent to every CTA (mailbox, st.async)
+  kTraceInput,          // CTA 0: the input read and sent to every CTA
+  kTraceHandOut,        // CTA 0's wait until its own input and request have arrived (mbarrier)
   kTraceLayerCompute,   // thread 0's own share of every layer's columns (sum over layers)
-  kTraceLayerBarriers,  // the cluster barriers between layers (sum)
-  kTraceOutput,         // output stores fenced (+ __syncthreads)
-  kTraceDone,           // done_seq store
+  kTraceLayerBarriers,  // the waits for each layer's input columns from every CTA (mbarrier, sum)
+  kTraceOutput,         // device output only: output stores fenced (+ __syncthreads)
+  kTraceDone,           // device output only: done_seq store
   kTracePhases,
   // CTA 0 warp 0's own layer work in SM cycles (sums): the K loops (shared loads + FMAs), the reductions with
   // activation and result stores (DSMEM pushes / output), and how many column blocks it computed.
@@ -94,8 +99,8 @@ struct LayerParams {
 
 struct KernelParams {
   Channel* channel = nullptr;  // device addresses of the mapped buffers
-  const void* input = nullptr;  // [rows, k0], float32 or float16
-  void* output = nullptr;       // [rows, n_last], float32 or float16
+  const void* input = nullptr;  // [rows, k0] float32 or float16
+  void* output = nullptr;       // LL words: one per [rows, n_last] output element (float32 bits, or float16 bits)
   int layers = 0;
   LayerParams layer[kMaxLayers];
   uint8_t input_half = 0, round_input_half = 0, output_half = 0;
@@ -105,7 +110,7 @@ struct KernelParams {
   uint32_t start_seq = 0;       // the last request already answered: serve anything after it
   uint64_t idle_ns = 0;         // the lease before the first request
   int act_stride = 0;                // row stride (floats) of the two activation buffers
-  uint32_t input_offset[2] = {0, 0};  // [max_rows][layer[0].k_pad] float, by request parity (may coincide)
+  uint32_t input_offset = 0;         // [max_rows][layer[0].k_pad] float
   uint32_t act_offset[2] = {0, 0};   // [max_rows][act_stride] float each
   uint32_t smem_bytes = 0;
 };
