@@ -35,6 +35,14 @@ __device__ __forceinline__ uint4 load_volatile_16(const void* p) {
   asm volatile("ld.volatile.global.v4.u32 {%0,%1,%2,%3}, [%4];" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
   return v;
 }
+// The request-line poll: an acquire at system scope, so the input the host wrote before the line (read by
+// this CTA after a barrier) is the current request's.
+__device__ __forceinline__ uint4 load_acquire_16(const void* p) {
+  uint4 v;
+  asm volatile("ld.acquire.sys.global.v4.u32 {%0,%1,%2,%3}, [%4];" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p)
+               : "memory");
+  return v;
+}
 __device__ __forceinline__ uint32_t load_volatile_32(const void* p) {
   uint32_t v;
   asm volatile("ld.volatile.global.u32 %0, [%1];" : "=r"(v) : "l"(p));
@@ -311,7 +319,7 @@ __device__ void receive_request(const KernelParams& p, const Receiver& r, const 
     bool idle = false;
     for (uint32_t spins = 1;; ++spins) {
       uint4 v = make_uint4(0, seq, 0, seq);
-      if (lane < 4) v = load_volatile_16(reinterpret_cast<const unsigned char*>(ch->request) + lane * 16);
+      if (lane < 4) v = load_acquire_16(reinterpret_cast<const unsigned char*>(ch->request) + lane * 16);
       if (__all_sync(0xffffffffu, v.y == seq && v.w == seq)) {
         if (lane < 4) {
           r.line[2 * lane] = v.x;
@@ -324,8 +332,6 @@ __device__ void receive_request(const KernelParams& p, const Receiver& r, const 
         break;
       }
     }
-    // The request line seen (relaxed loads) + this fence: an acquire. The host wrote the input before it.
-    asm volatile("fence.acq_rel.sys;" ::: "memory");
     __syncwarp();
     if (lane == 0) {
       *t_seen = global_ns();
