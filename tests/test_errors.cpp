@@ -4,6 +4,7 @@
 
 #include <filesystem>
 
+#include "engine/engine_model.h"
 #include "onnx/importer.h"
 #include "test_util.h"
 
@@ -194,6 +195,31 @@ TEST_F(EngineErrors, NotAnEngineAndMissingFile) {
   EXPECT_NE(e.status().to_string().find("magic"), std::string::npos);
   auto f = Runtime().load_engine("/nonexistent.engine");
   EXPECT_EQ(f.status().code(), StatusCode::kNotFound);
+}
+
+// A corrupt engine can carry a constant whose tensor contradicts the shape its value declares (found by
+// fuzz_engine_loader: a 1-D weight behind a [N,K] value made the CPU FusedMLP kernel read shape[1]). Loading
+// refuses it as corrupt, naming the value.
+TEST_F(EngineErrors, FusedMlpWeightThatContradictsItsShapeIsRefused) {
+  auto model = deserialize_engine(engine_);
+  ASSERT_TRUE(model.is_ok()) << model.status().to_string();
+  int weight = -1;
+  for (const Node& n : model->graph.nodes)
+    if (n.op_type == "FusedMLP") weight = n.inputs[1];
+  ASSERT_GE(weight, 0) << "the CPU MLP engine has a kiln.FusedMLP layer";
+  for (int variant = 0; variant < 2; ++variant) {
+    EngineModel m = *model;
+    Tensor& w = *m.graph.values[weight].constant;
+    const Dims declared = m.graph.values[weight].shape;
+    // 0: the same floats as one row (1-D); 1: [N, K] with N and K swapped, still 2-D.
+    w.shape = variant == 0 ? Dims{volume(declared)} : Dims{declared[1], declared[0]};
+    auto e = Runtime().deserialize_engine(serialize_engine(m));
+    ASSERT_FALSE(e.is_ok()) << "variant " << variant;
+    EXPECT_EQ(e.status().code(), StatusCode::kCorruptEngine) << e.status().to_string();
+    EXPECT_NE(e.status().to_string().find("'" + m.graph.values[weight].name + "': its constant is float32 ["),
+              std::string::npos)
+        << e.status().to_string();
+  }
 }
 
 TEST(BuildErrors, BadProfilesAreExplained) {

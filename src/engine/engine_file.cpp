@@ -218,6 +218,11 @@ Result<EngineModel> deserialize_engine(std::span<const uint8_t> bytes) {
     if (st.kind == StorageKind::kConstant) {
       auto t = read_tensor(fv->constant(), blob, "value '" + v.name + "'");
       if (!t.is_ok()) return t.status();
+      // Kernels read a constant's own shape, shape inference the declared one: they must agree.
+      if (t->shape != v.shape || t->dtype != v.dtype)
+        return corrupt(fmt::format("value '{}': its constant is {} [{}], the value declares {} [{}]", v.name,
+                                   dtype_name(t->dtype), dims_to_string(t->shape, ","), dtype_name(v.dtype),
+                                   dims_to_string(v.shape, ",")));
       v.constant = std::move(t).value();
     }
     if (st.kind == StorageKind::kArena &&

@@ -401,9 +401,22 @@ Status supports(const Node& n, const Graph& g) {
     if (i > 0 && !v.constant)
       return Status(StatusCode::kUnsupported, fmt::format("{} needs constant weights and biases", kKernelName));
   }
-  for (int i = 0; i < at->layers(); ++i)
-    if (g.values[n.inputs[fused_mlp_weight_input(i)]].shape.size() != 2)
-      return Status(StatusCode::kUnsupported, fmt::format("layer {}: W must be 2-D [N,K]", i));
+  // prepare() reads the constants' own shapes: they must be [N_i, K_i] and [N_i], chained, and the shapes the
+  // graph declares (a corrupt engine file can carry other tensors; shape inference only sees the declared).
+  int64_t k = -1;
+  for (int i = 0; i < at->layers(); ++i) {
+    const Value& w = g.values[n.inputs[fused_mlp_weight_input(i)]];
+    const Value& b = g.values[n.inputs[fused_mlp_bias_input(i)]];
+    const Dims& ws = w.constant->shape;
+    if (ws.size() != 2 || ws != w.shape || b.constant->shape != b.shape || volume(b.shape) != ws[0] ||
+        (k >= 0 && ws[1] != k))
+      return Status(StatusCode::kInvalidArgument,
+                    fmt::format("layer {}: W {} (declared {}) and bias {} (declared {}) are not [N, {}] and [N]", i,
+                                dims_to_string(ws, ","), dims_to_string(w.shape, ","),
+                                dims_to_string(b.constant->shape, ","), dims_to_string(b.shape, ","),
+                                k >= 0 ? std::to_string(k) : "K"));
+    k = ws[0];
+  }
   return Status::ok();
 }
 
