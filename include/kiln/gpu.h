@@ -42,6 +42,8 @@ Result<Event> event_create();
 Status event_destroy(Event e);
 Status event_record(Event e, Stream s);
 Status event_synchronize(Event e, bool spin = false);
+// Work queued on s after this waits until e's recorded work is done (cudaStreamWaitEvent).
+Status stream_wait_event(Stream s, Event e);
 Result<float> event_elapsed_ms(Event start, Event end);
 
 }  // namespace kiln::gpu

@@ -104,6 +104,9 @@ Status event_destroy(Event e) { return cuda::check(cudaEventDestroy(as_event(e))
 Status event_record(Event e, Stream s) {
   return cuda::check(cudaEventRecord(as_event(e), as_stream(s)), "cudaEventRecord");
 }
+Status stream_wait_event(Stream s, Event e) {
+  return cuda::check(cudaStreamWaitEvent(as_stream(s), as_event(e), 0), "cudaStreamWaitEvent");
+}
 Status event_synchronize(Event e, bool spin) {
   if (!spin) return cuda::check(cudaEventSynchronize(as_event(e)), "cudaEventSynchronize");
   for (;;) {
@@ -147,6 +150,7 @@ Result<Event> event_create() { return no_cuda(); }
 Status event_destroy(Event) { return no_cuda(); }
 Status event_record(Event, Stream) { return no_cuda(); }
 Status event_synchronize(Event, bool) { return no_cuda(); }
+Status stream_wait_event(Stream, Event) { return no_cuda(); }
 Result<float> event_elapsed_ms(Event, Event) { return no_cuda(); }
 
 #endif

@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
+#include <string>
 #include <thread>
 
 #include <fmt/format.h>
@@ -51,6 +52,11 @@ std::vector<int64_t> chunk_plan(int64_t batch, size_t in_bytes, bool pageable, i
 int64_t env_chunks() {  // KILN_HOST_IO_CHUNKS=n forces n chunks (experiments; 0 = automatic)
   const char* v = std::getenv("KILN_HOST_IO_CHUNKS");
   return v ? std::max<int64_t>(0, std::atoll(v)) : 0;
+}
+
+bool env_copy_stream() {  // KILN_HOST_IO_COPY_STREAM=0: each chunk's copies on its lane's stream (experiments)
+  const char* v = std::getenv("KILN_HOST_IO_COPY_STREAM");
+  return !v || std::string(v) != "0";
 }
 
 size_t bytes_of(const TensorDesc& d) { return static_cast<size_t>(volume(d.shape)) * dtype_size(d.dtype); }
@@ -145,6 +151,8 @@ class CopyWorkers {
 struct HostIoPipeline::Lane {
   std::unique_ptr<ContextImpl> ctx;
   gpu::Stream stream = nullptr;
+  gpu::Event consumed = nullptr;  // recorded after each chunk's compute: its input buffers may be refilled
+  bool consumed_pending = false;  // consumed was recorded in this run()
   std::vector<void*> device;  // per IO tensor: this lane's device buffer (host IO only)
   std::vector<size_t> device_bytes;
   int64_t rows = -1;
@@ -154,6 +162,7 @@ struct HostIoPipeline::Lane {
     ctx.reset();
     for (void* p : device)
       if (p) (void)gpu::device_free(p);
+    if (consumed) (void)gpu::event_destroy(consumed);
     if (stream) (void)gpu::stream_destroy(stream);
   }
 };
@@ -170,6 +179,8 @@ HostIoPipeline::~HostIoPipeline() {
   for (void* p : staging_)
     if (p) (void)gpu::host_free_pinned(p);
   for (void* e : events_) (void)gpu::event_destroy(e);
+  for (void* e : copied_) (void)gpu::event_destroy(e);
+  if (copy_stream_) (void)gpu::stream_destroy(copy_stream_);
 }
 
 Status HostIoPipeline::reserve_staging(size_t io, size_t bytes) {
@@ -196,6 +207,9 @@ Result<HostIoPipeline::Lane*> HostIoPipeline::lane(size_t index, int64_t rows, c
     auto st = gpu::stream_create();
     if (!st.is_ok()) return st.status();
     lane->stream = *st;
+    auto ev = gpu::event_create();
+    if (!ev.is_ok()) return ev.status();
+    lane->consumed = *ev;
     lane->device.assign(e.io_names.size(), nullptr);
     lane->device_bytes.assign(e.io_names.size(), 0);
     lanes_.push_back(std::move(lane));
@@ -290,6 +304,19 @@ Status HostIoPipeline::run(const HostIoRun& r) {
     if (!ev.is_ok()) return ev.status();
     events_.push_back(*ev);
   }
+  // Chunked host input: the copies in order on one stream (see host_io.h).
+  const bool copy_stream = chunked && host_in_bytes > 0 && env_copy_stream();
+  if (copy_stream && !copy_stream_) {
+    auto st = gpu::stream_create();
+    if (!st.is_ok()) return st.status();
+    copy_stream_ = *st;
+  }
+  while (copy_stream && copied_.size() < static_cast<size_t>(chunks)) {
+    auto ev = gpu::event_create();
+    if (!ev.is_ok()) return ev.status();
+    copied_.push_back(*ev);
+  }
+  for (Lane* l : lane_of) l->consumed_pending = false;
   auto offset = [&](size_t io, int64_t c) {
     return chunked ? bytes_of(desc[io]) / static_cast<size_t>(batch) * static_cast<size_t>(first_row[c]) : 0;
   };
@@ -342,12 +369,21 @@ Status HostIoPipeline::run(const HostIoRun& r) {
     if (pageable_in)
       while (workers_->done(c) < pieces_per_chunk[c])
         if (!workers_->help()) std::this_thread::yield();
+    // The copy stream refills a lane's input buffers only after the lane's last chunk has read them.
+    const gpu::Stream in_stream = copy_stream ? copy_stream_ : l.stream;
+    if (copy_stream && l.consumed_pending) status = gpu::stream_wait_event(copy_stream_, l.consumed);
     for (int io = 0; io < e.num_inputs && status.is_ok(); ++io) {
       if (where[io] == MemoryLocation::kDevice) continue;
       const uint8_t* src = static_cast<const uint8_t*>(where[io] == MemoryLocation::kPageableHost ? staging_[io] : addr[io]);
-      status = gpu::copy_to_device_async(l.device[io], src + offset(io, c), chunk_bytes(io, c), l.stream);
+      status = gpu::copy_to_device_async(l.device[io], src + offset(io, c), chunk_bytes(io, c), in_stream);
     }
+    if (copy_stream && status.is_ok()) status = gpu::event_record(copied_[c], copy_stream_);
+    if (copy_stream && status.is_ok()) status = gpu::stream_wait_event(l.stream, copied_[c]);
     if (status.is_ok()) status = l.ctx->enqueue(l.stream);
+    if (copy_stream && status.is_ok()) {
+      status = gpu::event_record(l.consumed, l.stream);
+      l.consumed_pending = status.is_ok();
+    }
     for (size_t io = e.num_inputs; io < n_io && status.is_ok(); ++io) {
       if (where[io] == MemoryLocation::kDevice) continue;
       uint8_t* dst = static_cast<uint8_t*>(where[io] == MemoryLocation::kPageableHost ? staging_[io] : addr[io]);
@@ -366,7 +402,12 @@ Status HostIoPipeline::run(const HostIoRun& r) {
         std::memcpy(static_cast<uint8_t*>(addr[io]) + offset(io, c),
                     static_cast<const uint8_t*>(staging_[io]) + offset(io, c), chunk_bytes(io, c));
   }
-  // Always drain every lane used, even after an error: its buffers are about to be reused or freed.
+  // Always drain every lane used, and the copy stream, even after an error: buffers are about to be reused
+  // or freed.
+  if (copy_stream) {
+    Status s = gpu::stream_synchronize(copy_stream_, true);
+    if (status.is_ok() && !s.is_ok()) status = std::move(s);
+  }
   for (size_t i = 0; i < lanes_used; ++i) {
     Status s = gpu::stream_synchronize(lanes_[i]->stream, true);
     if (status.is_ok() && !s.is_ok()) status = std::move(s);

@@ -2,6 +2,9 @@
 // "lanes" (child execution contexts with their own device buffers, arena and stream), so that chunk
 // i+1's host-to-device copy overlaps chunk i's compute and device-to-host copy; pageable inputs are
 // first staged into page-locked memory by worker threads, overlapped with the copies of earlier chunks.
+// Every chunk's host-to-device copy goes on one copy stream, in chunk order, and its lane waits for it by
+// an event: copies queued on several streams can run side by side on separate copy engines, sharing the
+// link, so that every chunk would finish copying near the end and nothing would overlap.
 #pragma once
 #include <functional>
 #include <memory>
@@ -46,6 +49,8 @@ class HostIoPipeline {
   std::vector<void*> staging_;  // per IO tensor: page-locked buffer for pageable memory
   std::vector<size_t> staging_bytes_;
   std::vector<void*> events_;   // per chunk: pageable outputs are copied out as their chunk completes
+  void* copy_stream_ = nullptr;  // every chunk's host-to-device copies, in order
+  std::vector<void*> copied_;    // per chunk: its inputs are on the device (recorded on copy_stream_)
   std::unique_ptr<CopyWorkers> workers_;
 };
 

@@ -2,7 +2,9 @@
 // crossover M timed at load; each case runs with each tactic forced (KILN_FUSED_MLP_TACTIC; direct_generic
 // is the direct tactic's non-AVX-512 loop) and with the timed choice, so all are checked whatever the
 // crossover and the CPU.
+#include <fmt/format.h>
 #include <gtest/gtest.h>
+#include <omp.h>
 
 #include "../op_harness.h"
 #include "backends/cpu/cpu_kernel.h"
@@ -35,7 +37,7 @@ OpCase mlp(Dims x, const std::vector<int64_t>& widths, const std::string& acts, 
 
 // Runs c with each tactic forced and with the timed choice; the CPU kernel must run every time.
 void run_all_tactics(const OpCase& c) {
-  for (const char* tactic : {"direct", "direct_generic", "onednn", "auto"}) {
+  for (const char* tactic : {"direct", "direct_generic", "onednn", "onednn_chain", "auto"}) {
     SCOPED_TRACE(std::string("KILN_FUSED_MLP_TACTIC=") + tactic);
     ScopedEnv env("KILN_FUSED_MLP_TACTIC", tactic);
     const CaseReport r = run_op_case(c);
@@ -44,11 +46,26 @@ void run_all_tactics(const OpCase& c) {
 }
 
 TEST(OpFusedMlp, TwoAndThreeLayersOverBatchSizes) {
-  for (int64_t m : {1, 3, 17, 64, 300}) {
+  for (int64_t m : {1, 3, 17, 64, 257, 300}) {
     SCOPED_TRACE("M=" + std::to_string(m));
     run_all_tactics(mlp({m, 40}, {33, 7}, "Relu,"));
     run_all_tactics(mlp({m, 97}, {70, 129, 10}, "Relu,Relu,"));
   }
+}
+
+// The onednn tactic splits the rows over the threads from 64 rows per thread: uneven slices (5 threads, 333
+// rows: 67 x 4 + 65; 7 threads, 450 rows: 65 x 6 + 60), each checked against float64.
+TEST(OpFusedMlp, RowSplitOverThreads) {
+  const int saved = omp_get_max_threads();
+  for (int threads : {5, 7}) {
+    omp_set_num_threads(threads);
+    for (int64_t m : {333, 450}) {
+      SCOPED_TRACE(fmt::format("{} threads, M={}", threads, m));
+      run_all_tactics(mlp({m, 97}, {70, 129, 10}, "Relu,Relu,"));
+      run_all_tactics(mlp({m, 784}, {256, 128, 10}, "Relu,Relu,"));
+    }
+  }
+  omp_set_num_threads(saved);
 }
 
 TEST(OpFusedMlp, EachActivation) {

@@ -7,7 +7,12 @@
 //           chains per row). AVX-512 code picked at run time, with a portable loop over the same layout
 //           for CPUs without it (the engine file is the same on both).
 //   onednn: for large M, the layers as a chain of oneDNN matmuls (onednn_gemm.h, the per-layer path Gemm
-//           uses, multi-threaded), weights unpacked to [N,K] at load time for it.
+//           uses, multi-threaded), weights unpacked to [N,K] at load time for it. With several threads, at
+//           least kMinSliceRows rows per thread and weights small enough to sit in every core's L2
+//           (kRowSplitWeightBytes), the rows are split instead: each thread runs the whole chain on its own
+//           slice with one-thread primitives. No fork/join per layer, and a slice's hidden activations stay
+//           in its core's caches (an M x max-N buffer per layer otherwise goes through memory).
+//           KILN_FUSED_MLP_TACTIC=onednn_chain keeps the plain chain (experiments).
 // The crossover M (direct below, onednn from it) is fixed (M = 1 runs direct): the two tactics round
 // differently, and an engine must give the same bits in every process, so the choice may not depend on a
 // timing taken at load. KILN_FUSED_MLP_TACTIC=auto times it at load instead (once per process per network
@@ -39,6 +44,8 @@ constexpr const char* kPanelLayout = "cpu.panel64";
 constexpr int64_t kPanel = 64;     // output columns per panel: 4 zmm accumulators per row
 constexpr int64_t kRowBlock = 4;   // rows per pass over the weights: each weight load feeds 4 rows' FMAs
 constexpr int64_t kNever = std::numeric_limits<int64_t>::max();
+constexpr int64_t kMinSliceRows = 64;                 // row split: at least this many rows per thread
+constexpr size_t kRowSplitWeightBytes = size_t{4} << 20;  // row split: every thread streams all the weights
 
 // [N,K] -> panels: columns p0 .. p0+P-1 (P = min(64, N - p0)) stored [K][P] at offset p0*K. Same element
 // count as [N,K], so the value keeps its logical shape.
@@ -178,6 +185,7 @@ struct Mlp {
   bool avx512 = false;  // the direct tactic's AVX-512 code (else the portable loop)
   int64_t max_n = 0;
   int64_t crossover = kNever;  // M from which the onednn tactic runs
+  bool row_split = false;      // onednn: split the rows over the threads where there are enough
   std::string note;            // for kiln inspect
 };
 
@@ -205,11 +213,11 @@ class FusedMlpKernel final : public CpuKernel {
       }
     }
     for (auto& b : between_) b.resize(static_cast<size_t>(m_ * mlp_->max_n));
+    const int threads = omp_get_max_threads();  // the context's count (the backend set it before reshape)
+    slice_rows_ = 0;
+    if (mlp_->row_split && threads > 1 && m_ >= kMinSliceRows * threads) return reshape_slices(threads);
     for (size_t i = 0; i < layers.size(); ++i) {
-      const Layer& l = layers[i];
-      Status s = gemms_[i]->reshape({{DataType::kFloat32, {m_, l.k}}, {DataType::kFloat32, {l.n, l.k}},
-                                     {DataType::kFloat32, {l.n}}},
-                                    {{DataType::kFloat32, {m_, l.n}}});
+      Status s = reshape_gemm(*gemms_[i], layers[i], m_);
       if (!s.is_ok()) return s;
     }
     return Status::ok();
@@ -248,16 +256,69 @@ class FusedMlpKernel final : public CpuKernel {
     }
   }
 
-  Status run_onednn(const float* x, float* y) {
+  static Status reshape_gemm(CpuKernel& g, const Layer& l, int64_t rows) {
+    return g.reshape({{DataType::kFloat32, {rows, l.k}}, {DataType::kFloat32, {l.n, l.k}}, {DataType::kFloat32, {l.n}}},
+                     {{DataType::kFloat32, {rows, l.n}}});
+  }
+
+  // Row split: slice t is rows [t * slice_rows_, ...) (the last one shorter), its chain of one-thread matmuls.
+  Status reshape_slices(int threads) {
+    const auto& layers = mlp_->layers;
+    slice_rows_ = (m_ + threads - 1) / threads;
+    const size_t slices = static_cast<size_t>((m_ + slice_rows_ - 1) / slice_rows_);
+    while (slice_gemms_.size() < slices) {
+      std::vector<std::unique_ptr<CpuKernel>> chain;
+      for (const Layer& l : layers) {
+        GemmAttrs at;
+        at.trans_b = true;
+        at.activation = l.act;
+        at.activation_alpha = l.alpha;
+        auto g = make_onednn_gemm(layer_, at, &l.nk, &l.bias, {}, {}, /*one_thread=*/true);
+        if (!g.is_ok()) return g.status();
+        chain.push_back(std::move(g).value());
+      }
+      slice_gemms_.push_back(std::move(chain));
+    }
+    for (size_t t = 0; t < slices; ++t) {
+      const int64_t rows = std::min(slice_rows_, m_ - static_cast<int64_t>(t) * slice_rows_);
+      for (size_t i = 0; i < layers.size(); ++i) {
+        Status s = reshape_gemm(*slice_gemms_[t][i], layers[i], rows);
+        if (!s.is_ok()) return std::move(s).with_context(fmt::format("row slice {} ({} rows)", t, rows));
+      }
+    }
+    return Status::ok();
+  }
+
+  // One chain of matmuls: gemms over `rows` rows of x into y, hidden layers through buf[0..1] (each with room
+  // for rows x max N).
+  static Status run_chain(std::vector<std::unique_ptr<CpuKernel>>& gemms, const float* x, float* y, float* buf0,
+                          float* buf1) {
     const float* h = x;
-    for (size_t i = 0; i < gemms_.size(); ++i) {
-      float* o = i + 1 == gemms_.size() ? y : between_[i % 2].data();
+    for (size_t i = 0; i < gemms.size(); ++i) {
+      float* o = i + 1 == gemms.size() ? y : (i % 2 ? buf1 : buf0);
       const void* ins[3] = {h, nullptr, nullptr};
       void* outs[1] = {o};
-      Status s = gemms_[i]->run(ins, outs);
+      Status s = gemms[i]->run(ins, outs);
       if (!s.is_ok()) return s;
       h = o;
     }
+    return Status::ok();
+  }
+
+  Status run_onednn(const float* x, float* y) {
+    if (slice_rows_ == 0) return run_chain(gemms_, x, y, between_[0].data(), between_[1].data());
+    const int64_t k0 = mlp_->layers.front().k, n_out = mlp_->layers.back().n, max_n = mlp_->max_n;
+    const int slices = static_cast<int>((m_ + slice_rows_ - 1) / slice_rows_);
+    std::vector<Status> status(static_cast<size_t>(slices), Status::ok());
+#pragma omp parallel for num_threads(slices) schedule(static, 1)
+    for (int t = 0; t < slices; ++t) {
+      const int64_t r0 = t * slice_rows_;  // a slice's hidden rows in its own part of each buffer
+      status[static_cast<size_t>(t)] = run_chain(slice_gemms_[static_cast<size_t>(t)], x + r0 * k0, y + r0 * n_out,
+                                                 between_[0].data() + r0 * max_n, between_[1].data() + r0 * max_n);
+    }
+    for (int t = 0; t < slices; ++t)
+      if (!status[static_cast<size_t>(t)].is_ok())
+        return std::move(status[static_cast<size_t>(t)]).with_context(fmt::format("row slice {} of {}", t, slices));
     return Status::ok();
   }
 
@@ -268,6 +329,8 @@ class FusedMlpKernel final : public CpuKernel {
   bool use_onednn_ = false;
   std::vector<float> block_;                 // direct: two [4, max N] row blocks between layers
   std::vector<std::unique_ptr<CpuKernel>> gemms_;  // onednn: one matmul per layer, made on first use
+  std::vector<std::vector<std::unique_ptr<CpuKernel>>> slice_gemms_;  // row split: a chain per slice
+  int64_t slice_rows_ = 0;                   // row split: rows per slice (0: the plain chain)
   std::vector<float> between_[2];            // onednn: [M, max N] activations between layers
 };
 
@@ -329,11 +392,14 @@ Result<std::shared_ptr<const Mlp>> prepare(const Node& n, const Graph& g) {
   if (!at.is_ok()) return at.status();
   const char* env = std::getenv("KILN_FUSED_MLP_TACTIC");
   const std::string force = env ? env : "";
-  if (!force.empty() && force != "direct" && force != "direct_generic" && force != "onednn" && force != "auto")
+  if (!force.empty() && force != "direct" && force != "direct_generic" && force != "onednn" && force != "onednn_chain" &&
+      force != "auto")
     return Status(StatusCode::kInvalidArgument,
-                  fmt::format("KILN_FUSED_MLP_TACTIC='{}' (want direct, direct_generic, onednn or auto)", force));
+                  fmt::format("KILN_FUSED_MLP_TACTIC='{}' (want direct, direct_generic, onednn, onednn_chain or auto)",
+                              force));
   auto mlp = std::make_shared<Mlp>();
   mlp->avx512 = cpu_has_avx512() && force != "direct_generic";
+  size_t weight_bytes = 0;
   for (int i = 0; i < at->layers(); ++i) {
     Layer l;
     const Tensor& w = *g.values[n.inputs[fused_mlp_weight_input(i)]].constant;
@@ -347,12 +413,16 @@ Result<std::shared_ptr<const Mlp>> prepare(const Node& n, const Graph& g) {
     if (force.rfind("direct", 0) != 0)
       l.nk = packed ? Tensor::from_vector(DataType::kFloat32, w.shape, from_panels(w.data<float>(), l.n, l.k)) : w;
     mlp->max_n = std::max(mlp->max_n, l.n);
+    weight_bytes += static_cast<size_t>(l.n * l.k) * sizeof(float);
     mlp->layers.push_back(std::move(l));
   }
+  mlp->row_split = weight_bytes <= kRowSplitWeightBytes && force != "onednn_chain";
   const std::string isa = mlp->avx512 ? "avx512" : "generic";
-  if (force == "direct" || force == "direct_generic" || force == "onednn") {
-    mlp->crossover = force == "onednn" ? 0 : kNever;
-    mlp->note = fmt::format("{} (forced by KILN_FUSED_MLP_TACTIC; direct kernel: {})", force, isa);
+  const std::string split =
+      mlp->row_split ? fmt::format("; onednn rows split over the threads from {} rows per thread", kMinSliceRows) : "";
+  if (force == "direct" || force == "direct_generic" || force == "onednn" || force == "onednn_chain") {
+    mlp->crossover = force.rfind("onednn", 0) == 0 ? 0 : kNever;
+    mlp->note = fmt::format("{} (forced by KILN_FUSED_MLP_TACTIC; direct kernel: {}{})", force, isa, split);
     return std::shared_ptr<const Mlp>(std::move(mlp));
   }
   if (force != "auto") {
@@ -362,7 +432,8 @@ Result<std::shared_ptr<const Mlp>> prepare(const Node& n, const Graph& g) {
     // 13.9 us at M=1, onednn ahead from M=2; dev box: direct ahead at M=1 on one thread).
     mlp->crossover = kFixedCrossover;
     mlp->note = fmt::format("direct ({}, {}) for M < {}, onednn from M = {} (fixed; KILN_FUSED_MLP_TACTIC=auto "
-                            "times the crossover at load instead)", isa, kPanelLayout, mlp->crossover, mlp->crossover);
+                            "times the crossover at load instead){}",
+                            isa, kPanelLayout, mlp->crossover, mlp->crossover, split);
     return std::shared_ptr<const Mlp>(std::move(mlp));
   }
   // auto: networks of the same shape cross over at the same M: time each shape once per process.
@@ -380,8 +451,9 @@ Result<std::shared_ptr<const Mlp>> prepare(const Node& n, const Graph& g) {
   }
   mlp->crossover = it->second.first;
   mlp->note = fmt::format("direct ({}, {}) for M < {}, onednn from M = {} (timed at load with {} threads, "
-                          "direct vs onednn: {})",
-                          isa, kPanelLayout, mlp->crossover, mlp->crossover, omp_get_max_threads(), it->second.second);
+                          "direct vs onednn: {}){}",
+                          isa, kPanelLayout, mlp->crossover, mlp->crossover, omp_get_max_threads(), it->second.second,
+                          split);
   return std::shared_ptr<const Mlp>(std::move(mlp));
 }
 

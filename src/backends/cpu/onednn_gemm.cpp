@@ -29,9 +29,9 @@ Status dnnl_failure(const dnnl::error& e, const std::string& what) {
 class GemmKernel final : public CpuKernel {
  public:
   GemmKernel(const std::string& layer, GemmAttrs attrs, const Tensor* b_const, const Tensor* c_const, MatmulTypes types = {},
-             std::vector<float> owned_bias = {})
+             std::vector<float> owned_bias = {}, bool one_thread = false)
       : node_name_(layer), at_(attrs), b_const_(b_const), c_const_(c_const), types_(std::move(types)),
-        owned_bias_(std::move(owned_bias)), stream_(cpu_engine()) {
+        owned_bias_(std::move(owned_bias)), one_thread_(one_thread), stream_(cpu_engine()) {
     if (!owned_bias_.empty()) c_const_ = nullptr;
   }
 
@@ -56,7 +56,7 @@ class GemmKernel final : public CpuKernel {
       return Status::ok();
     }
     have_prim_ = false;
-    serial_ = m_ * n_ * k_ < kSerialMacs;
+    serial_ = one_thread_ || m_ * n_ * k_ < kSerialMacs;
     ScopedOmpThreads threads(serial_ ? 1 : 0);  // planned for the team it will run with
     try {
       const memory::dims a_strides = at_.trans_a ? memory::dims{1, m_} : memory::dims{k_, 1};
@@ -190,6 +190,7 @@ class GemmKernel final : public CpuKernel {
   const Tensor* c_const_;
   MatmulTypes types_;
   std::vector<float> owned_bias_;  // INT8: bias / out_scale, in the int32 accumulator's units
+  bool one_thread_ = false;        // always serial_ (make_onednn_gemm's one_thread)
   dnnl::stream stream_;
   int64_t m_ = 0, k_ = 0, n_ = 0, c_rows_ = 1, c_cols_ = 1;
   bool has_c_ = false, bias_vector_ = false, have_prim_ = false;
@@ -205,11 +206,11 @@ class GemmKernel final : public CpuKernel {
 
 Result<std::unique_ptr<CpuKernel>> make_onednn_gemm(const std::string& layer, const GemmAttrs& attrs,
                                                     const Tensor* b_const, const Tensor* c_const, MatmulTypes types,
-                                                    std::vector<float> owned_bias) {
+                                                    std::vector<float> owned_bias, bool one_thread) {
   if (auto engine = onednn_cpu_engine(); !engine.is_ok()) return engine.status();
   try {
-    return std::unique_ptr<CpuKernel>(
-        std::make_unique<GemmKernel>(layer, attrs, b_const, c_const, std::move(types), std::move(owned_bias)));
+    return std::unique_ptr<CpuKernel>(std::make_unique<GemmKernel>(layer, attrs, b_const, c_const, std::move(types),
+                                                                   std::move(owned_bias), one_thread));
   } catch (const dnnl::error& e) {
     return dnnl_failure(e, "creating a stream for layer '" + layer + "'");
   }

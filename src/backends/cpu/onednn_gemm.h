@@ -28,9 +28,11 @@ struct MatmulTypes {
 };
 
 // b_const / c_const: constant B and C (or null when they come at run time). owned_bias (INT8): bias in the
-// int32 accumulator's units, replacing C.
+// int32 accumulator's units, replacing C. one_thread: planned for and run on the calling thread alone, whatever
+// its size (a caller that runs several of these side by side from its own OpenMP team).
 Result<std::unique_ptr<CpuKernel>> make_onednn_gemm(const std::string& layer, const GemmAttrs& attrs,
                                                     const Tensor* b_const, const Tensor* c_const,
-                                                    MatmulTypes types = {}, std::vector<float> owned_bias = {});
+                                                    MatmulTypes types = {}, std::vector<float> owned_bias = {},
+                                                    bool one_thread = false);
 
 }  // namespace kiln::cpu
