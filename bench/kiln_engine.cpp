@@ -2,11 +2,10 @@
 // per-iteration timing, same random-normal input), so the two can be compared within one run without
 // the CLI's loop in between. Engine: models/mlp.onnx with profile 1..8192 (opt 8192), as the course.
 // Three engines (arg "engine"): 0 "fused" (the default build: one kiln.FusedMLP layer, its tactic by the
-// fixed rule: direct at batch 1, the oneDNN chain from 2, its rows split over the threads where there are
-// enough), 1 "layers" (--disablePass=mlp_fusion: one oneDNN matmul per Gemm, Kiln's path before issue 8)
-// and 2 "fused_onednn_chain" (the fused layer with KILN_FUSED_MLP_TACTIC=onednn_chain: the plain chain
-// inside one kernel, every layer multi-threaded, no row split). Each at threads=1 and threads=all (the context's set_num_threads;
-// 0 = all, i.e. OMP_NUM_THREADS or the cores). KILN_FUSED_MLP_TACTIC=direct|onednn set in the
+// fixed rule: direct at batch 1, the oneDNN chain from 2), 1 "layers" (--disablePass=mlp_fusion: one oneDNN
+// matmul per Gemm, Kiln's path before issue 8) and 2 "fused_onednn_rows" (the fused layer with
+// KILN_FUSED_MLP_TACTIC=onednn_rows: the chain on each thread's own slice of the rows). Each at threads=1
+// and threads=all (the context's set_num_threads; 0 = all, i.e. OMP_NUM_THREADS or the cores). KILN_FUSED_MLP_TACTIC=direct|onednn set in the
 // environment pins engine 0's tactic instead. E.g. the batch-8192 comparison:
 //   bench_kiln_engine --benchmark_filter='batch:8192/' --benchmark_repetitions=10 \
 //                     --benchmark_report_aggregates_only=true
@@ -55,7 +54,7 @@ Ctx& context(int64_t batch, int64_t threads, int64_t which) {
   return c;
 }
 
-// Args: batch, threads (0 = all), engine (0 = fused, 1 = per-layer, 2 = fused, plain oneDNN chain).
+// Args: batch, threads (0 = all), engine (0 = fused, 1 = per-layer, 2 = fused, rows split over threads).
 void BM_kiln(benchmark::State& state) {
   const int64_t batch = state.range(0);
   Ctx& c = context(batch, state.range(1), state.range(2));
@@ -92,7 +91,7 @@ int main(int argc, char** argv) {
       return 1;
     }
     // The fused layer reads KILN_FUSED_MLP_TACTIC when the engine is loaded.
-    if (which == 2) setenv("KILN_FUSED_MLP_TACTIC", "onednn_chain", 1);
+    if (which == 2) setenv("KILN_FUSED_MLP_TACTIC", "onednn_rows", 1);
     auto engine = kiln::Runtime().deserialize_engine(built->engine);
     if (which == 2) {
       if (pinned) setenv("KILN_FUSED_MLP_TACTIC", pinned_tactic.c_str(), 1);

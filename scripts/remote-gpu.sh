@@ -201,16 +201,16 @@ PY
       done
     done
     # Chunk count sweep (KILN_HOST_IO_CHUNKS) for batch 8192 FP16 from pinned and pageable memory, with the
-    # copies on one copy stream (default) and on each chunk's lane stream (KILN_HOST_IO_COPY_STREAM=0).
-    { echo; echo "### Chunk sweep, batch 8192 FP16, CUDA graph (median ms; 0 = automatic; lanes = copies on the lane streams)"; echo;
-      echo "| chunks | pinned | pageable | pinned, lanes | pageable, lanes |"; echo "|---|---|---|---|---|"; } >> "$md"
+    # copies on each chunk's lane stream (default) and on one copy stream (KILN_HOST_IO_COPY_STREAM=1).
+    { echo; echo "### Chunk sweep, batch 8192 FP16, CUDA graph (median ms; 0 = automatic; copy stream = KILN_HOST_IO_COPY_STREAM=1)"; echo;
+      echo "| chunks | pinned | pageable | pinned, copy stream | pageable, copy stream |"; echo "|---|---|---|---|---|"; } >> "$md"
     for c in 0 1 2 4 8 13 16; do
       local row="| $c |"
-      for h in pinned pageable pinned:0 pageable:0; do
-        local j="$WORK/json/chunks_${c}_${h/:/_}.json" cs=1
-        [[ $h == *:0 ]] && cs=0
+      for h in pinned pageable pinned:1 pageable:1; do
+        local j="$WORK/json/chunks_${c}_${h/:/_}.json" cs=0
+        [[ $h == *:1 ]] && cs=1
         KILN_HOST_IO_COPY_STREAM=$cs KILN_HOST_IO_CHUNKS=$c $K run --loadEngine=$E/mlp_fp16.engine --shapes=input:8192x1x28x28 --warmUp=200 \
-          --iterations=200 --duration=1 --hostIO=${h%:0} --useCudaGraph --exportJSON="$j" > /dev/null 2>&1 \
+          --iterations=200 --duration=1 --hostIO=${h%:1} --useCudaGraph --exportJSON="$j" > /dev/null 2>&1 \
           && row+=" $(python3 -c "import json,sys; print(f\"{json.load(open(sys.argv[1]))['latency_ms']['median']:.4f}\")" "$j") |" \
           || row+=" failed |"
       done
@@ -243,11 +243,11 @@ PY
     echo '```' >> "$md"
   fi
   if [[ " $STEPS " == *" cpubench "* ]]; then
-    # Issue 8 point 4 on this Xeon: the fused CPU MLP (default rule: direct at batch 1, oneDNN rows split from 2) vs
+    # Issue 8 point 4 on this Xeon: the fused CPU MLP (default rule: direct at batch 1, oneDNN chain from 2) vs
     # the per-layer engine vs the fused layer with the oneDNN tactic, and the bare oneDNN chain / sgemm,
     # in one process each, interleaved repetitions (medians).
     if [[ -x "$HERE/bin/bench_kiln_engine" ]]; then
-      { echo "## CPU MLP (bench_kiln_engine: engine 0 = fused default rule, 1 = per-layer, 2 = fused, plain oneDNN chain (no row split); threads 0 = all)"; echo; echo '```'; } >> "$md"
+      { echo "## CPU MLP (bench_kiln_engine: engine 0 = fused default rule, 1 = per-layer, 2 = fused, oneDNN chain on each thread's rows (onednn_rows); threads 0 = all)"; echo; echo '```'; } >> "$md"
       timeout 200 "$HERE/bin/bench_kiln_engine" --model=models/mlp.onnx --benchmark_filter='batch:(1|8192)/' \
         --benchmark_repetitions=9 --benchmark_enable_random_interleaving=true --benchmark_report_aggregates_only=true \
         --benchmark_out="$WORK/json/cpu_engine.json" --benchmark_out_format=json 2>&1 | grep -E "median|^Run|^---|Benchmark" | tee -a "$md"

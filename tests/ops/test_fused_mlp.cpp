@@ -37,7 +37,7 @@ OpCase mlp(Dims x, const std::vector<int64_t>& widths, const std::string& acts, 
 
 // Runs c with each tactic forced and with the timed choice; the CPU kernel must run every time.
 void run_all_tactics(const OpCase& c) {
-  for (const char* tactic : {"direct", "direct_generic", "onednn", "onednn_chain", "auto"}) {
+  for (const char* tactic : {"direct", "direct_generic", "onednn", "onednn_rows", "auto"}) {
     SCOPED_TRACE(std::string("KILN_FUSED_MLP_TACTIC=") + tactic);
     ScopedEnv env("KILN_FUSED_MLP_TACTIC", tactic);
     const CaseReport r = run_op_case(c);
@@ -53,7 +53,7 @@ TEST(OpFusedMlp, TwoAndThreeLayersOverBatchSizes) {
   }
 }
 
-// The onednn tactic splits the rows over the threads from 64 rows per thread: uneven slices (5 threads, 333
+// onednn_rows splits the rows over the threads from 64 rows per thread: uneven slices (5 threads, 333
 // rows: 67 x 4 + 65; 7 threads, 450 rows: 65 x 6 + 60), each checked against float64.
 TEST(OpFusedMlp, RowSplitOverThreads) {
   const int saved = omp_get_max_threads();

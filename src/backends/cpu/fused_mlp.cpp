@@ -7,12 +7,12 @@
 //           chains per row). AVX-512 code picked at run time, with a portable loop over the same layout
 //           for CPUs without it (the engine file is the same on both).
 //   onednn: for large M, the layers as a chain of oneDNN matmuls (onednn_gemm.h, the per-layer path Gemm
-//           uses, multi-threaded), weights unpacked to [N,K] at load time for it. With several threads, at
-//           least kMinSliceRows rows per thread and weights small enough to sit in every core's L2
-//           (kRowSplitWeightBytes), the rows are split instead: each thread runs the whole chain on its own
-//           slice with one-thread primitives. No fork/join per layer, and a slice's hidden activations stay
-//           in its core's caches (an M x max-N buffer per layer otherwise goes through memory).
-//           KILN_FUSED_MLP_TACTIC=onednn_chain keeps the plain chain (experiments).
+//           uses, multi-threaded), weights unpacked to [N,K] at load time for it.
+//   onednn_rows (KILN_FUSED_MLP_TACTIC=onednn_rows; not the default until timed on the 16-core Xeon): with
+//           several threads, at least kMinSliceRows rows per thread and weights small enough to sit in every
+//           core's L2 (kRowSplitWeightBytes), the rows are split over the threads and each runs the whole
+//           chain on its own slice with one-thread primitives: no fork/join per layer, and a slice's hidden
+//           activations stay in its core's caches. Level with the chain on the 2-core dev box.
 // The crossover M (direct below, onednn from it) is fixed (M = 1 runs direct): the two tactics round
 // differently, and an engine must give the same bits in every process, so the choice may not depend on a
 // timing taken at load. KILN_FUSED_MLP_TACTIC=auto times it at load instead (once per process per network
@@ -392,10 +392,10 @@ Result<std::shared_ptr<const Mlp>> prepare(const Node& n, const Graph& g) {
   if (!at.is_ok()) return at.status();
   const char* env = std::getenv("KILN_FUSED_MLP_TACTIC");
   const std::string force = env ? env : "";
-  if (!force.empty() && force != "direct" && force != "direct_generic" && force != "onednn" && force != "onednn_chain" &&
+  if (!force.empty() && force != "direct" && force != "direct_generic" && force != "onednn" && force != "onednn_rows" &&
       force != "auto")
     return Status(StatusCode::kInvalidArgument,
-                  fmt::format("KILN_FUSED_MLP_TACTIC='{}' (want direct, direct_generic, onednn, onednn_chain or auto)",
+                  fmt::format("KILN_FUSED_MLP_TACTIC='{}' (want direct, direct_generic, onednn, onednn_rows or auto)",
                               force));
   auto mlp = std::make_shared<Mlp>();
   mlp->avx512 = cpu_has_avx512() && force != "direct_generic";
@@ -416,11 +416,11 @@ Result<std::shared_ptr<const Mlp>> prepare(const Node& n, const Graph& g) {
     weight_bytes += static_cast<size_t>(l.n * l.k) * sizeof(float);
     mlp->layers.push_back(std::move(l));
   }
-  mlp->row_split = weight_bytes <= kRowSplitWeightBytes && force != "onednn_chain";
+  mlp->row_split = weight_bytes <= kRowSplitWeightBytes && force == "onednn_rows";
   const std::string isa = mlp->avx512 ? "avx512" : "generic";
   const std::string split =
       mlp->row_split ? fmt::format("; onednn rows split over the threads from {} rows per thread", kMinSliceRows) : "";
-  if (force == "direct" || force == "direct_generic" || force == "onednn" || force == "onednn_chain") {
+  if (force == "direct" || force == "direct_generic" || force == "onednn" || force == "onednn_rows") {
     mlp->crossover = force.rfind("onednn", 0) == 0 ? 0 : kNever;
     mlp->note = fmt::format("{} (forced by KILN_FUSED_MLP_TACTIC; direct kernel: {}{})", force, isa, split);
     return std::shared_ptr<const Mlp>(std::move(mlp));
