@@ -114,6 +114,42 @@ TEST_P(MlpExports, WithoutMlpFusionRunsThreeGemmLayers) {
 
 INSTANTIATE_TEST_SUITE_P(Course, MlpExports, ::testing::Values(kLegacy, kDynamo));
 
+// kiln build --bf16 (CPU): the fused layer labelled bf16, IO FP32, within bf16's tolerance of float64 at
+// every batch, and measurably farther from it than the FP32 engine (the BF16 path really runs).
+TEST(Mlp, Bf16EngineIsWithinBf16Tolerance) {
+  BuilderConfig c = profile(1, 64, 300);
+  c.bf16 = true;
+  auto built = build_engine_from_file(source_path(kLegacy), c);
+  ASSERT_TRUE(built.is_ok()) << built.status().to_string();
+  EXPECT_EQ(built->summary.bf16_layers, 1);
+  auto bf16 = test::must_load(built->engine);
+  auto fp32 = test::must_load(build(kLegacy, profile(1, 64, 300)));
+  const auto layers = nlohmann::json::parse(bf16->inspect_json())["layers"];
+  int labelled = 0;
+  for (const auto& l : layers) labelled += l.value("precision", "") == "bf16";
+  EXPECT_EQ(labelled, 1) << bf16->inspect_json();
+  uint64_t seed = 11;
+  for (int64_t b : {1, 7, 300}) {
+    for (int threads : {1, 0}) {
+      auto x = test::random_floats(static_cast<size_t>(b * 784), seed++, -2.f, 2.f);
+      const auto ref = reference(kLegacy, x, b);
+      const double err16 = rel_l2(run(*bf16, x, b, threads), ref), err32 = rel_l2(run(*fp32, x, b, threads), ref);
+      EXPECT_LE(err16, 1e-2) << "batch " << b;
+      EXPECT_GT(err16, 10 * err32) << "batch " << b << ": bf16 " << err16 << ", fp32 " << err32;
+    }
+  }
+}
+
+TEST(Mlp, Bf16NeedsTheCpu) {
+  BuilderConfig c = profile(1, 1, 8);
+  c.bf16 = true;
+  c.device = "cuda";
+  auto built = build_engine_from_file(source_path(kLegacy), c);
+  ASSERT_FALSE(built.is_ok());
+  EXPECT_EQ(built.status().code(), StatusCode::kUnsupported);
+  EXPECT_NE(built.status().to_string().find("BF16 layers run on the CPU backend only"), std::string::npos);
+}
+
 TEST(Mlp, MatchesPyTorchLogits) {
   auto engine = test::must_load(build(kLegacy, profile(1, 64, 64)));
   auto xb = test::read_bytes(source_path("tests/fixtures/mlp_first64_input.bin"));

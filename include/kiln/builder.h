@@ -18,6 +18,9 @@ struct BuilderConfig {
   // fp16 lets layers run in FP16 (--fp16). Engine IO stays FP32 unless the formats below say fp16.
   bool fp16 = false;
   bool tf32 = true;
+  // CPU: dense layer chains (kiln.FusedMLP) run in BF16 (--bf16): bf16 weights and activations, float32
+  // accumulation, engine IO FP32. Layers without a BF16 kernel stay FP32; INT8 layers stay INT8.
+  bool bf16 = false;
   // Per input / output in graph order (--inputIOFormats/--outputIOFormats); empty = all FP32.
   std::vector<DataType> input_formats, output_formats;
   // CUDA: tactic timings are read from and added to this file (--timingCacheFile); empty = none.
@@ -75,6 +78,7 @@ struct BuildSummary {
   int tactics_timed = 0;              // CUDA: GEMM candidates timed (not counting cache hits)
   int timing_cache_hits = 0;
   int int8_layers = 0;                // layers running in INT8
+  int bf16_layers = 0;                // CPU layers running in BF16 (bf16)
   std::string calibration;            // how scales were obtained, e.g. "entropy, 2048 samples" or "cache x.cache"
   std::map<std::string, float> int8_scales;  // the activation scales the INT8 layers use
   std::vector<std::string> int8_layer_names;

@@ -25,7 +25,8 @@
  * the kiln_gpu_* plumbing; version 3 appended the INT8 fields to kiln_build_options_t (a version-2
  * struct, shorter by its struct_size, still builds with them at their defaults); version 4 added
  * kiln_gpu_host_alloc/kiln_gpu_host_free (pinned host memory); version 5 added
- * kiln_context_set_low_latency (and host addresses for execute() on CUDA engines). Nothing was removed or
+ * kiln_context_set_low_latency (and host addresses for execute() on CUDA engines); version 6 appended bf16 to
+ * kiln_build_options_t (CPU BF16 layers). Nothing was removed or
  * changed, so version-1 callers still work (KILN_C_API_MIN_COMPATIBLE stays 1).
  */
 #ifndef KILN_KILN_C_H_
@@ -44,7 +45,7 @@
 extern "C" {
 #endif
 
-#define KILN_C_API_VERSION 5
+#define KILN_C_API_VERSION 6
 #define KILN_C_API_MIN_COMPATIBLE 1
 
 typedef enum {
@@ -144,6 +145,8 @@ typedef struct {
   const char* calib_cache;       /* TensorRT-format cache: read when it exists, else written; NULL = none */
   const char* calib_algo;        /* "percentile" (NULL), "entropy" or "minmax" */
   int best;                      /* nonzero: per layer INT8 or float, whichever is faster (trtexec --best) */
+  /* Version 6. */
+  int bf16;                      /* nonzero: dense layer chains run in BF16 (CPU only); engine IO stays FP32 */
 } kiln_build_options_t;
 KILN_C_EXPORT void kiln_build_options_init(kiln_build_options_t* options);
 /* options may be NULL (defaults). Output as for kiln_build_engine_from_file. */

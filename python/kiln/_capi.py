@@ -5,7 +5,7 @@ import os
 
 from . import errors
 
-C_API_VERSION = 5  # the kiln_c.h version this package was written against
+C_API_VERSION = 6  # the kiln_c.h version this package was written against
 
 _PKG_DIR = os.path.dirname(os.path.abspath(__file__))
 
@@ -105,13 +105,13 @@ _sigs = {
 
 
 class BuildOptions(ctypes.Structure):
-    """kiln_build_options_t (kiln_c.h, version 2); fill it with kiln_build_options_init."""
+    """kiln_build_options_t (kiln_c.h, version 6); fill it with kiln_build_options_init."""
     _fields_ = [("struct_size", ctypes.c_size_t), ("device", ctypes.c_char_p), ("fp16", ctypes.c_int),
                 ("tf32", ctypes.c_int), ("timing_cache_file", ctypes.c_char_p), ("num_profiles", ctypes.c_int),
                 ("profile_names", ctypes.POINTER(ctypes.c_char_p)), ("profile_ranks", ctypes.POINTER(ctypes.c_int)),
                 ("profile_min", _i64p), ("profile_opt", _i64p), ("profile_max", _i64p),
                 ("int8", ctypes.c_int), ("calib_data", ctypes.c_char_p), ("calib_cache", ctypes.c_char_p),
-                ("calib_algo", ctypes.c_char_p), ("best", ctypes.c_int)]
+                ("calib_algo", ctypes.c_char_p), ("best", ctypes.c_int), ("bf16", ctypes.c_int)]
 
 
 def _declare(names):

@@ -323,7 +323,8 @@ def deserialize(data):
 
 
 def build(onnx_path, fp16=False, min_shapes=None, opt_shapes=None, max_shapes=None, save=None, device="cpu",
-          tf32=True, timing_cache=None, int8=False, calib_data=None, calib_cache=None, calib_algo=None, best=False):
+          tf32=True, timing_cache=None, int8=False, calib_data=None, calib_cache=None, calib_algo=None, best=False,
+          bf16=False):
     """Builds an engine from an ONNX file and returns it (also written to `save` when given).
 
     device: "cpu" or "cuda" (built for the GPU of this machine). fp16: layers may run in FP16 (CUDA
@@ -332,6 +333,7 @@ def build(onnx_path, fp16=False, min_shapes=None, opt_shapes=None, max_shapes=No
     int8: GEMM layers in INT8, scales from calib_cache (a TensorRT-format file, used when it exists, else
     written) or by calibrating on calib_data (IDX/.npy/raw files, comma-separated) with calib_algo
     ("percentile" by default, "entropy", "minmax"). best: per layer INT8 or float, whichever is faster.
+    bf16: dense layer chains run in BF16 (CPU only; AMX or AVX512_BF16 where present; IO stays FP32).
     Profiles: {input name: shape} dicts; an input listed in any of them must be listed in all three."""
     min_shapes, opt_shapes, max_shapes = min_shapes or {}, opt_shapes or {}, max_shapes or {}
     names = sorted(set(min_shapes) | set(opt_shapes) | set(max_shapes))
@@ -353,7 +355,7 @@ def build(onnx_path, fp16=False, min_shapes=None, opt_shapes=None, max_shapes=No
             arr(ctypes.c_int64, mins), arr(ctypes.c_int64, opts), arr(ctypes.c_int64, maxs)]  # alive for the call
     o.device, o.fp16, o.tf32 = enc(device), int(bool(fp16)), int(bool(tf32))
     o.timing_cache_file = enc(os.fspath(timing_cache)) if timing_cache is not None else None
-    o.int8, o.best = int(bool(int8)), int(bool(best))
+    o.int8, o.best, o.bf16 = int(bool(int8)), int(bool(best)), int(bool(bf16))
     o.calib_data = enc(str(calib_data)) if calib_data is not None else None
     o.calib_cache = enc(os.fspath(calib_cache)) if calib_cache is not None else None
     o.calib_algo = enc(calib_algo) if calib_algo is not None else None

@@ -34,6 +34,7 @@ std::string flags_json(const BuilderConfig& c, const std::vector<std::string>& p
   j["passes_run"] = passes_run;
   j["device"] = c.device;
   j["fp16"] = c.fp16;
+  j["bf16"] = c.bf16;
   j["tf32"] = c.tf32;
   j["int8"] = c.int8.enabled;
   j["best"] = c.best;
@@ -120,6 +121,9 @@ Status check_config(const BuilderConfig& c) {
         if (f != DataType::kFloat32)
           return Status(StatusCode::kUnsupported, "CPU engines take FP32 IO only (IO formats need --device=cuda)");
   } else {
+    if (c.bf16)
+      return Status(StatusCode::kUnsupported,
+                    "BF16 layers run on the CPU backend only (--device=cpu), CUDA engines take --fp16");
     // Kernels are chosen and timed on the GPU the engine is for, so building needs one, as in TensorRT.
     auto gpu = gpu::describe_device();
     if (!gpu.is_ok()) return std::move(gpu).take_status().with_context("--device=cuda");
@@ -193,6 +197,7 @@ Result<BuildOutput> build(Result<Graph> imported, const BuilderConfig& config) {
     s = annotate_static_shapes(g, m.profiles, &max_bytes);
     if (!s.is_ok()) return std::move(s).with_context("after the INT8 rewrite");
   }
+  if (!on_gpu && config.bf16) summary.bf16_layers = mark_cpu_bf16_layers(g);
   if (on_gpu) {
     s = apply_precision(g, config);
     if (!s.is_ok()) return s;

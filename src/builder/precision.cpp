@@ -246,4 +246,14 @@ Status fix_output_precision(Graph& g, const BuilderConfig& c, bool* changed) {
   return Status::ok();
 }
 
+int mark_cpu_bf16_layers(Graph& g) {
+  int marked = 0;
+  for (Node& n : g.nodes)
+    if (n.domain == "kiln" && n.op_type == "FusedMLP" && n.precision != "int8") {
+      n.precision = "bf16";
+      ++marked;
+    }
+  return marked;
+}
+
 }  // namespace kiln

@@ -17,4 +17,8 @@ Status apply_precision(Graph& g, const BuilderConfig& config);
 // were added (shapes must be annotated again).
 Status fix_output_precision(Graph& g, const BuilderConfig& config, bool* changed);
 
+// CPU engines built with bf16: labels every float kiln.FusedMLP layer "bf16" (its CPU kernel then computes in
+// BF16); other layers keep their precision. Returns how many were labelled.
+int mark_cpu_bf16_layers(Graph& g);
+
 }  // namespace kiln

@@ -284,6 +284,7 @@ kiln_status_t kiln_build_engine(const char* onnx_path, const kiln_build_options_
     kiln::BuilderConfig config;
     if (o.device) config.device = o.device;
     config.fp16 = o.fp16 != 0;
+    config.bf16 = o.bf16 != 0;
     config.tf32 = o.tf32 != 0;
     if (o.timing_cache_file) config.timing_cache_file = o.timing_cache_file;
     config.best = o.best != 0;

@@ -68,6 +68,26 @@ TEST(OpFusedMlp, RowSplitOverThreads) {
   omp_set_num_threads(saved);
 }
 
+// precision bf16 (kiln build --bf16): the oneDNN chain with bf16 weights and activations at every M, every
+// tactic setting (direct ones fall back to it, onednn_rows splits the rows), against float64 within 1e-2.
+TEST(OpFusedMlp, Bf16WithinBf16Tolerance) {
+  const int saved = omp_get_max_threads();
+  for (int threads : {1, 3}) {
+    omp_set_num_threads(threads);
+    for (int64_t m : {1, 5, 200}) {
+      SCOPED_TRACE(fmt::format("{} threads, M={}", threads, m));
+      for (OpCase c : {mlp({m, 97}, {70, 129, 10}, "Relu,Relu,"), mlp({m, 784}, {256, 128, 10}, "Relu,Relu,"),
+                       mlp({m, 31}, {17, 9}, "Tanh,Sigmoid")}) {
+        c.precision = "bf16";
+        c.tolerance = 1e-2;
+        c.require_cuda_kernel = false;  // CPU only: the CUDA kernels refuse bf16
+        run_all_tactics(c);
+      }
+    }
+  }
+  omp_set_num_threads(saved);
+}
+
 TEST(OpFusedMlp, EachActivation) {
   for (const char* act : {"", "Relu", "LeakyRelu", "Sigmoid", "Tanh"}) {
     SCOPED_TRACE(act);

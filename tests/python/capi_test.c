@@ -26,7 +26,7 @@ int main(int argc, char** argv) {
   EXPECT(kiln_check_version(KILN_C_API_VERSION + 1) == KILN_VERSION_MISMATCH);
   EXPECT(strstr(kiln_last_error(), "newer") != NULL);
   EXPECT(kiln_c_api_version() == KILN_C_API_VERSION);
-  EXPECT(KILN_C_API_VERSION == 5);
+  EXPECT(KILN_C_API_VERSION == 6);
   EXPECT(kiln_check_version(1) == KILN_OK); /* versions 2 and 3 only added functions and struct fields */
 
   const char* names[] = {"input"};

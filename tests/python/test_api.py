@@ -193,6 +193,21 @@ class MlpTest(unittest.TestCase):
             kiln.build(MLP, int8=True)  # neither data nor cache
         self.assertIn("calibData", str(cm.exception))
 
+    def test_bf16_build_on_cpu(self):
+        prof = dict(min_shapes={"input": (1, 1, 28, 28)}, opt_shapes={"input": (64, 1, 28, 28)},
+                    max_shapes={"input": (64, 1, 28, 28)})
+        eng = kiln.build(MLP, bf16=True, **prof)
+        x, ref = first64()
+        y = eng.infer({"input": x})["logits"]
+        y32 = kiln.build(MLP, **prof).infer({"input": x})["logits"]
+        err = np.linalg.norm(y.astype(np.float64) - y32) / np.linalg.norm(y32)
+        self.assertLess(err, 1e-2)   # bf16 operands, float32 accumulation
+        self.assertGreater(err, 1e-5)  # and not the FP32 path
+        self.assertGreaterEqual((y.argmax(1) == ref.argmax(1)).mean(), 0.95)
+        with self.assertRaises(kiln.KilnError) as cm:
+            kiln.build(MLP, bf16=True, device="cuda")
+        self.assertIn("CPU backend only", str(cm.exception))
+
     def test_fp16_needs_cuda(self):
         with self.assertRaises(kiln.KilnError) as cm:
             kiln.build(MLP, fp16=True)
@@ -207,9 +222,9 @@ class MlpTest(unittest.TestCase):
 
     def test_version_check(self):
         self.assertEqual(kiln.c_api_version, _capi.C_API_VERSION)
-        self.assertEqual(_capi.C_API_VERSION, 5)
+        self.assertEqual(_capi.C_API_VERSION, 6)
         kiln.check_version(_capi.C_API_VERSION)
-        kiln.check_version(1)  # versions 2 to 4 only added functions and appended struct fields
+        kiln.check_version(1)  # versions 2 to 6 only added functions and appended struct fields
         with self.assertRaises(kiln.VersionMismatchError) as cm:
             kiln.check_version(_capi.C_API_VERSION + 1)
         self.assertIn("newer than the library", str(cm.exception))

@@ -33,7 +33,7 @@ Status check_readable(const std::string& flag, const std::string& path) {
 
 bool BuildFlags::any_build_only_flag() const {
   return !save_engine.empty() || !min_shapes.empty() || !opt_shapes.empty() || !max_shapes.empty() ||
-         !disabled_passes.empty() || device != "cpu" || fp16 || no_tf32 || best || !timing_cache_file.empty() ||
+         !disabled_passes.empty() || device != "cpu" || fp16 || bf16 || no_tf32 || best || !timing_cache_file.empty() ||
          !input_formats.empty() || !output_formats.empty() || int8 || !calib_data.empty() || !calib_cache.empty() ||
          !layer_precisions.empty() || !std::isnan(accuracy_target);
 }
@@ -59,6 +59,9 @@ void add_build_flags(CLI::App* cmd, BuildFlags* flags) {
                   "Skip these optimization passes (comma-separated; see `kiln build --listPasses`)")
       ->type_name("NAME,...");
   cmd->add_flag("--fp16", flags->fp16, "Let layers run in FP16 (CUDA); engine IO stays FP32 unless IO formats say fp16");
+  cmd->add_flag("--bf16", flags->bf16,
+                "Let dense layer chains run in BF16 (CPU: AMX or AVX512_BF16 through oneDNN where present); engine IO "
+                "stays FP32");
   cmd->add_flag("--noTF32", flags->no_tf32, "FP32 GEMMs use full FP32 math instead of TF32 tensor cores (CUDA)");
   cmd->add_flag("--best", flags->best,
                 "Per layer, the fastest of INT8 (with --calibData or --calib) and float (FP16/TF32 on CUDA, FP32 on "
@@ -136,6 +139,7 @@ Result<BuilderConfig> make_builder_config(const BuildFlags& flags) {
   config.device = flags.device;
   config.verbose = flags.verbose;
   config.fp16 = flags.fp16 || (flags.best && flags.device == "cuda");
+  config.bf16 = flags.bf16;
   config.best = flags.best;
   config.tf32 = !flags.no_tf32;
   config.timing_cache_file = flags.timing_cache_file;
@@ -247,6 +251,8 @@ std::string format_build_summary(const BuiltEngine& built, const BuildFlags& fla
   out += fmt::format("[I] Weights: {}\n", format_bytes(s.weight_bytes));
   out += fmt::format("[I] Target: {}\n", s.target);
   out += fmt::format("[I] Activation arena: {}\n", format_bytes(s.arena_bytes));
+  if (flags.bf16)
+    out += fmt::format("[I] Precision: BF16 in {} layer(s) (dense chains), FP32 elsewhere\n", s.bf16_layers);
   if (flags.device == "cuda") {
     out += fmt::format("[I] Precision: {}{}\n", flags.fp16 || flags.best ? "FP16" : "FP32",
                        flags.no_tf32 ? " (TF32 off)" : " (TF32 allowed)");

@@ -20,7 +20,7 @@ struct BuildFlags {
   std::string device = "cpu";
   std::vector<std::string> disabled_passes;
   bool verbose = false;
-  bool fp16 = false, no_tf32 = false, best = false;
+  bool fp16 = false, bf16 = false, no_tf32 = false, best = false;
   std::string timing_cache_file;
   std::vector<std::string> input_formats, output_formats;  // "fp16:chw" per IO tensor, in order
   bool int8 = false;

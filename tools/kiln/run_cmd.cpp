@@ -214,7 +214,7 @@ Status run_checked(const RunOptions& opts) {
   if (!opts.load_engine.empty() && opts.build.any_build_only_flag()) {
     return Status(StatusCode::kInvalidArgument,
                   "run: build flags (--saveEngine, --minShapes/--optShapes/--maxShapes, --device, --disablePass, "
-                  "--fp16, --noTF32, --best, --timingCacheFile, --inputIOFormats/--outputIOFormats) need --onnx, "
+                  "--fp16, --bf16, --noTF32, --best, --timingCacheFile, --inputIOFormats/--outputIOFormats) need --onnx, "
                   "not --loadEngine");
   }
   Result<std::vector<NamedShape>> shape_list = parse_shapes("--shapes", opts.shapes);

@@ -13,6 +13,9 @@
 //           core's L2 (kRowSplitWeightBytes), the rows are split over the threads and each runs the whole
 //           chain on its own slice with one-thread primitives: no fork/join per layer, and a slice's hidden
 //           activations stay in its core's caches. Level with the chain on the 2-core dev box.
+// A node of precision bf16 (`kiln build --bf16`) runs the oneDNN chain at every M with bf16 weights (converted
+// at load) and bf16 activations, float32 accumulation and output: oneDNN picks AMX-BF16 or AVX512_BF16 where
+// the CPU has them.
 // The crossover M (direct below, onednn from it) is fixed (M = 1 runs direct): the two tactics round
 // differently, and an engine must give the same bits in every process, so the choice may not depend on a
 // timing taken at load. KILN_FUSED_MLP_TACTIC=auto times it at load instead (once per process per network
@@ -32,6 +35,7 @@
 #include <fmt/format.h>
 
 #include "backends/cpu/cpu_kernel.h"
+#include "backends/cpu/cpu_target.h"
 #include "backends/cpu/onednn_gemm.h"
 #include "backends/cpu/vec_math.h"
 #include "ops/fused_mlp.h"
@@ -186,6 +190,7 @@ struct Mlp {
   int64_t max_n = 0;
   int64_t crossover = kNever;  // M from which the onednn tactic runs
   bool row_split = false;      // onednn: split the rows over the threads where there are enough
+  bool bf16 = false;           // the node's precision is bf16: the oneDNN chain in BF16 at every M
   std::string note;            // for kiln inspect
 };
 
@@ -200,27 +205,17 @@ class FusedMlpKernel final : public CpuKernel {
     m_ = volume(Dims(x.begin(), x.end() - 1));  // leading dims flattened into rows
     use_onednn_ = m_ >= crossover_;
     if (!use_onednn_ || m_ == 0) return Status::ok();
-    const auto& layers = mlp_->layers;
-    if (gemms_.empty()) {
-      for (const Layer& l : layers) {
-        GemmAttrs at;
-        at.trans_b = true;  // W is [N,K]
-        at.activation = l.act;
-        at.activation_alpha = l.alpha;
-        auto g = make_onednn_gemm(layer_, at, &l.nk, &l.bias);
-        if (!g.is_ok()) return g.status();
-        gemms_.push_back(std::move(g).value());
-      }
-    }
+    // Hidden activations (float32, or bf16 in the same room) and a bf16 copy of the input.
     for (auto& b : between_) b.resize(static_cast<size_t>(m_ * mlp_->max_n));
+    if (mlp_->bf16) x_bf16_.resize(static_cast<size_t>(m_ * mlp_->layers.front().k));
     const int threads = omp_get_max_threads();  // the context's count (the backend set it before reshape)
     slice_rows_ = 0;
     if (mlp_->row_split && threads > 1 && m_ >= kMinSliceRows * threads) return reshape_slices(threads);
-    for (size_t i = 0; i < layers.size(); ++i) {
-      Status s = reshape_gemm(*gemms_[i], layers[i], m_);
+    if (chain_.gemms.empty()) {
+      Status s = make_chain(&chain_, /*one_thread=*/false);
       if (!s.is_ok()) return s;
     }
-    return Status::ok();
+    return reshape_chain(chain_, m_, false);
   }
 
   Status run(const void* const* in, void* const* out) override {
@@ -256,49 +251,76 @@ class FusedMlpKernel final : public CpuKernel {
     }
   }
 
-  static Status reshape_gemm(CpuKernel& g, const Layer& l, int64_t rows) {
-    return g.reshape({{DataType::kFloat32, {rows, l.k}}, {DataType::kFloat32, {l.n, l.k}}, {DataType::kFloat32, {l.n}}},
-                     {{DataType::kFloat32, {rows, l.n}}});
-  }
+  // One chain of oneDNN matmuls over some rows: float32 throughout, or (bf16) the input converted first,
+  // bf16 weights and hidden activations, float32 accumulation and output.
+  struct Chain {
+    std::vector<std::unique_ptr<CpuKernel>> gemms;
+    OnednnToBf16 to_bf16;
+  };
 
-  // Row split: slice t is rows [t * slice_rows_, ...) (the last one shorter), its chain of one-thread matmuls.
-  Status reshape_slices(int threads) {
+  Status make_chain(Chain* c, bool one_thread) const {
     const auto& layers = mlp_->layers;
-    slice_rows_ = (m_ + threads - 1) / threads;
-    const size_t slices = static_cast<size_t>((m_ + slice_rows_ - 1) / slice_rows_);
-    while (slice_gemms_.size() < slices) {
-      std::vector<std::unique_ptr<CpuKernel>> chain;
-      for (const Layer& l : layers) {
-        GemmAttrs at;
-        at.trans_b = true;
-        at.activation = l.act;
-        at.activation_alpha = l.alpha;
-        auto g = make_onednn_gemm(layer_, at, &l.nk, &l.bias, {}, {}, /*one_thread=*/true);
-        if (!g.is_ok()) return g.status();
-        chain.push_back(std::move(g).value());
+    for (size_t i = 0; i < layers.size(); ++i) {
+      const Layer& l = layers[i];
+      GemmAttrs at;
+      at.trans_b = true;  // W is [N,K]
+      at.activation = l.act;
+      at.activation_alpha = l.alpha;
+      MatmulTypes types;
+      if (mlp_->bf16) {
+        types.a = types.b = MatmulTypes::dt::bf16;
+        types.y = i + 1 == layers.size() ? MatmulTypes::dt::f32 : MatmulTypes::dt::bf16;
       }
-      slice_gemms_.push_back(std::move(chain));
-    }
-    for (size_t t = 0; t < slices; ++t) {
-      const int64_t rows = std::min(slice_rows_, m_ - static_cast<int64_t>(t) * slice_rows_);
-      for (size_t i = 0; i < layers.size(); ++i) {
-        Status s = reshape_gemm(*slice_gemms_[t][i], layers[i], rows);
-        if (!s.is_ok()) return std::move(s).with_context(fmt::format("row slice {} ({} rows)", t, rows));
-      }
+      auto g = make_onednn_gemm(layer_, at, &l.nk, &l.bias, std::move(types), {}, one_thread);
+      if (!g.is_ok()) return g.status();
+      c->gemms.push_back(std::move(g).value());
     }
     return Status::ok();
   }
 
-  // One chain of matmuls: gemms over `rows` rows of x into y, hidden layers through buf[0..1] (each with room
-  // for rows x max N).
-  static Status run_chain(std::vector<std::unique_ptr<CpuKernel>>& gemms, const float* x, float* y, float* buf0,
-                          float* buf1) {
-    const float* h = x;
-    for (size_t i = 0; i < gemms.size(); ++i) {
-      float* o = i + 1 == gemms.size() ? y : (i % 2 ? buf1 : buf0);
+  Status reshape_chain(Chain& c, int64_t rows, bool one_thread) const {
+    const auto& layers = mlp_->layers;
+    for (size_t i = 0; i < layers.size(); ++i) {
+      const Layer& l = layers[i];
+      Status s = c.gemms[i]->reshape(
+          {{DataType::kFloat32, {rows, l.k}}, {DataType::kFloat32, {l.n, l.k}}, {DataType::kFloat32, {l.n}}},
+          {{DataType::kFloat32, {rows, l.n}}});
+      if (!s.is_ok()) return s;
+    }
+    return mlp_->bf16 ? c.to_bf16.reshape(rows, layers.front().k, one_thread) : Status::ok();
+  }
+
+  // Row split: slice t is rows [t * slice_rows_, ...) (the last one shorter), its chain of one-thread matmuls.
+  Status reshape_slices(int threads) {
+    slice_rows_ = (m_ + threads - 1) / threads;
+    const size_t slices = static_cast<size_t>((m_ + slice_rows_ - 1) / slice_rows_);
+    while (slice_chains_.size() < slices) {
+      slice_chains_.push_back(std::make_unique<Chain>());
+      Status s = make_chain(slice_chains_.back().get(), /*one_thread=*/true);
+      if (!s.is_ok()) return s;
+    }
+    for (size_t t = 0; t < slices; ++t) {
+      const int64_t rows = std::min(slice_rows_, m_ - static_cast<int64_t>(t) * slice_rows_);
+      Status s = reshape_chain(*slice_chains_[t], rows, true);
+      if (!s.is_ok()) return std::move(s).with_context(fmt::format("row slice {} ({} rows)", t, rows));
+    }
+    return Status::ok();
+  }
+
+  // Runs a chain over its rows of x into y, hidden layers through buf[0..1] (each with room for rows x max N
+  // floats); x16: room for rows x K0 bf16 values (bf16 chains).
+  static Status run_chain(Chain& c, const float* x, float* y, float* buf0, float* buf1, void* x16) {
+    const void* h = x;
+    if (x16) {
+      Status s = c.to_bf16.run(x, x16);
+      if (!s.is_ok()) return s;
+      h = x16;
+    }
+    for (size_t i = 0; i < c.gemms.size(); ++i) {
+      float* o = i + 1 == c.gemms.size() ? y : (i % 2 ? buf1 : buf0);
       const void* ins[3] = {h, nullptr, nullptr};
       void* outs[1] = {o};
-      Status s = gemms[i]->run(ins, outs);
+      Status s = c.gemms[i]->run(ins, outs);
       if (!s.is_ok()) return s;
       h = o;
     }
@@ -306,15 +328,17 @@ class FusedMlpKernel final : public CpuKernel {
   }
 
   Status run_onednn(const float* x, float* y) {
-    if (slice_rows_ == 0) return run_chain(gemms_, x, y, between_[0].data(), between_[1].data());
+    uint16_t* x16 = mlp_->bf16 ? x_bf16_.data() : nullptr;
+    if (slice_rows_ == 0) return run_chain(chain_, x, y, between_[0].data(), between_[1].data(), x16);
     const int64_t k0 = mlp_->layers.front().k, n_out = mlp_->layers.back().n, max_n = mlp_->max_n;
     const int slices = static_cast<int>((m_ + slice_rows_ - 1) / slice_rows_);
     std::vector<Status> status(static_cast<size_t>(slices), Status::ok());
 #pragma omp parallel for num_threads(slices) schedule(static, 1)
     for (int t = 0; t < slices; ++t) {
-      const int64_t r0 = t * slice_rows_;  // a slice's hidden rows in its own part of each buffer
-      status[static_cast<size_t>(t)] = run_chain(slice_gemms_[static_cast<size_t>(t)], x + r0 * k0, y + r0 * n_out,
-                                                 between_[0].data() + r0 * max_n, between_[1].data() + r0 * max_n);
+      const int64_t r0 = t * slice_rows_;  // a slice's rows in its own part of each buffer
+      status[static_cast<size_t>(t)] =
+          run_chain(*slice_chains_[static_cast<size_t>(t)], x + r0 * k0, y + r0 * n_out, between_[0].data() + r0 * max_n,
+                    between_[1].data() + r0 * max_n, x16 ? x16 + r0 * k0 : nullptr);
     }
     for (int t = 0; t < slices; ++t)
       if (!status[static_cast<size_t>(t)].is_ok())
@@ -328,10 +352,11 @@ class FusedMlpKernel final : public CpuKernel {
   int64_t m_ = 0;
   bool use_onednn_ = false;
   std::vector<float> block_;                 // direct: two [4, max N] row blocks between layers
-  std::vector<std::unique_ptr<CpuKernel>> gemms_;  // onednn: one matmul per layer, made on first use
-  std::vector<std::vector<std::unique_ptr<CpuKernel>>> slice_gemms_;  // row split: a chain per slice
+  Chain chain_;                              // onednn: one matmul per layer, made on first use
+  std::vector<std::unique_ptr<Chain>> slice_chains_;  // row split: a chain per slice
   int64_t slice_rows_ = 0;                   // row split: rows per slice (0: the plain chain)
   std::vector<float> between_[2];            // onednn: [M, max N] activations between layers
+  std::vector<uint16_t> x_bf16_;             // bf16: the input converted, [M, K0]
 };
 
 // ---- tactic choice at load ----
@@ -410,7 +435,7 @@ Result<std::shared_ptr<const Mlp>> prepare(const Node& n, const Graph& g) {
     l.bias = *g.values[n.inputs[fused_mlp_bias_input(i)]].constant;
     const bool packed = at->weight_layout == kPanelLayout;  // else "nk" (weight prepacking turned off)
     l.panels = packed ? w : Tensor::from_vector(DataType::kFloat32, w.shape, to_panels(w.data<float>(), l.n, l.k));
-    if (force.rfind("direct", 0) != 0)
+    if (force.rfind("direct", 0) != 0 || n.precision == "bf16")
       l.nk = packed ? Tensor::from_vector(DataType::kFloat32, w.shape, from_panels(w.data<float>(), l.n, l.k)) : w;
     mlp->max_n = std::max(mlp->max_n, l.n);
     weight_bytes += static_cast<size_t>(l.n * l.k) * sizeof(float);
@@ -420,6 +445,15 @@ Result<std::shared_ptr<const Mlp>> prepare(const Node& n, const Graph& g) {
   const std::string isa = mlp->avx512 ? "avx512" : "generic";
   const std::string split =
       mlp->row_split ? fmt::format("; onednn rows split over the threads from {} rows per thread", kMinSliceRows) : "";
+  if (n.precision == "bf16") {
+    // No direct BF16 kernel: the oneDNN chain at every M, whatever KILN_FUSED_MLP_TACTIC says (but onednn_rows).
+    mlp->bf16 = true;
+    mlp->crossover = 0;
+    mlp->note = fmt::format("bf16: oneDNN matmul chain at every M (bf16 weights and activations, float32 accumulation "
+                            "and output; oneDNN ISA {}){}",
+                            target_isa(), split);
+    return std::shared_ptr<const Mlp>(std::move(mlp));
+  }
   if (force == "direct" || force == "direct_generic" || force == "onednn" || force == "onednn_rows") {
     mlp->crossover = force.rfind("onednn", 0) == 0 ? 0 : kNever;
     mlp->note = fmt::format("{} (forced by KILN_FUSED_MLP_TACTIC; direct kernel: {}{})", force, isa, split);
@@ -473,6 +507,8 @@ Status supports(const Node& n, const Graph& g) {
     if (i > 0 && !v.constant)
       return Status(StatusCode::kUnsupported, fmt::format("{} needs constant weights and biases", kKernelName));
   }
+  if (n.precision != "fp32" && n.precision != "tf32" && n.precision != "bf16")
+    return Status(StatusCode::kUnsupported, fmt::format("precision '{}' ({} runs fp32 or bf16)", n.precision, kKernelName));
   // prepare() reads the constants' own shapes: they must be [N_i, K_i] and [N_i], chained, and the shapes the
   // graph declares (a corrupt engine file can carry other tensors; shape inference only sees the declared).
   int64_t k = -1;

@@ -63,6 +63,11 @@ class GemmKernel final : public CpuKernel {
       memory::desc a_md({m_, k_}, types_.a, a_strides);
       memory::desc b_plain({k_, n_}, types_.b, at_.trans_b ? memory::dims{1, k_} : memory::dims{n_, 1});
       memory::desc b_md = b_const_ ? memory::desc({k_, n_}, types_.b, tag::any) : b_plain;
+      // The constant as stored: float32 weights of a BF16 product are converted by the one-time reorder.
+      const memory::desc b_stored =
+          b_const_ && b_const_->dtype == DataType::kFloat32 && types_.b != memory::data_type::f32
+              ? memory::desc({k_, n_}, memory::data_type::f32, at_.trans_b ? memory::dims{1, k_} : memory::dims{n_, 1})
+              : b_plain;
       memory::desc y_md({m_, n_}, types_.y, tag::ab);
       dnnl::post_ops po;
       // A C that varies by row is written into Y first and added by the sum post-op.
@@ -93,7 +98,7 @@ class GemmKernel final : public CpuKernel {
       y_mem_ = memory(y_md, cpu_engine(), DNNL_MEMORY_NONE);
       scratch_ = memory(pd.scratchpad_desc(), cpu_engine());
       if (b_const_) {
-        b_mem_ = packed_weights(pd.weights_desc(), b_plain);
+        b_mem_ = packed_weights(pd.weights_desc(), b_stored);
       } else {
         b_mem_ = memory(b_plain, cpu_engine(), DNNL_MEMORY_NONE);
       }
@@ -203,6 +208,40 @@ class GemmKernel final : public CpuKernel {
 };
 
 }  // namespace
+
+OnednnToBf16::OnednnToBf16() : stream_(std::make_unique<dnnl::stream>(cpu_engine())) {}
+OnednnToBf16::~OnednnToBf16() = default;
+
+Status OnednnToBf16::reshape(int64_t rows, int64_t k, bool one_thread) {
+  ready_ = false;
+  serial_ = one_thread || rows * k < kSerialMacs;
+  if (rows * k == 0) return Status::ok();
+  ScopedOmpThreads threads(serial_ ? 1 : 0);
+  try {
+    const memory::desc from({rows, k}, memory::data_type::f32, tag::ab), to({rows, k}, memory::data_type::bf16, tag::ab);
+    prim_ = std::make_unique<dnnl::reorder>(dnnl::reorder::primitive_desc(cpu_engine(), from, cpu_engine(), to));
+    from_ = std::make_unique<memory>(from, cpu_engine(), static_cast<void*>(DNNL_MEMORY_NONE));
+    to_ = std::make_unique<memory>(to, cpu_engine(), static_cast<void*>(DNNL_MEMORY_NONE));
+  } catch (const dnnl::error& e) {
+    return dnnl_failure(e, fmt::format("creating the float32 -> bf16 reorder [{}x{}]", rows, k));
+  }
+  ready_ = true;
+  return Status::ok();
+}
+
+Status OnednnToBf16::run(const float* x, void* y) {
+  if (!ready_) return Status::ok();
+  dnnl_status_t st = dnnl_memory_set_data_handle(from_->get(), const_cast<float*>(x));
+  if (st == dnnl_success) st = dnnl_memory_set_data_handle(to_->get(), y);
+  const dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, from_->get()}, {DNNL_ARG_TO, to_->get()}};
+  ScopedOmpThreads threads(serial_ ? 1 : 0);
+  if (st == dnnl_success) st = dnnl_primitive_execute(prim_->get(), stream_->get(), 2, args);
+  if (st == dnnl_success) st = dnnl_stream_wait(stream_->get());
+  if (st != dnnl_success)
+    return Status(StatusCode::kRuntimeError, fmt::format("oneDNN float32 -> bf16 reorder failed with status {}",
+                                                         static_cast<int>(st)));
+  return Status::ok();
+}
 
 Result<std::unique_ptr<CpuKernel>> make_onednn_gemm(const std::string& layer, const GemmAttrs& attrs,
                                                     const Tensor* b_const, const Tensor* c_const, MatmulTypes types,

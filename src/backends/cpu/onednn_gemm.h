@@ -27,6 +27,23 @@ struct MatmulTypes {
   float y_inv_scale = 0;          // INT8 output: multiply by 1/y_scale before rounding; 0 = float output
 };
 
+// Float32 [rows, k] -> bf16 (round to nearest even) by oneDNN's reorder: the input of a BF16 matmul chain,
+// whose float32 activations oneDNN's matmul does not take directly. reshape creates it for one shape; run
+// converts without allocating. one_thread as for make_onednn_gemm.
+class OnednnToBf16 {
+ public:
+  OnednnToBf16();
+  ~OnednnToBf16();
+  Status reshape(int64_t rows, int64_t k, bool one_thread);
+  Status run(const float* x, void* y);  // y: rows x k bf16 values (2 bytes each)
+
+ private:
+  std::unique_ptr<dnnl::stream> stream_;
+  std::unique_ptr<dnnl::reorder> prim_;
+  std::unique_ptr<dnnl::memory> from_, to_;
+  bool ready_ = false, serial_ = false;
+};
+
 // b_const / c_const: constant B and C (or null when they come at run time). owned_bias (INT8): bias in the
 // int32 accumulator's units, replacing C. one_thread: planned for and run on the calling thread alone, whatever
 // its size (a caller that runs several of these side by side from its own OpenMP team).
