@@ -4,7 +4,8 @@
 // Three engines (arg "engine"): 0 "fused" (the default build: one kiln.FusedMLP layer, its tactic by the
 // fixed rule: direct at batch 1, the oneDNN chain from 2), 1 "layers" (--disablePass=mlp_fusion: one oneDNN
 // matmul per Gemm, Kiln's path before issue 8) and 2 "fused_onednn_rows" (the fused layer with
-// KILN_FUSED_MLP_TACTIC=onednn_rows: the chain on each thread's own slice of the rows). Each at threads=1
+// KILN_FUSED_MLP_TACTIC=onednn_rows: the chain on each thread's own slice of the rows), 3 "bf16" (kiln build
+// --bf16: the fused layer's oneDNN chain in BF16, AMX or AVX512_BF16 where present). Each at threads=1
 // and threads=all (the context's set_num_threads; 0 = all, i.e. OMP_NUM_THREADS or the cores). KILN_FUSED_MLP_TACTIC=direct|onednn set in the
 // environment pins engine 0's tactic instead. E.g. the batch-8192 comparison:
 //   bench_kiln_engine --benchmark_filter='batch:8192/' --benchmark_repetitions=10 \
@@ -30,8 +31,8 @@ struct Ctx {
   std::vector<float> x, y;
 };
 
-constexpr int kEngines = 3;
-std::shared_ptr<kiln::Engine> g_engines[kEngines];  // [0] fused, [1] layers, [2] fused with onednn forced
+constexpr int kEngines = 4;
+std::shared_ptr<kiln::Engine> g_engines[kEngines];  // [0] fused, [1] layers, [2] fused onednn_rows, [3] bf16
 std::map<std::tuple<int64_t, int64_t, int64_t>, Ctx> g_ctx;
 
 Ctx& context(int64_t batch, int64_t threads, int64_t which) {
@@ -54,7 +55,7 @@ Ctx& context(int64_t batch, int64_t threads, int64_t which) {
   return c;
 }
 
-// Args: batch, threads (0 = all), engine (0 = fused, 1 = per-layer, 2 = fused, rows split over threads).
+// Args: batch, threads (0 = all), engine (0 = fused, 1 = per-layer, 2 = fused, rows split over threads, 3 = bf16).
 void BM_kiln(benchmark::State& state) {
   const int64_t batch = state.range(0);
   Ctx& c = context(batch, state.range(1), state.range(2));
@@ -68,7 +69,7 @@ void BM_kiln(benchmark::State& state) {
 }
 BENCHMARK(BM_kiln)
     ->ArgNames({"batch", "threads", "engine"})
-    ->ArgsProduct({{1, 64, 8192}, {1, 0}, {0, 1, 2}})
+    ->ArgsProduct({{1, 64, 8192}, {1, 0}, {0, 1, 2, 3}})
     ->UseManualTime()
     ->Unit(benchmark::kMicrosecond);
 
@@ -85,6 +86,7 @@ int main(int argc, char** argv) {
   for (int which = 0; which < kEngines; ++which) {
     cfg.disabled_passes.clear();
     if (which == 1) cfg.disabled_passes = {"mlp_fusion"};
+    cfg.bf16 = which == 3;
     auto built = kiln::build_engine_from_file(model, cfg);
     if (!built.is_ok()) {
       std::fprintf(stderr, "build failed: %s\n", built.status().to_string().c_str());

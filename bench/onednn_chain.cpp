@@ -155,12 +155,18 @@ void write(const memory& m, const float* src, size_t bytes) { std::memcpy(m.get_
 // int8: the INT8 peer of Kiln's INT8 engine: s8 input (already quantized: the chain does not time the
 // input's quantization, Kiln does), s8 weights quantized per output channel, per-channel output scales,
 // s8 activations between layers and f32 logits, bias and ReLU fused as in the f32 chain.
+// bf16: the peer of Kiln's BF16 engine (kiln build --bf16): bf16 input (already converted, not timed; Kiln
+// converts the float input), bf16 weights and activations, f32 bias and logits.
+enum class Precision { kF32, kInt8, kBf16 };
+
 class Chain {
  public:
-  Chain(const Model& model, int64_t batch, const dnnl::engine& eng, bool int8 = false) : batch_(batch), int8_(int8) {
+  Chain(const Model& model, int64_t batch, const dnnl::engine& eng, Precision precision = Precision::kF32)
+      : batch_(batch), precision_(precision) {
     dnnl::stream s(eng);
     const int64_t k0 = model.layers.front().k;
-    const dt act = int8 ? dt::s8 : dt::f32;
+    const bool int8 = precision == Precision::kInt8;
+    const dt act = int8 ? dt::s8 : precision == Precision::kBf16 ? dt::bf16 : dt::f32;
     memory cur(memory::desc({batch, k0}, act, tag::ab), eng);
     input_ = cur;
     for (size_t li = 0; li < model.layers.size(); ++li) {
@@ -169,7 +175,7 @@ class Chain {
       const memory::desc src_md({batch, L.k}, act, tag::ab);
       const memory::desc w_any({L.k, L.n}, act, tag::any);
       const memory::desc b_md({1, L.n}, dt::f32, tag::ab);
-      const memory::desc dst_md({batch, L.n}, int8 && !last ? dt::s8 : dt::f32, tag::ab);
+      const memory::desc dst_md({batch, L.n}, last ? dt::f32 : act, tag::ab);
       dnnl::post_ops po;
       if (L.relu) po.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0.f, 0.f);
       dnnl::primitive_attr attr;
@@ -188,8 +194,8 @@ class Chain {
       }
       const dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(src_md, w_any, b_md, dst_md), attr, eng);
 
-      // Model layout -> the primitive's preferred layout, once.
-      memory w_user(memory::desc({L.k, L.n}, act, L.trans_b ? tag::ba : tag::ab), eng);
+      // Model layout -> the primitive's preferred layout, once (bf16: the reorder converts the f32 weights).
+      memory w_user(memory::desc({L.k, L.n}, int8 ? dt::s8 : dt::f32, L.trans_b ? tag::ba : tag::ab), eng);
       if (int8) {
         std::vector<int8_t> q(L.w.size());
         for (int64_t k = 0; k < L.k; ++k)
@@ -216,7 +222,16 @@ class Chain {
   }
 
   void set_input(const std::vector<float>& x) {
-    if (!int8_) return write(input_, x.data(), x.size() * sizeof(float));
+    if (precision_ == Precision::kF32) return write(input_, x.data(), x.size() * sizeof(float));
+    if (precision_ == Precision::kBf16) {
+      const dnnl::engine eng = input_.get_engine();
+      memory f32(memory::desc({batch_, static_cast<int64_t>(x.size()) / batch_}, dt::f32, tag::ab), eng);
+      write(f32, x.data(), x.size() * sizeof(float));
+      dnnl::stream s(eng);
+      dnnl::reorder(f32, input_).execute(s, f32, input_);
+      s.wait();
+      return;
+    }
     auto* q = static_cast<int8_t*>(input_.get_data_handle());
     for (size_t i = 0; i < x.size(); ++i) q[i] = static_cast<int8_t>(std::clamp(std::lrint(x[i] * 40), -127L, 127L));
   }
@@ -230,7 +245,7 @@ class Chain {
 
  private:
   int64_t batch_;
-  bool int8_ = false;
+  Precision precision_ = Precision::kF32;
   int64_t out_features_ = 0;
   memory input_, output_;
   std::vector<dnnl::matmul> prims_;
@@ -258,12 +273,12 @@ struct Globals {
   Model model;
   dnnl::engine eng{dnnl::engine::kind::cpu, 0};
   dnnl::stream stream{eng};
-  std::map<std::pair<int64_t, bool>, std::unique_ptr<Chain>> chains;
+  std::map<std::pair<int64_t, Precision>, std::unique_ptr<Chain>> chains;
 
-  Chain& chain(int64_t batch, bool int8 = false) {
-    auto& c = chains[{batch, int8}];
+  Chain& chain(int64_t batch, Precision precision = Precision::kF32) {
+    auto& c = chains[{batch, precision}];
     if (!c) {
-      c = std::make_unique<Chain>(model, batch, eng, int8);
+      c = std::make_unique<Chain>(model, batch, eng, precision);
       c->set_input(random_normal(static_cast<size_t>(batch * model.layers.front().k), 123));
     }
     return *c;
@@ -277,9 +292,9 @@ int64_t chain_flops_per_sample(const Model& m) {
   return f;
 }
 
-void run_chain(benchmark::State& state, bool int8) {
+void run_chain(benchmark::State& state, Precision precision) {
   const int64_t batch = state.range(0);
-  Chain& c = g->chain(batch, int8);
+  Chain& c = g->chain(batch, precision);
   c.run(g->stream);  // warm-up outside the timed loop
   kiln_bench::IterationStats stats;
   for (auto _ : state) stats.time(state, [&] { c.run(g->stream); });
@@ -293,8 +308,9 @@ void run_chain(benchmark::State& state, bool int8) {
   state.SetLabel(c.impl());
 }
 
-void BM_chain(benchmark::State& state) { run_chain(state, false); }
-void BM_chain_int8(benchmark::State& state) { run_chain(state, true); }
+void BM_chain(benchmark::State& state) { run_chain(state, Precision::kF32); }
+void BM_chain_int8(benchmark::State& state) { run_chain(state, Precision::kInt8); }
+void BM_chain_bf16(benchmark::State& state) { run_chain(state, Precision::kBf16); }
 
 // One plain matmul of layer 1's shape at batch 8192: f32 (the sgemm rate of this oneDNN on this machine,
 // which the batch-8192 goal is stated against) or s8 x s8 -> s32 (its INT8 GEMM rate: VNNI or AMX).
@@ -350,13 +366,14 @@ void BM_s8gemm_layer1(benchmark::State& state) { gemm_layer1(state, true); }
 
 BENCHMARK(BM_chain)->ArgName("batch")->Arg(1)->Arg(64)->Arg(8192)->UseManualTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_chain_int8)->ArgName("batch")->Arg(1)->Arg(64)->Arg(8192)->UseManualTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_chain_bf16)->ArgName("batch")->Arg(1)->Arg(64)->Arg(8192)->UseManualTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_sgemm_layer1)->ArgName("m")->Arg(8192)->UseManualTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_s8gemm_layer1)->ArgName("m")->Arg(8192)->UseManualTime()->Unit(benchmark::kMicrosecond);
 
 // Checks the chain against the float64 reference at an odd batch; returns the relative L2 error.
-double check(const Model& model) {
+double check(const Model& model, Precision precision = Precision::kF32) {
   const int64_t batch = 7;
-  Chain c(model, batch, g->eng);
+  Chain c(model, batch, g->eng, precision);
   const auto x = random_normal(static_cast<size_t>(batch * model.layers.front().k), 99);
   c.set_input(x);
   std::memset(const_cast<float*>(c.output()), 0xff, static_cast<size_t>(batch * c.out_features()) * sizeof(float));  // NaN poison
@@ -415,6 +432,12 @@ int main(int argc, char** argv) {
   std::fprintf(stderr, "; check vs float64 reference at batch 7: rel L2 error %.2e\n", err);
   if (!(err < 1e-4)) {
     std::fprintf(stderr, "bench_onednn_chain: chain output does not match the reference\n");
+    return 1;
+  }
+  const double err_bf16 = check(globals.model, Precision::kBf16);
+  std::fprintf(stderr, "bench_onednn_chain: bf16 chain vs float64 reference: rel L2 error %.2e\n", err_bf16);
+  if (!(err_bf16 < 1e-2)) {
+    std::fprintf(stderr, "bench_onednn_chain: the bf16 chain's output does not match the reference\n");
     return 1;
   }
   const dnnl::version_t* v = dnnl::version();

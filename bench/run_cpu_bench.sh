@@ -17,7 +17,7 @@
 #   --quick  shorter runs, for trying the script out; never for recorded results
 #
 # Runs: bench_l2_stream (one core); bench_onednn_chain with OMP_NUM_THREADS=1 and =nproc; ort_cpu.py with
-# one thread and nproc; kiln build once, then kiln run at batch 1 and 8192, one thread and nproc. Every
+# one thread and nproc; kiln build (FP32, INT8, BF16), then kiln run at batch 1 and 8192, one thread and nproc. Every
 # process gets OMP_NUM_THREADS=<its thread count>. A failing step is logged in steps.tsv and the rest go on;
 # the script exits non-zero if any step failed. Environment: PYTHON (default python3).
 set -u
@@ -156,6 +156,18 @@ if [[ -n "$KILN" ]]; then
       step "kiln_int8_b${b}_t${t}" "$t" native "$KILN" run --loadEngine="$ENGINE8" --shapes="input:${b}x1x28x28" \
         --threads="$t" --duration="$KILN_DURATION" --exportJSON="$RAW/kiln_int8_b${b}_t${t}.json"
     else skip "kiln_int8_b${b}_t${t}" "no INT8 engine (kiln build failed)"; fi
+  done
+  # BF16 (kiln build --bf16): the fused layer's oneDNN chain in BF16 (AMX-BF16 or AVX512_BF16 where present).
+  ENGINE16="$RAW/mlp_bf16.engine"
+  step kiln_build_bf16 "$NPROC" native "$KILN" build --onnx="$MODEL" --saveEngine="$ENGINE16" --bf16 \
+    --minShapes=input:1x1x28x28 --optShapes=input:8192x1x28x28 --maxShapes=input:8192x1x28x28
+  for bt in "1 1" "1 $NPROC" "8192 1" "8192 $NPROC"; do
+    read -r b t <<< "$bt"
+    [[ -f "$RAW/kiln_bf16_b${b}_t${t}.json" ]] && continue
+    if [[ -f "$ENGINE16" ]]; then
+      step "kiln_bf16_b${b}_t${t}" "$t" native "$KILN" run --loadEngine="$ENGINE16" --shapes="input:${b}x1x28x28" \
+        --threads="$t" --duration="$KILN_DURATION" --exportJSON="$RAW/kiln_bf16_b${b}_t${t}.json"
+    else skip "kiln_bf16_b${b}_t${t}" "no BF16 engine (kiln build failed)"; fi
   done
 else
   skip kiln "no kiln under $BIN"

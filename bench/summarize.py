@@ -267,6 +267,17 @@ def main():
                           "issue_goal_ms": int8_goal.get((b, t)),
                           "ratio": k8["median_ms"] / o8["median_ms"] if k8 and o8 else None})
 
+    # BF16 (kiln build --bf16): Kiln's BF16 engine beside the bare oneDNN bf16 chain and the FP32 peers.
+    bf16_rows = []
+    for r in rows:
+        b, t = r["batch"], r["threads"]
+        k16 = kiln_entry(raw, b, t, prefix="kiln_bf16")
+        o16 = onednn_entry(onednn.get(t), b, bench="BM_chain_bf16/")
+        fp32_peers = [p["median_ms"] for p in (r["onednn"], r["ort"]) if p]
+        bf16_rows.append({"batch": b, "threads": t, "kiln_bf16": k16, "onednn_bf16": o16, "kiln_fp32": r["kiln"],
+                          "best_fp32_peer_ms": min(fp32_peers) if fp32_peers else None,
+                          "ratio": k16["median_ms"] / o16["median_ms"] if k16 and o16 else None})
+
     ort_version = next((d.get("onnxruntime_version") for d in ort.values() if d), "?")
     onednn_ctx = next((d.get("context", {}) for d in onednn.values() if d), {})
     steps = []
@@ -276,7 +287,7 @@ def main():
         pass
 
     doc = {"date": date, "commit": commit, "notes": args.note, "machine": machine, "system": system, "rows": rows,
-           "int8_rows": int8_rows,
+           "int8_rows": int8_rows, "bf16_rows": bf16_rows,
            "l2_stream": l2, "sgemm_layer1": {str(t): s for t, s in sgemm.items()},
            "versions": {"onnxruntime": ort_version, "onednn": onednn_ctx.get("onednn_version", "?")},
            "onednn_weights": onednn_ctx.get("weights"), "steps": steps,
@@ -347,6 +358,21 @@ def main():
         L.append("")
         L.append("The int8 chain's input is already int8 (it does not time quantizing the float input); Kiln's INT8 "
                  "engine takes the float32 input and quantizes it. Kiln INT8 engine: scales from bench/mlp_int8.cache.")
+        L.append("")
+    bf16_rows = [r for r in doc.get("bf16_rows", []) if r["kiln_bf16"] or r["onednn_bf16"]]
+    if bf16_rows:
+        L.append("### BF16")
+        L.append("")
+        L.append("| batch | threads | Kiln BF16 `kiln run` median [p99] | oneDNN bf16 chain median [p99] | Kiln FP32 | "
+                 "best FP32 peer | Kiln BF16 ÷ oneDNN bf16 |")
+        L.append("|---:|---:|---|---|---|---|---:|")
+        for r in bf16_rows:
+            L.append(f"| {r['batch']} | {r['threads']} | {cell(r['kiln_bf16'])} | {cell(r['onednn_bf16'])} | "
+                     f"{cell(r['kiln_fp32'])} | {fmt_time(r['best_fp32_peer_ms'])} | {fmt_ratio(r['ratio'])} |")
+        L.append("")
+        L.append("The bf16 chain's input is already bf16 (it does not time converting the float input); Kiln's BF16 "
+                 "engine takes the float32 input and converts it. Both: bf16 weights and activations, f32 "
+                 "accumulation, bias and logits.")
         L.append("")
     L.append("Issue reference (same Xeon, 2026-11-24): oneDNN chain 15.0 µs (b1, 1 thread), 29.4 ms (b8192, 1 thread), "
              "3.73 ms (b8192, 16 threads); ORT 1.30 20.0 µs, 37.7 ms, 4.65 ms.")
