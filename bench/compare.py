@@ -21,7 +21,7 @@ points past the budget are reported as skipped.
    and without CUDA graphs, device-resident (inputs rotated through buffers larger than the 50 MB L2), end to
    end from pinned and from pageable host memory; PyTorch eager, CUDA graph (FP32/FP16, same three modes) and
    torch.compile max-autotune (device-resident, batch 1 and 8192); ORT CUDA EP (reported unavailable when it
-   is); CPU, one thread and all threads: Kiln FP32/INT8, ONNX Runtime, the bare oneDNN matmul chain (C++).
+   is); CPU, one thread and all threads: Kiln FP32/INT8/BF16, ONNX Runtime, the bare oneDNN matmul chain (C++).
    Limits measured in the same run: launch + sync, graph replay + sync, HBM bandwidth, cuBLAS FP32/FP16/INT8
    matmul rates, the copies of input and output (pinned, pageable) at every batch, oneDNN's sgemm rate on one
    and all threads, and one core's L2 read bandwidth. Each row gets its floor and, for Kiln, its ratio to the
@@ -191,7 +191,8 @@ class KilnCtx:
 
     def engine_file(self, model, precision, mn, opt, mx, device="cuda"):
         """Builds (once) an engine with profile batch mn/opt/mx; returns (path, build seconds). precision:
-        fp32, tf32, fp16 or int8 (scales from bench/mlp_int8.cache, a TensorRT-format calibration cache)."""
+        fp32, tf32, fp16, int8 (scales from bench/mlp_int8.cache, a TensorRT-format calibration cache) or bf16
+        (CPU: kiln build --bf16)."""
         key = (precision, mn, opt, mx, device)
         if key not in self.engines:
             path = os.path.join(self.workdir, f"mlp_{device}_{precision}_{mn}_{opt}_{mx}.engine")
@@ -201,7 +202,8 @@ class KilnCtx:
             self.kiln.build(model, device=device, fp16=(precision == "fp16"), tf32=(precision != "fp32"),
                             min_shapes=shp(mn), opt_shapes=shp(opt), max_shapes=shp(mx), save=path,
                             timing_cache=os.path.join(self.workdir, "timing.cache") if device == "cuda" else None,
-                            int8=int8, calib_cache=INT8_CACHE if int8 else None)
+                            int8=int8, calib_cache=INT8_CACHE if int8 else None,
+                            **({"bf16": True} if precision == "bf16" else {}))
             self.engines[key] = (path, time.perf_counter() - t0)
         return self.engines[key]
 
@@ -509,7 +511,8 @@ GROUPS = [  # (key, title): rows are compared within a group (same place of the 
 MODE_OF_GROUP = {"gpu-resident": "device-resident", "gpu-pinned": "e2e pinned", "gpu-pageable": "e2e pageable",
                  "cpu-1": "host", "cpu-all": "host"}
 FLOP_PER_SAMPLE = 2 * (784 * 256 + 256 * 128 + 128 * 10)
-WEIGHT_BYTES = {"fp32": 235146 * 4, "tf32": 235146 * 4, "fp16": 235146 * 2, "int8": 233856 + 1290 * 4}
+WEIGHT_BYTES = {"fp32": 235146 * 4, "tf32": 235146 * 4, "fp16": 235146 * 2, "int8": 233856 + 1290 * 4,
+                "bf16": 233856 * 2 + 1290 * 4}
 
 
 def rotation(nbytes):
@@ -1105,7 +1108,7 @@ def extended(args, info, kc, rep, t_start):
     ort_cuda.failed = (f"not available: onnxruntime {info.get('onnxruntime')} has no CUDAExecutionProvider here "
                        f"(providers {info.get('onnxruntime_providers')})")
     lines.append(ort_cuda)
-    for prec in ("fp32", "int8"):
+    for prec in ("fp32", "int8", "bf16"):
         cpu = kiln_cpu_lines(args, kc, prec)
         for ln in cpu if not kc.version else []:
             ln.failed = kc.error
@@ -1217,7 +1220,7 @@ def accuracy(args, kc, rep, torch_model):
         rep.accuracy.append({"system": "all", "reason": f"no Fashion-MNIST test set: {short_error(e)}"})
         return
     x = ((images.astype(np.float32) / 255.0 - 0.2860) / 0.3530).reshape(-1, 1, 28, 28).astype(np.float32)
-    systems = [(f"Kiln CPU {p.upper()}", "cpu", p) for p in ("fp32", "int8")] + \
+    systems = [(f"Kiln CPU {p.upper()}", "cpu", p) for p in ("fp32", "int8", "bf16")] + \
               [(f"Kiln CUDA {p.upper()}", "cuda", p) for p in ("fp32", "tf32", "fp16", "int8")]
     ref_pred = None
     for name, device, prec in systems:
@@ -1298,7 +1301,8 @@ def floor_of(r, F):
                 parts.append((c, "copies"))
     else:
         cores = 1 if g == "cpu-1" else F["cores"]
-        rate = F[("s8gemm" if p == "int8" else "sgemm") + ("1" if g == "cpu-1" else "_all")]
+        # No bf16 GEMM rate is measured: a BF16 row's floor is its weight stream alone.
+        rate = None if p == "bf16" else F[("s8gemm" if p == "int8" else "sgemm") + ("1" if g == "cpu-1" else "_all")]
         if F["l2"]:
             parts.append((WEIGHT_BYTES[p] / (F["l2"] * cores) / 1e6, "L2 weight stream"))
         if rate:

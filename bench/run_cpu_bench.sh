@@ -144,31 +144,25 @@ if [[ -n "$KILN" ]]; then
         --threads="$t" --duration="$KILN_DURATION" --exportJSON="$RAW/kiln_b${b}_t${t}.json"
     else skip "kiln_b${b}_t${t}" "no engine (kiln build failed)"; fi
   done
+  # Other precisions: kiln_variant NAME BUILD_FLAGS... builds $RAW/mlp_NAME.engine and runs it like FP32.
+  kiln_variant() {
+    local name=$1 engine="$RAW/mlp_$1.engine"; shift
+    step "kiln_build_$name" "$NPROC" native "$KILN" build --onnx="$MODEL" --saveEngine="$engine" "$@" \
+      --minShapes=input:1x1x28x28 --optShapes=input:8192x1x28x28 --maxShapes=input:8192x1x28x28
+    for bt in "1 1" "1 $NPROC" "8192 1" "8192 $NPROC"; do
+      read -r b t <<< "$bt"
+      [[ -f "$RAW/kiln_${name}_b${b}_t${t}.json" ]] && continue
+      if [[ -f "$engine" ]]; then
+        step "kiln_${name}_b${b}_t${t}" "$t" native "$KILN" run --loadEngine="$engine" --shapes="input:${b}x1x28x28" \
+          --threads="$t" --duration="$KILN_DURATION" --exportJSON="$RAW/kiln_${name}_b${b}_t${t}.json"
+      else skip "kiln_${name}_b${b}_t${t}" "no $name engine (kiln build failed)"; fi
+    done
+  }
   # INT8 (issue 6): scales from the committed calibration cache (bench/mlp_int8.cache, percentile 99.99 over
   # 2048 Fashion-MNIST training images), so the target machine needs no dataset.
-  ENGINE8="$RAW/mlp_int8.engine"
-  step kiln_build_int8 "$NPROC" native "$KILN" build --onnx="$MODEL" --saveEngine="$ENGINE8" --int8 \
-    --calib="$HERE/mlp_int8.cache" --minShapes=input:1x1x28x28 --optShapes=input:8192x1x28x28 --maxShapes=input:8192x1x28x28
-  for bt in "1 1" "1 $NPROC" "8192 1" "8192 $NPROC"; do
-    read -r b t <<< "$bt"
-    [[ -f "$RAW/kiln_int8_b${b}_t${t}.json" ]] && continue
-    if [[ -f "$ENGINE8" ]]; then
-      step "kiln_int8_b${b}_t${t}" "$t" native "$KILN" run --loadEngine="$ENGINE8" --shapes="input:${b}x1x28x28" \
-        --threads="$t" --duration="$KILN_DURATION" --exportJSON="$RAW/kiln_int8_b${b}_t${t}.json"
-    else skip "kiln_int8_b${b}_t${t}" "no INT8 engine (kiln build failed)"; fi
-  done
-  # BF16 (kiln build --bf16): the fused layer's oneDNN chain in BF16 (AMX-BF16 or AVX512_BF16 where present).
-  ENGINE16="$RAW/mlp_bf16.engine"
-  step kiln_build_bf16 "$NPROC" native "$KILN" build --onnx="$MODEL" --saveEngine="$ENGINE16" --bf16 \
-    --minShapes=input:1x1x28x28 --optShapes=input:8192x1x28x28 --maxShapes=input:8192x1x28x28
-  for bt in "1 1" "1 $NPROC" "8192 1" "8192 $NPROC"; do
-    read -r b t <<< "$bt"
-    [[ -f "$RAW/kiln_bf16_b${b}_t${t}.json" ]] && continue
-    if [[ -f "$ENGINE16" ]]; then
-      step "kiln_bf16_b${b}_t${t}" "$t" native "$KILN" run --loadEngine="$ENGINE16" --shapes="input:${b}x1x28x28" \
-        --threads="$t" --duration="$KILN_DURATION" --exportJSON="$RAW/kiln_bf16_b${b}_t${t}.json"
-    else skip "kiln_bf16_b${b}_t${t}" "no BF16 engine (kiln build failed)"; fi
-  done
+  kiln_variant int8 --int8 --calib="$HERE/mlp_int8.cache"
+  # BF16 (kiln build --bf16): bf16 weights and activations (AMX-BF16 or AVX512_BF16 where present).
+  kiln_variant bf16 --bf16
 else
   skip kiln "no kiln under $BIN"
 fi

@@ -77,10 +77,14 @@ def onednn_entry(doc, batch, bench="BM_chain/"):
             "omp_threads": int(b.get("omp_threads", 0)), "impl": b.get("label", ""), "samples": int(b["samples"])}
 
 
-def kiln_api_entry(doc, batch):
-    """Kiln's engine timed by bench_kiln_engine: the same harness as the chain, no CLI loop around it."""
+def kiln_api_entry(doc, batch, engine=0):
+    """Kiln's engine timed by bench_kiln_engine: the same harness as the chain, no CLI loop around it. Its
+    runs are named BM_kiln/batch:B/threads:T/engine:E; threads 0 is all of OMP_NUM_THREADS, which the script
+    sets to the row's thread count. engine: 0 fused (default rule), 2 onednn_rows, 3 bf16."""
     rows = gbench_rows(doc)
-    b = next((v for k, v in rows.items() if k.startswith(f"BM_kiln/{batch}/")), None)
+    b = next((v for k, v in rows.items()
+              if k.startswith(f"BM_kiln/batch:{batch}/threads:0/engine:{engine}") or k.startswith(f"BM_kiln/{batch}/")),
+             None)
     if not b:
         return None
     return {"median_ms": b["p50_us"] / 1e3, "p99_ms": b["p99_us"] / 1e3, "mean_ms": b["mean_us"] / 1e3,
@@ -275,6 +279,7 @@ def main():
         o16 = onednn_entry(onednn.get(t), b, bench="BM_chain_bf16/")
         fp32_peers = [p["median_ms"] for p in (r["onednn"], r["ort"]) if p]
         bf16_rows.append({"batch": b, "threads": t, "kiln_bf16": k16, "onednn_bf16": o16, "kiln_fp32": r["kiln"],
+                          "kiln_bf16_api": kiln_api_entry(kiln_api.get(t), b, engine=3),
                           "best_fp32_peer_ms": min(fp32_peers) if fp32_peers else None,
                           "ratio": k16["median_ms"] / o16["median_ms"] if k16 and o16 else None})
 
@@ -288,6 +293,8 @@ def main():
 
     doc = {"date": date, "commit": commit, "notes": args.note, "machine": machine, "system": system, "rows": rows,
            "int8_rows": int8_rows, "bf16_rows": bf16_rows,
+           "row_split_rows": [{"batch": r["batch"], "threads": r["threads"], "chain": r["kiln_api"],
+                               "rows": kiln_api_entry(kiln_api.get(r["threads"]), r["batch"], engine=2)} for r in rows],
            "l2_stream": l2, "sgemm_layer1": {str(t): s for t, s in sgemm.items()},
            "versions": {"onnxruntime": ort_version, "onednn": onednn_ctx.get("onednn_version", "?")},
            "onednn_weights": onednn_ctx.get("weights"), "steps": steps,
@@ -359,16 +366,30 @@ def main():
         L.append("The int8 chain's input is already int8 (it does not time quantizing the float input); Kiln's INT8 "
                  "engine takes the float32 input and quantizes it. Kiln INT8 engine: scales from bench/mlp_int8.cache.")
         L.append("")
+    # onednn_rows forced also replaces the direct tactic at batch 1: only the large batch compares the split.
+    split_rows = [r for r in doc.get("row_split_rows", []) if r["chain"] and r["rows"] and r["batch"] > 1]
+    if split_rows:
+        L.append("### FP32 rows split over the threads (KILN_FUSED_MLP_TACTIC=onednn_rows, opt-in)")
+        L.append("")
+        L.append("| batch | threads | Kiln API, default rule [p99] | Kiln API, onednn_rows [p99] | rows ÷ default |")
+        L.append("|---:|---:|---|---|---:|")
+        for r in split_rows:
+            L.append(f"| {r['batch']} | {r['threads']} | {cell(r['chain'])} | {cell(r['rows'])} | "
+                     f"{fmt_ratio(r['rows']['median_ms'] / r['chain']['median_ms'])} |")
+        L.append("")
+        L.append("On one thread onednn_rows runs the plain chain (the split needs 64 rows per thread and 2 threads).")
+        L.append("")
     bf16_rows = [r for r in doc.get("bf16_rows", []) if r["kiln_bf16"] or r["onednn_bf16"]]
     if bf16_rows:
         L.append("### BF16")
         L.append("")
-        L.append("| batch | threads | Kiln BF16 `kiln run` median [p99] | oneDNN bf16 chain median [p99] | Kiln FP32 | "
-                 "best FP32 peer | Kiln BF16 ÷ oneDNN bf16 |")
-        L.append("|---:|---:|---|---|---|---|---:|")
+        L.append("| batch | threads | Kiln BF16 `kiln run` median [p99] | Kiln BF16 API, chain's harness [p99] | "
+                 "oneDNN bf16 chain median [p99] | Kiln FP32 | best FP32 peer | Kiln BF16 ÷ oneDNN bf16 |")
+        L.append("|---:|---:|---|---|---|---|---|---:|")
         for r in bf16_rows:
-            L.append(f"| {r['batch']} | {r['threads']} | {cell(r['kiln_bf16'])} | {cell(r['onednn_bf16'])} | "
-                     f"{cell(r['kiln_fp32'])} | {fmt_time(r['best_fp32_peer_ms'])} | {fmt_ratio(r['ratio'])} |")
+            L.append(f"| {r['batch']} | {r['threads']} | {cell(r['kiln_bf16'])} | {cell(r.get('kiln_bf16_api'))} | "
+                     f"{cell(r['onednn_bf16'])} | {cell(r['kiln_fp32'])} | {fmt_time(r['best_fp32_peer_ms'])} | "
+                     f"{fmt_ratio(r['ratio'])} |")
         L.append("")
         L.append("The bf16 chain's input is already bf16 (it does not time converting the float input); Kiln's BF16 "
                  "engine takes the float32 input and converts it. Both: bf16 weights and activations, f32 "

@@ -13,9 +13,10 @@
 //           core's L2 (kRowSplitWeightBytes), the rows are split over the threads and each runs the whole
 //           chain on its own slice with one-thread primitives: no fork/join per layer, and a slice's hidden
 //           activations stay in its core's caches. Level with the chain on the 2-core dev box.
-// A node of precision bf16 (`kiln build --bf16`) runs the oneDNN chain at every M with bf16 weights (converted
-// at load) and bf16 activations, float32 accumulation and output: oneDNN picks AMX-BF16 or AVX512_BF16 where
-// the CPU has them.
+// A node of precision bf16 (`kiln build --bf16`) runs with bf16 weights (converted at load) and bf16
+// activations, float32 accumulation and output: on CPUs with AVX512_BF16 the direct tactic's BF16 twin
+// (fused_mlp_bf16.h) below kBf16Crossover rows, else and from there the oneDNN chain in BF16 (oneDNN picks
+// AMX-BF16 or AVX512_BF16 where the CPU has them, emulates them elsewhere).
 // The crossover M (direct below, onednn from it) is fixed (M = 1 runs direct): the two tactics round
 // differently, and an engine must give the same bits in every process, so the choice may not depend on a
 // timing taken at load. KILN_FUSED_MLP_TACTIC=auto times it at load instead (once per process per network
@@ -36,6 +37,7 @@
 
 #include "backends/cpu/cpu_kernel.h"
 #include "backends/cpu/cpu_target.h"
+#include "backends/cpu/fused_mlp_bf16.h"
 #include "backends/cpu/onednn_gemm.h"
 #include "backends/cpu/vec_math.h"
 #include "ops/fused_mlp.h"
@@ -48,6 +50,7 @@ constexpr const char* kPanelLayout = "cpu.panel64";
 constexpr int64_t kPanel = 64;     // output columns per panel: 4 zmm accumulators per row
 constexpr int64_t kRowBlock = 4;   // rows per pass over the weights: each weight load feeds 4 rows' FMAs
 constexpr int64_t kNever = std::numeric_limits<int64_t>::max();
+constexpr int64_t kBf16Crossover = 2;  // bf16: direct below, the oneDNN chain from here (measured: see docs)
 constexpr int64_t kMinSliceRows = 64;                 // row split: at least this many rows per thread
 constexpr size_t kRowSplitWeightBytes = size_t{4} << 20;  // row split: every thread streams all the weights
 
@@ -80,13 +83,7 @@ template <int R, int C>
 __attribute__((target("avx512f"))) void panel_avx512(const float* x, int64_t k, const float* wp, int64_t p,
                                                      __mmask16 tail, const float* bias, float* y, int64_t n) {
   __m512 acc[R][C], acc2[R][C];
-  for (int c = 0; c < C; ++c) {
-    const __m512 b = _mm512_maskz_loadu_ps(c == C - 1 ? tail : __mmask16(0xFFFF), bias + 16 * c);
-    for (int r = 0; r < R; ++r) {
-      acc[r][c] = b;
-      acc2[r][c] = _mm512_setzero_ps();
-    }
-  }
+  init_panel_accumulators<R, C>(acc, acc2, bias, tail);
   // One row has only C FMA chains; a second accumulator set over odd k keeps 2C in flight (FMA latency 4).
   int64_t kk = 0;
   for (; R == 1 && kk + 2 <= k; kk += 2) {
@@ -182,6 +179,7 @@ struct Layer {
   Tensor panels;  // [N,K] in cpu.panel64 order (the engine's constant, or packed at load)
   Tensor nk;      // [N,K] plain, for the onednn tactic (only when it can be chosen)
   Tensor bias;    // [N]
+  std::vector<uint16_t> pairs;  // bf16 direct tactic: the weights as bf16 pair panels (fused_mlp_bf16.h)
 };
 
 struct Mlp {
@@ -190,7 +188,8 @@ struct Mlp {
   int64_t max_n = 0;
   int64_t crossover = kNever;  // M from which the onednn tactic runs
   bool row_split = false;      // onednn: split the rows over the threads where there are enough
-  bool bf16 = false;           // the node's precision is bf16: the oneDNN chain in BF16 at every M
+  bool bf16 = false;           // the node's precision is bf16 (direct: the BF16 kernel, onednn: in BF16)
+  int64_t max_k2 = 0;          // bf16 direct: the widest layer input in pairs
   std::string note;            // for kiln inspect
 };
 
@@ -198,7 +197,8 @@ class FusedMlpKernel final : public CpuKernel {
  public:
   FusedMlpKernel(std::shared_ptr<const Mlp> mlp, std::string layer, int64_t crossover)
       : mlp_(std::move(mlp)), layer_(std::move(layer)), crossover_(crossover),
-        block_(static_cast<size_t>(2 * kRowBlock * mlp_->max_n)) {}
+        block_(static_cast<size_t>(2 * kRowBlock * mlp_->max_n)),
+        pairs_(static_cast<size_t>(2 * kRowBlock * mlp_->max_k2)) {}
 
   Status reshape(const std::vector<TensorDesc>& in, const std::vector<TensorDesc>&) override {
     const Dims& x = in[0].shape;
@@ -223,7 +223,8 @@ class FusedMlpKernel final : public CpuKernel {
     float* y = static_cast<float*>(out[0]);
     if (m_ == 0) return Status::ok();
     if (use_onednn_) return run_onednn(x, y);
-    run_direct(x, y);
+    if (mlp_->bf16) run_direct_bf16(x, y);
+    else run_direct(x, y);
     return Status::ok();
   }
 
@@ -247,6 +248,26 @@ class FusedMlpKernel final : public CpuKernel {
         else dense_avx512<1>(h, l.k, w, b, l.n, o);
         activate(o, rows * l.n, l.act, l.alpha);
         h = o;
+      }
+    }
+  }
+
+  // The direct tactic in BF16: each block of rows as bf16 pairs, every layer's float32 result through the
+  // activation, rounded to bf16 pairs for the next layer (the last writes y).
+  void run_direct_bf16(const float* x, float* y) {
+    const auto& layers = mlp_->layers;
+    float* f32 = block_.data();
+    uint32_t* pairs[2] = {pairs_.data(), pairs_.data() + kRowBlock * mlp_->max_k2};
+    for (int64_t m0 = 0; m0 < m_; m0 += kRowBlock) {
+      const int64_t rows = std::min(kRowBlock, m_ - m0);
+      to_bf16_pairs(x + m0 * layers.front().k, rows, layers.front().k, pairs[0]);
+      for (size_t i = 0; i < layers.size(); ++i) {
+        const Layer& l = layers[i];
+        const bool last = i + 1 == layers.size();
+        float* o = last ? y + m0 * l.n : f32;
+        dense_bf16(pairs[i % 2], rows, l.k, l.pairs.data(), l.bias.data<float>(), l.n, o);
+        activate(o, rows * l.n, l.act, l.alpha);
+        if (!last) to_bf16_pairs(o, rows, l.n, pairs[(i + 1) % 2]);
       }
     }
   }
@@ -352,6 +373,7 @@ class FusedMlpKernel final : public CpuKernel {
   int64_t m_ = 0;
   bool use_onednn_ = false;
   std::vector<float> block_;                 // direct: two [4, max N] row blocks between layers
+  std::vector<uint32_t> pairs_;              // bf16 direct: two [4, max K/2] blocks of bf16 pairs
   Chain chain_;                              // onednn: one matmul per layer, made on first use
   std::vector<std::unique_ptr<Chain>> slice_chains_;  // row split: a chain per slice
   int64_t slice_rows_ = 0;                   // row split: rows per slice (0: the plain chain)
@@ -446,12 +468,24 @@ Result<std::shared_ptr<const Mlp>> prepare(const Node& n, const Graph& g) {
   const std::string split =
       mlp->row_split ? fmt::format("; onednn rows split over the threads from {} rows per thread", kMinSliceRows) : "";
   if (n.precision == "bf16") {
-    // No direct BF16 kernel: the oneDNN chain at every M, whatever KILN_FUSED_MLP_TACTIC says (but onednn_rows).
+    // The direct BF16 kernel needs AVX512_BF16 (else, or when KILN_FUSED_MLP_TACTIC forces onednn/onednn_rows,
+    // the oneDNN chain at every M); a fixed crossover, as for FP32.
     mlp->bf16 = true;
-    mlp->crossover = 0;
-    mlp->note = fmt::format("bf16: oneDNN matmul chain at every M (bf16 weights and activations, float32 accumulation "
-                            "and output; oneDNN ISA {}){}",
-                            target_isa(), split);
+    const bool direct = cpu_has_avx512_bf16() && force.rfind("onednn", 0) != 0;
+    mlp->crossover = direct ? (force.rfind("direct", 0) == 0 ? kNever : kBf16Crossover) : 0;
+    if (direct)
+      for (Layer& l : mlp->layers) {
+        l.pairs = to_bf16_pair_panels(l.nk.data<float>(), l.n, l.k);
+        mlp->max_k2 = std::max({mlp->max_k2, (l.k + 1) / 2, (l.n + 1) / 2});
+      }
+    const std::string chain = fmt::format("oneDNN matmul chain in bf16 (oneDNN ISA {})", target_isa());
+    mlp->note = fmt::format("bf16 (bf16 weights and activations, float32 accumulation and output): {}{}",
+                            !direct ? chain + " at every M"
+                            : mlp->crossover == kNever
+                                ? std::string("direct (avx512_bf16, bf16 pair panels), forced")
+                                : fmt::format("direct (avx512_bf16, bf16 pair panels) for M < {}, {} from M = {} (fixed)",
+                                              mlp->crossover, chain, mlp->crossover),
+                            split);
     return std::shared_ptr<const Mlp>(std::move(mlp));
   }
   if (force == "direct" || force == "direct_generic" || force == "onednn" || force == "onednn_rows") {

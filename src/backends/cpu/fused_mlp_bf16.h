@@ -1,0 +1,43 @@
+// The direct tactic of kiln.FusedMLP in BF16 (fused_mlp.cpp), for small M on CPUs with AVX512_BF16: weights in
+// "bf16 pair panels", rows through every layer in blocks of up to 4, one VDPBF16PS per 16 columns and two k.
+// At batch 1 the time is streaming the weights once from L2, half the bytes of the FP32 panels.
+//   Pair panels: per block of 64 output columns (P = min(64, N - p0)), [ceil(K/2)][P][2] bf16 at offset
+//   p0 * ceil(K/2) * 2: element (kp, j) holds W[p0 + j][2kp] and W[p0 + j][2kp + 1] (0 past K), so one 64-byte
+//   load is 16 columns' weights for two k, the layout VDPBF16PS multiplies against a broadcast pair of inputs.
+//   Activations: each row as ceil(K/2) pairs (two bf16 in one 32-bit word, the odd K padded with 0).
+// Rounding as oneDNN's BF16 chain: float32 -> bf16 to nearest even, float32 accumulation starting at the bias,
+// hidden activations rounded to bf16 after the activation, float32 output.
+#pragma once
+#include <immintrin.h>
+
+#include <cstdint>
+#include <vector>
+
+namespace kiln::cpu {
+
+// A panel's accumulators for R rows and C zmm columns (the last masked by `tail`): acc = bias, acc2 = 0 (the
+// second set a single row keeps for odd k). Shared by the FP32 and BF16 direct kernels.
+template <int R, int C>
+__attribute__((target("avx512f"))) inline void init_panel_accumulators(__m512 (&acc)[R][C], __m512 (&acc2)[R][C],
+                                                                       const float* bias, __mmask16 tail) {
+  for (int c = 0; c < C; ++c) {
+    const __m512 b = _mm512_maskz_loadu_ps(c == C - 1 ? tail : __mmask16(0xFFFF), bias + 16 * c);
+    for (int r = 0; r < R; ++r) {
+      acc[r][c] = b;
+      acc2[r][c] = _mm512_setzero_ps();
+    }
+  }
+}
+
+bool cpu_has_avx512_bf16();
+
+// [N, K] float32 -> pair panels (same N, K; ceil(K/2) * 2 * N elements).
+std::vector<uint16_t> to_bf16_pair_panels(const float* nk, int64_t n, int64_t k);
+
+// rows x k floats -> rows x ceil(k/2) pairs (round to nearest even).
+void to_bf16_pairs(const float* x, int64_t rows, int64_t k, uint32_t* pairs);
+
+// y[rows, n] = bias + x W^T for up to 4 rows (pre-activation, float32); x as pairs, w as pair panels.
+void dense_bf16(const uint32_t* x, int64_t rows, int64_t k, const uint16_t* w, const float* bias, int64_t n, float* y);
+
+}  // namespace kiln::cpu
