@@ -325,6 +325,7 @@ class FusedMlpKernel final : public CpuKernel {
       Status s = reshape_chain(*slice_chains_[t], rows, true);
       if (!s.is_ok()) return std::move(s).with_context(fmt::format("row slice {} ({} rows)", t, rows));
     }
+    slice_status_.assign(slices, Status::ok());
     return Status::ok();
   }
 
@@ -352,8 +353,8 @@ class FusedMlpKernel final : public CpuKernel {
     uint16_t* x16 = mlp_->bf16 ? x_bf16_.data() : nullptr;
     if (slice_rows_ == 0) return run_chain(chain_, x, y, between_[0].data(), between_[1].data(), x16);
     const int64_t k0 = mlp_->layers.front().k, n_out = mlp_->layers.back().n, max_n = mlp_->max_n;
-    const int slices = static_cast<int>((m_ + slice_rows_ - 1) / slice_rows_);
-    std::vector<Status> status(static_cast<size_t>(slices), Status::ok());
+    const int slices = static_cast<int>(slice_status_.size());
+    std::vector<Status>& status = slice_status_;  // sized at reshape: no allocation here
 #pragma omp parallel for num_threads(slices) schedule(static, 1)
     for (int t = 0; t < slices; ++t) {
       const int64_t r0 = t * slice_rows_;  // a slice's rows in its own part of each buffer
@@ -377,6 +378,7 @@ class FusedMlpKernel final : public CpuKernel {
   Chain chain_;                              // onednn: one matmul per layer, made on first use
   std::vector<std::unique_ptr<Chain>> slice_chains_;  // row split: a chain per slice
   int64_t slice_rows_ = 0;                   // row split: rows per slice (0: the plain chain)
+  std::vector<Status> slice_status_;         // row split: each slice's result
   std::vector<float> between_[2];            // onednn: [M, max N] activations between layers
   std::vector<uint16_t> x_bf16_;             // bf16: the input converted, [M, K0]
 };
