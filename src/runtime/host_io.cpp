@@ -209,9 +209,6 @@ Result<HostIoPipeline::Lane*> HostIoPipeline::lane(size_t index, int64_t rows, c
     auto st = gpu::stream_create();
     if (!st.is_ok()) return st.status();
     lane->stream = *st;
-    auto ev = gpu::event_create();
-    if (!ev.is_ok()) return ev.status();
-    lane->consumed = *ev;
     lane->device.assign(e.io_names.size(), nullptr);
     lane->device_bytes.assign(e.io_names.size(), 0);
     lanes_.push_back(std::move(lane));
@@ -318,7 +315,14 @@ Status HostIoPipeline::run(const HostIoRun& r) {
     if (!ev.is_ok()) return ev.status();
     copied_.push_back(*ev);
   }
-  for (Lane* l : lane_of) l->consumed_pending = false;
+  for (Lane* l : lane_of) {
+    l->consumed_pending = false;
+    if (copy_stream && !l->consumed) {
+      auto ev = gpu::event_create();
+      if (!ev.is_ok()) return ev.status();
+      l->consumed = *ev;
+    }
+  }
   auto offset = [&](size_t io, int64_t c) {
     return chunked ? bytes_of(desc[io]) / static_cast<size_t>(batch) * static_cast<size_t>(first_row[c]) : 0;
   };
