@@ -150,7 +150,7 @@ void kiln_runtime_destroy(kiln_runtime_t* runtime) { delete runtime; }
 
 static kiln_status_t wrap_engine(kiln::Result<std::shared_ptr<kiln::Engine>>&& r, kiln_engine_t** out) {
   if (!r.is_ok()) return fail(r.status());
-  auto* e = new kiln_engine{std::move(r).value(), {}};
+  auto* e = new kiln_engine{std::move(r).value(), {}, {}};
   e->device = e->engine->device();
   e->target = e->engine->target();
   *out = e;

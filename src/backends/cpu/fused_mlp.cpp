@@ -50,7 +50,10 @@ constexpr const char* kPanelLayout = "cpu.panel64";
 constexpr int64_t kPanel = 64;     // output columns per panel: 4 zmm accumulators per row
 constexpr int64_t kRowBlock = 4;   // rows per pass over the weights: each weight load feeds 4 rows' FMAs
 constexpr int64_t kNever = std::numeric_limits<int64_t>::max();
-constexpr int64_t kBf16Crossover = 2;  // bf16: direct below, the oneDNN chain from here (measured: see docs)
+// bf16: the direct kernel below this M, the oneDNN chain from it. Dev box, one thread (µs, direct vs chain):
+// 4.5/6.4 (M=1), 4.8/6.8 (2), 7.5/8.2 (3), 8.8/10.6 (4), 17.7/19.1 (8); the direct kernel is one thread, the
+// chain uses all, so it takes over at 4.
+constexpr int64_t kBf16Crossover = 4;
 constexpr int64_t kMinSliceRows = 64;                 // row split: at least this many rows per thread
 constexpr size_t kRowSplitWeightBytes = size_t{4} << 20;  // row split: every thread streams all the weights
 
@@ -82,33 +85,34 @@ std::vector<float> from_panels(const float* pan, int64_t n, int64_t k) {
 template <int R, int C>
 __attribute__((target("avx512f"))) void panel_avx512(const float* x, int64_t k, const float* wp, int64_t p,
                                                      __mmask16 tail, const float* bias, float* y, int64_t n) {
-  __m512 acc[R][C], acc2[R][C];
+  __m512 acc[R * C], acc2[C];
   init_panel_accumulators<R, C>(acc, acc2, bias, tail);
-  // One row has only C FMA chains; a second accumulator set over odd k keeps 2C in flight (FMA latency 4).
   int64_t kk = 0;
-  for (; R == 1 && kk + 2 <= k; kk += 2) {
-    const float* w0 = wp + kk * p;
-    const float* w1 = w0 + p;
-    const __m512 x0 = _mm512_set1_ps(x[kk]), x1 = _mm512_set1_ps(x[kk + 1]);
-    for (int c = 0; c < C; ++c) {
-      const __mmask16 m = c == C - 1 ? tail : __mmask16(0xFFFF);
-      acc[0][c] = _mm512_fmadd_ps(x0, _mm512_maskz_loadu_ps(m, w0 + 16 * c), acc[0][c]);
-      acc2[0][c] = _mm512_fmadd_ps(x1, _mm512_maskz_loadu_ps(m, w1 + 16 * c), acc2[0][c]);
+  if constexpr (R == 1) {  // one row has only C FMA chains: a second set over odd k keeps 2C in flight
+    for (; kk + 2 <= k; kk += 2) {
+      const float* w0 = wp + kk * p;
+      const float* w1 = w0 + p;
+      const __m512 x0 = _mm512_set1_ps(x[kk]), x1 = _mm512_set1_ps(x[kk + 1]);
+      for (int c = 0; c < C; ++c) {
+        const __mmask16 m = c == C - 1 ? tail : __mmask16(0xFFFF);
+        acc[c] = _mm512_fmadd_ps(x0, _mm512_maskz_loadu_ps(m, w0 + 16 * c), acc[c]);
+        acc2[c] = _mm512_fmadd_ps(x1, _mm512_maskz_loadu_ps(m, w1 + 16 * c), acc2[c]);
+      }
     }
   }
   for (; kk < k; ++kk) {
     const float* w = wp + kk * p;
     __m512 wv[C];
+#pragma GCC unroll 4
     for (int c = 0; c < C; ++c) wv[c] = _mm512_maskz_loadu_ps(c == C - 1 ? tail : __mmask16(0xFFFF), w + 16 * c);
+#pragma GCC unroll 4
     for (int r = 0; r < R; ++r) {
       const __m512 xb = _mm512_set1_ps(x[r * k + kk]);
-      for (int c = 0; c < C; ++c) acc[r][c] = _mm512_fmadd_ps(xb, wv[c], acc[r][c]);
+#pragma GCC unroll 4
+      for (int c = 0; c < C; ++c) acc[r * C + c] = _mm512_fmadd_ps(xb, wv[c], acc[r * C + c]);
     }
   }
-  for (int r = 0; r < R; ++r)
-    for (int c = 0; c < C; ++c)
-      _mm512_mask_storeu_ps(y + r * n + 16 * c, c == C - 1 ? tail : __mmask16(0xFFFF),
-                            _mm512_add_ps(acc[r][c], acc2[r][c]));
+  store_panel_accumulators<R, C>(acc, acc2, tail, y, n);
 }
 
 template <int R>
@@ -559,6 +563,8 @@ Status supports(const Node& n, const Graph& g) {
                                 dims_to_string(ws, ","), dims_to_string(w.shape, ","),
                                 dims_to_string(b.constant->shape, ","), dims_to_string(b.shape, ","),
                                 k >= 0 ? std::to_string(k) : "K"));
+    if (n.precision == "bf16" && ws[1] == 0)
+      return Status(StatusCode::kUnsupported, fmt::format("layer {}: K = 0 in bf16 (an empty product stays float32)", i));
     k = ws[0];
   }
   return Status::ok();

@@ -25,36 +25,35 @@ uint16_t to_bf16(float f) {
 template <int R, int C>
 KILN_BF16_TARGET void panel_bf16(const uint32_t* x, int64_t k2, const uint16_t* wp, int64_t p, __mmask16 tail,
                                  const float* bias, float* y, int64_t n) {
-  __m512 acc[R][C], acc2[R][C];
+  __m512 acc[R * C], acc2[C];
   init_panel_accumulators<R, C>(acc, acc2, bias, tail);
   const int64_t row = p * 2;  // bf16 elements per k pair in this panel
   int64_t kp = 0;
-  // One row has only C dot-product chains; a second set over odd pairs keeps 2C in flight.
-  for (; R == 1 && kp + 2 <= k2; kp += 2) {
-    const uint16_t* w0 = wp + kp * row;
-    const uint16_t* w1 = w0 + row;
-    const __m512i x0 = _mm512_set1_epi32(static_cast<int>(x[kp])), x1 = _mm512_set1_epi32(static_cast<int>(x[kp + 1]));
-    for (int c = 0; c < C; ++c) {
-      const __mmask16 m = c == C - 1 ? tail : __mmask16(0xFFFF);
-      acc[0][c] = _mm512_dpbf16_ps(acc[0][c], (__m512bh)x0, (__m512bh)_mm512_maskz_loadu_epi32(m, w0 + 32 * c));
-      acc2[0][c] = _mm512_dpbf16_ps(acc2[0][c], (__m512bh)x1, (__m512bh)_mm512_maskz_loadu_epi32(m, w1 + 32 * c));
+  if constexpr (R == 1) {  // one row has only C dot-product chains: a second set over odd pairs keeps 2C in flight
+    for (; kp + 2 <= k2; kp += 2) {
+      const uint16_t* w0 = wp + kp * row;
+      const uint16_t* w1 = w0 + row;
+      const __m512i x0 = _mm512_set1_epi32(static_cast<int>(x[kp])), x1 = _mm512_set1_epi32(static_cast<int>(x[kp + 1]));
+      for (int c = 0; c < C; ++c) {
+        const __mmask16 m = c == C - 1 ? tail : __mmask16(0xFFFF);
+        acc[c] = _mm512_dpbf16_ps(acc[c], (__m512bh)x0, (__m512bh)_mm512_maskz_loadu_epi32(m, w0 + 32 * c));
+        acc2[c] = _mm512_dpbf16_ps(acc2[c], (__m512bh)x1, (__m512bh)_mm512_maskz_loadu_epi32(m, w1 + 32 * c));
+      }
     }
   }
-  // Several rows: GCC 12 keeps these accumulators on the stack (stored every iteration, unrolled or not), so
-  // M >= 2 runs at about half M = 1's per-row speed, and the oneDNN chain takes over from M = 2 (kBf16Crossover).
   for (; kp < k2; ++kp) {
     const uint16_t* w = wp + kp * row;
     __m512i wv[C];
+#pragma GCC unroll 4
     for (int c = 0; c < C; ++c) wv[c] = _mm512_maskz_loadu_epi32(c == C - 1 ? tail : __mmask16(0xFFFF), w + 32 * c);
+#pragma GCC unroll 4
     for (int r = 0; r < R; ++r) {
       const __m512i xb = _mm512_set1_epi32(static_cast<int>(x[r * k2 + kp]));
-      for (int c = 0; c < C; ++c) acc[r][c] = _mm512_dpbf16_ps(acc[r][c], (__m512bh)xb, (__m512bh)wv[c]);
+#pragma GCC unroll 4
+      for (int c = 0; c < C; ++c) acc[r * C + c] = _mm512_dpbf16_ps(acc[r * C + c], (__m512bh)xb, (__m512bh)wv[c]);
     }
   }
-  for (int r = 0; r < R; ++r)
-    for (int c = 0; c < C; ++c)
-      _mm512_mask_storeu_ps(y + r * n + 16 * c, c == C - 1 ? tail : __mmask16(0xFFFF),
-                            _mm512_add_ps(acc[r][c], acc2[r][c]));
+  store_panel_accumulators<R, C>(acc, acc2, tail, y, n);
 }
 
 template <int R>

@@ -15,18 +15,35 @@
 
 namespace kiln::cpu {
 
-// A panel's accumulators for R rows and C zmm columns (the last masked by `tail`): acc = bias, acc2 = 0 (the
-// second set a single row keeps for odd k). Shared by the FP32 and BF16 direct kernels.
+// A panel's accumulators for R rows and C zmm columns (the last masked by `tail`), shared by the FP32 and
+// BF16 direct kernels: acc[r * C + c] starts at the bias; acc2[c], a second set one row keeps over odd k, at 0.
+// Flat arrays, and acc2 only read when R == 1: GCC 12 kept [R][C] arrays of __m512, or an acc2 of R * C, on
+// the stack and stored them every k step (two rows then ran at half the per-row speed of one).
 template <int R, int C>
-__attribute__((target("avx512f"))) inline void init_panel_accumulators(__m512 (&acc)[R][C], __m512 (&acc2)[R][C],
+__attribute__((target("avx512f"))) inline void init_panel_accumulators(__m512 (&acc)[R * C], __m512 (&acc2)[C],
                                                                        const float* bias, __mmask16 tail) {
+#pragma GCC unroll 4
   for (int c = 0; c < C; ++c) {
     const __m512 b = _mm512_maskz_loadu_ps(c == C - 1 ? tail : __mmask16(0xFFFF), bias + 16 * c);
-    for (int r = 0; r < R; ++r) {
-      acc[r][c] = b;
-      acc2[r][c] = _mm512_setzero_ps();
-    }
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) acc[r * C + c] = b;
+    acc2[c] = _mm512_setzero_ps();
   }
+}
+
+// y[r][16c ...] = acc (+ acc2 for one row), the last column masked by `tail`; n: y's row stride.
+template <int R, int C>
+__attribute__((target("avx512f"))) inline void store_panel_accumulators(const __m512 (&acc)[R * C],
+                                                                        const __m512 (&acc2)[C], __mmask16 tail,
+                                                                        float* y, int64_t n) {
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+    for (int c = 0; c < C; ++c) {
+      __m512 v = acc[r * C + c];
+      if constexpr (R == 1) v = _mm512_add_ps(v, acc2[c]);
+      _mm512_mask_storeu_ps(y + r * n + 16 * c, c == C - 1 ? tail : __mmask16(0xFFFF), v);
+    }
 }
 
 bool cpu_has_avx512_bf16();
