@@ -202,8 +202,7 @@ class KilnCtx:
             self.kiln.build(model, device=device, fp16=(precision == "fp16"), tf32=(precision != "fp32"),
                             min_shapes=shp(mn), opt_shapes=shp(opt), max_shapes=shp(mx), save=path,
                             timing_cache=os.path.join(self.workdir, "timing.cache") if device == "cuda" else None,
-                            int8=int8, calib_cache=INT8_CACHE if int8 else None,
-                            **({"bf16": True} if precision == "bf16" else {}))
+                            int8=int8, calib_cache=INT8_CACHE if int8 else None, bf16=(precision == "bf16"))
             self.engines[key] = (path, time.perf_counter() - t0)
         return self.engines[key]
 

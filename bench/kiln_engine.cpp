@@ -1,13 +1,14 @@
 // Kiln's CPU engine timed exactly like the bare oneDNN chain in onednn_chain.cpp (same harness, same
 // per-iteration timing, same random-normal input), so the two can be compared within one run without
 // the CLI's loop in between. Engine: models/mlp.onnx with profile 1..8192 (opt 8192), as the course.
-// Three engines (arg "engine"): 0 "fused" (the default build: one kiln.FusedMLP layer, its tactic by the
+// Four engines (arg "engine"): 0 "fused" (the default build: one kiln.FusedMLP layer, its tactic by the
 // fixed rule: direct at batch 1, the oneDNN chain from 2), 1 "layers" (--disablePass=mlp_fusion: one oneDNN
-// matmul per Gemm, Kiln's path before issue 8) and 2 "fused_onednn_rows" (the fused layer with
-// KILN_FUSED_MLP_TACTIC=onednn_rows: the chain on each thread's own slice of the rows), 3 "bf16" (kiln build
-// --bf16: the fused layer's oneDNN chain in BF16, AMX or AVX512_BF16 where present). Each at threads=1
-// and threads=all (the context's set_num_threads; 0 = all, i.e. OMP_NUM_THREADS or the cores). KILN_FUSED_MLP_TACTIC=direct|onednn set in the
-// environment pins engine 0's tactic instead. E.g. the batch-8192 comparison:
+// matmul per Gemm, Kiln's path before issue 8), 2 "fused_onednn_rows" (the fused layer with
+// KILN_FUSED_MLP_TACTIC=onednn_rows: the chain on each thread's own slice of the rows) and 3 "bf16" (kiln
+// build --bf16: the AVX512_BF16 direct kernel below 4 rows, the oneDNN chain in BF16 from there, AMX or
+// AVX512_BF16 where present). Each at threads=1 and threads=all (the context's set_num_threads; 0 = all,
+// i.e. OMP_NUM_THREADS or the cores). KILN_FUSED_MLP_TACTIC=direct|onednn set in the environment pins
+// engine 0's tactic instead. E.g. the batch-8192 comparison:
 //   bench_kiln_engine --benchmark_filter='batch:8192/' --benchmark_repetitions=10 \
 //                     --benchmark_report_aggregates_only=true
 #include <benchmark/benchmark.h>

@@ -82,9 +82,7 @@ def kiln_api_entry(doc, batch, engine=0):
     runs are named BM_kiln/batch:B/threads:T/engine:E; threads 0 is all of OMP_NUM_THREADS, which the script
     sets to the row's thread count. engine: 0 fused (default rule), 2 onednn_rows, 3 bf16."""
     rows = gbench_rows(doc)
-    b = next((v for k, v in rows.items()
-              if k.startswith(f"BM_kiln/batch:{batch}/threads:0/engine:{engine}") or k.startswith(f"BM_kiln/{batch}/")),
-             None)
+    b = next((v for k, v in rows.items() if k.startswith(f"BM_kiln/batch:{batch}/threads:0/engine:{engine}")), None)
     if not b:
         return None
     return {"median_ms": b["p50_us"] / 1e3, "p99_ms": b["p99_us"] / 1e3, "mean_ms": b["mean_us"] / 1e3,

@@ -4,10 +4,10 @@
 // crossover and the CPU.
 #include <fmt/format.h>
 #include <gtest/gtest.h>
-#include <omp.h>
 
 #include "../op_harness.h"
 #include "backends/cpu/cpu_kernel.h"
+#include "backends/cpu/cpu_util.h"
 
 namespace kiln::test {
 namespace {
@@ -56,24 +56,22 @@ TEST(OpFusedMlp, TwoAndThreeLayersOverBatchSizes) {
 // onednn_rows splits the rows over the threads from 64 rows per thread: uneven slices (5 threads, 333
 // rows: 67 x 4 + 65; 7 threads, 450 rows: 65 x 6 + 60), each checked against float64.
 TEST(OpFusedMlp, RowSplitOverThreads) {
-  const int saved = omp_get_max_threads();
   for (int threads : {5, 7}) {
-    omp_set_num_threads(threads);
+    cpu::ScopedOmpThreads team(threads);
     for (int64_t m : {333, 450}) {
       SCOPED_TRACE(fmt::format("{} threads, M={}", threads, m));
       run_all_tactics(mlp({m, 97}, {70, 129, 10}, "Relu,Relu,"));
       run_all_tactics(mlp({m, 784}, {256, 128, 10}, "Relu,Relu,"));
     }
   }
-  omp_set_num_threads(saved);
 }
 
-// precision bf16 (kiln build --bf16): the oneDNN chain with bf16 weights and activations at every M, every
-// tactic setting (direct ones fall back to it, onednn_rows splits the rows), against float64 within 1e-2.
+// precision bf16 (kiln build --bf16): bf16 weights and activations, with every tactic setting (direct: the
+// AVX512_BF16 kernel at every M where the CPU has it, onednn: the oneDNN chain, onednn_rows: the chain with the
+// rows split), against float64 within 1e-2.
 TEST(OpFusedMlp, Bf16WithinBf16Tolerance) {
-  const int saved = omp_get_max_threads();
   for (int threads : {1, 3}) {
-    omp_set_num_threads(threads);
+    cpu::ScopedOmpThreads team(threads);
     for (int64_t m : {1, 5, 200}) {
       SCOPED_TRACE(fmt::format("{} threads, M={}", threads, m));
       for (OpCase c : {mlp({m, 97}, {70, 129, 10}, "Relu,Relu,"), mlp({m, 784}, {256, 128, 10}, "Relu,Relu,"),
@@ -85,7 +83,6 @@ TEST(OpFusedMlp, Bf16WithinBf16Tolerance) {
       }
     }
   }
-  omp_set_num_threads(saved);
 }
 
 TEST(OpFusedMlp, EachActivation) {
