@@ -15,13 +15,19 @@ mkdir -p "$OUT"
 WORK=$(mktemp -d /tmp/kiln-gpu.XXXXXX)
 STEPS=${KILN_GPU_STEPS:-tests python cli}
 
-# bench_low_latency (C++): the resident kernel against the CUDA graph path, host and device IO, its phase trace.
+# bench_low_latency (C++): the resident kernel against the CUDA graph path, host and device IO, its phase trace;
+# once per cluster size (KILN_LOW_LATENCY_CTAS: 8, the default, and 16).
 run_bench_low_latency() {
   [[ -x "$HERE/bin/bench_low_latency" ]] || return 0
-  echo "=== bench_low_latency"
-  timeout 300 "$HERE/bin/bench_low_latency" --json="$WORK/json/low_latency.json" > "$WORK/low_latency.txt" 2>&1
-  echo "bench_low_latency exit $?"; tail -30 "$WORK/low_latency.txt"
-  { echo; echo "### bench_low_latency (C++, batch 1 FP32; host and device memory)"; echo; echo '```'; tail -30 "$WORK/low_latency.txt"; echo '```'; echo; } >> "$md"
+  local ctas
+  for ctas in 8 16; do
+    echo "=== bench_low_latency, $ctas CTAs"
+    KILN_LOW_LATENCY_CTAS=$ctas timeout 200 "$HERE/bin/bench_low_latency" --json="$WORK/json/low_latency_ctas$ctas.json" \
+      > "$WORK/low_latency_ctas$ctas.txt" 2>&1
+    echo "bench_low_latency exit $?"; tail -30 "$WORK/low_latency_ctas$ctas.txt"
+    { echo; echo "### bench_low_latency (C++, batch 1 FP32; host and device memory; KILN_LOW_LATENCY_CTAS=$ctas)"; echo; echo '```';
+      tail -30 "$WORK/low_latency_ctas$ctas.txt"; echo '```'; echo; } >> "$md"
+  done
 }
 
 main() {
@@ -176,9 +182,10 @@ PY
       echo "| engine | batch | mode | median | p99 | throughput (samples/s) |"; echo "|---|---|---|---|---|---|"; } >> "$md"
     for p in fp32 fp16; do
       for b in 1 8192; do
-        for mode in device device-graph pinned pinned-graph pageable pageable-graph lowlatency lowlatency-device; do
+        for mode in device device-graph pinned pinned-graph pageable pageable-graph lowlatency lowlatency-device \
+            lowlatency16 lowlatency16-device; do
           [[ $mode == lowlatency* && $b != 1 ]] && continue
-          local extra=""
+          local extra="" ctas=8
           case $mode in
             device) extra="--noDataTransfers" ;;
             device-graph) extra="--useCudaGraph --noDataTransfers" ;;
@@ -188,9 +195,11 @@ PY
             pageable-graph) extra="--hostIO=pageable --useCudaGraph" ;;
             lowlatency) extra="--lowLatency" ;;
             lowlatency-device) extra="--lowLatency --noDataTransfers" ;;
+            lowlatency16) extra="--lowLatency"; ctas=16 ;;  # the resident cluster with 16 CTAs
+            lowlatency16-device) extra="--lowLatency --noDataTransfers"; ctas=16 ;;
           esac
           local j="$WORK/json/hostio_${p}_b${b}_${mode}.json"
-          $K run --loadEngine=$E/mlp_$p.engine --shapes=input:${b}x1x28x28 --warmUp=300 --iterations=500 --duration=2 \
+          KILN_LOW_LATENCY_CTAS=$ctas $K run --loadEngine=$E/mlp_$p.engine --shapes=input:${b}x1x28x28 --warmUp=300 --iterations=500 --duration=2 \
             $extra --exportJSON="$j" > "$WORK/hostio_${p}_${b}_${mode}.txt" 2>&1 || { echo "=== hostio $p b$b $mode failed"; tail -8 "$WORK/hostio_${p}_${b}_${mode}.txt"; echo "| $p | $b | $mode | FAILED: $(tail -1 "$WORK/hostio_${p}_${b}_${mode}.txt" | cut -c1-200) | | |" >> "$md"; continue; }
           python3 - "$j" "$p" "$b" "$mode" >> "$md" << 'PY'
 import json, sys
@@ -254,10 +263,10 @@ PY
       echo '```' >> "$md"
     fi
     if [[ -x "$HERE/bin/bench_onednn_chain" ]]; then
-      { echo "### bare oneDNN chain and sgemm (OMP_NUM_THREADS 1 and 16)"; echo; echo '```'; } >> "$md"
+      { echo "### bare oneDNN chain (FP32, BF16) and sgemm (OMP_NUM_THREADS 1 and 16)"; echo; echo '```'; } >> "$md"
       for t in 1 16; do
         OMP_NUM_THREADS=$t timeout 120 "$HERE/bin/bench_onednn_chain" --model=models/mlp.onnx \
-          --benchmark_filter='BM_chain/batch:(1|8192)$|BM_sgemm' --benchmark_repetitions=9 \
+          --benchmark_filter='BM_chain(_bf16)?/batch:(1|8192)$|BM_sgemm' --benchmark_repetitions=9 \
           --benchmark_report_aggregates_only=true 2>&1 | grep -E "median" | sed "s/^/threads $t: /" | tee -a "$md"
       done
       echo '```' >> "$md"

@@ -20,6 +20,7 @@
 #include "onnx/importer.h"
 #include "runtime/engine_impl.h"
 #include "ops/reference_eval.h"
+#include "op_harness.h"
 #include "test_util.h"
 
 namespace kiln {
@@ -181,7 +182,7 @@ TEST_P(CudaLowLatency, IdleKernelEndsAndTheNextRequestBringsItBack) {
   }
 }
 
-// The resident kernel's row limit (16) fits the course MLP in FP32 and FP16.
+// The resident kernel's row limit (16) fits the course MLP in FP32 and FP16, with 8 and 16 CTAs.
 TEST_P(CudaLowLatency, SixteenRowsFit) {
   REQUIRE_GPU();
   const Precision p = GetParam();
@@ -192,9 +193,14 @@ TEST_P(CudaLowLatency, SixteenRowsFit) {
   ExecutionContext& c = **ctx;
   pinned.bind(c);
   EXPECT_LE(run_once(c, pinned, 16, 70), p.tolerance) << "normal path first";
-  Status s = c.set_low_latency(true, 16);
-  ASSERT_TRUE(s.is_ok()) << s.to_string();
-  for (int64_t b : {16, 1, 9, 16}) EXPECT_LE(run_once(c, pinned, b, 80 + static_cast<uint64_t>(b)), p.tolerance) << b;
+  for (const char* ctas : {"8", "16"}) {
+    test::ScopedEnv cluster("KILN_LOW_LATENCY_CTAS", ctas);
+    Status s = c.set_low_latency(true, 16);
+    ASSERT_TRUE(s.is_ok()) << ctas << " CTAs: " << s.to_string();
+    for (int64_t b : {16, 1, 9, 16})
+      EXPECT_LE(run_once(c, pinned, b, 80 + static_cast<uint64_t>(b)), p.tolerance) << ctas << " CTAs, batch " << b;
+    ASSERT_TRUE(c.set_low_latency(false).is_ok());
+  }
 }
 
 // ---- execute() on host memory: chunks, lanes, staging ------------------------------------------------
@@ -321,6 +327,7 @@ Status copy_and_wait(Status (*copy)(void*, const void*, size_t, gpu::Stream), vo
 TEST_P(CudaLowLatency, DeviceMemoryInAndOut) {
   // Device-resident IO: the kernel reads the input from device memory and writes the output there; also
   // device in / host out and host in / device out. Outputs poisoned (NaN) in device memory before each run.
+  // Both cluster sizes (8 CTAs, and 16 through KILN_LOW_LATENCY_CTAS).
   REQUIRE_GPU();
   const Precision p = GetParam();
   auto engine = build_mlp(mlp_config("cuda", 16, p.fp16));
@@ -332,30 +339,36 @@ TEST_P(CudaLowLatency, DeviceMemoryInAndOut) {
   ExecutionContext& c = **ctx;
   host.bind(c);
   EXPECT_LE(run_once(c, host, 4, 1), p.tolerance) << "normal path before low-latency mode";
-  ASSERT_TRUE(c.set_low_latency(true, 16).is_ok());
   const std::vector<float> nan(16 * 10, std::numeric_limits<float>::quiet_NaN());
   uint64_t seed = 900;
-  for (int mode = 0; mode < 3; ++mode) {  // 0: device in+out, 1: device in, host out, 2: host in, device out
-    const bool in_dev = mode != 2, out_dev = mode != 1;
-    ASSERT_TRUE(c.set_tensor_address("input", in_dev ? *dx : static_cast<void*>(host.x)).is_ok());
-    ASSERT_TRUE(c.set_tensor_address("logits", out_dev ? *dy : static_cast<void*>(host.y)).is_ok());
-    EXPECT_EQ(c.tensor_location("input"), in_dev ? MemoryLocation::kDevice : MemoryLocation::kPinnedHost);
-    for (int64_t b : {int64_t{1}, int64_t{3}, int64_t{16}, int64_t{1}}) {
-      auto x = test::random_floats(static_cast<size_t>(b) * 784, seed++, -2.f, 2.f);
-      if (in_dev) ASSERT_TRUE(copy_and_wait(gpu::copy_to_device_async, *dx, x.data(), x.size() * 4).is_ok());
-      else std::memcpy(host.x, x.data(), x.size() * 4);
-      if (out_dev) ASSERT_TRUE(copy_and_wait(gpu::copy_to_device_async, *dy, nan.data(), nan.size() * 4).is_ok());
-      else std::memcpy(host.y, nan.data(), nan.size() * 4);
-      ASSERT_TRUE(c.set_input_shape("input", {b, 1, 28, 28}).is_ok());
-      Status s = c.execute();
-      ASSERT_TRUE(s.is_ok()) << "mode " << mode << " batch " << b << ": " << s.to_string();
-      std::vector<float> y(static_cast<size_t>(b) * 10);
-      if (out_dev) ASSERT_TRUE(copy_and_wait(gpu::copy_to_host_async, y.data(), *dy, y.size() * 4).is_ok());
-      else std::memcpy(y.data(), host.y, y.size() * 4);
-      EXPECT_LE(rel_l2(y, reference(x, b)), p.tolerance) << p.name << " mode " << mode << " batch " << b;
+  for (const char* ctas : {"8", "16"}) {
+    {
+      test::ScopedEnv cluster("KILN_LOW_LATENCY_CTAS", ctas);
+      Status s = c.set_low_latency(true, 16);
+      ASSERT_TRUE(s.is_ok()) << ctas << " CTAs: " << s.to_string();
     }
+    for (int mode = 0; mode < 3; ++mode) {  // 0: device in+out, 1: device in, host out, 2: host in, device out
+      const bool in_dev = mode != 2, out_dev = mode != 1;
+      ASSERT_TRUE(c.set_tensor_address("input", in_dev ? *dx : static_cast<void*>(host.x)).is_ok());
+      ASSERT_TRUE(c.set_tensor_address("logits", out_dev ? *dy : static_cast<void*>(host.y)).is_ok());
+      EXPECT_EQ(c.tensor_location("input"), in_dev ? MemoryLocation::kDevice : MemoryLocation::kPinnedHost);
+      for (int64_t b : {int64_t{1}, int64_t{3}, int64_t{16}, int64_t{1}}) {
+        auto x = test::random_floats(static_cast<size_t>(b) * 784, seed++, -2.f, 2.f);
+        if (in_dev) ASSERT_TRUE(copy_and_wait(gpu::copy_to_device_async, *dx, x.data(), x.size() * 4).is_ok());
+        else std::memcpy(host.x, x.data(), x.size() * 4);
+        if (out_dev) ASSERT_TRUE(copy_and_wait(gpu::copy_to_device_async, *dy, nan.data(), nan.size() * 4).is_ok());
+        else std::memcpy(host.y, nan.data(), nan.size() * 4);
+        ASSERT_TRUE(c.set_input_shape("input", {b, 1, 28, 28}).is_ok());
+        Status s = c.execute();
+        ASSERT_TRUE(s.is_ok()) << ctas << " CTAs, mode " << mode << " batch " << b << ": " << s.to_string();
+        std::vector<float> y(static_cast<size_t>(b) * 10);
+        if (out_dev) ASSERT_TRUE(copy_and_wait(gpu::copy_to_host_async, y.data(), *dy, y.size() * 4).is_ok());
+        else std::memcpy(y.data(), host.y, y.size() * 4);
+        EXPECT_LE(rel_l2(y, reference(x, b)), p.tolerance) << p.name << ", " << ctas << " CTAs, mode " << mode << " batch " << b;
+      }
+    }
+    ASSERT_TRUE(c.set_low_latency(false).is_ok());
   }
-  ASSERT_TRUE(c.set_low_latency(false).is_ok());
   (void)gpu::device_free(*dx);
   (void)gpu::device_free(*dy);
 }
@@ -404,6 +417,19 @@ TEST(CudaLowLatencyErrors, Int8EngineIsUnsupported) {
 }
 
 // Runs everywhere.
+// A cluster size the kernel does not have is refused by name, and the mode stays off.
+TEST(CudaLowLatencyErrors, ClusterSizeOtherThan8Or16IsRefused) {
+  REQUIRE_GPU();
+  auto engine = build_mlp(mlp_config("cuda", 2, false));
+  auto ctx = engine->create_execution_context();
+  ASSERT_TRUE(ctx.is_ok());
+  test::ScopedEnv cluster("KILN_LOW_LATENCY_CTAS", "12");
+  Status s = (*ctx)->set_low_latency(true, 1);
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << s.to_string();
+  EXPECT_NE(s.to_string().find("KILN_LOW_LATENCY_CTAS=12"), std::string::npos) << s.to_string();
+  EXPECT_FALSE((*ctx)->low_latency());
+}
+
 TEST(CudaLowLatencyErrors, CpuEngineSaysItIsForCuda) {
   auto engine = build_mlp(mlp_config("cpu", 2, false));
   auto ctx = engine->create_execution_context();

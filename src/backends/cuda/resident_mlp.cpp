@@ -48,6 +48,13 @@ uint64_t idle_ns_setting() {
 
 size_t round_up(size_t x, size_t to) { return (x + to - 1) / to * to; }
 
+// CTAs in the resident cluster: 8 (portable) unless KILN_LOW_LATENCY_CTAS asks for 16 (experiment, see
+// docs/performance.md); any other value is refused when the mode starts.
+int cluster_ctas_setting() {
+  const char* v = std::getenv("KILN_LOW_LATENCY_CTAS");
+  return v && *v ? std::atoi(v) : kClusterCtas;
+}
+
 
 int64_t host_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
@@ -298,6 +305,11 @@ Status ResidentMlp::start(const ResidentPlan& plan, int max_rows) {
   plan_ = plan;
   KernelParams& p = params_;
   p = KernelParams{};
+  p.ctas = cluster_ctas_setting();
+  if (p.ctas != kClusterCtas && p.ctas != resident::kMaxClusterCtas)
+    return Status(StatusCode::kInvalidArgument,
+                  fmt::format("KILN_LOW_LATENCY_CTAS={}: the resident cluster has {} or {} CTAs", p.ctas, kClusterCtas,
+                              resident::kMaxClusterCtas));
   auto limit = resident::resident_smem_limit();
   if (!limit.is_ok()) return limit.status();
   // Shared-memory layout (see resident_mlp.cu), each piece 16-byte aligned.
@@ -308,7 +320,7 @@ Status ResidentMlp::start(const ResidentPlan& plan, int max_rows) {
     LayerParams& L = p.layer[l];
     L = plan.layers[l].params;
     L.k_pad = static_cast<int>(round_up(static_cast<size_t>(L.k), 8));
-    L.cols_per_cta = (L.n + kClusterCtas - 1) / kClusterCtas;
+    L.cols_per_cta = (L.n + p.ctas - 1) / p.ctas;
     L.weight_offset = static_cast<uint32_t>(at);
     at += round_up(static_cast<size_t>(L.cols_per_cta) * L.k_pad * (L.weight_half ? 2 : 4), 16);
     L.bias_offset = static_cast<uint32_t>(at);
@@ -319,7 +331,7 @@ Status ResidentMlp::start(const ResidentPlan& plan, int max_rows) {
                     fmt::format("layer '{}' ({}x{} {}) brings each CTA's share of the weights to {} bytes, over the "
                                 "{}-byte shared-memory limit with {} CTAs",
                                 plan.layers[l].name, L.n, L.k, dtype_name(plan.layers[l].weight_dtype), at, *limit,
-                                kClusterCtas));
+                                p.ctas));
   }
   p.act_stride = act_stride;
   p.max_rows = max_rows;
@@ -419,7 +431,7 @@ Status ResidentMlp::wait_ready() {
       return Status(StatusCode::kRuntimeError,
                     fmt::format("the resident kernel did not start within {} s (is the GPU busy with other resident "
                                 "kernels? {} clusters of {} CTAs fit on an idle GPU)",
-                                kReadyDeadline.count(), clusters_possible_, kClusterCtas));
+                                kReadyDeadline.count(), clusters_possible_, params_.ctas));
     std::this_thread::sleep_for(std::chrono::microseconds(20));
   }
   // Clock offset for the leases (the kernel's first lease runs from a moment later than this).
@@ -470,7 +482,7 @@ Status ResidentMlp::run(const void* in, bool in_device, const TensorDesc& in_des
     if (out_device) return std::atomic_ref<uint32_t>(channel_->done_seq[i]).load(std::memory_order_acquire) == seq;
     return static_cast<uint32_t>(std::atomic_ref<uint64_t>(out_words[i]).load(std::memory_order_acquire) >> 32) == seq;
   };
-  const size_t waits = out_device ? static_cast<size_t>(kClusterCtas) : out_count;
+  const size_t waits = out_device ? static_cast<size_t>(p.ctas) : out_count;
   const auto deadline = std::chrono::steady_clock::now() + kAnswerDeadline;
   for (size_t i = 0; i < waits; ++i) {
     for (uint32_t spins = 1; !answered(i); ++spins) {
@@ -600,14 +612,14 @@ std::string ResidentMlp::json() const {
                       {"activation", L.activation},
                       {"columns_per_cta", L.cols_per_cta}});
   }
-  return nlohmann::json{{"kernel", "cuda.resident_mlp.cluster8"},
+  return nlohmann::json{{"kernel", fmt::format("cuda.resident_mlp.cluster{}", params_.ctas)},
                         {"layers", layers},
                         {"input", plan_.input_name},
                         {"input_dtype", std::string(dtype_name(plan_.input_dtype))},
                         {"round_input_to_fp16", plan_.round_input_half},
                         {"output", plan_.output_name},
                         {"output_dtype", std::string(dtype_name(plan_.output_dtype))},
-                        {"ctas", kClusterCtas},
+                        {"ctas", params_.ctas},
                         {"threads_per_cta", params_.threads},
                         {"smem_bytes_per_cta", params_.smem_bytes},
                         {"max_rows", params_.max_rows},

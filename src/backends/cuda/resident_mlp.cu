@@ -1,6 +1,6 @@
 // The low-latency mode's resident kernel (see resident_mlp.h for the host side and docs/low_latency.md).
-// One thread-block cluster of kClusterCtas CTAs stays on the GPU: at start every CTA copies its slice of
-// each layer's weights (ceil(n/8) output columns, all k) into shared memory; then, per request, CTA 0
+// One thread-block cluster of 8 or 16 CTAs stays on the GPU: at start every CTA copies its slice of
+// each layer's weights (ceil(n/ctas) output columns, all k) into shared memory; then, per request, CTA 0
 // polls the request's LL words in mapped host memory and sends the request and the input to every CTA
 // through distributed shared memory (st.async, counted by each CTA's mbarrier: no cluster barrier), the
 // layers run in FP32 FMA (each CTA computes its columns and sends them to every CTA's next activation
@@ -346,7 +346,7 @@ __device__ void receive_request(const KernelParams& p, const Receiver& r, const 
     const uint32_t command = r.line[kRequestCommand];
     const uint32_t rows = min(r.line[kRequestRows], static_cast<uint32_t>(p.max_rows));
     const uint32_t bytes = 32u + (command == kCommandRun ? rows * static_cast<uint32_t>(k0) * 4u : 0u);
-    if (lane < kClusterCtas) {
+    if (lane < p.ctas) {
       const uint32_t bar = cluster_addr(r.in_bar, lane), box = cluster_addr(r.mailbox, lane);
       bar_arm_remote(bar, bytes);
       send_v4(box, make_uint4(seq, command, rows, r.line[kRequestOutputLo]), bar);
@@ -513,27 +513,35 @@ Status launch_resident_mlp(const KernelParams& p, cudaStream_t stream, int* clus
                                         static_cast<int>(p.smem_bytes)),
                    cat("allowing the resident kernel ", p.smem_bytes, " bytes of shared memory per CTA"));
   if (!allowed.is_ok()) return allowed;
+  if (p.ctas != kClusterCtas && p.ctas != kMaxClusterCtas)
+    return Status(StatusCode::kInvalidArgument, cat("resident kernel: a cluster of ", p.ctas, " CTAs (", kClusterCtas,
+                                                    " or ", kMaxClusterCtas, ")"));
+  if (p.ctas > kClusterCtas) {  // above the portable size: opt in
+    Status nonportable = check(cudaFuncSetAttribute(resident_mlp_kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1),
+                               "allowing the resident kernel a non-portable cluster size");
+    if (!nonportable.is_ok()) return nonportable;
+  }
   cudaLaunchConfig_t config{};
-  config.gridDim = dim3(kClusterCtas, 1, 1);
+  config.gridDim = dim3(p.ctas, 1, 1);
   config.blockDim = dim3(p.threads > 0 ? p.threads : kThreads, 1, 1);
   config.dynamicSmemBytes = p.smem_bytes;
   config.stream = stream;
   cudaLaunchAttribute attr[1];
   attr[0].id = cudaLaunchAttributeClusterDimension;
-  attr[0].val.clusterDim.x = kClusterCtas;
+  attr[0].val.clusterDim.x = p.ctas;
   attr[0].val.clusterDim.y = 1;
   attr[0].val.clusterDim.z = 1;
   config.attrs = attr;
   config.numAttrs = 1;
   int clusters = 0;
   Status occupancy = check(cudaOccupancyMaxActiveClusters(&clusters, resident_mlp_kernel, &config),
-            cat("cudaOccupancyMaxActiveClusters (", kClusterCtas, " CTAs x ", kThreads, " threads, ", p.smem_bytes,
+            cat("cudaOccupancyMaxActiveClusters (", p.ctas, " CTAs x ", config.blockDim.x, " threads, ", p.smem_bytes,
                 " bytes of shared memory each)"));
   if (!occupancy.is_ok()) return occupancy;
   if (clusters_out) *clusters_out = clusters;
   if (clusters < 1)
     return Status(StatusCode::kUnsupported,
-                  cat("this GPU cannot hold one cluster of ", kClusterCtas, " CTAs with ", kThreads, " threads and ",
+                  cat("this GPU cannot hold one cluster of ", p.ctas, " CTAs with ", config.blockDim.x, " threads and ",
                       p.smem_bytes, " bytes of shared memory each"));
   return check(cudaLaunchKernelEx(&config, resident_mlp_kernel, p), "launching the resident kernel");
 }

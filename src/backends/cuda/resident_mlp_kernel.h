@@ -10,7 +10,10 @@
 
 namespace kiln::cuda::resident {
 
-constexpr int kClusterCtas = 8;   // portable cluster size: every CTA holds 1/8 of each layer's columns
+// Cluster sizes: 8 CTAs is the portable size (every CTA holds 1/8 of each layer's columns); 16 is the largest
+// Hopper allows (non-portable): half the weights and half the layer work per CTA, twice the hand-out sends.
+constexpr int kClusterCtas = 8;
+constexpr int kMaxClusterCtas = 16;  // the kernel's sends address CTA (lane & 15)
 constexpr int kThreads = 512;     // 16 warps per CTA
 constexpr int kMaxLayers = 8;
 constexpr int kMaxRows = 16;
@@ -106,6 +109,7 @@ struct KernelParams {
   uint8_t input_half = 0, round_input_half = 0, output_half = 0;
   int max_rows = 0;
   int threads = kThreads;       // per CTA, a multiple of 32 up to kThreads (KILN_LOW_LATENCY_THREADS, experiments)
+  int ctas = kClusterCtas;      // CTAs in the cluster: kClusterCtas or kMaxClusterCtas (KILN_LOW_LATENCY_CTAS)
   uint32_t generation = 0;      // written to ready / exited
   uint32_t start_seq = 0;       // the last request already answered: serve anything after it
   uint64_t idle_ns = 0;         // the lease before the first request
@@ -115,7 +119,7 @@ struct KernelParams {
   uint32_t smem_bytes = 0;
 };
 
-// Sets the kernel's shared-memory limit, checks that a cluster of kClusterCtas CTAs with p.smem_bytes each
+// Sets the kernel's shared-memory limit, checks that a cluster of p.ctas CTAs with p.smem_bytes each
 // can be resident on this GPU (clusters_out: how many could), and launches it on stream.
 Status launch_resident_mlp(const KernelParams& p, cudaStream_t stream, int* clusters_out);
 // The shared memory one CTA may opt in to (cudaDevAttrMaxSharedMemoryPerBlockOptin minus static use).
