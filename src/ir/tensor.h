@@ -30,8 +30,16 @@ struct Tensor {
   }
   template <class T>
   static Tensor from_vector(DataType dt, Dims shape, const std::vector<T>& v) {
-    std::vector<uint8_t> b(v.size() * sizeof(T));
-    if (!v.empty()) std::memcpy(b.data(), v.data(), b.size());
+    return from_elements(dt, std::move(shape), v.data(), v.size());
+  }
+  template <class T, class Alloc>  // a vector with another allocator (cache-line aligned, say)
+  static Tensor from_vector(DataType dt, Dims shape, const std::vector<T, Alloc>& v) {
+    return from_elements(dt, std::move(shape), v.data(), v.size());
+  }
+  template <class T>
+  static Tensor from_elements(DataType dt, Dims shape, const T* v, size_t count) {
+    std::vector<uint8_t> b(count * sizeof(T));
+    if (count) std::memcpy(b.data(), v, b.size());
     return make(dt, std::move(shape), std::move(b));
   }
   // Element i converted to double / int64 (for folding and shape arguments).

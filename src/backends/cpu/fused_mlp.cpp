@@ -59,8 +59,8 @@ constexpr size_t kRowSplitWeightBytes = size_t{4} << 20;  // row split: every th
 
 // [N,K] -> panels: columns p0 .. p0+P-1 (P = min(64, N - p0)) stored [K][P] at offset p0*K. Same element
 // count as [N,K], so the value keeps its logical shape.
-std::vector<float> to_panels(const float* nk, int64_t n, int64_t k) {
-  std::vector<float> out(static_cast<size_t>(n * k));
+CacheLineVector<float> to_panels(const float* nk, int64_t n, int64_t k) {
+  CacheLineVector<float> out(static_cast<size_t>(n * k));
   for (int64_t p0 = 0; p0 < n; p0 += kPanel) {
     const int64_t p = std::min(kPanel, n - p0);
     for (int64_t kk = 0; kk < k; ++kk)
@@ -180,10 +180,12 @@ struct Layer {
   int64_t k = 0, n = 0;
   Activation act = Activation::kNone;
   float alpha = 0.01f;
-  Tensor panels;  // [N,K] in cpu.panel64 order (the engine's constant, or packed at load)
+  // [N,K] in cpu.panel64 order (the engine's constant, or packed at load), copied to cache-line boundaries:
+  // each k step's 4 zmm loads then touch 4 lines, not 5 (a heap block is 16-byte aligned).
+  CacheLineVector<float> panels;
   Tensor nk;      // [N,K] plain, for the onednn tactic (only when it can be chosen)
   Tensor bias;    // [N]
-  std::vector<uint16_t> pairs;  // bf16 direct tactic: the weights as bf16 pair panels (fused_mlp_bf16.h)
+  CacheLineVector<uint16_t> pairs;  // bf16 direct tactic: the weights as bf16 pair panels (fused_mlp_bf16.h)
 };
 
 struct Mlp {
@@ -243,7 +245,7 @@ class FusedMlpKernel final : public CpuKernel {
       for (size_t i = 0; i < layers.size(); ++i) {
         const Layer& l = layers[i];
         float* o = i + 1 == layers.size() ? y + m0 * l.n : buf[i % 2];
-        const float* w = l.panels.data<float>();
+        const float* w = l.panels.data();
         const float* b = l.bias.data<float>();
         if (!avx512) dense_generic(h, rows, l.k, w, b, l.n, o);
         else if (rows == 4) dense_avx512<4>(h, l.k, w, b, l.n, o);
@@ -377,8 +379,8 @@ class FusedMlpKernel final : public CpuKernel {
   int64_t crossover_;
   int64_t m_ = 0;
   bool use_onednn_ = false;
-  std::vector<float> block_;                 // direct: two [4, max N] row blocks between layers
-  std::vector<uint32_t> pairs_;              // bf16 direct: two [4, max K/2] blocks of bf16 pairs
+  CacheLineVector<float> block_;             // direct: two [4, max N] row blocks between layers
+  CacheLineVector<uint32_t> pairs_;          // bf16 direct: two [4, max K/2] blocks of bf16 pairs
   Chain chain_;                              // onednn: one matmul per layer, made on first use
   std::vector<std::unique_ptr<Chain>> slice_chains_;  // row split: a chain per slice
   int64_t slice_rows_ = 0;                   // row split: rows per slice (0: the plain chain)
@@ -462,7 +464,8 @@ Result<std::shared_ptr<const Mlp>> prepare(const Node& n, const Graph& g) {
     l.alpha = at->activation_alphas[i];
     l.bias = *g.values[n.inputs[fused_mlp_bias_input(i)]].constant;
     const bool packed = at->weight_layout == kPanelLayout;  // else "nk" (weight prepacking turned off)
-    l.panels = packed ? w : Tensor::from_vector(DataType::kFloat32, w.shape, to_panels(w.data<float>(), l.n, l.k));
+    if (packed) l.panels.assign(w.data<float>(), w.data<float>() + w.elements());
+    else l.panels = to_panels(w.data<float>(), l.n, l.k);
     if (force.rfind("direct", 0) != 0 || n.precision == "bf16")
       l.nk = packed ? Tensor::from_vector(DataType::kFloat32, w.shape, from_panels(w.data<float>(), l.n, l.k)) : w;
     mlp->max_n = std::max(mlp->max_n, l.n);

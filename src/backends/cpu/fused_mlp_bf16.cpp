@@ -81,9 +81,9 @@ bool cpu_has_avx512_bf16() {
   return has;
 }
 
-std::vector<uint16_t> to_bf16_pair_panels(const float* nk, int64_t n, int64_t k) {
+CacheLineVector<uint16_t> to_bf16_pair_panels(const float* nk, int64_t n, int64_t k) {
   const int64_t k2 = (k + 1) / 2;
-  std::vector<uint16_t> out(static_cast<size_t>(k2 * 2 * n), 0);
+  CacheLineVector<uint16_t> out(static_cast<size_t>(k2 * 2 * n), 0);
   for (int64_t p0 = 0; p0 < n; p0 += kPanel) {
     const int64_t p = std::min(kPanel, n - p0);
     uint16_t* panel = out.data() + p0 * k2 * 2;

@@ -13,6 +13,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "backends/cpu/cpu_util.h"
+
 namespace kiln::cpu {
 
 // A panel's accumulators for R rows and C zmm columns (the last masked by `tail`), shared by the FP32 and
@@ -49,7 +51,7 @@ __attribute__((target("avx512f"))) inline void store_panel_accumulators(const __
 bool cpu_has_avx512_bf16();
 
 // [N, K] float32 -> pair panels (same N, K; ceil(K/2) * 2 * N elements).
-std::vector<uint16_t> to_bf16_pair_panels(const float* nk, int64_t n, int64_t k);
+CacheLineVector<uint16_t> to_bf16_pair_panels(const float* nk, int64_t n, int64_t k);
 
 // rows x k floats -> rows x ceil(k/2) pairs (round to nearest even).
 void to_bf16_pairs(const float* x, int64_t rows, int64_t k, uint32_t* pairs);
