@@ -16,18 +16,30 @@ WORK=$(mktemp -d /tmp/kiln-gpu.XXXXXX)
 STEPS=${KILN_GPU_STEPS:-tests python cli}
 
 # bench_low_latency (C++): the resident kernel against the CUDA graph path, host and device IO, its phase trace;
-# once per cluster size (KILN_LOW_LATENCY_CTAS: 8, the default, and 16).
+# once per resident layout (KILN_LOW_LATENCY_CTAS: 8, the default, or 16; KILN_LOW_LATENCY_INPUT: cta0, the
+# default, or spread). KILN_LOWLAT_PICK=1: the layout with the lowest host-IO p50 is exported for the steps
+# after this one (compare), and the record says so.
 run_bench_low_latency() {
   [[ -x "$HERE/bin/bench_low_latency" ]] || return 0
-  local ctas
-  for ctas in 8 16; do
-    echo "=== bench_low_latency, $ctas CTAs"
-    KILN_LOW_LATENCY_CTAS=$ctas timeout 200 "$HERE/bin/bench_low_latency" --json="$WORK/json/low_latency_ctas$ctas.json" \
-      > "$WORK/low_latency_ctas$ctas.txt" 2>&1
-    echo "bench_low_latency exit $?"; tail -30 "$WORK/low_latency_ctas$ctas.txt"
-    { echo; echo "### bench_low_latency (C++, batch 1 FP32; host and device memory; KILN_LOW_LATENCY_CTAS=$ctas)"; echo; echo '```';
-      tail -30 "$WORK/low_latency_ctas$ctas.txt"; echo '```'; echo; } >> "$md"
+  local layout ctas input best="" best_p50=""
+  for layout in 8:cta0 8:spread 16:cta0 16:spread; do
+    ctas=${layout%:*} input=${layout#*:}
+    local j="$WORK/json/low_latency_${ctas}_${input}.json" t="$WORK/low_latency_${ctas}_${input}.txt"
+    echo "=== bench_low_latency, $ctas CTAs, input read by $input"
+    KILN_LOW_LATENCY_CTAS=$ctas KILN_LOW_LATENCY_INPUT=$input timeout 200 "$HERE/bin/bench_low_latency" --json="$j" > "$t" 2>&1
+    echo "bench_low_latency exit $?"; grep -E "^(cuda_graph|low_latency|ping)" "$t"
+    { echo; echo "### bench_low_latency (C++, batch 1 FP32; host and device memory; KILN_LOW_LATENCY_CTAS=$ctas KILN_LOW_LATENCY_INPUT=$input)"; echo; echo '```';
+      tail -30 "$t"; echo '```'; echo; } >> "$md"
+    local p50
+    p50=$(python3 -c "import json,sys; print([r['p50_us'] for r in json.load(open(sys.argv[1]))['results'] if r['name']=='low_latency'][0])" "$j" 2> /dev/null) || continue
+    if [[ -z "$best_p50" ]] || python3 -c "import sys; sys.exit(0 if float(sys.argv[1]) < float(sys.argv[2]) else 1)" "$p50" "$best_p50"; then
+      best=$layout best_p50=$p50
+    fi
   done
+  if [[ "${KILN_LOWLAT_PICK:-0}" == 1 && -n "$best" ]]; then
+    export KILN_LOW_LATENCY_CTAS=${best%:*} KILN_LOW_LATENCY_INPUT=${best#*:}
+    echo "picked for the steps after: KILN_LOW_LATENCY_CTAS=${best%:*} KILN_LOW_LATENCY_INPUT=${best#*:} (host-IO p50 $best_p50 us)" | tee -a "$md"
+  fi
 }
 
 main() {

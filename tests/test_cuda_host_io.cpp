@@ -109,6 +109,14 @@ struct Precision {
 
 class CudaLowLatency : public ::testing::TestWithParam<Precision> {};
 
+// The resident kernel's layouts (KILN_LOW_LATENCY_CTAS, KILN_LOW_LATENCY_INPUT).
+struct ResidentLayout {
+  const char* ctas;
+  const char* input;
+  std::string describe() const { return std::string(ctas) + " CTAs, input read by " + input; }
+};
+constexpr ResidentLayout kResidentLayouts[] = {{"8", "cta0"}, {"8", "spread"}, {"16", "cta0"}, {"16", "spread"}};
+
 TEST_P(CudaLowLatency, MatchesFloat64ReferenceWithHostMemory) {
   REQUIRE_GPU();
   const Precision p = GetParam();
@@ -182,7 +190,7 @@ TEST_P(CudaLowLatency, IdleKernelEndsAndTheNextRequestBringsItBack) {
   }
 }
 
-// The resident kernel's row limit (16) fits the course MLP in FP32 and FP16, with 8 and 16 CTAs.
+// The resident kernel's row limit (16) fits the course MLP in FP32 and FP16, in every resident layout.
 TEST_P(CudaLowLatency, SixteenRowsFit) {
   REQUIRE_GPU();
   const Precision p = GetParam();
@@ -193,12 +201,16 @@ TEST_P(CudaLowLatency, SixteenRowsFit) {
   ExecutionContext& c = **ctx;
   pinned.bind(c);
   EXPECT_LE(run_once(c, pinned, 16, 70), p.tolerance) << "normal path first";
-  for (const char* ctas : {"8", "16"}) {
-    test::ScopedEnv cluster("KILN_LOW_LATENCY_CTAS", ctas);
+  for (const ResidentLayout& layout : kResidentLayouts) {
+    test::ScopedEnv cluster("KILN_LOW_LATENCY_CTAS", layout.ctas), input("KILN_LOW_LATENCY_INPUT", layout.input);
     Status s = c.set_low_latency(true, 16);
-    ASSERT_TRUE(s.is_ok()) << ctas << " CTAs: " << s.to_string();
+    ASSERT_TRUE(s.is_ok()) << layout.describe() << ": " << s.to_string();
     for (int64_t b : {16, 1, 9, 16})
-      EXPECT_LE(run_once(c, pinned, b, 80 + static_cast<uint64_t>(b)), p.tolerance) << ctas << " CTAs, batch " << b;
+      EXPECT_LE(run_once(c, pinned, b, 80 + static_cast<uint64_t>(b)), p.tolerance) << layout.describe() << ", batch " << b;
+    // Back-to-back requests, each with fresh input: a share read before the host's write would show here.
+    for (int i = 0; i < 60; ++i)
+      ASSERT_LE(run_once(c, pinned, i % 3 == 2 ? 16 : 1, 1000 + static_cast<uint64_t>(i)), p.tolerance)
+          << layout.describe() << ", request " << i;
     ASSERT_TRUE(c.set_low_latency(false).is_ok());
   }
 }
@@ -327,7 +339,7 @@ Status copy_and_wait(Status (*copy)(void*, const void*, size_t, gpu::Stream), vo
 TEST_P(CudaLowLatency, DeviceMemoryInAndOut) {
   // Device-resident IO: the kernel reads the input from device memory and writes the output there; also
   // device in / host out and host in / device out. Outputs poisoned (NaN) in device memory before each run.
-  // Both cluster sizes (8 CTAs, and 16 through KILN_LOW_LATENCY_CTAS).
+  // Every resident layout (cluster size, who reads the input).
   REQUIRE_GPU();
   const Precision p = GetParam();
   auto engine = build_mlp(mlp_config("cuda", 16, p.fp16));
@@ -341,11 +353,12 @@ TEST_P(CudaLowLatency, DeviceMemoryInAndOut) {
   EXPECT_LE(run_once(c, host, 4, 1), p.tolerance) << "normal path before low-latency mode";
   const std::vector<float> nan(16 * 10, std::numeric_limits<float>::quiet_NaN());
   uint64_t seed = 900;
-  for (const char* ctas : {"8", "16"}) {
+  for (const ResidentLayout& layout : kResidentLayouts) {
+    const std::string ctas = layout.describe();
     {
-      test::ScopedEnv cluster("KILN_LOW_LATENCY_CTAS", ctas);
+      test::ScopedEnv cluster("KILN_LOW_LATENCY_CTAS", layout.ctas), input("KILN_LOW_LATENCY_INPUT", layout.input);
       Status s = c.set_low_latency(true, 16);
-      ASSERT_TRUE(s.is_ok()) << ctas << " CTAs: " << s.to_string();
+      ASSERT_TRUE(s.is_ok()) << ctas << ": " << s.to_string();
     }
     for (int mode = 0; mode < 3; ++mode) {  // 0: device in+out, 1: device in, host out, 2: host in, device out
       const bool in_dev = mode != 2, out_dev = mode != 1;
@@ -360,11 +373,11 @@ TEST_P(CudaLowLatency, DeviceMemoryInAndOut) {
         else std::memcpy(host.y, nan.data(), nan.size() * 4);
         ASSERT_TRUE(c.set_input_shape("input", {b, 1, 28, 28}).is_ok());
         Status s = c.execute();
-        ASSERT_TRUE(s.is_ok()) << ctas << " CTAs, mode " << mode << " batch " << b << ": " << s.to_string();
+        ASSERT_TRUE(s.is_ok()) << ctas << ", mode " << mode << " batch " << b << ": " << s.to_string();
         std::vector<float> y(static_cast<size_t>(b) * 10);
         if (out_dev) ASSERT_TRUE(copy_and_wait(gpu::copy_to_host_async, y.data(), *dy, y.size() * 4).is_ok());
         else std::memcpy(y.data(), host.y, y.size() * 4);
-        EXPECT_LE(rel_l2(y, reference(x, b)), p.tolerance) << p.name << ", " << ctas << " CTAs, mode " << mode << " batch " << b;
+        EXPECT_LE(rel_l2(y, reference(x, b)), p.tolerance) << p.name << ", " << ctas << ", mode " << mode << " batch " << b;
       }
     }
     ASSERT_TRUE(c.set_low_latency(false).is_ok());
@@ -417,16 +430,23 @@ TEST(CudaLowLatencyErrors, Int8EngineIsUnsupported) {
 }
 
 // Runs everywhere.
-// A cluster size the kernel does not have is refused by name, and the mode stays off.
-TEST(CudaLowLatencyErrors, ClusterSizeOtherThan8Or16IsRefused) {
+// A resident layout the kernel does not have is refused by name, and the mode stays off.
+TEST(CudaLowLatencyErrors, UnknownResidentLayoutIsRefused) {
   REQUIRE_GPU();
   auto engine = build_mlp(mlp_config("cuda", 2, false));
   auto ctx = engine->create_execution_context();
   ASSERT_TRUE(ctx.is_ok());
-  test::ScopedEnv cluster("KILN_LOW_LATENCY_CTAS", "12");
+  {
+    test::ScopedEnv cluster("KILN_LOW_LATENCY_CTAS", "12");
+    Status s = (*ctx)->set_low_latency(true, 1);
+    EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << s.to_string();
+    EXPECT_NE(s.to_string().find("KILN_LOW_LATENCY_CTAS=12"), std::string::npos) << s.to_string();
+    EXPECT_FALSE((*ctx)->low_latency());
+  }
+  test::ScopedEnv input("KILN_LOW_LATENCY_INPUT", "everyone");
   Status s = (*ctx)->set_low_latency(true, 1);
   EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << s.to_string();
-  EXPECT_NE(s.to_string().find("KILN_LOW_LATENCY_CTAS=12"), std::string::npos) << s.to_string();
+  EXPECT_NE(s.to_string().find("KILN_LOW_LATENCY_INPUT='everyone'"), std::string::npos) << s.to_string();
   EXPECT_FALSE((*ctx)->low_latency());
 }
 

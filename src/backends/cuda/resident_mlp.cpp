@@ -55,6 +55,17 @@ int cluster_ctas_setting() {
   return v && *v ? std::atoi(v) : kClusterCtas;
 }
 
+// Who reads the input from host (or device) memory: CTA 0 all of it ("cta0"), or every CTA an even share
+// ("spread"), each sending its share to every CTA. KILN_LOW_LATENCY_INPUT picks (experiment; see
+// docs/performance.md).
+Result<bool> input_spread_setting() {
+  const char* v = std::getenv("KILN_LOW_LATENCY_INPUT");
+  const std::string s = v ? v : "";
+  if (s.empty() || s == "cta0") return false;
+  if (s == "spread") return true;
+  return Status(StatusCode::kInvalidArgument, fmt::format("KILN_LOW_LATENCY_INPUT='{}' (want cta0 or spread)", s));
+}
+
 
 int64_t host_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
@@ -310,6 +321,9 @@ Status ResidentMlp::start(const ResidentPlan& plan, int max_rows) {
     return Status(StatusCode::kInvalidArgument,
                   fmt::format("KILN_LOW_LATENCY_CTAS={}: the resident cluster has {} or {} CTAs", p.ctas, kClusterCtas,
                               resident::kMaxClusterCtas));
+  auto spread = input_spread_setting();
+  if (!spread.is_ok()) return spread.status();
+  p.input_spread = *spread ? 1 : 0;
   auto limit = resident::resident_smem_limit();
   if (!limit.is_ok()) return limit.status();
   // Shared-memory layout (see resident_mlp.cu), each piece 16-byte aligned.
@@ -620,6 +634,7 @@ std::string ResidentMlp::json() const {
                         {"output", plan_.output_name},
                         {"output_dtype", std::string(dtype_name(plan_.output_dtype))},
                         {"ctas", params_.ctas},
+                        {"input_read_by", params_.input_spread ? "every CTA (a share each)" : "CTA 0"},
                         {"threads_per_cta", params_.threads},
                         {"smem_bytes_per_cta", params_.smem_bytes},
                         {"max_rows", params_.max_rows},

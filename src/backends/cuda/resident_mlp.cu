@@ -295,89 +295,97 @@ __device__ bool dense_layer(const KernelParams& p, const LayerParams& L, unsigne
   return wrote;
 }
 
-// CTA 0's side of one request: warp 0 polls the request line until all its LL words carry seq (or the lease
-// has run out), sends the request to every CTA's mailbox and arms every CTA's request mbarrier (`in_bar`)
-// with the bytes it will receive; then all of CTA 0 reads the input (mapped host memory, after warp 0's
-// acquire fence, or device memory) and sends it to every CTA. Returns through the caller's wait on in_bar.
-// (The input as LL words too, polled speculatively beside the request line, took longer: the host wrote
-// twice the bytes, and 16.6-18.6 us per request against 11.4 us, GPU run of 2026-11-25.)
+// CTA 0's warp 0, once per request: polls the request line until all its LL words carry seq (or the lease
+// has run out), then sends the request to every CTA's mailbox (counted by that CTA's box_bar) and arms every
+// CTA's input mbarrier (in_bar) with the input bytes it will receive. The input itself goes out afterwards
+// (read_input_share). (The input as LL words too, polled speculatively beside the request line, took longer:
+// the host wrote twice the bytes, and 16.6-18.6 us per request against 11.4 us, GPU run of 2026-11-25.)
 struct Receiver {
-  uint32_t* line;   // shared, CTA 0: the request line's payloads (kRequestWords)
+  uint32_t* line;    // shared, CTA 0: the request line's payloads (kRequestWords)
   uint32_t mailbox;  // shared addresses (the same offset in every CTA)
+  uint32_t box_bar;
   uint32_t in_bar;
 };
 
-// t_seen / t_sent (thread 0): when the request line was seen and when the request went out to every CTA.
-__device__ void receive_request(const KernelParams& p, const Receiver& r, const InputSink& sink, uint32_t seq,
-                                uint64_t* lease, uint64_t* t_seen, uint64_t* t_sent) {
+// t_seen / t_sent (lane 0): when the request line was seen and when the request went out to every CTA.
+__device__ void announce_request(const KernelParams& p, const Receiver& r, uint32_t seq, int ctas, uint64_t* lease,
+                                 uint64_t* t_seen, uint64_t* t_sent) {
   Channel* ch = p.channel;
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int lane = threadIdx.x & 31;
   const int k0 = p.layer[0].k;
-  __syncthreads();  // the last request's line is read by every thread of CTA 0
-  if (warp == 0) {
-    // Lanes 0-3 read the request line's 64 bytes in one transaction per poll.
-    bool idle = false;
-    for (uint32_t spins = 1;; ++spins) {
-      uint4 v = make_uint4(0, seq, 0, seq);
-      if (lane < 4) v = load_acquire_16(reinterpret_cast<const unsigned char*>(ch->request) + lane * 16);
-      if (__all_sync(0xffffffffu, v.y == seq && v.w == seq)) {
-        if (lane < 4) {
-          r.line[2 * lane] = v.x;
-          r.line[2 * lane + 1] = v.z;
-        }
-        break;
+  // Lanes 0-3 read the request line's 64 bytes in one transaction per poll.
+  bool idle = false;
+  for (uint32_t spins = 1;; ++spins) {
+    uint4 v = make_uint4(0, seq, 0, seq);
+    if (lane < 4) v = load_acquire_16(reinterpret_cast<const unsigned char*>(ch->request) + lane * 16);
+    if (__all_sync(0xffffffffu, v.y == seq && v.w == seq)) {
+      if (lane < 4) {
+        r.line[2 * lane] = v.x;
+        r.line[2 * lane + 1] = v.z;
       }
-      if ((spins & 255u) == 0 && __shfl_sync(0xffffffffu, global_ns() > *lease ? 1 : 0, 0)) {
-        idle = true;
-        break;
-      }
+      break;
     }
-    __syncwarp();
-    if (lane == 0) {
-      *t_seen = global_ns();
-      if (idle) {
-        r.line[kRequestCommand] = kCommandIdleExit;
-        r.line[kRequestRows] = 0;
-      } else {
-        *lease = (static_cast<uint64_t>(r.line[kRequestLeaseHi]) << 32) | r.line[kRequestLeaseLo];
-      }
+    if ((spins & 255u) == 0 && __shfl_sync(0xffffffffu, global_ns() > *lease ? 1 : 0, 0)) {
+      idle = true;
+      break;
     }
-    __syncwarp();
-    const uint32_t command = r.line[kRequestCommand];
-    const uint32_t rows = min(r.line[kRequestRows], static_cast<uint32_t>(p.max_rows));
-    const uint32_t bytes = 32u + (command == kCommandRun ? rows * static_cast<uint32_t>(k0) * 4u : 0u);
-    if (lane < p.ctas) {
-      const uint32_t bar = cluster_addr(r.in_bar, lane), box = cluster_addr(r.mailbox, lane);
-      bar_arm_remote(bar, bytes);
-      send_v4(box, make_uint4(seq, command, rows, r.line[kRequestOutputLo]), bar);
-      send_v4(box + 16, make_uint4(r.line[kRequestOutputHi], 0, 0, 0), bar);
-    }
-    if (lane == 0) *t_sent = global_ns();
   }
-  __syncthreads();
-  if (r.line[kRequestCommand] != kCommandRun) return;
-  const int rows = min(static_cast<int>(r.line[kRequestRows]), p.max_rows);
-  const int total = rows * k0;
-  const uint64_t in_addr = (static_cast<uint64_t>(r.line[kRequestInputHi]) << 32) | r.line[kRequestInputLo];
-  // The input: the request's device buffer, or the mapped input. 16 bytes at a time where rows allow.
-  const unsigned char* in = in_addr ? reinterpret_cast<const unsigned char*>(in_addr) : static_cast<const unsigned char*>(p.input);
-  if (!p.input_half && k0 % 4 == 0 && (reinterpret_cast<uintptr_t>(in) & 15u) == 0) {
-    for (int e = 4 * threadIdx.x; e < total; e += 4 * blockDim.x) {
+  __syncwarp();
+  if (lane == 0) {
+    *t_seen = global_ns();
+    if (idle) {
+      r.line[kRequestCommand] = kCommandIdleExit;
+      r.line[kRequestRows] = 0;
+    } else {
+      *lease = (static_cast<uint64_t>(r.line[kRequestLeaseHi]) << 32) | r.line[kRequestLeaseLo];
+    }
+  }
+  __syncwarp();
+  const uint32_t command = r.line[kRequestCommand];
+  const uint32_t rows = min(r.line[kRequestRows], static_cast<uint32_t>(p.max_rows));
+  const uint32_t in_bytes = command == kCommandRun ? rows * static_cast<uint32_t>(k0) * 4u : 0u;
+  if (lane < ctas) {
+    const uint32_t box_bar = cluster_addr(r.box_bar, lane), box = cluster_addr(r.mailbox, lane);
+    bar_arm_remote(box_bar, 32u);
+    send_v4(box, make_uint4(seq, command, rows, r.line[kRequestOutputLo]), box_bar);
+    send_v4(box + 16, make_uint4(r.line[kRequestOutputHi], r.line[kRequestInputLo], r.line[kRequestInputHi], 0), box_bar);
+    bar_arm_remote(cluster_addr(r.in_bar, lane), in_bytes);
+  }
+  if (lane == 0) *t_sent = global_ns();
+}
+
+// This CTA's share of the request's input: read from the request's device buffer or the mapped input, sent to
+// every CTA. Elements [first, last) of the rows x k0 input (multiples of 4 on the 16-byte path).
+__device__ void read_input_share(const KernelParams& p, const InputSink& sink, const unsigned char* in, int first,
+                                 int last) {
+  if (!p.input_half && sink.k0 % 4 == 0 && (reinterpret_cast<uintptr_t>(in) & 15u) == 0) {
+    for (int e = first + 4 * threadIdx.x; e < last; e += 4 * blockDim.x) {
       const uint4 raw = load_volatile_16(in + static_cast<int64_t>(e) * 4);
       sink.send4(e, make_float4(__uint_as_float(raw.x), __uint_as_float(raw.y), __uint_as_float(raw.z), __uint_as_float(raw.w)));
     }
   } else {
-    for (int e = threadIdx.x; e < total; e += blockDim.x)
+    for (int e = first + threadIdx.x; e < last; e += blockDim.x)
       sink.send(e, p.input_half ? half_bits_to_float(load_volatile_16bit(in + static_cast<int64_t>(e) * 2))
                                 : __uint_as_float(load_volatile_32(in + static_cast<int64_t>(e) * 4)));
   }
 }
 
+// Which elements of a `total`-element input CTA `rank` reads: all of it on CTA 0 (kInputCta0), or an even
+// share in 4-element units (kInputSpread: every CTA reads and sends 1/ctas).
+__device__ __forceinline__ int2 input_share(const KernelParams& p, int total, int rank, int ctas) {
+  if (!p.input_spread) return rank == 0 ? make_int2(0, total) : make_int2(0, 0);
+  const int units = (total + 3) / 4;
+  const int a = static_cast<int>(static_cast<int64_t>(units) * rank / ctas) * 4;
+  const int b = static_cast<int>(static_cast<int64_t>(units) * (rank + 1) / ctas) * 4;
+  return make_int2(min(a, total), min(b, total));
+}
+
 __global__ void __launch_bounds__(kThreads, 1)
     resident_mlp_kernel(const __grid_constant__ KernelParams p) {
   extern __shared__ __align__(16) unsigned char smem[];
-  __shared__ __align__(16) uint32_t mailbox[8];  // seq, command, rows, output address lo/hi (sent by CTA 0)
-  __shared__ __align__(8) uint64_t in_bar;       // the request and the input have arrived
+  __shared__ __align__(16) uint32_t mailbox[8];  // seq, command, rows, output lo/hi, input lo/hi (sent by CTA 0)
+  __shared__ __align__(8) uint64_t box_bar;      // the request has arrived
+  __shared__ __align__(8) uint64_t in_bar;       // the input has arrived
   __shared__ __align__(8) uint64_t layer_bar[kMaxLayers];  // layer l's columns from every CTA have arrived
   __shared__ uint32_t request_line[kRequestWords];  // CTA 0
   cg::cluster_group cluster = cg::this_cluster();
@@ -394,6 +402,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     else stage_weights<uint32_t>(L, smem, col0, cols);
   }
   if (threadIdx.x == 0) {
+    bar_init(&box_bar);
     bar_init(&in_bar);
     for (int l = 0; l < kMaxLayers; ++l) bar_init(&layer_bar[l]);
     asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
@@ -405,7 +414,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     store_release_sys(&ch->ready, p.generation);
   }
 
-  const Receiver receiver{request_line, smem_addr(mailbox), smem_addr(&in_bar)};
+  const Receiver receiver{request_line, smem_addr(mailbox), smem_addr(&box_bar), smem_addr(&in_bar)};
   const InputSink input_sink{smem_addr(smem + p.input_offset), smem_addr(&in_bar), p.layer[0].k, p.layer[0].k_pad, ctas,
                              p.round_input_half != 0};
   uint32_t last_seq = p.start_seq;
@@ -421,22 +430,31 @@ __global__ void __launch_bounds__(kThreads, 1)
     t_prev = now;
   };
   for (;;) {
-    if (rank == 0) {
+    if (rank == 0 && warp == 0) {
       uint64_t t_seen = 0, t_sent = 0;
-      receive_request(p, receiver, input_sink, last_seq + 1, &lease, &t_seen, &t_sent);
+      announce_request(p, receiver, last_seq + 1, ctas, &lease, &t_seen, &t_sent);
       if (tracer) {
         phase_ns[kTraceHeader] += t_sent - t_seen;
         t_prev = t_sent;
         c_seen = clock64();
       }
-      lap(kTraceInput);
     }
-    bar_wait(&in_bar, phase);  // every CTA has the request and its input
+    bar_wait(&box_bar, phase);  // every CTA has the request
     const uint32_t seq = mailbox[0], command = mailbox[1];
     const int rows = min(static_cast<int>(mailbox[2]), p.max_rows);
     const uint64_t out_addr = (static_cast<uint64_t>(mailbox[4]) << 32) | mailbox[3];
+    const uint64_t in_addr = (static_cast<uint64_t>(mailbox[6]) << 32) | mailbox[5];
     if (command != kCommandRun) break;
     last_seq = seq;
+    {
+      // The input: the request's device buffer, or the mapped input (after CTA 0's acquire of the request line,
+      // which the mailbox's mbarrier wait extends to every CTA).
+      const unsigned char* in = in_addr ? reinterpret_cast<const unsigned char*>(in_addr) : static_cast<const unsigned char*>(p.input);
+      const int2 share = input_share(p, rows * p.layer[0].k, rank, ctas);
+      if (share.y > share.x) read_input_share(p, input_sink, in, share.x, share.y);
+    }
+    lap(kTraceInput);
+    bar_wait(&in_bar, phase);  // every CTA's share of the input has arrived
     lap(kTraceHandOut);
     // Arm this request's phase of every hidden layer's mbarrier with the bytes it receives (some may be
     // here already). Thread 0 waits on every layer's phase below, so each phase is complete before the

@@ -27,8 +27,9 @@ enum : int { kActNone = 0, kActRelu = 1, kActLeakyRelu = 2, kActSigmoid = 3, kAc
 // sequence number in a word has that word's payload, with no flag, fence or second round trip; it polls
 // the words themselves.
 // Protocol: the host writes the input rows (host input), then the request line (command, rows, IO addresses,
-// lease) as LL words tagged with seq = last + 1. CTA 0 polls the request line, then reads the input and
-// hands both to every CTA through distributed shared memory (st.async + mbarrier); the last layer writes
+// lease) as LL words tagged with seq = last + 1. CTA 0 polls the request line and hands it to every CTA
+// through distributed shared memory (st.async + mbarrier); then CTA 0 (or, with input_spread, every CTA its
+// share) reads the input and sends it to every CTA the same way; the last layer writes
 // each output element as an LL word into the mapped output, which the host polls. Device output instead: the output in device memory, then `done_seq[cta]` = seq
 // (release) once the CTA's part is written.
 // Idling: a kernel that never ends would make any device-wide wait (cudaFree, lazy module loading) wait
@@ -70,8 +71,8 @@ static_assert(offsetof(Channel, ready) == 128 && offsetof(Channel, done_seq) == 
 
 enum : int {
   kTraceHeader = 0,     // request line seen -> the request sent to every CTA (mailbox, st.async)
-  kTraceInput,          // CTA 0: the input read and sent to every CTA
-  kTraceHandOut,        // CTA 0's wait until its own input and request have arrived (mbarrier)
+  kTraceInput,          // CTA 0: its own mailbox arrived, its input (share) read and sent to every CTA
+  kTraceHandOut,        // CTA 0's wait until the whole input has arrived (mbarrier)
   kTraceLayerCompute,   // thread 0's own share of every layer's columns (sum over layers)
   kTraceLayerBarriers,  // the waits for each layer's input columns from every CTA (mbarrier, sum)
   kTraceOutput,         // device output only: output stores fenced (+ __syncthreads)
@@ -110,6 +111,7 @@ struct KernelParams {
   int max_rows = 0;
   int threads = kThreads;       // per CTA, a multiple of 32 up to kThreads (KILN_LOW_LATENCY_THREADS, experiments)
   int ctas = kClusterCtas;      // CTAs in the cluster: kClusterCtas or kMaxClusterCtas (KILN_LOW_LATENCY_CTAS)
+  uint8_t input_spread = 0;     // every CTA reads 1/ctas of the input and sends it to all (else CTA 0 reads it all)
   uint32_t generation = 0;      // written to ready / exited
   uint32_t start_seq = 0;       // the last request already answered: serve anything after it
   uint64_t idle_ns = 0;         // the lease before the first request
