@@ -1020,9 +1020,10 @@ def native_peers(args, info, rep, budget):
             # from the median iteration
             rates = gbench(chain, threads, ["--benchmark_filter=gemm_layer1"], min_time="0.2" if args.quick else "0.6")
             for bm in rates["benchmarks"]:
-                kind = "INT8 (s8 x s8 -> s32)" if bm["name"].startswith("BM_s8gemm") else "sgemm (f32)"
+                kind = ("INT8 (s8 x s8 -> s32)" if bm["name"].startswith("BM_s8gemm")
+                        else "BF16 (bf16 x bf16 -> f32)" if bm["name"].startswith("BM_bf16gemm") else "sgemm (f32)")
                 rep.limits.append({"name": f"oneDNN {kind} rate, {tname}", "value": bm["flop"] / bm["p50_us"] / 1e6,
-                                   "unit": "TFLOP/s" if "sgemm" in kind else "TOP/s",
+                                   "unit": "TOP/s" if "INT8" in kind else "TFLOP/s",
                                    "how": f"one matmul 8192x784x256, OMP_NUM_THREADS={threads}, median of "
                                           f"{int(bm['samples'])}" + (f"; {bm['label']}" if bm.get("label") else ""),
                                    "threads": threads})
@@ -1273,6 +1274,8 @@ def compute_floors(rep, info):
          "sgemm_all": limit_value(rep, "oneDNN sgemm (f32) rate, all threads"),
          "s8gemm1": limit_value(rep, "oneDNN INT8 (s8 x s8 -> s32) rate, 1 thread"),
          "s8gemm_all": limit_value(rep, "oneDNN INT8 (s8 x s8 -> s32) rate, all threads"),
+         "bf16gemm1": limit_value(rep, "oneDNN BF16 (bf16 x bf16 -> f32) rate, 1 thread"),
+         "bf16gemm_all": limit_value(rep, "oneDNN BF16 (bf16 x bf16 -> f32) rate, all threads"),
          "l2": limit_value(rep, "L2 read bandwidth"), "cores": info["cores"]}
     F["copies"] = {(r["group"], r["batch"]): r["median_ms"] for r in rep.points
                    if r["kind"] == "limit" and "median_ms" in r}
@@ -1300,12 +1303,12 @@ def floor_of(r, F):
                 parts.append((c, "copies"))
     else:
         cores = 1 if g == "cpu-1" else F["cores"]
-        # No bf16 GEMM rate is measured: a BF16 row's floor is its weight stream alone.
-        rate = None if p == "bf16" else F[("s8gemm" if p == "int8" else "sgemm") + ("1" if g == "cpu-1" else "_all")]
+        rate = F[{"int8": "s8gemm", "bf16": "bf16gemm"}.get(p, "sgemm") + ("1" if g == "cpu-1" else "_all")]
         if F["l2"]:
             parts.append((WEIGHT_BYTES[p] / (F["l2"] * cores) / 1e6, "L2 weight stream"))
         if rate:
-            parts.append((flop / rate / 1e9, "oneDNN INT8 GEMM rate" if p == "int8" else "oneDNN sgemm rate"))
+            parts.append((flop / rate / 1e9, {"int8": "oneDNN INT8 GEMM rate", "bf16": "oneDNN BF16 GEMM rate"}.get(
+                p, "oneDNN sgemm rate")))
     if not parts:
         return None, "limits not measured"
     return max(parts)
@@ -1370,8 +1373,8 @@ def write_outputs(args, info, rep):
           "(the cheaper of the two), bytes (FP32 input + output + weights of the row's precision) / HBM bandwidth, "
           "FLOPs (3.85 GFLOP at batch 8192) / the cuBLAS peak of the row's precision, and for end-to-end rows the "
           "copies of input and output measured at the same batch. CPU: weight bytes / L2 read bandwidth (per core "
-          "x cores for all threads) and FLOPs / oneDNN's GEMM rate of the row's precision on as many threads (f32, or "
-          "s8 x s8 -> s32 for INT8, one 8192x784x256 matmul). `x floor` = median / floor; `vs best peer` = best peer median / Kiln "
+          "x cores for all threads) and FLOPs / oneDNN's GEMM rate of the row's precision on as many threads (f32, "
+          "s8 x s8 -> s32 for INT8, bf16 x bf16 -> f32 for BF16, one 8192x784x256 matmul). `x floor` = median / floor; `vs best peer` = best peer median / Kiln "
           "median in the same group (> 1: Kiln faster).", ""]
     L += ["## Extended", "",
           "Each iteration timed on its own and ending in a synchronize; iterations fill a fixed time per point "

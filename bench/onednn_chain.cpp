@@ -313,33 +313,39 @@ void BM_chain_int8(benchmark::State& state) { run_chain(state, Precision::kInt8)
 void BM_chain_bf16(benchmark::State& state) { run_chain(state, Precision::kBf16); }
 
 // One plain matmul of layer 1's shape at batch 8192: f32 (the sgemm rate of this oneDNN on this machine,
-// which the batch-8192 goal is stated against) or s8 x s8 -> s32 (its INT8 GEMM rate: VNNI or AMX).
-void gemm_layer1(benchmark::State& state, bool int8) {
+// which the batch-8192 goal is stated against), s8 x s8 -> s32 (its INT8 GEMM rate: VNNI or AMX) or
+// bf16 x bf16 -> f32 (its BF16 rate: AMX-BF16, AVX512_BF16, or emulated).
+enum class GemmType { kF32, kS8, kBf16 };
+void gemm_layer1(benchmark::State& state, GemmType type) {
   const int64_t m = state.range(0), k = 784, n = 256;
-  static std::map<std::pair<int64_t, bool>, std::tuple<dnnl::matmul, std::unordered_map<int, memory>>> cache;
-  auto it = cache.find({m, int8});
+  static std::map<std::pair<int64_t, GemmType>, std::tuple<dnnl::matmul, std::unordered_map<int, memory>>> cache;
+  auto it = cache.find({m, type});
   if (it == cache.end()) {
-    const dt in = int8 ? dt::s8 : dt::f32;
+    const bool int8 = type == GemmType::kS8;
+    const dt in = int8 ? dt::s8 : type == GemmType::kBf16 ? dt::bf16 : dt::f32;
     const memory::desc src_md({m, k}, in, tag::ab), dst_md({m, n}, int8 ? dt::s32 : dt::f32, tag::ab);
     const dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(src_md, memory::desc({k, n}, in, tag::any), dst_md),
                                           g->eng);
-    memory src(src_md, g->eng), w_user(memory::desc({k, n}, in, tag::ab), g->eng);
-    memory w(pd.weights_desc(), g->eng), dst(dst_md, g->eng);
+    memory src(src_md, g->eng), w(pd.weights_desc(), g->eng), dst(dst_md, g->eng);
     const auto xs = random_normal(static_cast<size_t>(m * k), 11), ws = random_normal(static_cast<size_t>(k * n), 12);
     if (int8) {  // random int8 values in [-64, 64]
+      memory w_user(memory::desc({k, n}, in, tag::ab), g->eng);
       auto q = [](const std::vector<float>& v, const memory& mem) {
         auto* d = static_cast<int8_t*>(mem.get_data_handle());
         for (size_t i = 0; i < v.size(); ++i) d[i] = static_cast<int8_t>(std::clamp(std::lrint(v[i] * 32), -64L, 64L));
       };
       q(xs, src);
       q(ws, w_user);
-    } else {
-      write(src, xs.data(), xs.size() * sizeof(float));
+      dnnl::reorder(w_user, w).execute(g->stream, w_user, w);
+    } else {  // float32 values, converted by the reorders where the product is bf16
+      memory src_user(memory::desc({m, k}, dt::f32, tag::ab), g->eng), w_user(memory::desc({k, n}, dt::f32, tag::ab), g->eng);
+      write(src_user, xs.data(), xs.size() * sizeof(float));
       write(w_user, ws.data(), ws.size() * sizeof(float));
+      dnnl::reorder(src_user, src).execute(g->stream, src_user, src);
+      dnnl::reorder(w_user, w).execute(g->stream, w_user, w);
     }
-    dnnl::reorder(w_user, w).execute(g->stream, w_user, w);
     g->stream.wait();
-    it = cache.emplace(std::make_pair(m, int8),
+    it = cache.emplace(std::make_pair(m, type),
                        std::make_tuple(dnnl::matmul(pd), std::unordered_map<int, memory>{
                                                              {DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, w}, {DNNL_ARG_DST, dst}}))
              .first;
@@ -360,15 +366,16 @@ void gemm_layer1(benchmark::State& state, bool int8) {
   state.counters["flop"] = flop;
   state.counters["GFLOPS"] = benchmark::Counter(flop * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
 }
-
-void BM_sgemm_layer1(benchmark::State& state) { gemm_layer1(state, false); }
-void BM_s8gemm_layer1(benchmark::State& state) { gemm_layer1(state, true); }
+void BM_sgemm_layer1(benchmark::State& state) { gemm_layer1(state, GemmType::kF32); }
+void BM_s8gemm_layer1(benchmark::State& state) { gemm_layer1(state, GemmType::kS8); }
+void BM_bf16gemm_layer1(benchmark::State& state) { gemm_layer1(state, GemmType::kBf16); }
 
 BENCHMARK(BM_chain)->ArgName("batch")->Arg(1)->Arg(64)->Arg(8192)->UseManualTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_chain_int8)->ArgName("batch")->Arg(1)->Arg(64)->Arg(8192)->UseManualTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_chain_bf16)->ArgName("batch")->Arg(1)->Arg(64)->Arg(8192)->UseManualTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_sgemm_layer1)->ArgName("m")->Arg(8192)->UseManualTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_s8gemm_layer1)->ArgName("m")->Arg(8192)->UseManualTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_bf16gemm_layer1)->ArgName("m")->Arg(8192)->UseManualTime()->Unit(benchmark::kMicrosecond);
 
 // Checks the chain against the float64 reference at an odd batch; returns the relative L2 error.
 double check(const Model& model, Precision precision = Precision::kF32) {
