@@ -55,6 +55,9 @@ constexpr int64_t kNever = std::numeric_limits<int64_t>::max();
 // chain uses all, so it takes over at 4.
 constexpr int64_t kBf16Crossover = 4;
 constexpr int64_t kMinSliceRows = 64;                 // row split: at least this many rows per thread
+// BF16 chain: rows per block per thread. 512 rows of the course MLP's input are 0.8 MB as bf16, which with the
+// 0.47 MB of bf16 weights stays in a 2 MB L2 between the conversion and the first matmul.
+constexpr int64_t kBf16BlockRowsPerThread = 512;
 constexpr size_t kRowSplitWeightBytes = size_t{4} << 20;  // row split: every thread streams all the weights
 
 // [N,K] -> panels: columns p0 .. p0+P-1 (P = min(64, N - p0)) stored [K][P] at offset p0*K. Same element
@@ -211,17 +214,27 @@ class FusedMlpKernel final : public CpuKernel {
     m_ = volume(Dims(x.begin(), x.end() - 1));  // leading dims flattened into rows
     use_onednn_ = m_ >= crossover_;
     if (!use_onednn_ || m_ == 0) return Status::ok();
-    // Hidden activations (float32, or bf16 in the same room) and a bf16 copy of the input.
-    for (auto& b : between_) b.resize(static_cast<size_t>(m_ * mlp_->max_n));
-    if (mlp_->bf16) x_bf16_.resize(static_cast<size_t>(m_ * mlp_->layers.front().k));
     const int threads = omp_get_max_threads();  // the context's count (the backend set it before reshape)
     slice_rows_ = 0;
-    if (mlp_->row_split && threads > 1 && m_ >= kMinSliceRows * threads) return reshape_slices(threads);
-    if (chain_.gemms.empty()) {
-      Status s = make_chain(&chain_, /*one_thread=*/false);
+    // BF16: the chain runs over blocks of rows, each block's input converted just before its matmuls (the bf16
+    // copy is read back from cache, not memory); float32 runs all rows at once.
+    const bool split = mlp_->row_split && threads > 1 && m_ >= kMinSliceRows * threads;
+    block_rows_ = mlp_->bf16 && !split ? std::min(m_, kBf16BlockRowsPerThread * threads) : m_;
+    // Hidden activations (float32, or bf16 in the same room) and a bf16 copy of the input, for one block.
+    for (auto& b : between_) b.resize(static_cast<size_t>(block_rows_ * mlp_->max_n));
+    if (mlp_->bf16) x_bf16_.resize(static_cast<size_t>(block_rows_ * mlp_->layers.front().k));
+    if (split) return reshape_slices(threads);
+    for (Chain* c : {&chain_, &tail_chain_}) {
+      const int64_t rows = c == &chain_ ? block_rows_ : m_ % block_rows_;
+      if (rows == 0) continue;
+      if (c->gemms.empty()) {
+        Status s = make_chain(c, /*one_thread=*/false);
+        if (!s.is_ok()) return s;
+      }
+      Status s = reshape_chain(*c, rows, false);
       if (!s.is_ok()) return s;
     }
-    return reshape_chain(chain_, m_, false);
+    return Status::ok();
   }
 
   Status run(const void* const* in, void* const* out) override {
@@ -357,8 +370,15 @@ class FusedMlpKernel final : public CpuKernel {
 
   Status run_onednn(const float* x, float* y) {
     uint16_t* x16 = mlp_->bf16 ? x_bf16_.data() : nullptr;
-    if (slice_rows_ == 0) return run_chain(chain_, x, y, between_[0].data(), between_[1].data(), x16);
     const int64_t k0 = mlp_->layers.front().k, n_out = mlp_->layers.back().n, max_n = mlp_->max_n;
+    if (slice_rows_ == 0) {
+      for (int64_t r0 = 0; r0 < m_; r0 += block_rows_) {
+        Chain& c = m_ - r0 >= block_rows_ ? chain_ : tail_chain_;
+        Status s = run_chain(c, x + r0 * k0, y + r0 * n_out, between_[0].data(), between_[1].data(), x16);
+        if (!s.is_ok()) return block_rows_ < m_ ? std::move(s).with_context(fmt::format("rows {}..", r0)) : s;
+      }
+      return Status::ok();
+    }
     const int slices = static_cast<int>(slice_status_.size());
     std::vector<Status>& status = slice_status_;  // sized at reshape: no allocation here
 #pragma omp parallel for num_threads(slices) schedule(static, 1)
@@ -382,6 +402,8 @@ class FusedMlpKernel final : public CpuKernel {
   CacheLineVector<float> block_;             // direct: two [4, max N] row blocks between layers
   CacheLineVector<uint32_t> pairs_;          // bf16 direct: two [4, max K/2] blocks of bf16 pairs
   Chain chain_;                              // onednn: one matmul per layer, made on first use
+  Chain tail_chain_;                         // onednn in blocks: the last, shorter block's chain
+  int64_t block_rows_ = 0;                   // onednn: rows per run of the chain (all of M, or bf16 blocks)
   std::vector<std::unique_ptr<Chain>> slice_chains_;  // row split: a chain per slice
   int64_t slice_rows_ = 0;                   // row split: rows per slice (0: the plain chain)
   std::vector<Status> slice_status_;         // row split: each slice's result
