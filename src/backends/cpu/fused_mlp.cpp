@@ -509,7 +509,8 @@ Result<std::shared_ptr<const Mlp>> prepare(const Node& n, const Graph& g) {
         l.pairs = to_bf16_pair_panels(l.nk.data<float>(), l.n, l.k);
         mlp->max_k2 = std::max({mlp->max_k2, (l.k + 1) / 2, (l.n + 1) / 2});
       }
-    const std::string chain = fmt::format("oneDNN matmul chain in bf16 (oneDNN ISA {})", target_isa());
+    const std::string chain = fmt::format("oneDNN matmul chain in bf16 (oneDNN ISA {}), {} rows per thread at a time",
+                                          target_isa(), kBf16BlockRowsPerThread);
     mlp->note = fmt::format("bf16 (bf16 weights and activations, float32 accumulation and output): {}{}",
                             !direct ? chain + " at every M"
                             : mlp->crossover == kNever
