@@ -16,7 +16,8 @@
 // A node of precision bf16 (`kiln build --bf16`) runs with bf16 weights (converted at load) and bf16
 // activations, float32 accumulation and output: on CPUs with AVX512_BF16 the direct tactic's BF16 twin
 // (fused_mlp_bf16.h) below kBf16Crossover rows, else and from there the oneDNN chain in BF16 (oneDNN picks
-// AMX-BF16 or AVX512_BF16 where the CPU has them, emulates them elsewhere).
+// AMX-BF16 or AVX512_BF16 where the CPU has them, emulates them elsewhere), over blocks of rows whose input is
+// converted to bf16 just before their matmuls (the separate conversion pass cost as much as the AMX chain).
 // The crossover M (direct below, onednn from it) is fixed (M = 1 runs direct): the two tactics round
 // differently, and an engine must give the same bits in every process, so the choice may not depend on a
 // timing taken at load. KILN_FUSED_MLP_TACTIC=auto times it at load instead (once per process per network
