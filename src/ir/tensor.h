@@ -28,18 +28,11 @@ struct Tensor {
     t.bytes = std::make_shared<const std::vector<uint8_t>>(std::move(data));
     return t;
   }
-  template <class T>
-  static Tensor from_vector(DataType dt, Dims shape, const std::vector<T>& v) {
-    return from_elements(dt, std::move(shape), v.data(), v.size());
-  }
-  template <class T, class Alloc>  // a vector with another allocator (cache-line aligned, say)
+  // Any allocator (the CPU kernels' cache-line-aligned vectors too); the default lets callers pass a braced list.
+  template <class T, class Alloc = std::allocator<T>>
   static Tensor from_vector(DataType dt, Dims shape, const std::vector<T, Alloc>& v) {
-    return from_elements(dt, std::move(shape), v.data(), v.size());
-  }
-  template <class T>
-  static Tensor from_elements(DataType dt, Dims shape, const T* v, size_t count) {
-    std::vector<uint8_t> b(count * sizeof(T));
-    if (count) std::memcpy(b.data(), v, b.size());
+    std::vector<uint8_t> b(v.size() * sizeof(T));
+    if (!v.empty()) std::memcpy(b.data(), v.data(), b.size());
     return make(dt, std::move(shape), std::move(b));
   }
   // Element i converted to double / int64 (for folding and shape arguments).

@@ -54,8 +54,8 @@ int64_t env_chunks() {  // KILN_HOST_IO_CHUNKS=n forces n chunks (experiments; 0
   return v ? std::max<int64_t>(0, std::atoll(v)) : 0;
 }
 
-// KILN_HOST_IO_COPY_STREAM=1: every chunk's copies on one copy stream (host_io.h). Off by default until it
-// has been timed on a GPU: written in a session without device time, so far only compiled.
+// KILN_HOST_IO_COPY_STREAM=1: every chunk's copies on one copy stream (host_io.h). Off by default: no faster
+// than the lane streams on the H100 (GPU run 14, docs/performance.md).
 bool env_copy_stream() {
   const char* v = std::getenv("KILN_HOST_IO_COPY_STREAM");
   return v && std::string(v) == "1";

@@ -8,7 +8,7 @@
 //           for CPUs without it (the engine file is the same on both).
 //   onednn: for large M, the layers as a chain of oneDNN matmuls (onednn_gemm.h, the per-layer path Gemm
 //           uses, multi-threaded), weights unpacked to [N,K] at load time for it.
-//   onednn_rows (KILN_FUSED_MLP_TACTIC=onednn_rows; not the default until timed on the 16-core Xeon): with
+//   onednn_rows (KILN_FUSED_MLP_TACTIC=onednn_rows; an experiment, level with the chain on 16 Xeon threads): with
 //           several threads, at least kMinSliceRows rows per thread and weights small enough to sit in every
 //           core's L2 (kRowSplitWeightBytes), the rows are split over the threads and each runs the whole
 //           chain on its own slice with one-thread primitives: no fork/join per layer, and a slice's hidden
