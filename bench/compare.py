@@ -769,7 +769,9 @@ def kiln_cpu_lines(args, kc, prec):
             ctx._keep = (x, y)
             return ctx.execute
         return make
-    note = "context.execute() on numpy buffers" + (", scales from bench/mlp_int8.cache" if prec == "int8" else "")
+    note = "context.execute() on numpy buffers" + (", scales from bench/mlp_int8.cache" if prec == "int8" else "") + \
+        (", TF32 allowed (the default build): split BF16 (bf16x3) on AMX from 64 rows, else FP32" if prec == "tf32"
+         else "")
     return [Line(f"Kiln CPU {prec.upper()} 1 thread", "cpu-1", prec, make_for(1), "kiln", note),
             Line(f"Kiln CPU {prec.upper()} all threads", "cpu-all", prec, make_for(0), "kiln", note)]
 
@@ -1108,7 +1110,7 @@ def extended(args, info, kc, rep, t_start):
     ort_cuda.failed = (f"not available: onnxruntime {info.get('onnxruntime')} has no CUDAExecutionProvider here "
                        f"(providers {info.get('onnxruntime_providers')})")
     lines.append(ort_cuda)
-    for prec in ("fp32", "int8", "bf16"):
+    for prec in ("fp32", "tf32", "int8", "bf16"):
         cpu = kiln_cpu_lines(args, kc, prec)
         for ln in cpu if not kc.version else []:
             ln.failed = kc.error
@@ -1220,7 +1222,7 @@ def accuracy(args, kc, rep, torch_model):
         rep.accuracy.append({"system": "all", "reason": f"no Fashion-MNIST test set: {short_error(e)}"})
         return
     x = ((images.astype(np.float32) / 255.0 - 0.2860) / 0.3530).reshape(-1, 1, 28, 28).astype(np.float32)
-    systems = [(f"Kiln CPU {p.upper()}", "cpu", p) for p in ("fp32", "int8", "bf16")] + \
+    systems = [(f"Kiln CPU {p.upper()}", "cpu", p) for p in ("fp32", "tf32", "int8", "bf16")] + \
               [(f"Kiln CUDA {p.upper()}", "cuda", p) for p in ("fp32", "tf32", "fp16", "int8")]
     ref_pred = None
     for name, device, prec in systems:
@@ -1303,10 +1305,15 @@ def floor_of(r, F):
                 parts.append((c, "copies"))
     else:
         cores = 1 if g == "cpu-1" else F["cores"]
+        # TF32 on the CPU: three bf16 products per multiply-add (bf16x3) where that wins (AMX), so its floor is the
+        # faster of the sgemm rate and a third of the bf16 rate.
         rate = F[{"int8": "s8gemm", "bf16": "bf16gemm"}.get(p, "sgemm") + ("1" if g == "cpu-1" else "_all")]
+        x3 = F["bf16gemm" + ("1" if g == "cpu-1" else "_all")] if p == "tf32" else None
         if F["l2"]:
             parts.append((WEIGHT_BYTES[p] / (F["l2"] * cores) / 1e6, "L2 weight stream"))
-        if rate:
+        if x3 and (not rate or x3 / 3 > rate):
+            parts.append((3 * flop / x3 / 1e9, "oneDNN BF16 GEMM rate / 3 (bf16x3)"))
+        elif rate:
             parts.append((flop / rate / 1e9, {"int8": "oneDNN INT8 GEMM rate", "bf16": "oneDNN BF16 GEMM rate"}.get(
                 p, "oneDNN sgemm rate")))
     if not parts:

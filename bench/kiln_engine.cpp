@@ -1,13 +1,15 @@
 // Kiln's CPU engine timed exactly like the bare oneDNN chain in onednn_chain.cpp (same harness, same
 // per-iteration timing, same random-normal input), so the two can be compared within one run without
 // the CLI's loop in between. Engine: models/mlp.onnx with profile 1..8192 (opt 8192), as the course.
-// Five engines (arg "engine"): 0 "fused" (the default build: one kiln.FusedMLP layer, its tactic by the
+// Seven engines (arg "engine"): 0 "fused" (the default build with --noTF32: one kiln.FusedMLP layer, its tactic by the
 // fixed rule: direct at batch 1, the oneDNN chain from 2), 1 "layers" (--disablePass=mlp_fusion: one oneDNN
 // matmul per Gemm, Kiln's path before issue 8), 2 "fused_onednn_rows" (the fused layer with
 // KILN_FUSED_MLP_TACTIC=onednn_rows: the chain on each thread's own slice of the rows) and 3 "bf16" (kiln
 // build --bf16: the AVX512_BF16 direct kernel below 4 rows, the oneDNN chain in BF16 from there, AMX or
 // AVX512_BF16 where present) and 4 "bf16_onednn_rows" (bf16 with the rows split over the threads: each
-// thread converts and runs its own slice, the chain at every batch). Each at threads=1 and threads=all (the context's set_num_threads; 0 = all,
+// thread converts and runs its own slice, the chain at every batch), 5 "tf32" (the default build, TF32 allowed: on
+// CPUs with AMX-BF16 the split-bf16 chain from 64 rows, fused_mlp.cpp) and 6 "tf32_rows" (bf16x3 forced at every
+// batch, rows split over the threads: KILN_FUSED_MLP_TACTIC=bf16x3_rows). Each at threads=1 and threads=all (the context's set_num_threads; 0 = all,
 // i.e. OMP_NUM_THREADS or the cores). KILN_FUSED_MLP_TACTIC=direct|onednn set in the environment pins
 // engine 0's tactic instead. E.g. the batch-8192 comparison:
 //   bench_kiln_engine --benchmark_filter='batch:8192/' --benchmark_repetitions=10 \
@@ -33,8 +35,8 @@ struct Ctx {
   std::vector<float> x, y;
 };
 
-constexpr int kEngines = 5;
-// [0] fused, [1] layers, [2] fused onednn_rows, [3] bf16, [4] bf16 onednn_rows
+constexpr int kEngines = 7;
+// [0] fused, [1] layers, [2] fused onednn_rows, [3] bf16, [4] bf16 onednn_rows, [5] tf32, [6] tf32 bf16x3_rows
 std::shared_ptr<kiln::Engine> g_engines[kEngines];
 std::map<std::tuple<int64_t, int64_t, int64_t>, Ctx> g_ctx;
 
@@ -59,7 +61,7 @@ Ctx& context(int64_t batch, int64_t threads, int64_t which) {
 }
 
 // Args: batch, threads (0 = all), engine (0 = fused, 1 = per-layer, 2 = fused, rows split over threads, 3 = bf16,
-// 4 = bf16, rows split over threads).
+// 4 = bf16, rows split over threads, 5 = tf32, 6 = tf32 in bf16x3 with the rows split).
 void BM_kiln(benchmark::State& state) {
   const int64_t batch = state.range(0);
   Ctx& c = context(batch, state.range(1), state.range(2));
@@ -73,7 +75,7 @@ void BM_kiln(benchmark::State& state) {
 }
 BENCHMARK(BM_kiln)
     ->ArgNames({"batch", "threads", "engine"})
-    ->ArgsProduct({{1, 64, 8192}, {1, 0}, {0, 1, 2, 3, 4}})
+    ->ArgsProduct({{1, 64, 8192}, {1, 0}, {0, 1, 2, 3, 4, 5, 6}})
     ->UseManualTime()
     ->Unit(benchmark::kMicrosecond);
 
@@ -91,6 +93,7 @@ int main(int argc, char** argv) {
     cfg.disabled_passes.clear();
     if (which == 1) cfg.disabled_passes = {"mlp_fusion"};
     cfg.bf16 = which == 3 || which == 4;
+    cfg.tf32 = which == 5 || which == 6;
     const bool rows_split = which == 2 || which == 4;
     auto built = kiln::build_engine_from_file(model, cfg);
     if (!built.is_ok()) {
@@ -99,8 +102,9 @@ int main(int argc, char** argv) {
     }
     // The fused layer reads KILN_FUSED_MLP_TACTIC when the engine is loaded.
     if (rows_split) setenv("KILN_FUSED_MLP_TACTIC", "onednn_rows", 1);
+    if (which == 6) setenv("KILN_FUSED_MLP_TACTIC", "bf16x3_rows", 1);
     auto engine = kiln::Runtime().deserialize_engine(built->engine);
-    if (rows_split) {
+    if (rows_split || which == 6) {
       if (pinned) setenv("KILN_FUSED_MLP_TACTIC", pinned_tactic.c_str(), 1);
       else unsetenv("KILN_FUSED_MLP_TACTIC");
     }
@@ -111,9 +115,13 @@ int main(int argc, char** argv) {
     g_engines[which] = std::move(engine).value();
   }
   // What the fused layer chose at load (tactic and crossover), for the record.
-  std::string inspect = g_engines[0]->inspect_json();
-  const auto at = inspect.find("layer_tactics");
-  if (at != std::string::npos) benchmark::AddCustomContext("fused_mlp_tactic", inspect.substr(at, inspect.find('}', at) - at + 1));
+  for (int which : {0, 5}) {
+    std::string inspect = g_engines[which]->inspect_json();
+    const auto at = inspect.find("layer_tactics");
+    if (at != std::string::npos)
+      benchmark::AddCustomContext(which ? "fused_mlp_tactic_tf32" : "fused_mlp_tactic",
+                                  inspect.substr(at, inspect.find('}', at) - at + 1));
+  }
   benchmark::Initialize(&argc, argv);
   benchmark::RunSpecifiedBenchmarks();
   return 0;

@@ -198,6 +198,7 @@ Result<BuildOutput> build(Result<Graph> imported, const BuilderConfig& config) {
     if (!s.is_ok()) return std::move(s).with_context("after the INT8 rewrite");
   }
   if (!on_gpu && config.bf16) summary.bf16_layers = mark_cpu_bf16_layers(g);
+  if (!on_gpu && config.tf32) mark_cpu_tf32_layers(g);
   if (on_gpu) {
     s = apply_precision(g, config);
     if (!s.is_ok()) return s;

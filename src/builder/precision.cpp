@@ -246,6 +246,16 @@ Status fix_output_precision(Graph& g, const BuilderConfig& c, bool* changed) {
   return Status::ok();
 }
 
+int mark_cpu_tf32_layers(Graph& g) {
+  int marked = 0;
+  for (Node& n : g.nodes)
+    if (is_fused_mlp(n) && n.precision == "fp32") {
+      n.precision = "tf32";
+      ++marked;
+    }
+  return marked;
+}
+
 int mark_cpu_bf16_layers(Graph& g) {
   int marked = 0;
   for (Node& n : g.nodes)

@@ -21,4 +21,9 @@ Status fix_output_precision(Graph& g, const BuilderConfig& config, bool* changed
 // BF16); other layers keep their precision. Returns how many were labelled.
 int mark_cpu_bf16_layers(Graph& g);
 
+// CPU build with TF32 allowed (the default, as TensorRT's): labels every float32 kiln.FusedMLP "tf32", which lets
+// its kernel trade float32's last bits for speed (split BF16 on AMX, backends/cpu/fused_mlp.cpp). Returns how
+// many. Other CPU kernels compute float32 whatever the label, so only FusedMLP is marked.
+int mark_cpu_tf32_layers(Graph& g);
+
 }  // namespace kiln

@@ -3,11 +3,15 @@
 // is the direct tactic's non-AVX-512 loop) and with the timed choice, so all are checked whatever the
 // crossover and the CPU.
 #include <fmt/format.h>
+#include <cmath>
+#include <cstring>
+#include <limits>
 #include <gtest/gtest.h>
 
 #include "../op_harness.h"
 #include "backends/cpu/cpu_kernel.h"
 #include "backends/cpu/cpu_util.h"
+#include "backends/cpu/fused_mlp_bf16.h"
 
 namespace kiln::test {
 namespace {
@@ -83,6 +87,72 @@ TEST(OpFusedMlp, Bf16WithinBf16Tolerance) {
         run_all_tactics(c);
       }
     }
+  }
+}
+
+// precision tf32 in split bf16 (bf16x3: the default from 64 rows on CPUs with AMX-BF16; forced here, with and
+// without the row split, so every AVX-512 machine runs it): against float64 within the fp32 tolerance, 1e-5
+// (2.9e-6 to 8.6e-6 here on the dev box).
+// 1300 rows on one thread run five 256-row blocks and a 20-row tail. CPU only: the CUDA kernels run tf32 as
+// TF32 (1e-3, test_cuda_fused_mlp.cpp).
+TEST(OpFusedMlp, Bf16x3WithinFp32Tolerance) {
+  if (!__builtin_cpu_supports("avx512f")) GTEST_SKIP() << "oneDNN's bf16 matmul needs AVX-512";
+  ScopedEnv cpu_only("KILN_TEST_CUDA", "off");
+  for (int threads : {1, 3}) {
+    cpu::ScopedOmpThreads team(threads);
+    for (int64_t m : {1, 64, 300, 1300}) {
+      SCOPED_TRACE(fmt::format("{} threads, M={}", threads, m));
+      for (OpCase c : {mlp({m, 97}, {70, 129, 10}, "Relu,Relu,"), mlp({m, 784}, {256, 128, 10}, "Relu,Relu,"),
+                       mlp({m, 31}, {17, 9}, "Tanh,Sigmoid")}) {
+        c.precision = "tf32";
+        for (const char* tactic : {"bf16x3", "bf16x3_rows"}) {
+          SCOPED_TRACE(tactic);
+          ScopedEnv env("KILN_FUSED_MLP_TACTIC", tactic);
+          EXPECT_EQ(run_op_case(c).kernels_run, std::vector<std::string>{"cpu.f32.fused_mlp"});
+        }
+      }
+    }
+  }
+}
+
+// The split itself: hi + lo within 2^-16 of every float32, infinities and NaN carried by hi.
+TEST(OpFusedMlp, Bf16x3SplitKeepsTheValue) {
+  const std::vector<float> x = {1.f, -3.14159265f, 1e-30f, 65504.f, 0.f, std::numeric_limits<float>::infinity(),
+                                -std::numeric_limits<float>::infinity(), 1.2345678e20f, -7.777777e-3f,
+                                std::numeric_limits<float>::quiet_NaN(), 3.f, 5.5f, 1.0000001f, -2.f, 9.f, 10.f, 11.f};
+  const int64_t k = static_cast<int64_t>(x.size());  // 17: one full 16-lane step and a masked one
+  std::vector<uint16_t> out(3 * x.size(), 0xDEAD);
+  cpu::to_bf16x3_rows(x.data(), 1, k, out.data());
+  auto f = [](uint16_t h) {
+    const uint32_t u = static_cast<uint32_t>(h) << 16;
+    float v;
+    std::memcpy(&v, &u, sizeof v);
+    return v;
+  };
+  for (int64_t j = 0; j < k; ++j) {
+    SCOPED_TRACE(fmt::format("x[{}] = {}", j, x[j]));
+    EXPECT_EQ(out[j], out[2 * k + j]);  // [hi | lo | hi]
+    const float hi = f(out[j]), lo = f(out[k + j]);
+    if (std::isnan(x[j])) {
+      EXPECT_TRUE(std::isnan(hi));
+      EXPECT_EQ(lo, 0.f);
+    } else if (std::isinf(x[j])) {
+      EXPECT_EQ(hi, x[j]);
+      EXPECT_EQ(lo, 0.f);
+    } else {
+      EXPECT_LE(std::abs(static_cast<double>(hi) + lo - x[j]), std::abs(x[j]) * std::ldexp(1.0, -16));
+    }
+  }
+  const std::vector<float> w = cpu::to_bf16x3_weights(x.data(), 1, k);  // [hi | hi | lo], bit for bit (NaN too)
+  auto bits = [](float v) {
+    uint32_t u;
+    std::memcpy(&u, &v, sizeof u);
+    return u;
+  };
+  for (int64_t j = 0; j < k; ++j) {
+    EXPECT_EQ(bits(w[j]), bits(f(out[j])));
+    EXPECT_EQ(bits(w[k + j]), bits(f(out[j])));
+    EXPECT_EQ(bits(w[2 * k + j]), bits(f(out[k + j])));
   }
 }
 

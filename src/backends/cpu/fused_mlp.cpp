@@ -18,6 +18,12 @@
 // (fused_mlp_bf16.h) below kBf16Crossover rows, else and from there the oneDNN chain in BF16 (oneDNN picks
 // AMX-BF16 or AVX512_BF16 where the CPU has them, emulates them elsewhere), over blocks of rows whose input is
 // converted to bf16 just before their matmuls (the separate conversion pass cost as much as the AMX chain).
+// A node of precision tf32 (the default build; `kiln build --noTF32` makes it fp32) may trade float32's last bits
+// for speed, as TF32 tensor cores do on the GPU. On CPUs with AMX-BF16 it runs the chain in split BF16 from
+// kBf16x3MinRows rows ("bf16x3", fused_mlp_bf16.h: each float32 operand as a sum of two bf16 values, three bf16
+// products per multiply-add, one AMX matmul over 3K): ~6e-6 relative error against float64, inside the fp32
+// tolerance, at three times the bf16 rate, against AVX-512 FMA's float32 rate. Elsewhere (no AMX) three AVX512_BF16
+// products cost more than one float32 FMA, so tf32 runs as fp32.
 // The crossover M (direct below, onednn from it) is fixed (M = 1 runs direct): the two tactics round
 // differently, and an engine must give the same bits in every process, so the choice may not depend on a
 // timing taken at load. KILN_FUSED_MLP_TACTIC=auto times it at load instead (once per process per network
@@ -59,6 +65,10 @@ constexpr int64_t kMinSliceRows = 64;                 // row split: at least thi
 // BF16 chain: rows per block per thread. 512 rows of the course MLP's input are 0.8 MB as bf16, which with the
 // 0.47 MB of bf16 weights stays in a 2 MB L2 between the conversion and the first matmul.
 constexpr int64_t kBf16BlockRowsPerThread = 512;
+// bf16x3: the split chain from this M (fixed, see the crossover below), and its rows per block per thread: 256 rows
+// of [hi | lo | hi] for the course MLP's input are 1.2 MB, in the 2 MB L2 between the split and the matmul.
+constexpr int64_t kBf16x3MinRows = 64;
+constexpr int64_t kBf16x3BlockRowsPerThread = 256;
 constexpr size_t kRowSplitWeightBytes = size_t{4} << 20;  // row split: every thread streams all the weights
 
 // [N,K] -> panels: columns p0 .. p0+P-1 (P = min(64, N - p0)) stored [K][P] at offset p0*K. Same element
@@ -188,6 +198,7 @@ struct Layer {
   // each k step's 4 zmm loads then touch 4 lines, not 5 (a heap block is 16-byte aligned).
   CacheLineVector<float> panels;
   Tensor nk;      // [N,K] plain, for the onednn tactic (only when it can be chosen)
+  Tensor nk3;     // bf16x3: [N,3K] float32 holding [hi | hi | lo] (only when it can be chosen)
   Tensor bias;    // [N]
   CacheLineVector<uint16_t> pairs;  // bf16 direct tactic: the weights as bf16 pair panels (fused_mlp_bf16.h)
 };
@@ -200,6 +211,8 @@ struct Mlp {
   bool row_split = false;      // onednn: split the rows over the threads where there are enough
   bool bf16 = false;           // the node's precision is bf16 (direct: the BF16 kernel, onednn: in BF16)
   int64_t max_k2 = 0;          // bf16 direct: the widest layer input in pairs
+  int64_t max_k = 0;           // the widest layer input
+  int64_t x3_from = kNever;    // onednn: M from which the chain runs in split bf16 (tf32 precision)
   std::string note;            // for kiln inspect
 };
 
@@ -214,22 +227,27 @@ class FusedMlpKernel final : public CpuKernel {
     const Dims& x = in[0].shape;
     m_ = volume(Dims(x.begin(), x.end() - 1));  // leading dims flattened into rows
     use_onednn_ = m_ >= crossover_;
+    x3_ = use_onednn_ && m_ >= mlp_->x3_from;
     if (!use_onednn_ || m_ == 0) return Status::ok();
     const int threads = omp_get_max_threads();  // the context's count (the backend set it before reshape)
     slice_rows_ = 0;
     // BF16: the chain runs over blocks of rows, each block's input converted just before its matmuls (the bf16
     // copy is read back from cache, not memory); float32 runs all rows at once.
     const bool split = mlp_->row_split && threads > 1 && m_ >= kMinSliceRows * threads;
-    block_rows_ = mlp_->bf16 && !split ? std::min(m_, kBf16BlockRowsPerThread * threads) : m_;
-    // Hidden activations (float32, or bf16 in the same room) and a bf16 copy of the input, for one block.
+    const int64_t per_thread = x3_ ? kBf16x3BlockRowsPerThread : kBf16BlockRowsPerThread;
+    block_rows_ = (mlp_->bf16 || x3_) && !split ? std::min(m_, per_thread * threads) : m_;
+    // Hidden activations (float32, or bf16 in the same room) and a bf16 copy of the input (bf16x3: of each
+    // layer's input, split), for one block.
     for (auto& b : between_) b.resize(static_cast<size_t>(block_rows_ * mlp_->max_n));
-    if (mlp_->bf16) x_bf16_.resize(static_cast<size_t>(block_rows_ * mlp_->layers.front().k));
+    if (x3_) x_bf16_.resize(static_cast<size_t>(block_rows_ * 3 * mlp_->max_k));
+    else if (mlp_->bf16) x_bf16_.resize(static_cast<size_t>(block_rows_ * mlp_->layers.front().k));
     if (split) return reshape_slices(threads);
     for (Chain* c : {&chain_, &tail_chain_}) {
       const int64_t rows = c == &chain_ ? block_rows_ : m_ % block_rows_;
       if (rows == 0) continue;
+      if (c->x3 != x3_) c->gemms.clear();  // a new M crossed kBf16x3MinRows
       if (c->gemms.empty()) {
-        Status s = make_chain(c, /*one_thread=*/false);
+        Status s = make_chain(c, /*one_thread=*/false, x3_);
         if (!s.is_ok()) return s;
       }
       Status s = reshape_chain(*c, rows, false);
@@ -293,13 +311,19 @@ class FusedMlpKernel final : public CpuKernel {
   }
 
   // One chain of oneDNN matmuls over some rows: float32 throughout, or (bf16) the input converted first,
-  // bf16 weights and hidden activations, float32 accumulation and output.
+  // bf16 weights and hidden activations, float32 accumulation and output, or (x3) every layer's input split
+  // into bf16 [hi | lo | hi] against [hi | hi | lo] weights, float32 accumulation and activations.
   struct Chain {
     std::vector<std::unique_ptr<CpuKernel>> gemms;
     OnednnToBf16 to_bf16;
+    bool x3 = false;
+    bool one_thread = false;
+    int64_t rows = 0;
   };
 
-  Status make_chain(Chain* c, bool one_thread) const {
+  Status make_chain(Chain* c, bool one_thread, bool x3) const {
+    c->x3 = x3;
+    c->one_thread = one_thread;
     const auto& layers = mlp_->layers;
     for (size_t i = 0; i < layers.size(); ++i) {
       const Layer& l = layers[i];
@@ -308,11 +332,11 @@ class FusedMlpKernel final : public CpuKernel {
       at.activation = l.act;
       at.activation_alpha = l.alpha;
       MatmulTypes types;
-      if (mlp_->bf16) {
+      if (mlp_->bf16 || x3) {
         types.a = types.b = MatmulTypes::dt::bf16;
-        types.y = i + 1 == layers.size() ? MatmulTypes::dt::f32 : MatmulTypes::dt::bf16;
+        types.y = i + 1 == layers.size() || x3 ? MatmulTypes::dt::f32 : MatmulTypes::dt::bf16;
       }
-      auto g = make_onednn_gemm(layer_, at, &l.nk, &l.bias, std::move(types), {}, one_thread);
+      auto g = make_onednn_gemm(layer_, at, x3 ? &l.nk3 : &l.nk, &l.bias, std::move(types), {}, one_thread);
       if (!g.is_ok()) return g.status();
       c->gemms.push_back(std::move(g).value());
     }
@@ -323,23 +347,28 @@ class FusedMlpKernel final : public CpuKernel {
     const auto& layers = mlp_->layers;
     for (size_t i = 0; i < layers.size(); ++i) {
       const Layer& l = layers[i];
+      const int64_t k = c.x3 ? 3 * l.k : l.k;
       Status s = c.gemms[i]->reshape(
-          {{DataType::kFloat32, {rows, l.k}}, {DataType::kFloat32, {l.n, l.k}}, {DataType::kFloat32, {l.n}}},
+          {{DataType::kFloat32, {rows, k}}, {DataType::kFloat32, {l.n, k}}, {DataType::kFloat32, {l.n}}},
           {{DataType::kFloat32, {rows, l.n}}});
       if (!s.is_ok()) return s;
     }
-    return mlp_->bf16 ? c.to_bf16.reshape(rows, layers.front().k, one_thread) : Status::ok();
+    c.rows = rows;
+    return mlp_->bf16 && !c.x3 ? c.to_bf16.reshape(rows, layers.front().k, one_thread) : Status::ok();
   }
 
   // Row split: slice t is rows [t * slice_rows_, ...) (the last one shorter), its chain of one-thread matmuls.
   Status reshape_slices(int threads) {
     slice_rows_ = (m_ + threads - 1) / threads;
     const size_t slices = static_cast<size_t>((m_ + slice_rows_ - 1) / slice_rows_);
-    while (slice_chains_.size() < slices) {
-      slice_chains_.push_back(std::make_unique<Chain>());
-      Status s = make_chain(slice_chains_.back().get(), /*one_thread=*/true);
-      if (!s.is_ok()) return s;
-    }
+    for (auto& c : slice_chains_)
+      if (c->x3 != x3_) c->gemms.clear();
+    while (slice_chains_.size() < slices) slice_chains_.push_back(std::make_unique<Chain>());
+    for (size_t t = 0; t < slices; ++t)
+      if (slice_chains_[t]->gemms.empty()) {
+        Status s = make_chain(slice_chains_[t].get(), /*one_thread=*/true, x3_);
+        if (!s.is_ok()) return s;
+      }
     for (size_t t = 0; t < slices; ++t) {
       const int64_t rows = std::min(slice_rows_, m_ - static_cast<int64_t>(t) * slice_rows_);
       Status s = reshape_chain(*slice_chains_[t], rows, true);
@@ -350,16 +379,20 @@ class FusedMlpKernel final : public CpuKernel {
   }
 
   // Runs a chain over its rows of x into y, hidden layers through buf[0..1] (each with room for rows x max N
-  // floats); x16: room for rows x K0 bf16 values (bf16 chains).
-  static Status run_chain(Chain& c, const float* x, float* y, float* buf0, float* buf1, void* x16) {
+  // floats); x16: room for rows x K0 bf16 values (bf16 chains), rows x 3 max K (x3 chains).
+  Status run_chain(Chain& c, const float* x, float* y, float* buf0, float* buf1, uint16_t* x16) const {
     const void* h = x;
-    if (x16) {
+    if (x16 && !c.x3) {
       Status s = c.to_bf16.run(x, x16);
       if (!s.is_ok()) return s;
       h = x16;
     }
     for (size_t i = 0; i < c.gemms.size(); ++i) {
       float* o = i + 1 == c.gemms.size() ? y : (i % 2 ? buf1 : buf0);
+      if (c.x3) {
+        split_rows(static_cast<const float*>(h), c.rows, mlp_->layers[i].k, x16, c.one_thread);
+        h = x16;
+      }
       const void* ins[3] = {h, nullptr, nullptr};
       void* outs[1] = {o};
       Status s = c.gemms[i]->run(ins, outs);
@@ -369,8 +402,19 @@ class FusedMlpKernel final : public CpuKernel {
     return Status::ok();
   }
 
+  // bf16x3: rows of x -> [hi | lo | hi], over the team unless the chain runs on one thread.
+  static void split_rows(const float* x, int64_t rows, int64_t k, uint16_t* out, bool one_thread) {
+    constexpr int64_t kRowsPerTask = 32;
+    const int64_t tasks = (rows + kRowsPerTask - 1) / kRowsPerTask;
+#pragma omp parallel for if (!one_thread && tasks > 1) schedule(static)
+    for (int64_t t = 0; t < tasks; ++t) {
+      const int64_t r0 = t * kRowsPerTask;
+      to_bf16x3_rows(x + r0 * k, std::min(kRowsPerTask, rows - r0), k, out + r0 * 3 * k);
+    }
+  }
+
   Status run_onednn(const float* x, float* y) {
-    uint16_t* x16 = mlp_->bf16 ? x_bf16_.data() : nullptr;
+    uint16_t* x16 = mlp_->bf16 || x3_ ? x_bf16_.data() : nullptr;
     const int64_t k0 = mlp_->layers.front().k, n_out = mlp_->layers.back().n, max_n = mlp_->max_n;
     if (slice_rows_ == 0) {
       for (int64_t r0 = 0; r0 < m_; r0 += block_rows_) {
@@ -387,7 +431,7 @@ class FusedMlpKernel final : public CpuKernel {
       const int64_t r0 = t * slice_rows_;  // a slice's rows in its own part of each buffer
       status[static_cast<size_t>(t)] =
           run_chain(*slice_chains_[static_cast<size_t>(t)], x + r0 * k0, y + r0 * n_out, between_[0].data() + r0 * max_n,
-                    between_[1].data() + r0 * max_n, x16 ? x16 + r0 * k0 : nullptr);
+                    between_[1].data() + r0 * max_n, x16 ? x16 + r0 * (x3_ ? 3 * mlp_->max_k : k0) : nullptr);
     }
     for (int t = 0; t < slices; ++t)
       if (!status[static_cast<size_t>(t)].is_ok())
@@ -400,6 +444,7 @@ class FusedMlpKernel final : public CpuKernel {
   int64_t crossover_;
   int64_t m_ = 0;
   bool use_onednn_ = false;
+  bool x3_ = false;                          // onednn in split bf16 at this M
   CacheLineVector<float> block_;             // direct: two [4, max N] row blocks between layers
   CacheLineVector<uint32_t> pairs_;          // bf16 direct: two [4, max K/2] blocks of bf16 pairs
   Chain chain_;                              // onednn: one matmul per layer, made on first use
@@ -409,7 +454,7 @@ class FusedMlpKernel final : public CpuKernel {
   int64_t slice_rows_ = 0;                   // row split: rows per slice (0: the plain chain)
   std::vector<Status> slice_status_;         // row split: each slice's result
   std::vector<float> between_[2];            // onednn: [M, max N] activations between layers
-  std::vector<uint16_t> x_bf16_;             // bf16: the input converted, [M, K0]
+  std::vector<uint16_t> x_bf16_;             // bf16: the input converted, [M, K0]; x3: a layer's input split
 };
 
 // ---- tactic choice at load ----
@@ -471,9 +516,10 @@ Result<std::shared_ptr<const Mlp>> prepare(const Node& n, const Graph& g) {
   const char* env = std::getenv("KILN_FUSED_MLP_TACTIC");
   const std::string force = env ? env : "";
   if (!force.empty() && force != "direct" && force != "direct_generic" && force != "onednn" && force != "onednn_rows" &&
-      force != "auto")
+      force != "bf16x3" && force != "bf16x3_rows" && force != "auto")
     return Status(StatusCode::kInvalidArgument,
-                  fmt::format("KILN_FUSED_MLP_TACTIC='{}' (want direct, direct_generic, onednn, onednn_rows or auto)",
+                  fmt::format("KILN_FUSED_MLP_TACTIC='{}' (want direct, direct_generic, onednn, onednn_rows, bf16x3, "
+                              "bf16x3_rows or auto)",
                               force));
   auto mlp = std::make_shared<Mlp>();
   mlp->avx512 = cpu_has_avx512() && force != "direct_generic";
@@ -492,10 +538,11 @@ Result<std::shared_ptr<const Mlp>> prepare(const Node& n, const Graph& g) {
     if (force.rfind("direct", 0) != 0 || n.precision == "bf16")
       l.nk = packed ? Tensor::from_vector(DataType::kFloat32, w.shape, from_panels(w.data<float>(), l.n, l.k)) : w;
     mlp->max_n = std::max(mlp->max_n, l.n);
+    mlp->max_k = std::max(mlp->max_k, l.k);
     weight_bytes += static_cast<size_t>(l.n * l.k) * sizeof(float);
     mlp->layers.push_back(std::move(l));
   }
-  mlp->row_split = weight_bytes <= kRowSplitWeightBytes && force == "onednn_rows";
+  mlp->row_split = weight_bytes <= kRowSplitWeightBytes && (force == "onednn_rows" || force == "bf16x3_rows");
   const std::string isa = mlp->avx512 ? "avx512" : "generic";
   const std::string split =
       mlp->row_split ? fmt::format("; onednn rows split over the threads from {} rows per thread", kMinSliceRows) : "";
@@ -521,6 +568,26 @@ Result<std::shared_ptr<const Mlp>> prepare(const Node& n, const Graph& g) {
                             split);
     return std::shared_ptr<const Mlp>(std::move(mlp));
   }
+  // tf32: split bf16 on AMX (or where forced), from kBf16x3MinRows rows (forced: at every M).
+  const bool x3_forced = force.rfind("bf16x3", 0) == 0;
+  bool x3 = n.precision == "tf32" && (x3_forced || (force.empty() && target_isa() == "avx512_core_amx"));
+  for (const Layer& l : mlp->layers) x3 = x3 && l.k > 0;
+  if (x3) {
+    for (Layer& l : mlp->layers)
+      l.nk3 = Tensor::from_vector(DataType::kFloat32, {l.n, 3 * l.k}, to_bf16x3_weights(l.nk.data<float>(), l.n, l.k));
+    mlp->x3_from = x3_forced ? 0 : kBf16x3MinRows;
+  }
+  const std::string x3_note =
+      x3 ? fmt::format("; tf32: oneDNN matmul chain in split bf16 (bf16x3: three bf16 products over 3K, float32 "
+                       "accumulation; oneDNN ISA {}), {} rows per thread at a time, from M = {}",
+                       target_isa(), kBf16x3BlockRowsPerThread, mlp->x3_from)
+         : "";
+  if (x3_forced) {
+    mlp->crossover = 0;
+    mlp->note = fmt::format("{} (forced by KILN_FUSED_MLP_TACTIC){}{}", force,
+                            x3 ? x3_note : fmt::format("; the node is {}: the float32 chain", n.precision), split);
+    return std::shared_ptr<const Mlp>(std::move(mlp));
+  }
   if (force == "direct" || force == "direct_generic" || force == "onednn" || force == "onednn_rows") {
     mlp->crossover = force.rfind("onednn", 0) == 0 ? 0 : kNever;
     mlp->note = fmt::format("{} (forced by KILN_FUSED_MLP_TACTIC; direct kernel: {}{})", force, isa, split);
@@ -533,8 +600,8 @@ Result<std::shared_ptr<const Mlp>> prepare(const Node& n, const Graph& g) {
     // 13.9 us at M=1, onednn ahead from M=2; dev box: direct ahead at M=1 on one thread).
     mlp->crossover = kFixedCrossover;
     mlp->note = fmt::format("direct ({}, {}) for M < {}, onednn from M = {} (fixed; KILN_FUSED_MLP_TACTIC=auto "
-                            "times the crossover at load instead){}",
-                            isa, kPanelLayout, mlp->crossover, mlp->crossover, split);
+                            "times the crossover at load instead){}{}",
+                            isa, kPanelLayout, mlp->crossover, mlp->crossover, x3_note, split);
     return std::shared_ptr<const Mlp>(std::move(mlp));
   }
   // auto: networks of the same shape cross over at the same M: time each shape once per process.

@@ -106,6 +106,68 @@ KILN_BF16_TARGET void to_bf16_pairs(const float* x, int64_t rows, int64_t k, uin
   }
 }
 
+namespace {
+
+float from_bf16(uint16_t h) {
+  const uint32_t u = static_cast<uint32_t>(h) << 16;
+  float f;
+  std::memcpy(&f, &u, sizeof f);
+  return f;
+}
+
+// lo of the split: v - hi, or 0 where that is not a number (v infinite or NaN: hi carries it).
+float split_lo(float v, uint16_t hi) {
+  const float lo = v - from_bf16(hi);
+  return lo == lo ? lo : 0.f;
+}
+
+KILN_BF16_TARGET void to_bf16x3_rows_avx512(const float* x, int64_t rows, int64_t k, uint16_t* out) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* xr = x + r * k;
+    uint16_t* o = out + r * 3 * k;
+    for (int64_t j = 0; j < k; j += 16) {
+      const __mmask16 m = k - j >= 16 ? __mmask16(0xFFFF) : static_cast<__mmask16>((1u << (k - j)) - 1);
+      const __m512 v = _mm512_maskz_loadu_ps(m, xr + j);
+      const __m256i hi = (__m256i)_mm512_cvtneps_pbh(v);
+      // maskz forms: GCC 12 warns about the unmasked ones' _mm512_undefined_epi32.
+      const __m512 back =
+          _mm512_castsi512_ps(_mm512_maskz_slli_epi32(0xFFFF, _mm512_maskz_cvtepu16_epi32(0xFFFF, hi), 16));
+      const __m512 d = _mm512_sub_ps(v, back);
+      const __m256i lo = (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_mov_ps(_mm512_cmp_ps_mask(d, d, _CMP_ORD_Q), d));
+      _mm256_mask_storeu_epi16(o + j, m, hi);
+      _mm256_mask_storeu_epi16(o + k + j, m, lo);
+      _mm256_mask_storeu_epi16(o + 2 * k + j, m, hi);
+    }
+  }
+}
+
+}  // namespace
+
+void to_bf16x3_rows(const float* x, int64_t rows, int64_t k, uint16_t* out) {
+  if (cpu_has_avx512_bf16()) return to_bf16x3_rows_avx512(x, rows, k, out);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t j = 0; j < k; ++j) {
+      const float v = x[r * k + j];
+      const uint16_t hi = to_bf16(v);
+      uint16_t* o = out + r * 3 * k + j;
+      o[0] = o[2 * k] = hi;
+      o[k] = to_bf16(split_lo(v, hi));
+    }
+}
+
+std::vector<float> to_bf16x3_weights(const float* nk, int64_t n, int64_t k) {
+  std::vector<float> out(static_cast<size_t>(n * 3 * k));
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = 0; j < k; ++j) {
+      const float v = nk[i * k + j];
+      const uint16_t hi = to_bf16(v);
+      float* o = out.data() + i * 3 * k + j;
+      o[0] = o[k] = from_bf16(hi);
+      o[2 * k] = from_bf16(to_bf16(split_lo(v, hi)));
+    }
+  return out;
+}
+
 KILN_BF16_TARGET void dense_bf16(const uint32_t* x, int64_t rows, int64_t k, const uint16_t* w, const float* bias,
                                  int64_t n, float* y) {
   switch (rows) {

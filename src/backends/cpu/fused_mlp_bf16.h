@@ -56,6 +56,16 @@ CacheLineVector<uint16_t> to_bf16_pair_panels(const float* nk, int64_t n, int64_
 // rows x k floats -> rows x ceil(k/2) pairs (round to nearest even).
 void to_bf16_pairs(const float* x, int64_t rows, int64_t k, uint32_t* pairs);
 
+// Split BF16 ("bf16x3", the TF32-precision chain on AMX, fused_mlp.cpp): a float32 v as hi = bf16(v) and
+// lo = bf16(v - hi), so v = hi + lo to ~2^-17 relative; x . w ~ xhi.whi + xlo.whi + xhi.wlo (the lo.lo term is
+// below that), one bf16 matmul over K' = 3K with float32 accumulation:
+//   rows: each row of x -> [hi | lo | hi] (3k bf16 values; out's row stride 3k). Not-a-number and infinite
+//         values keep them in hi with lo = 0.
+//   weights: [N, K] -> [N, 3K] float32 holding [hi | hi | lo] per row (exact bf16 values, so the matmul's
+//         own float32 -> bf16 weight reorder keeps them).
+void to_bf16x3_rows(const float* x, int64_t rows, int64_t k, uint16_t* out);
+std::vector<float> to_bf16x3_weights(const float* nk, int64_t n, int64_t k);
+
 // y[rows, n] = bias + x W^T for up to 4 rows (pre-activation, float32); x as pairs, w as pair panels.
 void dense_bf16(const uint32_t* x, int64_t rows, int64_t k, const uint16_t* w, const float* bias, int64_t n, float* y);
 
