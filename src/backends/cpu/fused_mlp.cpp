@@ -231,29 +231,19 @@ class FusedMlpKernel final : public CpuKernel {
     if (!use_onednn_ || m_ == 0) return Status::ok();
     const int threads = omp_get_max_threads();  // the context's count (the backend set it before reshape)
     slice_rows_ = 0;
-    // BF16: the chain runs over blocks of rows, each block's input converted just before its matmuls (the bf16
-    // copy is read back from cache, not memory); float32 runs all rows at once.
+    // BF16 and bf16x3: the chain runs over blocks of rows per thread, each block's input converted just before
+    // its matmuls (the bf16 copy is read back from cache, not memory); float32 runs all rows at once.
     const bool split = mlp_->row_split && threads > 1 && m_ >= kMinSliceRows * threads;
-    const int64_t per_thread = x3_ ? kBf16x3BlockRowsPerThread : kBf16BlockRowsPerThread;
-    block_rows_ = (mlp_->bf16 || x3_) && !split ? std::min(m_, per_thread * threads) : m_;
+    const int64_t per_thread = !mlp_->bf16 && !x3_ ? m_ : x3_ ? kBf16x3BlockRowsPerThread : kBf16BlockRowsPerThread;
+    block_rows_ = split ? per_thread : std::min(m_, per_thread * threads);
     // Hidden activations (float32, or bf16 in the same room) and a bf16 copy of the input (bf16x3: of each
-    // layer's input, split), for one block.
-    for (auto& b : between_) b.resize(static_cast<size_t>(block_rows_ * mlp_->max_n));
-    if (x3_) x_bf16_.resize(static_cast<size_t>(block_rows_ * 3 * mlp_->max_k));
-    else if (mlp_->bf16) x_bf16_.resize(static_cast<size_t>(block_rows_ * mlp_->layers.front().k));
+    // layer's input, split): room for all M rows when split (each slice in its own part), else for one block.
+    const int64_t room = split ? m_ : block_rows_;
+    for (auto& b : between_) b.resize(static_cast<size_t>(room * mlp_->max_n));
+    if (x3_) x_bf16_.resize(static_cast<size_t>(room * 3 * mlp_->max_k));
+    else if (mlp_->bf16) x_bf16_.resize(static_cast<size_t>(room * mlp_->layers.front().k));
     if (split) return reshape_slices(threads);
-    for (Chain* c : {&chain_, &tail_chain_}) {
-      const int64_t rows = c == &chain_ ? block_rows_ : m_ % block_rows_;
-      if (rows == 0) continue;
-      if (c->x3 != x3_) c->gemms.clear();  // a new M crossed kBf16x3MinRows
-      if (c->gemms.empty()) {
-        Status s = make_chain(c, /*one_thread=*/false, x3_);
-        if (!s.is_ok()) return s;
-      }
-      Status s = reshape_chain(*c, rows, false);
-      if (!s.is_ok()) return s;
-    }
-    return Status::ok();
+    return reshape_blocks(blocks_, m_, false);
   }
 
   Status run(const void* const* in, void* const* out) override {
@@ -320,6 +310,38 @@ class FusedMlpKernel final : public CpuKernel {
     bool one_thread = false;
     int64_t rows = 0;
   };
+  // A run of rows through the chain in blocks of block_rows_: the full blocks' chain and the shorter last one's.
+  struct Blocks {
+    Chain full, tail;
+  };
+
+  Status reshape_blocks(Blocks& b, int64_t rows, bool one_thread) const {
+    const int64_t block = std::min(block_rows_, rows);
+    for (Chain* c : {&b.full, &b.tail}) {
+      const int64_t r = c == &b.full ? block : rows % block;
+      if (r == 0) continue;
+      if (c->x3 != x3_) c->gemms.clear();  // a new M crossed kBf16x3MinRows
+      if (c->gemms.empty()) {
+        Status s = make_chain(c, one_thread, x3_);
+        if (!s.is_ok()) return s;
+      }
+      Status s = reshape_chain(*c, r, one_thread);
+      if (!s.is_ok()) return s;
+    }
+    return Status::ok();
+  }
+
+  // Rows of x into y through b's chains, block by block, each block's activations at the start of buf0/buf1/x16.
+  Status run_blocks(Blocks& b, int64_t rows, const float* x, float* y, float* buf0, float* buf1, uint16_t* x16) const {
+    const int64_t block = std::min(block_rows_, rows);
+    const int64_t k0 = mlp_->layers.front().k, n_out = mlp_->layers.back().n;
+    for (int64_t r0 = 0; r0 < rows; r0 += block) {
+      Chain& c = rows - r0 >= block ? b.full : b.tail;
+      Status s = run_chain(c, x + r0 * k0, y + r0 * n_out, buf0, buf1, x16);
+      if (!s.is_ok()) return block < rows ? std::move(s).with_context(fmt::format("rows {}..", r0)) : s;
+    }
+    return Status::ok();
+  }
 
   Status make_chain(Chain* c, bool one_thread, bool x3) const {
     c->x3 = x3;
@@ -357,21 +379,17 @@ class FusedMlpKernel final : public CpuKernel {
     return mlp_->bf16 && !c.x3 ? c.to_bf16.reshape(rows, layers.front().k, one_thread) : Status::ok();
   }
 
-  // Row split: slice t is rows [t * slice_rows_, ...) (the last one shorter), its chain of one-thread matmuls.
+  // Row split: slice t is rows [t * slice_rows_, ...) (the last one shorter), its chains of one-thread matmuls,
+  // in blocks of block_rows_ (BF16, bf16x3): every slice but the last a whole number of blocks, so only the last
+  // has a shorter block (and a second chain for it).
   Status reshape_slices(int threads) {
     slice_rows_ = (m_ + threads - 1) / threads;
+    if (slice_rows_ > block_rows_) slice_rows_ = (slice_rows_ + block_rows_ - 1) / block_rows_ * block_rows_;
     const size_t slices = static_cast<size_t>((m_ + slice_rows_ - 1) / slice_rows_);
-    for (auto& c : slice_chains_)
-      if (c->x3 != x3_) c->gemms.clear();
-    while (slice_chains_.size() < slices) slice_chains_.push_back(std::make_unique<Chain>());
-    for (size_t t = 0; t < slices; ++t)
-      if (slice_chains_[t]->gemms.empty()) {
-        Status s = make_chain(slice_chains_[t].get(), /*one_thread=*/true, x3_);
-        if (!s.is_ok()) return s;
-      }
+    while (slice_blocks_.size() < slices) slice_blocks_.push_back(std::make_unique<Blocks>());
     for (size_t t = 0; t < slices; ++t) {
       const int64_t rows = std::min(slice_rows_, m_ - static_cast<int64_t>(t) * slice_rows_);
-      Status s = reshape_chain(*slice_chains_[t], rows, true);
+      Status s = reshape_blocks(*slice_blocks_[t], rows, true);
       if (!s.is_ok()) return std::move(s).with_context(fmt::format("row slice {} ({} rows)", t, rows));
     }
     slice_status_.assign(slices, Status::ok());
@@ -416,22 +434,16 @@ class FusedMlpKernel final : public CpuKernel {
   Status run_onednn(const float* x, float* y) {
     uint16_t* x16 = mlp_->bf16 || x3_ ? x_bf16_.data() : nullptr;
     const int64_t k0 = mlp_->layers.front().k, n_out = mlp_->layers.back().n, max_n = mlp_->max_n;
-    if (slice_rows_ == 0) {
-      for (int64_t r0 = 0; r0 < m_; r0 += block_rows_) {
-        Chain& c = m_ - r0 >= block_rows_ ? chain_ : tail_chain_;
-        Status s = run_chain(c, x + r0 * k0, y + r0 * n_out, between_[0].data(), between_[1].data(), x16);
-        if (!s.is_ok()) return block_rows_ < m_ ? std::move(s).with_context(fmt::format("rows {}..", r0)) : s;
-      }
-      return Status::ok();
-    }
+    if (slice_rows_ == 0) return run_blocks(blocks_, m_, x, y, between_[0].data(), between_[1].data(), x16);
     const int slices = static_cast<int>(slice_status_.size());
     std::vector<Status>& status = slice_status_;  // sized at reshape: no allocation here
 #pragma omp parallel for num_threads(slices) schedule(static, 1)
     for (int t = 0; t < slices; ++t) {
       const int64_t r0 = t * slice_rows_;  // a slice's rows in its own part of each buffer
-      status[static_cast<size_t>(t)] =
-          run_chain(*slice_chains_[static_cast<size_t>(t)], x + r0 * k0, y + r0 * n_out, between_[0].data() + r0 * max_n,
-                    between_[1].data() + r0 * max_n, x16 ? x16 + r0 * (x3_ ? 3 * mlp_->max_k : k0) : nullptr);
+      status[static_cast<size_t>(t)] = run_blocks(
+          *slice_blocks_[static_cast<size_t>(t)], std::min(slice_rows_, m_ - r0), x + r0 * k0, y + r0 * n_out,
+          between_[0].data() + r0 * max_n, between_[1].data() + r0 * max_n,
+          x16 ? x16 + r0 * (x3_ ? 3 * mlp_->max_k : k0) : nullptr);
     }
     for (int t = 0; t < slices; ++t)
       if (!status[static_cast<size_t>(t)].is_ok())
@@ -447,10 +459,9 @@ class FusedMlpKernel final : public CpuKernel {
   bool x3_ = false;                          // onednn in split bf16 at this M
   CacheLineVector<float> block_;             // direct: two [4, max N] row blocks between layers
   CacheLineVector<uint32_t> pairs_;          // bf16 direct: two [4, max K/2] blocks of bf16 pairs
-  Chain chain_;                              // onednn: one matmul per layer, made on first use
-  Chain tail_chain_;                         // onednn in blocks: the last, shorter block's chain
+  Blocks blocks_;                            // onednn: one matmul per layer, made on first use
   int64_t block_rows_ = 0;                   // onednn: rows per run of the chain (all of M, or bf16 blocks)
-  std::vector<std::unique_ptr<Chain>> slice_chains_;  // row split: a chain per slice
+  std::vector<std::unique_ptr<Blocks>> slice_blocks_;  // row split: the chains of each slice
   int64_t slice_rows_ = 0;                   // row split: rows per slice (0: the plain chain)
   std::vector<Status> slice_status_;         // row split: each slice's result
   std::vector<float> between_[2];            // onednn: [M, max N] activations between layers
