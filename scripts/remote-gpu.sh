@@ -286,6 +286,24 @@ PY
       echo '```' >> "$md"
     fi
   fi
+  if [[ " $STEPS " == *" x3diag "* ]]; then
+    # CPU TF32 in split bf16 (bf16x3) at batch 8192: rows per block per thread (KILN_BF16X3_BLOCK_ROWS) on 1 and
+    # 16 threads, engine 5 (one team) and 6 (rows split); then oneDNN's own time per matmul (ONEDNN_VERBOSE) at the
+    # default block: the rest of an iteration is the splits.
+    { echo "## bf16x3 diagnosis (bench_kiln_engine engines 5, 6 at batch 8192)"; echo; echo '```'; } >> "$md"
+    for rows in ${KILN_X3_ROWS:-64 128 256 512}; do
+      KILN_BF16X3_BLOCK_ROWS=$rows timeout 60 "$HERE/bin/bench_kiln_engine" --model=models/mlp.onnx \
+        --benchmark_filter='batch:8192/threads:[01]/engine:[56]/' --benchmark_repetitions=3 \
+        --benchmark_report_aggregates_only=true 2>&1 | grep -E "median" | sed "s/^/rows $rows: /" | tee -a "$md"
+    done
+    for t in 1 0; do
+      ONEDNN_VERBOSE=1 timeout 60 "$HERE/bin/bench_kiln_engine" --model=models/mlp.onnx \
+        --benchmark_filter="batch:8192/threads:$t/engine:5/" --benchmark_min_time=0.3 2>&1 |
+        awk -F, -v t="$t" '/^onednn_verbose,exec/{k=$4" "$5" "$(NF-1); s[k]+=$NF; n[k]++} /^BM_/{print "verbose threads " t ": " $0}
+          END{for(k in s) printf "verbose threads %s: %-58s n=%d mean=%.3f ms\n", t, k, n[k], s[k]/n[k]}' | tee -a "$md"
+    done
+    echo '```' >> "$md"
+  fi
   if [[ " $STEPS " == *" compare "* ]]; then
     # bench/compare.py (issue 7): the course's tables and the extended peers; writes
     # <date>-<gpu>-compare.{md,json,png} into $OUT. KILN_COMPARE_ARGS=--quick for the short run.

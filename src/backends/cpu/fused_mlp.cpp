@@ -213,6 +213,7 @@ struct Mlp {
   int64_t max_k2 = 0;          // bf16 direct: the widest layer input in pairs
   int64_t max_k = 0;           // the widest layer input
   int64_t x3_from = kNever;    // onednn: M from which the chain runs in split bf16 (tf32 precision)
+  int64_t x3_block_rows = kBf16x3BlockRowsPerThread;  // KILN_BF16X3_BLOCK_ROWS overrides (experiments)
   std::string note;            // for kiln inspect
 };
 
@@ -234,7 +235,7 @@ class FusedMlpKernel final : public CpuKernel {
     // BF16 and bf16x3: the chain runs over blocks of rows per thread, each block's input converted just before
     // its matmuls (the bf16 copy is read back from cache, not memory); float32 runs all rows at once.
     const bool split = mlp_->row_split && threads > 1 && m_ >= kMinSliceRows * threads;
-    const int64_t per_thread = !mlp_->bf16 && !x3_ ? m_ : x3_ ? kBf16x3BlockRowsPerThread : kBf16BlockRowsPerThread;
+    const int64_t per_thread = !mlp_->bf16 && !x3_ ? m_ : x3_ ? mlp_->x3_block_rows : kBf16BlockRowsPerThread;
     block_rows_ = split ? per_thread : std::min(m_, per_thread * threads);
     // Hidden activations (float32, or bf16 in the same room) and a bf16 copy of the input (bf16x3: of each
     // layer's input, split): room for all M rows when split (each slice in its own part), else for one block.
@@ -584,6 +585,14 @@ Result<std::shared_ptr<const Mlp>> prepare(const Node& n, const Graph& g) {
   bool x3 = n.precision == "tf32" && (x3_forced || (force.empty() && target_isa() == "avx512_core_amx"));
   for (const Layer& l : mlp->layers) x3 = x3 && l.k > 0;
   if (x3) {
+    if (const char* rows = std::getenv("KILN_BF16X3_BLOCK_ROWS")) {
+      char* end = nullptr;
+      const long long v = std::strtoll(rows, &end, 10);
+      if (end == rows || *end != '\0' || v < 1 || v > (1 << 20))
+        return Status(StatusCode::kInvalidArgument,
+                      fmt::format("KILN_BF16X3_BLOCK_ROWS='{}' (want rows per thread per block, 1 to 1048576)", rows));
+      mlp->x3_block_rows = v;
+    }
     for (Layer& l : mlp->layers)
       l.nk3 = Tensor::from_vector(DataType::kFloat32, {l.n, 3 * l.k}, to_bf16x3_weights(l.nk.data<float>(), l.n, l.k));
     mlp->x3_from = x3_forced ? 0 : kBf16x3MinRows;
@@ -591,7 +600,7 @@ Result<std::shared_ptr<const Mlp>> prepare(const Node& n, const Graph& g) {
   const std::string x3_note =
       x3 ? fmt::format("; tf32: oneDNN matmul chain in split bf16 (bf16x3: three bf16 products over 3K, float32 "
                        "accumulation; oneDNN ISA {}), {} rows per thread at a time, from M = {}",
-                       target_isa(), kBf16x3BlockRowsPerThread, mlp->x3_from)
+                       target_isa(), mlp->x3_block_rows, mlp->x3_from)
          : "";
   if (x3_forced) {
     mlp->crossover = 0;
