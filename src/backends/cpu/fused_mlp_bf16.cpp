@@ -121,19 +121,39 @@ float split_lo(float v, uint16_t hi) {
   return lo == lo ? lo : 0.f;
 }
 
+// v rounded to bf16 (to nearest even) and kept as float32, by integer adds: VCVTNEPS2BF16's value for every v but
+// NaN (whose lo is 0 anyway). maskz forms: GCC 12 warns about the unmasked ones' _mm512_undefined_epi32.
+KILN_BF16_TARGET inline __m512 round_to_bf16(__m512 v) {
+  const __m512i u = _mm512_castps_si512(v);
+  const __m512i odd = _mm512_and_si512(_mm512_maskz_srli_epi32(0xFFFF, u, 16), _mm512_set1_epi32(1));
+  const __m512i r = _mm512_add_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(0x7FFF)), odd);
+  return _mm512_castsi512_ps(_mm512_and_si512(r, _mm512_set1_epi32(static_cast<int>(0xFFFF0000u))));
+}
+
+// v - hi, 0 where that is not a number.
+KILN_BF16_TARGET inline __m512 split_lo(__m512 v, __m512 hi) {
+  const __m512 d = _mm512_sub_ps(v, hi);
+  return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(d, d, _CMP_ORD_Q), d);
+}
+
 KILN_BF16_TARGET void to_bf16x3_rows_avx512(const float* x, int64_t rows, int64_t k, uint16_t* out) {
   for (int64_t r = 0; r < rows; ++r) {
     const float* xr = x + r * k;
     uint16_t* o = out + r * 3 * k;
-    for (int64_t j = 0; j < k; j += 16) {
+    int64_t j = 0;
+    for (; j + 32 <= k; j += 32) {  // two vectors per step: one 64-byte store per third
+      const __m512 v0 = _mm512_loadu_ps(xr + j), v1 = _mm512_loadu_ps(xr + j + 16);
+      const __m512i hi = (__m512i)_mm512_cvtne2ps_pbh(v1, v0);
+      const __m512 lo0 = split_lo(v0, round_to_bf16(v0)), lo1 = split_lo(v1, round_to_bf16(v1));
+      _mm512_storeu_si512(o + j, hi);
+      _mm512_storeu_si512(o + k + j, (__m512i)_mm512_cvtne2ps_pbh(lo1, lo0));
+      _mm512_storeu_si512(o + 2 * k + j, hi);
+    }
+    for (; j < k; j += 16) {
       const __mmask16 m = k - j >= 16 ? __mmask16(0xFFFF) : static_cast<__mmask16>((1u << (k - j)) - 1);
       const __m512 v = _mm512_maskz_loadu_ps(m, xr + j);
       const __m256i hi = (__m256i)_mm512_cvtneps_pbh(v);
-      // maskz forms: GCC 12 warns about the unmasked ones' _mm512_undefined_epi32.
-      const __m512 back =
-          _mm512_castsi512_ps(_mm512_maskz_slli_epi32(0xFFFF, _mm512_maskz_cvtepu16_epi32(0xFFFF, hi), 16));
-      const __m512 d = _mm512_sub_ps(v, back);
-      const __m256i lo = (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_mov_ps(_mm512_cmp_ps_mask(d, d, _CMP_ORD_Q), d));
+      const __m256i lo = (__m256i)_mm512_cvtneps_pbh(split_lo(v, round_to_bf16(v)));
       _mm256_mask_storeu_epi16(o + j, m, hi);
       _mm256_mask_storeu_epi16(o + k + j, m, lo);
       _mm256_mask_storeu_epi16(o + 2 * k + j, m, hi);
