@@ -93,7 +93,7 @@ TEST(OpFusedMlp, Bf16WithinBf16Tolerance) {
 // precision tf32 in split bf16 (bf16x3: the default from 64 rows on CPUs with AMX-BF16; forced here, with and
 // without the row split, so every AVX-512 machine runs it): against float64 within the fp32 tolerance, 1e-5
 // (2.9e-6 to 8.6e-6 here on the dev box).
-// 1300 rows on one thread run five 256-row blocks and a 20-row tail. CPU only: the CUDA kernels run tf32 as
+// 1300 rows on one thread run ten 128-row blocks and a 20-row tail. CPU only: the CUDA kernels run tf32 as
 // TF32 (1e-3, test_cuda_fused_mlp.cpp).
 TEST(OpFusedMlp, Bf16x3WithinFp32Tolerance) {
   if (!__builtin_cpu_supports("avx512f")) GTEST_SKIP() << "oneDNN's bf16 matmul needs AVX-512";

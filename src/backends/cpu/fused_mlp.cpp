@@ -65,10 +65,15 @@ constexpr int64_t kMinSliceRows = 64;                 // row split: at least thi
 // BF16 chain: rows per block per thread. 512 rows of the course MLP's input are 0.8 MB as bf16, which with the
 // 0.47 MB of bf16 weights stays in a 2 MB L2 between the conversion and the first matmul.
 constexpr int64_t kBf16BlockRowsPerThread = 512;
-// bf16x3: the split chain from this M (fixed, see the crossover below), and its rows per block per thread: 256 rows
-// of [hi | lo | hi] for the course MLP's input are 1.2 MB, in the 2 MB L2 between the split and the matmul.
+// bf16x3: the split chain from this M (fixed, see the crossover below), on at most kBf16x3MaxThreads threads, and
+// its rows per block per thread. Xeon (AMX-BF16, 2 MB L2 per core), GPU run 19, batch 8192, ms: one thread
+// 17.6-18.8 in blocks of 128 rows, 21.2-22.8 (256), 19.1-20.8 (512), 26.6-27.3 (all 8192 rows at once), FP32
+// 25.2-25.9 in the same run; 128 rows of the course MLP's split input (0.6 MB) and layer 1's split weights (1.2 MB)
+// share the L2. On 16 threads 3.2-3.8 against FP32's 3.2 (AMX scales 5-6x over 16 threads there, FP32 FMA 8x),
+// so from 5 threads the chain stays FP32 (2-4 threads not measured; assumed to follow one thread).
 constexpr int64_t kBf16x3MinRows = 64;
-constexpr int64_t kBf16x3BlockRowsPerThread = 256;
+constexpr int64_t kBf16x3BlockRowsPerThread = 128;
+constexpr int kBf16x3MaxThreads = 4;
 constexpr size_t kRowSplitWeightBytes = size_t{4} << 20;  // row split: every thread streams all the weights
 
 // [N,K] -> panels: columns p0 .. p0+P-1 (P = min(64, N - p0)) stored [K][P] at offset p0*K. Same element
@@ -228,9 +233,9 @@ class FusedMlpKernel final : public CpuKernel {
     const Dims& x = in[0].shape;
     m_ = volume(Dims(x.begin(), x.end() - 1));  // leading dims flattened into rows
     use_onednn_ = m_ >= crossover_;
-    x3_ = use_onednn_ && m_ >= mlp_->x3_from;
-    if (!use_onednn_ || m_ == 0) return Status::ok();
     const int threads = omp_get_max_threads();  // the context's count (the backend set it before reshape)
+    x3_ = use_onednn_ && m_ >= mlp_->x3_from && (mlp_->x3_from == 0 || threads <= kBf16x3MaxThreads);
+    if (!use_onednn_ || m_ == 0) return Status::ok();
     slice_rows_ = 0;
     // BF16 and bf16x3: the chain runs over blocks of rows per thread, each block's input converted just before
     // its matmuls (the bf16 copy is read back from cache, not memory); float32 runs all rows at once.
@@ -599,8 +604,9 @@ Result<std::shared_ptr<const Mlp>> prepare(const Node& n, const Graph& g) {
   }
   const std::string x3_note =
       x3 ? fmt::format("; tf32: oneDNN matmul chain in split bf16 (bf16x3: three bf16 products over 3K, float32 "
-                       "accumulation; oneDNN ISA {}), {} rows per thread at a time, from M = {}",
-                       target_isa(), mlp->x3_block_rows, mlp->x3_from)
+                       "accumulation; oneDNN ISA {}), {} rows per thread at a time, from M = {}{}",
+                       target_isa(), mlp->x3_block_rows, mlp->x3_from,
+                       x3_forced ? "" : fmt::format(" on up to {} threads (float32 on more)", kBf16x3MaxThreads))
          : "";
   if (x3_forced) {
     mlp->crossover = 0;
