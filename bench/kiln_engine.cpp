@@ -9,7 +9,7 @@
 // AVX512_BF16 where present) and 4 "bf16_onednn_rows" (bf16 with the rows split over the threads: each
 // thread converts and runs its own slice, the chain at every batch), 5 "tf32" (the default build, TF32 allowed: on
 // CPUs with AMX-BF16 the split-bf16 chain from 64 rows, fused_mlp.cpp) and 6 "tf32_rows" (bf16x3 forced at every
-// batch, rows split over the threads: KILN_FUSED_MLP_TACTIC=bf16x3_rows). Each at threads=1 and threads=all (the context's set_num_threads; 0 = all,
+// batch, rows split over the threads: KILN_FUSED_MLP_TACTIC=bf16x3_rows). Each at threads=1, 2, 4, 8 and all (the context's set_num_threads; 0 = all,
 // i.e. OMP_NUM_THREADS or the cores). KILN_FUSED_MLP_TACTIC=direct|onednn set in the environment pins
 // engine 0's tactic instead. E.g. the batch-8192 comparison:
 //   bench_kiln_engine --benchmark_filter='batch:8192/' --benchmark_repetitions=10 \
@@ -75,7 +75,7 @@ void BM_kiln(benchmark::State& state) {
 }
 BENCHMARK(BM_kiln)
     ->ArgNames({"batch", "threads", "engine"})
-    ->ArgsProduct({{1, 64, 8192}, {1, 0}, {0, 1, 2, 3, 4, 5, 6}})
+    ->ArgsProduct({{1, 64, 8192}, {1, 2, 4, 8, 0}, {0, 1, 2, 3, 4, 5, 6}})
     ->UseManualTime()
     ->Unit(benchmark::kMicrosecond);
 

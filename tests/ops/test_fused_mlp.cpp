@@ -201,5 +201,23 @@ TEST(OpFusedMlp, BadTacticNameIsAnError) {
   EXPECT_NE(r.status().message().find("KILN_FUSED_MLP_TACTIC"), std::string::npos) << r.status().to_string();
 }
 
+TEST(OpFusedMlp, BadBf16x3BlockRowsIsAnError) {
+  ScopedEnv tactic("KILN_FUSED_MLP_TACTIC", "bf16x3");
+  const auto* k = cpu::KernelRegistry::instance().find("cpu.f32.fused_mlp");
+  ASSERT_NE(k, nullptr);
+  Graph g = make_graph(mlp({2, 8}, {4, 3}, "Relu,"));
+  g.nodes[0].precision = "tf32";
+  for (const char* rows : {"0", "12x", "", "-5"}) {
+    ScopedEnv env("KILN_BF16X3_BLOCK_ROWS", rows);
+    auto r = k->prepare(g.nodes[0], g);
+    ASSERT_FALSE(r.is_ok()) << rows;
+    EXPECT_NE(r.status().message().find("KILN_BF16X3_BLOCK_ROWS"), std::string::npos) << r.status().to_string();
+  }
+  ScopedEnv good("KILN_BF16X3_BLOCK_ROWS", "96");
+  auto r = k->prepare(g.nodes[0], g);
+  ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+  EXPECT_NE(k->describe(r->get()).find("96 rows per thread"), std::string::npos) << k->describe(r->get());
+}
+
 }  // namespace
 }  // namespace kiln::test

@@ -20,10 +20,12 @@
 // converted to bf16 just before their matmuls (the separate conversion pass cost as much as the AMX chain).
 // A node of precision tf32 (the default build; `kiln build --noTF32` makes it fp32) may trade float32's last bits
 // for speed, as TF32 tensor cores do on the GPU. On CPUs with AMX-BF16 it runs the chain in split BF16 from
-// kBf16x3MinRows rows ("bf16x3", fused_mlp_bf16.h: each float32 operand as a sum of two bf16 values, three bf16
-// products per multiply-add, one AMX matmul over 3K): ~6e-6 relative error against float64, inside the fp32
-// tolerance, at three times the bf16 rate, against AVX-512 FMA's float32 rate. Elsewhere (no AMX) three AVX512_BF16
-// products cost more than one float32 FMA, so tf32 runs as fp32.
+// kBf16x3MinRows rows on up to kBf16x3MaxThreads threads ("bf16x3", fused_mlp_bf16.h: each float32 operand as a
+// sum of two bf16 values, three bf16 products per multiply-add, one AMX matmul over 3K): 3e-6 (Fashion-MNIST) to
+// 9e-6 (the tests' random networks) relative error against float64, inside the fp32 tolerance, at a third of the
+// AMX bf16 rate, against AVX-512 FMA's float32 rate. Elsewhere (no AMX) three AVX512_BF16 products cost more than
+// one float32 FMA, so tf32 runs as fp32. KILN_FUSED_MLP_TACTIC=bf16x3|bf16x3_rows forces it (any M and thread
+// count, on any AVX-512 CPU: tests).
 // The crossover M (direct below, onednn from it) is fixed (M = 1 runs direct): the two tactics round
 // differently, and an engine must give the same bits in every process, so the choice may not depend on a
 // timing taken at load. KILN_FUSED_MLP_TACTIC=auto times it at load instead (once per process per network
