@@ -19,6 +19,13 @@ uint16_t to_bf16(float f) {
   return static_cast<uint16_t>(u >> 16);
 }
 
+float from_bf16(uint16_t h) {
+  const uint32_t u = static_cast<uint32_t>(h) << 16;
+  float f;
+  std::memcpy(&f, &u, sizeof f);
+  return f;
+}
+
 #define KILN_BF16_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
 
 // One panel of p <= 64 columns (C zmm, the last masked by `tail`) for R rows: acc = bias + sum over k pairs.
@@ -107,13 +114,6 @@ KILN_BF16_TARGET void to_bf16_pairs(const float* x, int64_t rows, int64_t k, uin
 }
 
 namespace {
-
-float from_bf16(uint16_t h) {
-  const uint32_t u = static_cast<uint32_t>(h) << 16;
-  float f;
-  std::memcpy(&f, &u, sizeof f);
-  return f;
-}
 
 // lo of the split: v - hi, or 0 where that is not a number (v infinite or NaN: hi carries it).
 float split_lo(float v, uint16_t hi) {

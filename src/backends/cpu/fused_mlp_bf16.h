@@ -57,7 +57,7 @@ CacheLineVector<uint16_t> to_bf16_pair_panels(const float* nk, int64_t n, int64_
 void to_bf16_pairs(const float* x, int64_t rows, int64_t k, uint32_t* pairs);
 
 // Split BF16 ("bf16x3", the TF32-precision chain on AMX, fused_mlp.cpp): a float32 v as hi = bf16(v) and
-// lo = bf16(v - hi), so v = hi + lo to ~2^-17 relative; x . w ~ xhi.whi + xlo.whi + xhi.wlo (the lo.lo term is
+// lo = bf16(v - hi), so v = hi + lo within 2^-16 relative; x . w ~ xhi.whi + xlo.whi + xhi.wlo (the lo.lo term is
 // below that), one bf16 matmul over K' = 3K with float32 accumulation:
 //   rows: each row of x -> [hi | lo | hi] (3k bf16 values; out's row stride 3k). Not-a-number and infinite
 //         values keep them in hi with lo = 0.
