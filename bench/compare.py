@@ -770,7 +770,7 @@ def kiln_cpu_lines(args, kc, prec):
             return ctx.execute
         return make
     note = "context.execute() on numpy buffers" + (", scales from bench/mlp_int8.cache" if prec == "int8" else "") + \
-        (", TF32 allowed (the default build): split BF16 (bf16x3) on AMX from 64 rows on up to 4 threads, else FP32" if prec == "tf32"
+        (", TF32 allowed (the default build): split BF16 (bf16x3) on AMX from 64 rows on one thread, else FP32" if prec == "tf32"
          else "")
     return [Line(f"Kiln CPU {prec.upper()} 1 thread", "cpu-1", prec, make_for(1), "kiln", note),
             Line(f"Kiln CPU {prec.upper()} all threads", "cpu-all", prec, make_for(0), "kiln", note)]

@@ -71,11 +71,12 @@ constexpr int64_t kBf16BlockRowsPerThread = 512;
 // its rows per block per thread. Xeon (AMX-BF16, 2 MB L2 per core), GPU run 19, batch 8192, ms: one thread
 // 17.6-18.8 in blocks of 128 rows, 21.2-22.8 (256), 19.1-20.8 (512), 26.6-27.3 (all 8192 rows at once), FP32
 // 25.2-25.9 in the same run; 128 rows of the course MLP's split input (0.6 MB) and layer 1's split weights (1.2 MB)
-// share the L2. On 16 threads 3.2-3.8 against FP32's 3.2 (AMX scales 5-6x over 16 threads there, FP32 FMA 8x),
-// so from 5 threads the chain stays FP32 (2-4 threads not measured; assumed to follow one thread).
+// share the L2. On more threads it lost to FP32 wherever measured: 16 threads 3.2-3.8 against 3.2 ms (run 19);
+// GPU run 20, forced bf16x3 against FP32: 2 threads 24.2 / 17.4 ms, 4: 12.8 / 10.5, 8: 8.4 / 5.5 (AMX scales
+// 5-6x over 16 threads there, FP32 FMA 8x). So it runs on one thread only.
 constexpr int64_t kBf16x3MinRows = 64;
 constexpr int64_t kBf16x3BlockRowsPerThread = 128;
-constexpr int kBf16x3MaxThreads = 4;
+constexpr int kBf16x3MaxThreads = 1;
 constexpr size_t kRowSplitWeightBytes = size_t{4} << 20;  // row split: every thread streams all the weights
 
 // [N,K] -> panels: columns p0 .. p0+P-1 (P = min(64, N - p0)) stored [K][P] at offset p0*K. Same element
@@ -472,8 +473,10 @@ class FusedMlpKernel final : public CpuKernel {
   std::vector<std::unique_ptr<Blocks>> slice_blocks_;  // row split: the chains of each slice
   int64_t slice_rows_ = 0;                   // row split: rows per slice (0: the plain chain)
   std::vector<Status> slice_status_;         // row split: each slice's result
-  std::vector<float> between_[2];            // onednn: [M, max N] activations between layers
-  std::vector<uint16_t> x_bf16_;             // bf16: the input converted, [M, K0]; x3: a layer's input split
+  // On cache-line boundaries: AMX tile loads and AVX-512 loads of a row that straddles two lines cost two.
+  // (bf16x3 on one thread ran at 18 or 43 ms by where the heap put these; GPU runs 19 and 20.)
+  CacheLineVector<float> between_[2];        // onednn: [M, max N] activations between layers
+  CacheLineVector<uint16_t> x_bf16_;         // bf16: the input converted, [M, K0]; x3: a layer's input split
 };
 
 // ---- tactic choice at load ----
@@ -608,7 +611,9 @@ Result<std::shared_ptr<const Mlp>> prepare(const Node& n, const Graph& g) {
       x3 ? fmt::format("; tf32: oneDNN matmul chain in split bf16 (bf16x3: three bf16 products over 3K, float32 "
                        "accumulation; oneDNN ISA {}), {} rows per thread at a time, from M = {}{}",
                        target_isa(), mlp->x3_block_rows, mlp->x3_from,
-                       x3_forced ? "" : fmt::format(" on up to {} threads (float32 on more)", kBf16x3MaxThreads))
+                       x3_forced                   ? ""
+                       : kBf16x3MaxThreads == 1 ? " on one thread (float32 on more)"
+                                                : fmt::format(" on up to {} threads (float32 on more)", kBf16x3MaxThreads))
          : "";
   if (x3_forced) {
     mlp->crossover = 0;

@@ -18,6 +18,7 @@
 #include <cuda_fp16.h>
 
 #include <algorithm>
+#include <utility>
 
 #include "backends/cuda/cuda_util.h"
 #include "backends/cuda/resident_mlp_kernel.h"
@@ -320,33 +321,52 @@ __device__ void load_register_weights(float (&wr)[kRegisterWeights], const Layer
   }
 }
 
-// This thread's slice of one row's dot product: registers reg_offset.. times x[k0..] (16-byte aligned). Lanes
-// past k (zero weights) skip the load; x past k in the last group of 4 is masked, since a buffer's pad may hold
-// a stale value that is not finite.
-__device__ __forceinline__ float register_dot(const float (&wr)[kRegisterWeights], const LayerParams& L,
-                                              const float* x, int k0) {
+// This thread's slice of one row's dot product: `blocks` groups of 4 registers from kFirst times x[k0..]
+// (16-byte aligned). The layer's registers start at a compile-time index (see register_dot), so every register
+// access is static and only this thread's own blocks are visited. kRagged (k % 4 != 0): the last group is
+// masked past k, since a buffer's pad may hold a stale value that is not finite.
+template <int kFirst, bool kRagged>
+__device__ __forceinline__ float dot_from(const float (&wr)[kRegisterWeights], int blocks, int tail, const float* x) {
   float a0 = 0.f, a1 = 0.f, a2 = 0.f, a3 = 0.f;
 #pragma unroll
-  for (int i = 0; i < kRegisterWeights; i += 4) {
-    const int j = i - L.reg_offset;
-    const int k = k0 + j;
-    if (j >= 0 && j < L.reg_count && k < L.k) {
-      float4 v = *reinterpret_cast<const float4*>(x + k);
-      if (k + 4 > L.k) {
-        v.y = k + 1 < L.k ? v.y : 0.f;
-        v.z = k + 2 < L.k ? v.z : 0.f;
-        v.w = 0.f;
-      }
-      a0 = fmaf(wr[i], v.x, a0);
-      a1 = fmaf(wr[i + 1], v.y, a1);
-      a2 = fmaf(wr[i + 2], v.z, a2);
-      a3 = fmaf(wr[i + 3], v.w, a3);
+  for (int b = 0; kFirst + 4 * b < kRegisterWeights; ++b) {
+    if (b >= blocks) break;
+    float4 v = *reinterpret_cast<const float4*>(x + 4 * b);
+    if (kRagged && b + 1 == blocks) {  // tail: 1..4 valid elements
+      v.y = tail > 1 ? v.y : 0.f;
+      v.z = tail > 2 ? v.z : 0.f;
+      v.w = tail > 3 ? v.w : 0.f;
     }
+    const int i = kFirst + 4 * b;
+    a0 = fmaf(wr[i], v.x, a0);
+    a1 = fmaf(wr[i + 1], v.y, a1);
+    a2 = fmaf(wr[i + 2], v.z, a2);
+    a3 = fmaf(wr[i + 3], v.w, a3);
   }
   return (a0 + a1) + (a2 + a3);
 }
 
-// One layer from registers, row by row. partials: [2][columns][warps] float (alternating per row, so a row's
+template <bool kRagged, int... kGroup>
+__device__ __forceinline__ float dot_switch(const float (&wr)[kRegisterWeights], int group, int blocks, int tail,
+                                            const float* x, std::integer_sequence<int, kGroup...>) {
+  float r = 0.f;
+  ((group == kGroup ? (r = dot_from<4 * kGroup, kRagged>(wr, blocks, tail, x), 0) : 0), ...);
+  return r;
+}
+
+// Registers reg_offset.. (a multiple of 4) times x[k0..]: the slice's groups of 4 below k.
+__device__ __forceinline__ float register_dot(const float (&wr)[kRegisterWeights], const LayerParams& L,
+                                              const float* x, int k0) {
+  const int left = L.k - k0;  // elements of this slice below k
+  if (left <= 0) return 0.f;
+  const int blocks = min(L.reg_count / 4, (left + 3) / 4);  // >= 1: reg_count >= 4, left >= 1
+  const int tail = left - 4 * (blocks - 1);
+  using Groups = std::make_integer_sequence<int, kRegisterWeights / 4>;
+  if (L.k & 3) return dot_switch<true>(wr, L.reg_offset / 4, blocks, tail, x + k0, Groups{});
+  return dot_switch<false>(wr, L.reg_offset / 4, blocks, tail, x + k0, Groups{});
+}
+
+// One layer from registers, row by row. partials: [2][warps][32] float (alternating per row, so a row's
 // writes never meet the previous row's readers: those reach the next barrier only after their reads).
 // Every thread of the CTA takes part (the caller's barrier waits included). Returns whether this thread wrote
 // device output.
@@ -368,14 +388,14 @@ __device__ bool register_layer(const KernelParams& p, const LayerParams& L, cons
     for (int o = 16; o >= C; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
     float* part = partials + partial_buf * (32 * warps);
     partial_buf ^= 1u;
-    if (lane < C) part[lane * warps + warp] = acc;
+    if (lane < C) part[warp * 32 + lane] = acc;  // [warp][column]: no bank conflicts, here or below
     __syncthreads();
     const uint64_t c1 = warp_cycles ? clock64() : 0;
     for (int t = threadIdx.x; t < senders; t += blockDim.x) {
       const int c = t & (C - 1), dest = t / C;
       if (c >= cols) continue;
       float s = 0.f;
-      for (int w = 0; w < warps; ++w) s += part[c * warps + w];  // the same order in every sender: same bits
+      for (int w = 0; w < warps; ++w) s += part[w * 32 + c];  // the same order in every sender: same bits
       float v = activate(fmaf(L.alpha, s, bias[c]), L.activation, L.activation_alpha);
       if (L.round_output_half) v = round_to_half(v);
       const int n = col0 + c;

@@ -126,7 +126,7 @@ struct KernelParams {
   uint32_t input_offset = 0;         // [max_rows][layer[0].k_pad] float
   uint32_t act_offset[2] = {0, 0};   // [max_rows][act_stride] float each
   uint8_t weights_in_registers = 0;  // layers from registers (KILN_LOW_LATENCY_LAYERS; see resident_mlp.cu)
-  uint32_t partial_offset = 0;       // register layers: [2][columns][warps] float, each warp's column sums
+  uint32_t partial_offset = 0;       // register layers: [2][warps][32] float, each warp's column sums
   uint32_t smem_bytes = 0;
 };
 
