@@ -7,9 +7,10 @@
 // KILN_FUSED_MLP_TACTIC=onednn_rows: the chain on each thread's own slice of the rows) and 3 "bf16" (kiln
 // build --bf16: the AVX512_BF16 direct kernel below 4 rows, the oneDNN chain in BF16 from there, AMX or
 // AVX512_BF16 where present) and 4 "bf16_onednn_rows" (bf16 with the rows split over the threads: each
-// thread converts and runs its own slice, the chain at every batch), 5 "tf32" (the default build, TF32 allowed: on
-// CPUs with AMX-BF16 the split-bf16 chain from 64 rows, fused_mlp.cpp) and 6 "tf32_rows" (bf16x3 forced at every
-// batch, rows split over the threads: KILN_FUSED_MLP_TACTIC=bf16x3_rows). Each at threads=1, 2, 4, 8 and all (the context's set_num_threads; 0 = all,
+// thread converts and runs its own slice, the chain at every batch), 5 "tf32" (TF32 allowed, bf16x3 forced:
+// the split-bf16 chain at every batch, KILN_FUSED_MLP_TACTIC=bf16x3, fused_mlp.cpp; unforced, tf32 runs as
+// engine 0) and 6 "tf32_rows" (bf16x3 forced at every batch, rows split over the threads:
+// KILN_FUSED_MLP_TACTIC=bf16x3_rows). Each at threads=1, 2, 4, 8 and all (the context's set_num_threads; 0 = all,
 // i.e. OMP_NUM_THREADS or the cores). KILN_FUSED_MLP_TACTIC=direct|onednn set in the environment pins
 // engine 0's tactic instead. E.g. the batch-8192 comparison:
 //   bench_kiln_engine --benchmark_filter='batch:8192/' --benchmark_repetitions=10 \
@@ -36,7 +37,7 @@ struct Ctx {
 };
 
 constexpr int kEngines = 7;
-// [0] fused, [1] layers, [2] fused onednn_rows, [3] bf16, [4] bf16 onednn_rows, [5] tf32, [6] tf32 bf16x3_rows
+// [0] fused, [1] layers, [2] fused onednn_rows, [3] bf16, [4] bf16 onednn_rows, [5] tf32 bf16x3, [6] tf32 bf16x3_rows
 std::shared_ptr<kiln::Engine> g_engines[kEngines];
 std::map<std::tuple<int64_t, int64_t, int64_t>, Ctx> g_ctx;
 
@@ -61,7 +62,7 @@ Ctx& context(int64_t batch, int64_t threads, int64_t which) {
 }
 
 // Args: batch, threads (0 = all), engine (0 = fused, 1 = per-layer, 2 = fused, rows split over threads, 3 = bf16,
-// 4 = bf16, rows split over threads, 5 = tf32, 6 = tf32 in bf16x3 with the rows split).
+// 4 = bf16, rows split over threads, 5 = tf32 in bf16x3, 6 = tf32 in bf16x3 with the rows split).
 void BM_kiln(benchmark::State& state) {
   const int64_t batch = state.range(0);
   Ctx& c = context(batch, state.range(1), state.range(2));
@@ -102,9 +103,10 @@ int main(int argc, char** argv) {
     }
     // The fused layer reads KILN_FUSED_MLP_TACTIC when the engine is loaded.
     if (rows_split) setenv("KILN_FUSED_MLP_TACTIC", "onednn_rows", 1);
+    if (which == 5) setenv("KILN_FUSED_MLP_TACTIC", "bf16x3", 1);
     if (which == 6) setenv("KILN_FUSED_MLP_TACTIC", "bf16x3_rows", 1);
     auto engine = kiln::Runtime().deserialize_engine(built->engine);
-    if (rows_split || which == 6) {
+    if (rows_split || which == 5 || which == 6) {
       if (pinned) setenv("KILN_FUSED_MLP_TACTIC", pinned_tactic.c_str(), 1);
       else unsetenv("KILN_FUSED_MLP_TACTIC");
     }

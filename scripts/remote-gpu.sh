@@ -16,22 +16,19 @@ WORK=$(mktemp -d /tmp/kiln-gpu.XXXXXX)
 STEPS=${KILN_GPU_STEPS:-tests python cli}
 
 # bench_low_latency (C++): the resident kernel against the CUDA graph path, host and device IO, its phase trace;
-# once per resident layout CTAS:INPUT:LAYERS (KILN_LOW_LATENCY_CTAS: 8, the default, or 16; KILN_LOW_LATENCY_INPUT:
-# cta0, the default, or spread; KILN_LOW_LATENCY_LAYERS: shared, the default, or registers), the list in
-# KILN_LOWLAT_LAYOUTS. KILN_LOWLAT_PICK=1: the layout with the lowest host-IO p50 is exported for the steps after
-# this one (compare), and the record says so.
+# once per resident layout (KILN_LOW_LATENCY_CTAS: 8, the default, or 16; KILN_LOW_LATENCY_INPUT: cta0, the
+# default, or spread). KILN_LOWLAT_PICK=1: the layout with the lowest host-IO p50 is exported for the steps
+# after this one (compare), and the record says so.
 run_bench_low_latency() {
   [[ -x "$HERE/bin/bench_low_latency" ]] || return 0
-  local layout ctas input layers best="" best_p50=""
-  for layout in ${KILN_LOWLAT_LAYOUTS:-8:cta0:shared 8:cta0:registers 16:cta0:shared 16:cta0:registers}; do
-    IFS=: read -r ctas input layers <<< "$layout"
-    local tag="${ctas}_${input}_${layers}"
-    local j="$WORK/json/low_latency_${tag}.json" t="$WORK/low_latency_${tag}.txt"
-    echo "=== bench_low_latency, $ctas CTAs, input read by $input, weights in $layers"
-    KILN_LOW_LATENCY_CTAS=$ctas KILN_LOW_LATENCY_INPUT=$input KILN_LOW_LATENCY_LAYERS=$layers timeout 200 \
-      "$HERE/bin/bench_low_latency" --json="$j" > "$t" 2>&1
+  local layout ctas input best="" best_p50=""
+  for layout in 8:cta0 8:spread 16:cta0 16:spread; do
+    ctas=${layout%:*} input=${layout#*:}
+    local j="$WORK/json/low_latency_${ctas}_${input}.json" t="$WORK/low_latency_${ctas}_${input}.txt"
+    echo "=== bench_low_latency, $ctas CTAs, input read by $input"
+    KILN_LOW_LATENCY_CTAS=$ctas KILN_LOW_LATENCY_INPUT=$input timeout 200 "$HERE/bin/bench_low_latency" --json="$j" > "$t" 2>&1
     echo "bench_low_latency exit $?"; grep -E "^(cuda_graph|low_latency|ping)" "$t"
-    { echo; echo "### bench_low_latency (C++, batch 1 FP32; host and device memory; KILN_LOW_LATENCY_CTAS=$ctas KILN_LOW_LATENCY_INPUT=$input KILN_LOW_LATENCY_LAYERS=$layers)"; echo; echo '```';
+    { echo; echo "### bench_low_latency (C++, batch 1 FP32; host and device memory; KILN_LOW_LATENCY_CTAS=$ctas KILN_LOW_LATENCY_INPUT=$input)"; echo; echo '```';
       tail -30 "$t"; echo '```'; echo; } >> "$md"
     local p50
     p50=$(python3 -c "import json,sys; print([r['p50_us'] for r in json.load(open(sys.argv[1]))['results'] if r['name']=='low_latency'][0])" "$j" 2> /dev/null) || continue
@@ -40,9 +37,8 @@ run_bench_low_latency() {
     fi
   done
   if [[ "${KILN_LOWLAT_PICK:-0}" == 1 && -n "$best" ]]; then
-    IFS=: read -r ctas input layers <<< "$best"
-    export KILN_LOW_LATENCY_CTAS=$ctas KILN_LOW_LATENCY_INPUT=$input KILN_LOW_LATENCY_LAYERS=$layers
-    echo "picked for the steps after: KILN_LOW_LATENCY_CTAS=$ctas KILN_LOW_LATENCY_INPUT=$input KILN_LOW_LATENCY_LAYERS=$layers (host-IO p50 $best_p50 us)" | tee -a "$md"
+    export KILN_LOW_LATENCY_CTAS=${best%:*} KILN_LOW_LATENCY_INPUT=${best#*:}
+    echo "picked for the steps after: KILN_LOW_LATENCY_CTAS=${best%:*} KILN_LOW_LATENCY_INPUT=${best#*:} (host-IO p50 $best_p50 us)" | tee -a "$md"
   fi
 }
 
@@ -199,9 +195,9 @@ PY
     for p in fp32 fp16; do
       for b in 1 8192; do
         for mode in device device-graph pinned pinned-graph pageable pageable-graph lowlatency lowlatency-device \
-            lowlatency16 lowlatency16-device lowlatency-regs lowlatency-regs-device; do
+            lowlatency16 lowlatency16-device; do
           [[ $mode == lowlatency* && $b != 1 ]] && continue
-          local extra="" ctas=8 layers=shared
+          local extra="" ctas=8
           case $mode in
             device) extra="--noDataTransfers" ;;
             device-graph) extra="--useCudaGraph --noDataTransfers" ;;
@@ -213,11 +209,9 @@ PY
             lowlatency-device) extra="--lowLatency --noDataTransfers" ;;
             lowlatency16) extra="--lowLatency"; ctas=16 ;;  # the resident cluster with 16 CTAs
             lowlatency16-device) extra="--lowLatency --noDataTransfers"; ctas=16 ;;
-            lowlatency-regs) extra="--lowLatency"; layers=registers ;;  # weights in registers (8 CTAs)
-            lowlatency-regs-device) extra="--lowLatency --noDataTransfers"; layers=registers ;;
           esac
           local j="$WORK/json/hostio_${p}_b${b}_${mode}.json"
-          KILN_LOW_LATENCY_CTAS=$ctas KILN_LOW_LATENCY_LAYERS=$layers $K run --loadEngine=$E/mlp_$p.engine --shapes=input:${b}x1x28x28 --warmUp=300 --iterations=500 --duration=2 \
+          KILN_LOW_LATENCY_CTAS=$ctas $K run --loadEngine=$E/mlp_$p.engine --shapes=input:${b}x1x28x28 --warmUp=300 --iterations=500 --duration=2 \
             $extra --exportJSON="$j" > "$WORK/hostio_${p}_${b}_${mode}.txt" 2>&1 || { echo "=== hostio $p b$b $mode failed"; tail -8 "$WORK/hostio_${p}_${b}_${mode}.txt"; echo "| $p | $b | $mode | FAILED: $(tail -1 "$WORK/hostio_${p}_${b}_${mode}.txt" | cut -c1-200) | | |" >> "$md"; continue; }
           python3 - "$j" "$p" "$b" "$mode" >> "$md" << 'PY'
 import json, sys
@@ -275,7 +269,7 @@ PY
     # in one process each, interleaved repetitions (medians).
     if [[ -x "$HERE/bin/bench_kiln_engine" ]]; then
       # Engines 1 and 2 (per-layer, FP32 rows split) are out of the default filter since GPU run 15 (measured, settled).
-      { echo "## CPU MLP (bench_kiln_engine: engine 0 = fused FP32 (--noTF32) default rule, 3 = BF16, 4 = BF16 onednn_rows, 5 = TF32 default rule (bf16x3 on AMX from 64 rows), 6 = TF32 bf16x3_rows; threads 0 = all)"; echo; echo '```'; } >> "$md"
+      { echo "## CPU MLP (bench_kiln_engine: engine 0 = fused FP32 (--noTF32) default rule, 3 = BF16, 4 = BF16 onednn_rows, 5 = TF32 bf16x3 forced, 6 = TF32 bf16x3_rows forced; threads 0 = all)"; echo; echo '```'; } >> "$md"
       timeout 240 "$HERE/bin/bench_kiln_engine" --model=models/mlp.onnx \
         --benchmark_filter="${KILN_CPUBENCH_FILTER:-batch:(1|64|8192)/threads:[01]/engine:[03456]/}" \
         --benchmark_repetitions=5 --benchmark_enable_random_interleaving=true --benchmark_report_aggregates_only=true \

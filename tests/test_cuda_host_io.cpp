@@ -109,28 +109,13 @@ struct Precision {
 
 class CudaLowLatency : public ::testing::TestWithParam<Precision> {};
 
-// The resident kernel's layouts (KILN_LOW_LATENCY_CTAS, KILN_LOW_LATENCY_INPUT, KILN_LOW_LATENCY_LAYERS,
-// KILN_LOW_LATENCY_THREADS), each set while the mode starts.
+// The resident kernel's layouts (KILN_LOW_LATENCY_CTAS, KILN_LOW_LATENCY_INPUT).
 struct ResidentLayout {
   const char* ctas;
   const char* input;
-  const char* layers = "shared";
-  const char* threads = "512";
-  std::string describe() const {
-    return std::string(ctas) + " CTAs of " + threads + " threads, input read by " + input + ", weights in " + layers;
-  }
+  std::string describe() const { return std::string(ctas) + " CTAs, input read by " + input; }
 };
-constexpr ResidentLayout kResidentLayouts[] = {
-    {"8", "cta0"}, {"8", "spread"}, {"16", "cta0"}, {"16", "spread"},
-    {"8", "cta0", "registers"}, {"8", "spread", "registers"}, {"16", "cta0", "registers"},
-    {"16", "cta0", "registers", "256"}};  // 256 threads: 64 registers again, more senders than threads
-
-struct ScopedResidentLayout {
-  explicit ScopedResidentLayout(const ResidentLayout& layout)
-      : ctas("KILN_LOW_LATENCY_CTAS", layout.ctas), input("KILN_LOW_LATENCY_INPUT", layout.input),
-        layers("KILN_LOW_LATENCY_LAYERS", layout.layers), threads("KILN_LOW_LATENCY_THREADS", layout.threads) {}
-  test::ScopedEnv ctas, input, layers, threads;
-};
+constexpr ResidentLayout kResidentLayouts[] = {{"8", "cta0"}, {"8", "spread"}, {"16", "cta0"}, {"16", "spread"}};
 
 TEST_P(CudaLowLatency, MatchesFloat64ReferenceWithHostMemory) {
   REQUIRE_GPU();
@@ -217,7 +202,7 @@ TEST_P(CudaLowLatency, SixteenRowsFit) {
   pinned.bind(c);
   EXPECT_LE(run_once(c, pinned, 16, 70), p.tolerance) << "normal path first";
   for (const ResidentLayout& layout : kResidentLayouts) {
-    const ScopedResidentLayout scoped(layout);
+    test::ScopedEnv cluster("KILN_LOW_LATENCY_CTAS", layout.ctas), input("KILN_LOW_LATENCY_INPUT", layout.input);
     Status s = c.set_low_latency(true, 16);
     ASSERT_TRUE(s.is_ok()) << layout.describe() << ": " << s.to_string();
     for (int64_t b : {16, 1, 9, 16})
@@ -371,7 +356,7 @@ TEST_P(CudaLowLatency, DeviceMemoryInAndOut) {
   for (const ResidentLayout& layout : kResidentLayouts) {
     const std::string ctas = layout.describe();
     {
-      const ScopedResidentLayout scoped(layout);
+      test::ScopedEnv cluster("KILN_LOW_LATENCY_CTAS", layout.ctas), input("KILN_LOW_LATENCY_INPUT", layout.input);
       Status s = c.set_low_latency(true, 16);
       ASSERT_TRUE(s.is_ok()) << ctas << ": " << s.to_string();
     }
@@ -458,26 +443,10 @@ TEST(CudaLowLatencyErrors, UnknownResidentLayoutIsRefused) {
     EXPECT_NE(s.to_string().find("KILN_LOW_LATENCY_CTAS=12"), std::string::npos) << s.to_string();
     EXPECT_FALSE((*ctx)->low_latency());
   }
-  {
-    test::ScopedEnv input("KILN_LOW_LATENCY_INPUT", "everyone");
-    Status s = (*ctx)->set_low_latency(true, 1);
-    EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << s.to_string();
-    EXPECT_NE(s.to_string().find("KILN_LOW_LATENCY_INPUT='everyone'"), std::string::npos) << s.to_string();
-    EXPECT_FALSE((*ctx)->low_latency());
-  }
-  {
-    test::ScopedEnv layers("KILN_LOW_LATENCY_LAYERS", "texture");
-    Status s = (*ctx)->set_low_latency(true, 1);
-    EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << s.to_string();
-    EXPECT_NE(s.to_string().find("KILN_LOW_LATENCY_LAYERS='texture'"), std::string::npos) << s.to_string();
-    EXPECT_FALSE((*ctx)->low_latency());
-  }
-  // Register layers that do not fit (two warps: 784 / 2 weights of the first layer per thread) are refused,
-  // never run from shared memory instead.
-  test::ScopedEnv layers("KILN_LOW_LATENCY_LAYERS", "registers"), threads("KILN_LOW_LATENCY_THREADS", "64");
+  test::ScopedEnv input("KILN_LOW_LATENCY_INPUT", "everyone");
   Status s = (*ctx)->set_low_latency(true, 1);
-  EXPECT_EQ(s.code(), StatusCode::kUnsupported) << s.to_string();
-  EXPECT_NE(s.to_string().find("register layers: each thread would hold"), std::string::npos) << s.to_string();
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << s.to_string();
+  EXPECT_NE(s.to_string().find("KILN_LOW_LATENCY_INPUT='everyone'"), std::string::npos) << s.to_string();
   EXPECT_FALSE((*ctx)->low_latency());
 }
 

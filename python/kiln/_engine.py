@@ -329,7 +329,7 @@ def build(onnx_path, fp16=False, min_shapes=None, opt_shapes=None, max_shapes=No
 
     device: "cpu" or "cuda" (built for the GPU of this machine). fp16: layers may run in FP16 (CUDA
     only; IO stays FP32). tf32: FP32 layers may use TF32 tensor cores (CUDA; on by default, as in
-    TensorRT), and on CPUs with AMX-BF16 the fused MLP may run in split BF16 (bf16x3, ~1e-5 of FP32). timing_cache: file that CUDA tactic timings are read from and added to.
+    TensorRT), and lets the CPU fused MLP run in split BF16 where KILN_FUSED_MLP_TACTIC=bf16x3 asks (~1e-5 of FP32). timing_cache: file that CUDA tactic timings are read from and added to.
     int8: GEMM layers in INT8, scales from calib_cache (a TensorRT-format file, used when it exists, else
     written) or by calibrating on calib_data (IDX/.npy/raw files, comma-separated) with calib_algo
     ("percentile" by default, "entropy", "minmax"). best: per layer INT8 or float, whichever is faster.

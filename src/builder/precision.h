@@ -22,7 +22,7 @@ Status fix_output_precision(Graph& g, const BuilderConfig& config, bool* changed
 int mark_cpu_bf16_layers(Graph& g);
 
 // CPU build with TF32 allowed (the default, as TensorRT's): labels every float32 kiln.FusedMLP "tf32", which lets
-// its kernel trade float32's last bits for speed (split BF16 on AMX, backends/cpu/fused_mlp.cpp). Returns how
+// its kernel trade float32's last bits for speed (split BF16 where forced, backends/cpu/fused_mlp.cpp). Returns how
 // many. Other CPU kernels compute float32 whatever the label, so only FusedMLP is marked.
 int mark_cpu_tf32_layers(Graph& g);
 

@@ -90,7 +90,7 @@ TEST(OpFusedMlp, Bf16WithinBf16Tolerance) {
   }
 }
 
-// precision tf32 in split bf16 (bf16x3: the default from 64 rows on CPUs with AMX-BF16; forced here, with and
+// precision tf32 in split bf16 (bf16x3: KILN_FUSED_MLP_TACTIC=bf16x3 only, not a default; forced here, with and
 // without the row split, so every AVX-512 machine runs it): against float64 within the fp32 tolerance, 1e-5
 // (2.9e-6 to 8.6e-6 here on the dev box).
 // 1300 rows on one thread run ten 128-row blocks and a 20-row tail. CPU only: the CUDA kernels run tf32 as

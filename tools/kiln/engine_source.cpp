@@ -62,7 +62,7 @@ void add_build_flags(CLI::App* cmd, BuildFlags* flags) {
   cmd->add_flag("--bf16", flags->bf16,
                 "Let dense layer chains run in BF16 (CPU: AMX or AVX512_BF16 through oneDNN where present); engine IO "
                 "stays FP32");
-  cmd->add_flag("--noTF32", flags->no_tf32, "FP32 GEMMs use full FP32 math instead of TF32 tensor cores (CUDA) or split BF16 on AMX (CPU fused MLP)");
+  cmd->add_flag("--noTF32", flags->no_tf32, "FP32 GEMMs use full FP32 math instead of TF32 tensor cores (CUDA) or split BF16 (CPU fused MLP, where KILN_FUSED_MLP_TACTIC=bf16x3 asks)");
   cmd->add_flag("--best", flags->best,
                 "Per layer, the fastest of INT8 (with --calibData or --calib) and float (FP16/TF32 on CUDA, FP32 on "
                 "the CPU), chosen by timing the engine at the opt shape");

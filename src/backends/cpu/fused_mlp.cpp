@@ -19,13 +19,15 @@
 // AMX-BF16 or AVX512_BF16 where the CPU has them, emulates them elsewhere), over blocks of rows whose input is
 // converted to bf16 just before their matmuls (the separate conversion pass cost as much as the AMX chain).
 // A node of precision tf32 (the default build; `kiln build --noTF32` makes it fp32) may trade float32's last bits
-// for speed, as TF32 tensor cores do on the GPU. On CPUs with AMX-BF16 it runs the chain in split BF16 from
-// kBf16x3MinRows rows on up to kBf16x3MaxThreads threads ("bf16x3", fused_mlp_bf16.h: each float32 operand as a
-// sum of two bf16 values, three bf16 products per multiply-add, one AMX matmul over 3K): 3e-6 (Fashion-MNIST) to
-// 9e-6 (the tests' random networks) relative error against float64, inside the fp32 tolerance, at a third of the
-// AMX bf16 rate, against AVX-512 FMA's float32 rate. Elsewhere (no AMX) three AVX512_BF16 products cost more than
-// one float32 FMA, so tf32 runs as fp32. KILN_FUSED_MLP_TACTIC=bf16x3|bf16x3_rows forces it (any M and thread
-// count, on any AVX-512 CPU: tests).
+// for speed, as TF32 tensor cores do on the GPU. KILN_FUSED_MLP_TACTIC=bf16x3|bf16x3_rows runs its chain in split
+// BF16 ("bf16x3", fused_mlp_bf16.h: each float32 operand as a sum of two bf16 values, three bf16 products per
+// multiply-add, one matmul over 3K; any M and thread count, on any AVX-512 CPU): 3e-6 (Fashion-MNIST) to 9e-6 (the
+// tests' random networks) relative error against float64, inside the fp32 tolerance, at a third of the AMX bf16
+// rate. It is not the default: on the Xeon's AMX it beat float32 on one thread only, and only while the host's AMX
+// ran at full rate (bare oneDNN bf16 chain 4.9 ms): 17.6-18.8 against 25.9 ms (GPU run 19), but 41 against 34 ms
+// with that chain at 12.9 ms (run 22) and 44 against 28.5 ms from Python (run 20); on 2-16 threads it lost
+// everywhere (bench/GPU_NOTES.md, session 12). Without AMX three AVX512_BF16 products cost more than one float32
+// FMA (53 against 37 ms on the dev box). So tf32 runs as fp32 unless forced.
 // The crossover M (direct below, onednn from it) is fixed (M = 1 runs direct): the two tactics round
 // differently, and an engine must give the same bits in every process, so the choice may not depend on a
 // timing taken at load. KILN_FUSED_MLP_TACTIC=auto times it at load instead (once per process per network
@@ -67,16 +69,10 @@ constexpr int64_t kMinSliceRows = 64;                 // row split: at least thi
 // BF16 chain: rows per block per thread. 512 rows of the course MLP's input are 0.8 MB as bf16, which with the
 // 0.47 MB of bf16 weights stays in a 2 MB L2 between the conversion and the first matmul.
 constexpr int64_t kBf16BlockRowsPerThread = 512;
-// bf16x3: the split chain from this M (fixed, see the crossover below), on at most kBf16x3MaxThreads threads, and
-// its rows per block per thread. Xeon (AMX-BF16, 2 MB L2 per core), GPU run 19, batch 8192, ms: one thread
-// 17.6-18.8 in blocks of 128 rows, 21.2-22.8 (256), 19.1-20.8 (512), 26.6-27.3 (all 8192 rows at once), FP32
-// 25.2-25.9 in the same run; 128 rows of the course MLP's split input (0.6 MB) and layer 1's split weights (1.2 MB)
-// share the L2. On more threads it lost to FP32 wherever measured: 16 threads 3.2-3.8 against 3.2 ms (run 19);
-// GPU run 20, forced bf16x3 against FP32: 2 threads 24.2 / 17.4 ms, 4: 12.8 / 10.5, 8: 8.4 / 5.5 (AMX scales
-// 5-6x over 16 threads there, FP32 FMA 8x). So it runs on one thread only.
-constexpr int64_t kBf16x3MinRows = 64;
+// bf16x3 (forced): rows per block per thread. Xeon (AMX-BF16, 2 MB L2 per core), GPU run 19, batch 8192, one
+// thread, ms: 17.6-18.8 in blocks of 128 rows, 21.2-22.8 (256), 19.1-20.8 (512), 26.6-27.3 (all 8192 rows at
+// once); 128 rows of the course MLP's split input (0.6 MB) and layer 1's split weights (1.2 MB) share the L2.
 constexpr int64_t kBf16x3BlockRowsPerThread = 128;
-constexpr int kBf16x3MaxThreads = 1;
 constexpr size_t kRowSplitWeightBytes = size_t{4} << 20;  // row split: every thread streams all the weights
 
 // [N,K] -> panels: columns p0 .. p0+P-1 (P = min(64, N - p0)) stored [K][P] at offset p0*K. Same element
@@ -237,7 +233,7 @@ class FusedMlpKernel final : public CpuKernel {
     m_ = volume(Dims(x.begin(), x.end() - 1));  // leading dims flattened into rows
     use_onednn_ = m_ >= crossover_;
     const int threads = omp_get_max_threads();  // the context's count (the backend set it before reshape)
-    x3_ = use_onednn_ && m_ >= mlp_->x3_from && (mlp_->x3_from == 0 || threads <= kBf16x3MaxThreads);
+    x3_ = use_onednn_ && m_ >= mlp_->x3_from;
     if (!use_onednn_ || m_ == 0) return Status::ok();
     slice_rows_ = 0;
     // BF16 and bf16x3: the chain runs over blocks of rows per thread, each block's input converted just before
@@ -329,7 +325,7 @@ class FusedMlpKernel final : public CpuKernel {
     for (Chain* c : {&b.full, &b.tail}) {
       const int64_t r = c == &b.full ? block : rows % block;
       if (r == 0) continue;
-      if (c->x3 != x3_) c->gemms.clear();  // a new M crossed kBf16x3MinRows
+      if (c->x3 != x3_) c->gemms.clear();  // made for the other kind of chain
       if (c->gemms.empty()) {
         Status s = make_chain(c, one_thread, x3_);
         if (!s.is_ok()) return s;
@@ -590,9 +586,9 @@ Result<std::shared_ptr<const Mlp>> prepare(const Node& n, const Graph& g) {
                             split);
     return std::shared_ptr<const Mlp>(std::move(mlp));
   }
-  // tf32: split bf16 on AMX (or where forced), from kBf16x3MinRows rows (forced: at every M).
+  // tf32: split bf16 where forced, at every M.
   const bool x3_forced = force.rfind("bf16x3", 0) == 0;
-  bool x3 = n.precision == "tf32" && (x3_forced || (force.empty() && target_isa() == "avx512_core_amx"));
+  bool x3 = n.precision == "tf32" && x3_forced;
   for (const Layer& l : mlp->layers) x3 = x3 && l.k > 0;
   if (x3) {
     if (const char* rows = std::getenv("KILN_BF16X3_BLOCK_ROWS")) {
@@ -605,15 +601,12 @@ Result<std::shared_ptr<const Mlp>> prepare(const Node& n, const Graph& g) {
     }
     for (Layer& l : mlp->layers)
       l.nk3 = Tensor::from_vector(DataType::kFloat32, {l.n, 3 * l.k}, to_bf16x3_weights(l.nk.data<float>(), l.n, l.k));
-    mlp->x3_from = x3_forced ? 0 : kBf16x3MinRows;
+    mlp->x3_from = 0;
   }
   const std::string x3_note =
       x3 ? fmt::format("; tf32: oneDNN matmul chain in split bf16 (bf16x3: three bf16 products over 3K, float32 "
-                       "accumulation; oneDNN ISA {}), {} rows per thread at a time, from M = {}{}",
-                       target_isa(), mlp->x3_block_rows, mlp->x3_from,
-                       x3_forced                   ? ""
-                       : kBf16x3MaxThreads == 1 ? " on one thread (float32 on more)"
-                                                : fmt::format(" on up to {} threads (float32 on more)", kBf16x3MaxThreads))
+                       "accumulation; oneDNN ISA {}), {} rows per thread at a time, at every M",
+                       target_isa(), mlp->x3_block_rows)
          : "";
   if (x3_forced) {
     mlp->crossover = 0;
@@ -633,8 +626,8 @@ Result<std::shared_ptr<const Mlp>> prepare(const Node& n, const Graph& g) {
     // 13.9 us at M=1, onednn ahead from M=2; dev box: direct ahead at M=1 on one thread).
     mlp->crossover = kFixedCrossover;
     mlp->note = fmt::format("direct ({}, {}) for M < {}, onednn from M = {} (fixed; KILN_FUSED_MLP_TACTIC=auto "
-                            "times the crossover at load instead){}{}",
-                            isa, kPanelLayout, mlp->crossover, mlp->crossover, x3_note, split);
+                            "times the crossover at load instead){}",
+                            isa, kPanelLayout, mlp->crossover, mlp->crossover, split);
     return std::shared_ptr<const Mlp>(std::move(mlp));
   }
   // auto: networks of the same shape cross over at the same M: time each shape once per process.

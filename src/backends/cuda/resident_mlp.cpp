@@ -66,45 +66,6 @@ Result<bool> input_spread_setting() {
   return Status(StatusCode::kInvalidArgument, fmt::format("KILN_LOW_LATENCY_INPUT='{}' (want cta0 or spread)", s));
 }
 
-// Where the layers read their weights on each request: "shared" memory (the default) or "registers" (every
-// thread holds its share for the kernel's life; needs every layer's columns per CTA <= 32 and each thread's
-// share of all layers <= kRegisterWeights). KILN_LOW_LATENCY_LAYERS picks (experiment; docs/performance.md).
-enum class LayerWeights { kShared, kRegisters };
-Result<LayerWeights> layer_weights_setting() {
-  const char* v = std::getenv("KILN_LOW_LATENCY_LAYERS");
-  const std::string s = v ? v : "";
-  if (s.empty() || s == "shared") return LayerWeights::kShared;
-  if (s == "registers") return LayerWeights::kRegisters;
-  return Status(StatusCode::kInvalidArgument,
-                fmt::format("KILN_LOW_LATENCY_LAYERS='{}' (want shared or registers)", s));
-}
-
-// The register layers' plan (LayerParams::col_lanes, reg_offset, reg_count) for `threads` per CTA, or why it
-// does not fit.
-Status plan_register_layers(resident::KernelParams& p, const std::vector<ResidentLayerPlan>& layers) {
-  const int warps = p.threads / 32;
-  int used = 0;
-  for (int l = 0; l < p.layers; ++l) {
-    LayerParams& L = p.layer[l];
-    int lanes = 1;
-    while (lanes < L.cols_per_cta) lanes *= 2;
-    if (lanes > 32)
-      return Status(StatusCode::kUnsupported,
-                    fmt::format("register layers: layer '{}' has {} columns per CTA (at most 32)", layers[l].name,
-                                L.cols_per_cta));
-    const int slices = warps * (32 / lanes);
-    L.col_lanes = lanes;
-    L.reg_offset = used;
-    L.reg_count = static_cast<int>(round_up(static_cast<size_t>((L.k + slices - 1) / slices), 4));
-    used += L.reg_count;
-  }
-  if (used > resident::kRegisterWeights)
-    return Status(StatusCode::kUnsupported,
-                  fmt::format("register layers: each thread would hold {} weights (at most {}) with {} CTAs of {} threads",
-                              used, resident::kRegisterWeights, p.ctas, p.threads));
-  return Status::ok();
-}
-
 
 int64_t host_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
@@ -363,11 +324,6 @@ Status ResidentMlp::start(const ResidentPlan& plan, int max_rows) {
   auto spread = input_spread_setting();
   if (!spread.is_ok()) return spread.status();
   p.input_spread = *spread ? 1 : 0;
-  auto weights_at = layer_weights_setting();
-  if (!weights_at.is_ok()) return weights_at.status();
-  p.weights_in_registers = *weights_at == LayerWeights::kRegisters ? 1 : 0;
-  if (const char* t = std::getenv("KILN_LOW_LATENCY_THREADS"))  // experiments: fewer warps per CTA
-    p.threads = std::clamp(std::atoi(t) / 32 * 32, 32, resident::kThreads);
   auto limit = resident::resident_smem_limit();
   if (!limit.is_ok()) return limit.status();
   // Shared-memory layout (see resident_mlp.cu), each piece 16-byte aligned.
@@ -393,12 +349,8 @@ Status ResidentMlp::start(const ResidentPlan& plan, int max_rows) {
   }
   p.act_stride = act_stride;
   p.max_rows = max_rows;
-  if (p.weights_in_registers) {
-    Status planned = plan_register_layers(p, plan.layers);
-    if (!planned.is_ok()) return planned;
-    p.partial_offset = static_cast<uint32_t>(at);
-    at += static_cast<size_t>(2 * p.threads) * 4;  // [2][32 columns][warps] float
-  }
+  if (const char* t = std::getenv("KILN_LOW_LATENCY_THREADS"))  // experiments: fewer warps per CTA
+    p.threads = std::clamp(std::atoi(t) / 32 * 32, 32, resident::kThreads);
   // One input buffer: CTA 0 sends request n+1's input only after the host saw the answer to request n,
   // which every CTA's layer 0 reads of it came before.
   p.input_offset = static_cast<uint32_t>(at);
@@ -672,8 +624,7 @@ std::string ResidentMlp::json() const {
                       {"weight_dtype", std::string(dtype_name(plan_.layers[l].weight_dtype))},
                       {"bias", L.bias != nullptr},
                       {"activation", L.activation},
-                      {"columns_per_cta", L.cols_per_cta},
-                      {"registers_per_thread", L.reg_count}});
+                      {"columns_per_cta", L.cols_per_cta}});
   }
   return nlohmann::json{{"kernel", fmt::format("cuda.resident_mlp.cluster{}", params_.ctas)},
                         {"layers", layers},
@@ -684,7 +635,6 @@ std::string ResidentMlp::json() const {
                         {"output_dtype", std::string(dtype_name(plan_.output_dtype))},
                         {"ctas", params_.ctas},
                         {"input_read_by", params_.input_spread ? "every CTA (a share each)" : "CTA 0"},
-                        {"weights_read_from", params_.weights_in_registers ? "registers" : "shared memory"},
                         {"threads_per_cta", params_.threads},
                         {"smem_bytes_per_cta", params_.smem_bytes},
                         {"max_rows", params_.max_rows},

@@ -17,9 +17,6 @@
 #include <cooperative_groups.h>
 #include <cuda_fp16.h>
 
-#include <algorithm>
-#include <utility>
-
 #include "backends/cuda/cuda_util.h"
 #include "backends/cuda/resident_mlp_kernel.h"
 
@@ -298,132 +295,6 @@ __device__ bool dense_layer(const KernelParams& p, const LayerParams& L, unsigne
   return wrote;
 }
 
-// Register layers (KernelParams::weights_in_registers). The shared-memory layers above read every weight from
-// shared memory on each request, so a layer takes at least its weight bytes / the SM's 128 B per cycle (the
-// first layer on 8 CTAs: 100 KB, ~780 cycles) plus a 5-step butterfly per column. Here each thread keeps its
-// weights in registers for the kernel's life: columns go to lanes and k to slices (LayerParams::col_lanes),
-// each thread's dot product reads only its slice of the input row (one broadcast 16-byte load per 4 k),
-// a short butterfly folds the slices within a warp, and the warps' sums meet in shared memory behind one CTA
-// barrier, where one thread per (column, destination CTA) adds them up, applies bias and activation and sends.
-template <class W>
-__device__ void load_register_weights(float (&wr)[kRegisterWeights], const LayerParams& L, const unsigned char* smem,
-                                      int cols) {
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int c = lane & (L.col_lanes - 1), slice = warp * (32 / L.col_lanes) + lane / L.col_lanes;
-  const W* w = reinterpret_cast<const W*>(smem + L.weight_offset) + c * L.k_pad;
-#pragma unroll
-  for (int i = 0; i < kRegisterWeights; ++i) {
-    const int j = i - L.reg_offset;
-    if (j >= 0 && j < L.reg_count) {
-      const int k = slice * L.reg_count + j;
-      wr[i] = c < cols && k < L.k ? load1(w + k) : 0.f;
-    }
-  }
-}
-
-// This thread's slice of one row's dot product: `blocks` groups of 4 registers from kFirst times x[k0..]
-// (16-byte aligned). The layer's registers start at a compile-time index (see register_dot), so every register
-// access is static and only this thread's own blocks are visited. kRagged (k % 4 != 0): the last group is
-// masked past k, since a buffer's pad may hold a stale value that is not finite.
-template <int kFirst, bool kRagged>
-__device__ __forceinline__ float dot_from(const float (&wr)[kRegisterWeights], int blocks, int tail, const float* x) {
-  float a0 = 0.f, a1 = 0.f, a2 = 0.f, a3 = 0.f;
-#pragma unroll
-  for (int b = 0; kFirst + 4 * b < kRegisterWeights; ++b) {
-    if (b >= blocks) break;
-    float4 v = *reinterpret_cast<const float4*>(x + 4 * b);
-    if (kRagged && b + 1 == blocks) {  // tail: 1..4 valid elements
-      v.y = tail > 1 ? v.y : 0.f;
-      v.z = tail > 2 ? v.z : 0.f;
-      v.w = tail > 3 ? v.w : 0.f;
-    }
-    const int i = kFirst + 4 * b;
-    a0 = fmaf(wr[i], v.x, a0);
-    a1 = fmaf(wr[i + 1], v.y, a1);
-    a2 = fmaf(wr[i + 2], v.z, a2);
-    a3 = fmaf(wr[i + 3], v.w, a3);
-  }
-  return (a0 + a1) + (a2 + a3);
-}
-
-template <bool kRagged, int... kGroup>
-__device__ __forceinline__ float dot_switch(const float (&wr)[kRegisterWeights], int group, int blocks, int tail,
-                                            const float* x, std::integer_sequence<int, kGroup...>) {
-  float r = 0.f;
-  ((group == kGroup ? (r = dot_from<4 * kGroup, kRagged>(wr, blocks, tail, x), 0) : 0), ...);
-  return r;
-}
-
-// Registers reg_offset.. (a multiple of 4) times x[k0..]: the slice's groups of 4 below k.
-__device__ __forceinline__ float register_dot(const float (&wr)[kRegisterWeights], const LayerParams& L,
-                                              const float* x, int k0) {
-  const int left = L.k - k0;  // elements of this slice below k
-  if (left <= 0) return 0.f;
-  const int blocks = min(L.reg_count / 4, (left + 3) / 4);  // >= 1: reg_count >= 4, left >= 1
-  const int tail = left - 4 * (blocks - 1);
-  using Groups = std::make_integer_sequence<int, kRegisterWeights / 4>;
-  if (L.k & 3) return dot_switch<true>(wr, L.reg_offset / 4, blocks, tail, x + k0, Groups{});
-  return dot_switch<false>(wr, L.reg_offset / 4, blocks, tail, x + k0, Groups{});
-}
-
-// One layer from registers, row by row. partials: [2][warps][32] float (alternating per row, so a row's
-// writes never meet the previous row's readers: those reach the next barrier only after their reads).
-// Every thread of the CTA takes part (the caller's barrier waits included). Returns whether this thread wrote
-// device output.
-__device__ bool register_layer(const KernelParams& p, const LayerParams& L, const float (&wr)[kRegisterWeights],
-                               const unsigned char* smem, const float* x, int x_stride, const LayerSink& sink,
-                               bool last, int rows, int rank, int ctas, float* partials, uint32_t& partial_buf,
-                               uint64_t* warp_cycles) {
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
-  const int C = L.col_lanes;
-  const int k0 = (warp * (32 / C) + lane / C) * L.reg_count;
-  const int col0 = static_cast<int>(static_cast<int64_t>(L.n) * rank / ctas);
-  const int cols = static_cast<int>(static_cast<int64_t>(L.n) * (rank + 1) / ctas) - col0;
-  const float* bias = reinterpret_cast<const float*>(smem + L.bias_offset);
-  const int senders = C * (last ? 1 : ctas);  // (column, destination CTA) pairs
-  bool wrote = false;
-  for (int row = 0; row < rows; ++row) {
-    const uint64_t c0 = warp_cycles ? clock64() : 0;
-    float acc = register_dot(wr, L, x + row * x_stride, k0);
-    for (int o = 16; o >= C; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
-    float* part = partials + partial_buf * (32 * warps);
-    partial_buf ^= 1u;
-    if (lane < C) part[warp * 32 + lane] = acc;  // [warp][column]: no bank conflicts, here or below
-    __syncthreads();
-    const uint64_t c1 = warp_cycles ? clock64() : 0;
-    for (int t = threadIdx.x; t < senders; t += blockDim.x) {
-      const int c = t & (C - 1), dest = t / C;
-      if (c >= cols) continue;
-      float s = 0.f;
-      for (int w = 0; w < warps; ++w) s += part[w * 32 + c];  // the same order in every sender: same bits
-      float v = activate(fmaf(L.alpha, s, bias[c]), L.activation, L.activation_alpha);
-      if (L.round_output_half) v = round_to_half(v);
-      const int n = col0 + c;
-      if (!last) {
-        send_b32(cluster_addr(sink.next + static_cast<uint32_t>(row * sink.stride + n) * 4u, dest), __float_as_uint(v),
-                 cluster_addr(sink.bar, dest));
-      } else {
-        const int64_t at = static_cast<int64_t>(row) * L.n + n;
-        if (sink.output_ll) {
-          const uint32_t bits = p.output_half ? __half_as_ushort(__float2half_rn(v)) : __float_as_uint(v);
-          store_ll(static_cast<uint64_t*>(sink.output) + at, bits, sink.seq);
-        } else {
-          if (p.output_half) static_cast<__half*>(sink.output)[at] = __float2half_rn(v);
-          else static_cast<float*>(sink.output)[at] = v;
-          wrote = true;
-        }
-      }
-    }
-    if (warp_cycles) {
-      const uint64_t c2 = clock64();
-      warp_cycles[0] += c1 - c0;
-      warp_cycles[1] += c2 - c1;
-      warp_cycles[2] += 1;
-    }
-  }
-  return wrote;
-}
-
 // CTA 0's warp 0, once per request: polls the request line until all its LL words carry seq (or the lease
 // has run out), then sends the request to every CTA's mailbox (counted by that CTA's box_bar) and arms every
 // CTA's input mbarrier (in_bar) with the input bytes it will receive. The input itself goes out afterwards
@@ -509,7 +380,6 @@ __device__ __forceinline__ int2 input_share(const KernelParams& p, int total, in
   return make_int2(min(a, total), min(b, total));
 }
 
-template <bool kRegisters>
 __global__ void __launch_bounds__(kThreads, 1)
     resident_mlp_kernel(const __grid_constant__ KernelParams p) {
   extern __shared__ __align__(16) unsigned char smem[];
@@ -531,21 +401,6 @@ __global__ void __launch_bounds__(kThreads, 1)
     if (L.weight_half) stage_weights<uint16_t>(L, smem, col0, cols);
     else stage_weights<uint32_t>(L, smem, col0, cols);
   }
-  float wr[kRegisterWeights];  // register layers: this thread's weights of every layer
-  if constexpr (kRegisters) {
-#pragma unroll
-    for (int i = 0; i < kRegisterWeights; ++i) wr[i] = 0.f;
-    __syncthreads();  // the staged weights, read back below
-    for (int l = 0; l < p.layers; ++l) {
-      const LayerParams& L = p.layer[l];
-      const int cols = static_cast<int>(static_cast<int64_t>(L.n) * (rank + 1) / ctas) -
-                       static_cast<int>(static_cast<int64_t>(L.n) * rank / ctas);
-      if (L.weight_half) load_register_weights<__half>(wr, L, smem, cols);
-      else load_register_weights<float>(wr, L, smem, cols);
-    }
-  }
-  float* partials = reinterpret_cast<float*>(smem + p.partial_offset);
-  uint32_t partial_buf = 0;
   if (threadIdx.x == 0) {
     bar_init(&box_bar);
     bar_init(&in_bar);
@@ -620,11 +475,10 @@ __global__ void __launch_bounds__(kThreads, 1)
       const LayerParams& L = p.layer[l];
       const bool last = l + 1 == p.layers;
       if (l > 0) {
-        // Warps with columns in this layer (and warp 0 always, see above; every warp with register layers)
-        // wait for the last layer's columns.
+        // Warps with columns in this layer (and warp 0 always, see above) wait for the last layer's columns.
         const int cols = static_cast<int>(static_cast<int64_t>(L.n) * (rank + 1) / ctas) -
                          static_cast<int>(static_cast<int64_t>(L.n) * rank / ctas);
-        if (kRegisters || warp == 0 || warp < cols) bar_wait(&layer_bar[l - 1], phase);
+        if (warp == 0 || warp < cols) bar_wait(&layer_bar[l - 1], phase);
         lap(kTraceLayerBarriers);
         x = reinterpret_cast<const float*>(smem + p.act_offset[(l - 1) % 2]);
         x_stride = p.act_stride;
@@ -632,11 +486,8 @@ __global__ void __launch_bounds__(kThreads, 1)
       sink.next = smem_addr(smem + p.act_offset[l % 2]);
       sink.bar = smem_addr(&layer_bar[l]);
       uint64_t* wc = tracer ? warp_cycles : nullptr;
-      if constexpr (kRegisters)
-        wrote |= register_layer(p, L, wr, smem, x, x_stride, sink, last, rows, rank, ctas, partials, partial_buf, wc);
-      else
-        wrote |= L.weight_half ? dense_layer<__half>(p, L, smem, x, x_stride, sink, last, rows, rank, ctas, wc)
-                               : dense_layer<float>(p, L, smem, x, x_stride, sink, last, rows, rank, ctas, wc);
+      wrote |= L.weight_half ? dense_layer<__half>(p, L, smem, x, x_stride, sink, last, rows, rank, ctas, wc)
+                             : dense_layer<float>(p, L, smem, x, x_stride, sink, last, rows, rank, ctas, wc);
       lap(kTraceLayerCompute);
     }
     phase ^= 1u;
@@ -669,19 +520,14 @@ Result<int> resident_smem_limit() {
   Status got_limit = check(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device),
                            "reading the shared-memory opt-in limit");
   if (!got_limit.is_ok()) return got_limit;
-  int static_bytes = 0;
-  for (auto kernel : {resident_mlp_kernel<false>, resident_mlp_kernel<true>}) {
-    cudaFuncAttributes attrs{};
-    Status got_attrs = check(cudaFuncGetAttributes(&attrs, kernel), "cudaFuncGetAttributes(resident_mlp_kernel)");
-    if (!got_attrs.is_ok()) return got_attrs;
-    static_bytes = std::max(static_bytes, static_cast<int>(attrs.sharedSizeBytes));
-  }
-  return optin - static_bytes;
+  cudaFuncAttributes attrs{};
+  Status got_attrs = check(cudaFuncGetAttributes(&attrs, resident_mlp_kernel), "cudaFuncGetAttributes(resident_mlp_kernel)");
+  if (!got_attrs.is_ok()) return got_attrs;
+  return optin - static_cast<int>(attrs.sharedSizeBytes);
 }
 
 Status launch_resident_mlp(const KernelParams& p, cudaStream_t stream, int* clusters_out) {
-  void (*const kernel)(KernelParams) = p.weights_in_registers ? resident_mlp_kernel<true> : resident_mlp_kernel<false>;
-  Status allowed = check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+  Status allowed = check(cudaFuncSetAttribute(resident_mlp_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                         static_cast<int>(p.smem_bytes)),
                    cat("allowing the resident kernel ", p.smem_bytes, " bytes of shared memory per CTA"));
   if (!allowed.is_ok()) return allowed;
@@ -689,7 +535,7 @@ Status launch_resident_mlp(const KernelParams& p, cudaStream_t stream, int* clus
     return Status(StatusCode::kInvalidArgument, cat("resident kernel: a cluster of ", p.ctas, " CTAs (", kClusterCtas,
                                                     " or ", kMaxClusterCtas, ")"));
   if (p.ctas > kClusterCtas) {  // above the portable size: opt in
-    Status nonportable = check(cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1),
+    Status nonportable = check(cudaFuncSetAttribute(resident_mlp_kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1),
                                "allowing the resident kernel a non-portable cluster size");
     if (!nonportable.is_ok()) return nonportable;
   }
@@ -706,7 +552,7 @@ Status launch_resident_mlp(const KernelParams& p, cudaStream_t stream, int* clus
   config.attrs = attr;
   config.numAttrs = 1;
   int clusters = 0;
-  Status occupancy = check(cudaOccupancyMaxActiveClusters(&clusters, kernel, &config),
+  Status occupancy = check(cudaOccupancyMaxActiveClusters(&clusters, resident_mlp_kernel, &config),
             cat("cudaOccupancyMaxActiveClusters (", p.ctas, " CTAs x ", config.blockDim.x, " threads, ", p.smem_bytes,
                 " bytes of shared memory each)"));
   if (!occupancy.is_ok()) return occupancy;
@@ -715,7 +561,7 @@ Status launch_resident_mlp(const KernelParams& p, cudaStream_t stream, int* clus
     return Status(StatusCode::kUnsupported,
                   cat("this GPU cannot hold one cluster of ", p.ctas, " CTAs with ", config.blockDim.x, " threads and ",
                       p.smem_bytes, " bytes of shared memory each"));
-  return check(cudaLaunchKernelEx(&config, kernel, p), "launching the resident kernel");
+  return check(cudaLaunchKernelEx(&config, resident_mlp_kernel, p), "launching the resident kernel");
 }
 
 }  // namespace kiln::cuda::resident

@@ -17,9 +17,6 @@ constexpr int kMaxClusterCtas = 16;  // the kernel's sends address CTA (lane & 1
 constexpr int kThreads = 512;     // 16 warps per CTA
 constexpr int kMaxLayers = 8;
 constexpr int kMaxRows = 16;
-// Register layers (KernelParams::weights_in_registers): the float weights one thread holds for all layers
-// together. 64 fits the course's MLP on 8 CTAs (52 + 8 + 4) within the 128 registers a 512-thread CTA allows.
-constexpr int kRegisterWeights = 64;
 
 enum : uint32_t { kCommandRun = 1, kCommandStop = 2, kCommandIdleExit = 3 /* kernel-side only */ };
 enum : int { kActNone = 0, kActRelu = 1, kActLeakyRelu = 2, kActSigmoid = 3, kActTanh = 4 };
@@ -102,10 +99,6 @@ struct LayerParams {
   uint32_t weight_offset = 0, bias_offset = 0;  // bytes into dynamic shared memory
   uint8_t weight_half = 0, bias_half = 0;
   uint8_t round_output_half = 0;  // the layer's output is float16 in the engine: round like it does
-  // Register layers only: columns go to lanes (col_lanes, a power of two <= 32: lane l has column l % col_lanes)
-  // and k to slices (warp w, lane l: slice w * 32 / col_lanes + l / col_lanes, reg_count consecutive k each,
-  // a multiple of 4); the thread's weights are registers reg_offset .. reg_offset + reg_count.
-  int col_lanes = 0, reg_offset = 0, reg_count = 0;
 };
 
 struct KernelParams {
@@ -125,17 +118,13 @@ struct KernelParams {
   int act_stride = 0;                // row stride (floats) of the two activation buffers
   uint32_t input_offset = 0;         // [max_rows][layer[0].k_pad] float
   uint32_t act_offset[2] = {0, 0};   // [max_rows][act_stride] float each
-  uint8_t weights_in_registers = 0;  // layers from registers (KILN_LOW_LATENCY_LAYERS; see resident_mlp.cu)
-  uint32_t partial_offset = 0;       // register layers: [2][warps][32] float, each warp's column sums
   uint32_t smem_bytes = 0;
 };
 
 // Sets the kernel's shared-memory limit, checks that a cluster of p.ctas CTAs with p.smem_bytes each
-// can be resident on this GPU (clusters_out: how many could), and launches it (the register-layer kernel
-// where p.weights_in_registers) on stream.
+// can be resident on this GPU (clusters_out: how many could), and launches it on stream.
 Status launch_resident_mlp(const KernelParams& p, cudaStream_t stream, int* clusters_out);
-// The shared memory one CTA may opt in to (cudaDevAttrMaxSharedMemoryPerBlockOptin minus the static use of
-// the larger of the two kernels).
+// The shared memory one CTA may opt in to (cudaDevAttrMaxSharedMemoryPerBlockOptin minus static use).
 Result<int> resident_smem_limit();
 
 }  // namespace kiln::cuda::resident
