@@ -152,7 +152,7 @@ struct InputSink {
   int k0, stride, ctas;
   bool round_half;  // a Cast float32 -> float16 follows the input: round like the engine does
   __device__ uint32_t at(int e) const {
-    const int row = e / k0, k = e - row * k0;
+    const int row = e < k0 ? 0 : e / k0, k = e - row * k0;  // batch 1: no division on the input's path
     return buffer + static_cast<uint32_t>(row * stride + k) * 4u;
   }
   __device__ float rounded(float v) const { return round_half ? round_to_half(v) : v; }
@@ -204,13 +204,22 @@ struct LayerSink {
   uint32_t seq = 0;
 };
 
+// This CTA's columns of a layer: [n * rank / ctas, n * (rank + 1) / ctas). Computed once at start (ColumnRange
+// in shared memory): the 64-bit divisions cost ~100-200 cycles each, four per layer per request before.
+struct ColumnRange {
+  int first, count;
+};
+__device__ __forceinline__ ColumnRange column_range(int n, int rank, int ctas) {
+  const int first = static_cast<int>(static_cast<int64_t>(n) * rank / ctas);
+  return {first, static_cast<int>(static_cast<int64_t>(n) * (rank + 1) / ctas) - first};
+}
+
 template <class W>
 __device__ bool dense_layer(const KernelParams& p, const LayerParams& L, unsigned char* smem, const float* x,
-                            int x_stride, const LayerSink& sink, bool last, int rows, int rank, int ctas,
+                            int x_stride, const LayerSink& sink, bool last, int rows, ColumnRange range, int ctas,
                             uint64_t* warp_cycles) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
-  const int col0 = static_cast<int>(static_cast<int64_t>(L.n) * rank / ctas);
-  const int cols = static_cast<int>(static_cast<int64_t>(L.n) * (rank + 1) / ctas) - col0;
+  const int col0 = range.first, cols = range.count;
   const W* wbase = reinterpret_cast<const W*>(smem + L.weight_offset);
   const float* bias = reinterpret_cast<const float*>(smem + L.bias_offset);
   const int k4 = L.k & ~3;
@@ -388,6 +397,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   __shared__ __align__(8) uint64_t in_bar;       // the input has arrived
   __shared__ __align__(8) uint64_t layer_bar[kMaxLayers];  // layer l's columns from every CTA have arrived
   __shared__ uint32_t request_line[kRequestWords];  // CTA 0
+  __shared__ ColumnRange columns[kMaxLayers];       // this CTA's columns of each layer
   cg::cluster_group cluster = cg::this_cluster();
   const int rank = static_cast<int>(cluster.block_rank());
   const int ctas = static_cast<int>(cluster.num_blocks());
@@ -396,8 +406,9 @@ __global__ void __launch_bounds__(kThreads, 1)
 
   for (int l = 0; l < p.layers; ++l) {
     const LayerParams& L = p.layer[l];
-    const int col0 = static_cast<int>(static_cast<int64_t>(L.n) * rank / ctas);
-    const int cols = static_cast<int>(static_cast<int64_t>(L.n) * (rank + 1) / ctas) - col0;
+    const ColumnRange range = column_range(L.n, rank, ctas);
+    const int col0 = range.first, cols = range.count;
+    if (threadIdx.x == 0) columns[l] = range;
     if (L.weight_half) stage_weights<uint16_t>(L, smem, col0, cols);
     else stage_weights<uint32_t>(L, smem, col0, cols);
   }
@@ -476,9 +487,7 @@ __global__ void __launch_bounds__(kThreads, 1)
       const bool last = l + 1 == p.layers;
       if (l > 0) {
         // Warps with columns in this layer (and warp 0 always, see above) wait for the last layer's columns.
-        const int cols = static_cast<int>(static_cast<int64_t>(L.n) * (rank + 1) / ctas) -
-                         static_cast<int>(static_cast<int64_t>(L.n) * rank / ctas);
-        if (warp == 0 || warp < cols) bar_wait(&layer_bar[l - 1], phase);
+        if (warp == 0 || warp < columns[l].count) bar_wait(&layer_bar[l - 1], phase);
         lap(kTraceLayerBarriers);
         x = reinterpret_cast<const float*>(smem + p.act_offset[(l - 1) % 2]);
         x_stride = p.act_stride;
@@ -486,8 +495,8 @@ __global__ void __launch_bounds__(kThreads, 1)
       sink.next = smem_addr(smem + p.act_offset[l % 2]);
       sink.bar = smem_addr(&layer_bar[l]);
       uint64_t* wc = tracer ? warp_cycles : nullptr;
-      wrote |= L.weight_half ? dense_layer<__half>(p, L, smem, x, x_stride, sink, last, rows, rank, ctas, wc)
-                             : dense_layer<float>(p, L, smem, x, x_stride, sink, last, rows, rank, ctas, wc);
+      wrote |= L.weight_half ? dense_layer<__half>(p, L, smem, x, x_stride, sink, last, rows, columns[l], ctas, wc)
+                             : dense_layer<float>(p, L, smem, x, x_stride, sink, last, rows, columns[l], ctas, wc);
       lap(kTraceLayerCompute);
     }
     phase ^= 1u;
