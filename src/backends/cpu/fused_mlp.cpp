@@ -469,8 +469,8 @@ class FusedMlpKernel final : public CpuKernel {
   std::vector<std::unique_ptr<Blocks>> slice_blocks_;  // row split: the chains of each slice
   int64_t slice_rows_ = 0;                   // row split: rows per slice (0: the plain chain)
   std::vector<Status> slice_status_;         // row split: each slice's result
-  // On cache-line boundaries: AMX tile loads and AVX-512 loads of a row that straddles two lines cost two.
-  // (bf16x3 on one thread ran at 18 or 43 ms by where the heap put these; GPU runs 19 and 20.)
+  // On cache-line boundaries, as the weight panels: a tile or zmm load of a row that straddles two lines costs
+  // two. (Tried against bf16x3's 18-or-43 ms timings on the Xeon; those were the host's AMX rate, GPU run 22.)
   CacheLineVector<float> between_[2];        // onednn: [M, max N] activations between layers
   CacheLineVector<uint16_t> x_bf16_;         // bf16: the input converted, [M, K0]; x3: a layer's input split
 };

@@ -205,7 +205,8 @@ struct LayerSink {
 };
 
 // This CTA's columns of a layer: [n * rank / ctas, n * (rank + 1) / ctas). Computed once at start (ColumnRange
-// in shared memory): the 64-bit divisions cost ~100-200 cycles each, four per layer per request before.
+// in shared memory): a 64-bit division is a long software routine here, and four per layer per request took
+// ~0.6 µs of every batch-1 request (GPU run 23: layers 4.08 -> 3.44 µs, end to end 10.2-10.4 -> 9.0-9.5 µs).
 struct ColumnRange {
   int first, count;
 };
