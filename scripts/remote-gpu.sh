@@ -239,21 +239,30 @@ PY
     done
     run_bench_low_latency
   fi
-  if [[ " $STEPS " == *" lowlat_ab "* && -e "$HERE/lib_base/libkiln.so.0" ]]; then
-    # A/B of the resident kernel in one call: bench_low_latency on this build and on a baseline libkiln.so.0
-    # placed by hand in .carry_gpu/lib_base (the record says which commit), alternated three times each.
-    { echo "## bench_low_latency A/B (new: this commit; base: .carry_gpu/lib_base, $(cat "$HERE/lib_base/COMMIT" 2> /dev/null))"; echo; echo '```'; } >> "$md"
-    for i in 1 2 3; do
-      for which in base new; do
-        local libs="$WORK/lib"
-        [[ $which == base ]] && libs="$HERE/lib_base:$WORK/lib"
-        LD_LIBRARY_PATH="$libs:/usr/local/cuda/lib64" timeout 120 "$HERE/bin/bench_low_latency" \
-          --json="$WORK/json/low_latency_ab_${which}_$i.json" > "$WORK/ab.txt" 2>&1
-        grep -E "^(low_latency|ping)" "$WORK/ab.txt" | sed "s/^/$which $i: /" | tee -a "$md"
-        python3 -c "import json,re,sys; t=open(sys.argv[1]).read(); m=re.search(r'resident kernel: (\{.*\})', t); d=json.loads(m.group(1))['trace_us_per_request']; print(sys.argv[2], {k: round(v, 3) for k, v in d.items() if isinstance(v, float)}, d.get('warp0_cycles_per_request'))" "$WORK/ab.txt" "$which $i trace:" | tee -a "$md"
+  if [[ " $STEPS " == *" lowlat_ab "* ]]; then
+    # A/B of the resident kernel in one call, bench_low_latency alternated three times each: "new" is this build,
+    # "base" a baseline libkiln.so.0 placed by hand in .carry_gpu/lib_base (the record says which commit); or,
+    # with KILN_LOWLAT_AB_ENV (e.g. KILN_LOW_LATENCY_TRACE=0), "base" this build as is and "new" with that setting.
+    local ab_env=${KILN_LOWLAT_AB_ENV:-}
+    if [[ -z "$ab_env" && ! -e "$HERE/lib_base/libkiln.so.0" ]]; then
+      echo "lowlat_ab: neither .carry_gpu/lib_base/libkiln.so.0 nor KILN_LOWLAT_AB_ENV" | tee -a "$md"
+    else
+      local what="base: .carry_gpu/lib_base, $(cat "$HERE/lib_base/COMMIT" 2> /dev/null)"
+      [[ -n "$ab_env" ]] && what="base: this build, new: this build with $ab_env"
+      { echo "## bench_low_latency A/B (new: this commit; $what)"; echo; echo '```'; } >> "$md"
+      for i in 1 2 3; do
+        for which in base new; do
+          local libs="$WORK/lib" extra=()
+          [[ $which == base && -z "$ab_env" ]] && libs="$HERE/lib_base:$WORK/lib"
+          [[ $which == new && -n "$ab_env" ]] && extra=($ab_env)
+          env "${extra[@]}" LD_LIBRARY_PATH="$libs:/usr/local/cuda/lib64" timeout 120 "$HERE/bin/bench_low_latency" \
+            --json="$WORK/json/low_latency_ab_${which}_$i.json" > "$WORK/ab.txt" 2>&1
+          grep -E "^(low_latency|ping)" "$WORK/ab.txt" | sed "s/^/$which $i: /" | tee -a "$md"
+          python3 -c "import json,re,sys; t=open(sys.argv[1]).read(); m=re.search(r'resident kernel: (\{.*\})', t); d=json.loads(m.group(1))['trace_us_per_request']; print(sys.argv[2], {k: round(v, 3) for k, v in d.items() if isinstance(v, float)}, d.get('warp0_cycles_per_request'))" "$WORK/ab.txt" "$which $i trace:" | tee -a "$md"
+        done
       done
-    done
-    echo '```' >> "$md"
+      echo '```' >> "$md"
+    fi
   fi
   if [[ " $STEPS " == *" lowlat "* ]]; then  # bench_low_latency alone (quick iterations on the resident kernel)
     run_bench_low_latency

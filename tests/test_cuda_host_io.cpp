@@ -109,13 +109,25 @@ struct Precision {
 
 class CudaLowLatency : public ::testing::TestWithParam<Precision> {};
 
-// The resident kernel's layouts (KILN_LOW_LATENCY_CTAS, KILN_LOW_LATENCY_INPUT).
+// The resident kernel's layouts (KILN_LOW_LATENCY_CTAS, KILN_LOW_LATENCY_INPUT) and its trace
+// (KILN_LOW_LATENCY_TRACE), each set while the mode starts.
 struct ResidentLayout {
   const char* ctas;
   const char* input;
-  std::string describe() const { return std::string(ctas) + " CTAs, input read by " + input; }
+  const char* trace = "1";
+  std::string describe() const {
+    return std::string(ctas) + " CTAs, input read by " + input + ", trace " + (trace[0] == '1' ? "on" : "off");
+  }
 };
-constexpr ResidentLayout kResidentLayouts[] = {{"8", "cta0"}, {"8", "spread"}, {"16", "cta0"}, {"16", "spread"}};
+constexpr ResidentLayout kResidentLayouts[] = {{"8", "cta0"}, {"8", "spread"}, {"16", "cta0"}, {"16", "spread"},
+                                               {"8", "cta0", "0"}};
+
+struct ScopedResidentLayout {
+  explicit ScopedResidentLayout(const ResidentLayout& layout)
+      : ctas("KILN_LOW_LATENCY_CTAS", layout.ctas), input("KILN_LOW_LATENCY_INPUT", layout.input),
+        trace("KILN_LOW_LATENCY_TRACE", layout.trace) {}
+  test::ScopedEnv ctas, input, trace;
+};
 
 TEST_P(CudaLowLatency, MatchesFloat64ReferenceWithHostMemory) {
   REQUIRE_GPU();
@@ -202,7 +214,7 @@ TEST_P(CudaLowLatency, SixteenRowsFit) {
   pinned.bind(c);
   EXPECT_LE(run_once(c, pinned, 16, 70), p.tolerance) << "normal path first";
   for (const ResidentLayout& layout : kResidentLayouts) {
-    test::ScopedEnv cluster("KILN_LOW_LATENCY_CTAS", layout.ctas), input("KILN_LOW_LATENCY_INPUT", layout.input);
+    const ScopedResidentLayout scoped(layout);
     Status s = c.set_low_latency(true, 16);
     ASSERT_TRUE(s.is_ok()) << layout.describe() << ": " << s.to_string();
     for (int64_t b : {16, 1, 9, 16})
@@ -356,7 +368,7 @@ TEST_P(CudaLowLatency, DeviceMemoryInAndOut) {
   for (const ResidentLayout& layout : kResidentLayouts) {
     const std::string ctas = layout.describe();
     {
-      test::ScopedEnv cluster("KILN_LOW_LATENCY_CTAS", layout.ctas), input("KILN_LOW_LATENCY_INPUT", layout.input);
+      const ScopedResidentLayout scoped(layout);
       Status s = c.set_low_latency(true, 16);
       ASSERT_TRUE(s.is_ok()) << ctas << ": " << s.to_string();
     }
@@ -443,10 +455,17 @@ TEST(CudaLowLatencyErrors, UnknownResidentLayoutIsRefused) {
     EXPECT_NE(s.to_string().find("KILN_LOW_LATENCY_CTAS=12"), std::string::npos) << s.to_string();
     EXPECT_FALSE((*ctx)->low_latency());
   }
-  test::ScopedEnv input("KILN_LOW_LATENCY_INPUT", "everyone");
+  {
+    test::ScopedEnv input("KILN_LOW_LATENCY_INPUT", "everyone");
+    Status s = (*ctx)->set_low_latency(true, 1);
+    EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << s.to_string();
+    EXPECT_NE(s.to_string().find("KILN_LOW_LATENCY_INPUT='everyone'"), std::string::npos) << s.to_string();
+    EXPECT_FALSE((*ctx)->low_latency());
+  }
+  test::ScopedEnv trace("KILN_LOW_LATENCY_TRACE", "yes");
   Status s = (*ctx)->set_low_latency(true, 1);
   EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << s.to_string();
-  EXPECT_NE(s.to_string().find("KILN_LOW_LATENCY_INPUT='everyone'"), std::string::npos) << s.to_string();
+  EXPECT_NE(s.to_string().find("KILN_LOW_LATENCY_TRACE='yes'"), std::string::npos) << s.to_string();
   EXPECT_FALSE((*ctx)->low_latency());
 }
 

@@ -66,6 +66,16 @@ Result<bool> input_spread_setting() {
   return Status(StatusCode::kInvalidArgument, fmt::format("KILN_LOW_LATENCY_INPUT='{}' (want cta0 or spread)", s));
 }
 
+// CTA 0's phase trace (the timings low_latency_info() and bench_low_latency report): on unless
+// KILN_LOW_LATENCY_TRACE=0 (an experiment: what the trace's timer reads cost on the request's path).
+Result<bool> trace_setting() {
+  const char* v = std::getenv("KILN_LOW_LATENCY_TRACE");
+  const std::string s = v ? v : "";
+  if (s.empty() || s == "1") return true;
+  if (s == "0") return false;
+  return Status(StatusCode::kInvalidArgument, fmt::format("KILN_LOW_LATENCY_TRACE='{}' (want 0 or 1)", s));
+}
+
 
 int64_t host_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
@@ -324,6 +334,9 @@ Status ResidentMlp::start(const ResidentPlan& plan, int max_rows) {
   auto spread = input_spread_setting();
   if (!spread.is_ok()) return spread.status();
   p.input_spread = *spread ? 1 : 0;
+  auto trace = trace_setting();
+  if (!trace.is_ok()) return trace.status();
+  p.trace = *trace ? 1 : 0;
   auto limit = resident::resident_smem_limit();
   if (!limit.is_ok()) return limit.status();
   // Shared-memory layout (see resident_mlp.cu), each piece 16-byte aligned.
@@ -635,6 +648,7 @@ std::string ResidentMlp::json() const {
                         {"output_dtype", std::string(dtype_name(plan_.output_dtype))},
                         {"ctas", params_.ctas},
                         {"input_read_by", params_.input_spread ? "every CTA (a share each)" : "CTA 0"},
+                        {"trace", params_.trace != 0},
                         {"threads_per_cta", params_.threads},
                         {"smem_bytes_per_cta", params_.smem_bytes},
                         {"max_rows", params_.max_rows},

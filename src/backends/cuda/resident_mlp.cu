@@ -342,7 +342,7 @@ __device__ void announce_request(const KernelParams& p, const Receiver& r, uint3
   }
   __syncwarp();
   if (lane == 0) {
-    *t_seen = global_ns();
+    if (p.trace) *t_seen = global_ns();
     if (idle) {
       r.line[kRequestCommand] = kCommandIdleExit;
       r.line[kRequestRows] = 0;
@@ -361,7 +361,7 @@ __device__ void announce_request(const KernelParams& p, const Receiver& r, uint3
     send_v4(box + 16, make_uint4(r.line[kRequestOutputHi], r.line[kRequestInputLo], r.line[kRequestInputHi], 0), box_bar);
     bar_arm_remote(cluster_addr(r.in_bar, lane), in_bytes);
   }
-  if (lane == 0) *t_sent = global_ns();
+  if (lane == 0 && p.trace) *t_sent = global_ns();
 }
 
 // This CTA's share of the request's input: read from the request's device buffer or the mapped input, sent to
@@ -432,7 +432,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   uint32_t last_seq = p.start_seq;
   uint32_t phase = 0;  // parity of the current request's phase, the same for in_bar and every layer_bar
   uint64_t lease = global_ns() + p.idle_ns;  // CTA 0's copy of the lease
-  const bool tracer = rank == 0 && threadIdx.x == 0;
+  const bool tracer = p.trace && rank == 0 && threadIdx.x == 0;
   uint64_t phase_ns[kTracePhases] = {}, answered = 0, cycles = 0, c_seen = 0, t_prev = 0;
   uint64_t warp_cycles[3] = {0, 0, 0};  // kTraceWarp*: CTA 0's thread 0 only
   auto lap = [&](int phase_id) {  // CTA 0's thread 0 only

@@ -112,6 +112,7 @@ struct KernelParams {
   int threads = kThreads;       // per CTA, a multiple of 32 up to kThreads (KILN_LOW_LATENCY_THREADS, experiments)
   int ctas = kClusterCtas;      // CTAs in the cluster: kClusterCtas or kMaxClusterCtas (KILN_LOW_LATENCY_CTAS)
   uint8_t input_spread = 0;     // every CTA reads 1/ctas of the input and sends it to all (else CTA 0 reads it all)
+  uint8_t trace = 1;            // CTA 0's phase trace (Channel::trace; KILN_LOW_LATENCY_TRACE=0 turns it off)
   uint32_t generation = 0;      // written to ready / exited
   uint32_t start_seq = 0;       // the last request already answered: serve anything after it
   uint64_t idle_ns = 0;         // the lease before the first request
