@@ -55,27 +55,25 @@ int cluster_ctas_setting() {
   return v && *v ? std::atoi(v) : kClusterCtas;
 }
 
+// An experiment's two-way setting from the environment: unset or empty gives `unset`, anything but the two
+// names is refused by name.
+Result<bool> two_way_setting(const char* name, const char* when_false, const char* when_true, bool unset) {
+  const char* v = std::getenv(name);
+  const std::string s = v ? v : "";
+  if (s.empty()) return unset;
+  if (s == when_false) return false;
+  if (s == when_true) return true;
+  return Status(StatusCode::kInvalidArgument, fmt::format("{}='{}' (want {} or {})", name, s, when_false, when_true));
+}
+
 // Who reads the input from host (or device) memory: CTA 0 all of it ("cta0"), or every CTA an even share
 // ("spread"), each sending its share to every CTA. KILN_LOW_LATENCY_INPUT picks (experiment; see
 // docs/performance.md).
-Result<bool> input_spread_setting() {
-  const char* v = std::getenv("KILN_LOW_LATENCY_INPUT");
-  const std::string s = v ? v : "";
-  if (s.empty() || s == "cta0") return false;
-  if (s == "spread") return true;
-  return Status(StatusCode::kInvalidArgument, fmt::format("KILN_LOW_LATENCY_INPUT='{}' (want cta0 or spread)", s));
-}
+Result<bool> input_spread_setting() { return two_way_setting("KILN_LOW_LATENCY_INPUT", "cta0", "spread", false); }
 
 // CTA 0's phase trace (the timings low_latency_info() and bench_low_latency report): on unless
 // KILN_LOW_LATENCY_TRACE=0 (an experiment: what the trace's timer reads cost on the request's path).
-Result<bool> trace_setting() {
-  const char* v = std::getenv("KILN_LOW_LATENCY_TRACE");
-  const std::string s = v ? v : "";
-  if (s.empty() || s == "1") return true;
-  if (s == "0") return false;
-  return Status(StatusCode::kInvalidArgument, fmt::format("KILN_LOW_LATENCY_TRACE='{}' (want 0 or 1)", s));
-}
-
+Result<bool> trace_setting() { return two_way_setting("KILN_LOW_LATENCY_TRACE", "0", "1", true); }
 
 int64_t host_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
