@@ -793,8 +793,11 @@ def kiln_cpu_lines(args, kc, prec):
     note = "context.execute() on numpy buffers" + (", scales from bench/mlp_int8.cache" if prec == "int8" else "") + \
         (", TF32 allowed, split BF16 (bf16x3) forced: KILN_FUSED_MLP_TACTIC=bf16x3 (not the default)" if prec == "tf32"
          else "")
-    return [Line(f"Kiln CPU {prec.upper()} 1 thread", "cpu-1", prec, make_for(1), "kiln", note),
-            Line(f"Kiln CPU {prec.upper()} all threads", "cpu-all", prec, make_for(0), "kiln", note)]
+    # Forced bf16x3 runs the oneDNN chain at every batch, where the engine's own choice below 2 rows is the direct
+    # FP32 kernel: the TF32 rows are about the large-batch method, so they start at 64 rows (as its old rule did).
+    batches = [b for b in SWEEP_BATCHES if b >= 64] if prec == "tf32" else None
+    return [Line(f"Kiln CPU {prec.upper()} 1 thread", "cpu-1", prec, make_for(1), "kiln", note, batches=batches),
+            Line(f"Kiln CPU {prec.upper()} all threads", "cpu-all", prec, make_for(0), "kiln", note, batches=batches)]
 
 
 def ort_cpu_lines(args):
