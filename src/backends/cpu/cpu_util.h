@@ -3,6 +3,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 #include <initializer_list>
 #include <new>
 #include <string>
@@ -44,12 +45,38 @@ struct CacheLineAllocator {
   CacheLineAllocator() = default;
   template <class U>
   CacheLineAllocator(const CacheLineAllocator<U>&) {}
-  T* allocate(size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), kAlign)); }
-  void deallocate(T* p, size_t) { ::operator delete(p, kAlign); }
+  // aligned_alloc, not aligned operator new: a failed allocation comes back as null (also under ASan with
+  // allocator_may_return_null, where a failed operator new aborts) and is thrown here as std::bad_alloc, which
+  // resize_working turns into a Status.
+  T* allocate(size_t n) {
+    if (n > (SIZE_MAX - 63) / sizeof(T)) throw std::bad_alloc();
+    void* p = std::aligned_alloc(static_cast<size_t>(kAlign), (n * sizeof(T) + 63) / 64 * 64);
+    if (!p) throw std::bad_alloc();
+    return static_cast<T*>(p);
+  }
+  void deallocate(T* p, size_t) { std::free(p); }
   friend bool operator==(const CacheLineAllocator&, const CacheLineAllocator&) { return true; }
 };
 template <class T>
 using CacheLineVector = std::vector<T, CacheLineAllocator<T>>;
+
+// Resizes a kernel's working buffer to the product of `dims` elements (sized from a shape at reshape), or says
+// why not: a product that overflows or is more than this machine's physical memory (a corrupt engine or an absurd
+// shape gets an error naming `what`, not an allocation that aborts), or an allocation that fails.
+Status working_elements(std::initializer_list<int64_t> dims, size_t element_bytes, const char* what, size_t* out);
+template <class Vector>
+Status resize_working(Vector& v, std::initializer_list<int64_t> dims, const char* what) {
+  size_t n = 0;
+  Status s = working_elements(dims, sizeof(typename Vector::value_type), what, &n);
+  if (!s.is_ok()) return s;
+  try {
+    v.resize(n);
+  } catch (const std::bad_alloc&) {
+    return Status(StatusCode::kRuntimeError, std::string("out of memory allocating ") + what + " (" +
+                                                 std::to_string(n * sizeof(typename Vector::value_type)) + " bytes)");
+  }
+  return Status::ok();
+}
 
 // Kernel name stem + "." + lower-case op type, e.g. ("cpu.f32.binary", "Add") -> "cpu.f32.binary.add".
 std::string kernel_name(const std::string& stem, const std::string& op_type);

@@ -244,9 +244,14 @@ class FusedMlpKernel final : public CpuKernel {
     // Hidden activations (float32, or bf16 in the same room) and a bf16 copy of the input (bf16x3: of each
     // layer's input, split): room for all M rows when split (each slice in its own part), else for one block.
     const int64_t room = split ? m_ : block_rows_;
-    for (auto& b : between_) b.resize(static_cast<size_t>(room * mlp_->max_n));
-    if (x3_) x_bf16_.resize(static_cast<size_t>(room * 3 * mlp_->max_k));
-    else if (mlp_->bf16) x_bf16_.resize(static_cast<size_t>(room * mlp_->layers.front().k));
+    for (auto& b : between_) {
+      Status s = resize_working(b, {room, mlp_->max_n}, "the activations between layers");
+      if (!s.is_ok()) return s;
+    }
+    Status s = x3_            ? resize_working(x_bf16_, {room, 3, mlp_->max_k}, "the split bf16 input")
+               : mlp_->bf16 ? resize_working(x_bf16_, {room, mlp_->layers.front().k}, "the bf16 input")
+                            : Status::ok();
+    if (!s.is_ok()) return s;
     if (split) return reshape_slices(threads);
     return reshape_blocks(blocks_, m_, false);
   }
