@@ -201,6 +201,24 @@ TEST(OpFusedMlp, BadTacticNameIsAnError) {
   EXPECT_NE(r.status().message().find("KILN_FUSED_MLP_TACTIC"), std::string::npos) << r.status().to_string();
 }
 
+// Working buffers sized from a shape: an absurd size is a Status naming the buffer (a corrupt engine's profile
+// reached the CPU FusedMLP's reshape with ~10^14 rows and its allocation aborted; fuzz regression
+// fused_mlp_huge_rows_working_memory.bin), and an ordinary one is allocated on a cache line.
+TEST(OpFusedMlp, WorkingBuffersRefuseAbsurdSizes) {
+  cpu::CacheLineVector<float> v;
+  Status overflow = cpu::resize_working(v, {int64_t{1} << 40, int64_t{1} << 40}, "the test buffer");
+  EXPECT_EQ(overflow.code(), StatusCode::kOutOfRange) << overflow.to_string();
+  EXPECT_NE(overflow.to_string().find("the test buffer"), std::string::npos) << overflow.to_string();
+  Status too_big = cpu::resize_working(v, {int64_t{1} << 40, 256}, "the activations");
+  EXPECT_EQ(too_big.code(), StatusCode::kOutOfRange) << too_big.to_string();
+  EXPECT_NE(too_big.to_string().find("more than this machine's"), std::string::npos) << too_big.to_string();
+  EXPECT_EQ(cpu::resize_working(v, {-1, 4}, "negative").code(), StatusCode::kOutOfRange);
+  EXPECT_TRUE(v.empty());
+  ASSERT_TRUE(cpu::resize_working(v, {3, 5}, "a small buffer").is_ok());
+  EXPECT_EQ(v.size(), 15u);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(v.data()) % 64, 0u);
+}
+
 TEST(OpFusedMlp, BadBf16x3BlockRowsIsAnError) {
   ScopedEnv tactic("KILN_FUSED_MLP_TACTIC", "bf16x3");
   const auto* k = cpu::KernelRegistry::instance().find("cpu.f32.fused_mlp");

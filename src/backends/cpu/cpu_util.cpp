@@ -19,7 +19,10 @@ Status working_elements(std::initializer_list<int64_t> dims, size_t element_byte
   static const uint64_t physical = static_cast<uint64_t>(sysconf(_SC_PHYS_PAGES)) * sysconf(_SC_PAGESIZE);
   uint64_t n = 1, bytes = 0;
   bool overflow = false;
-  for (int64_t d : dims) overflow |= d < 0 || __builtin_mul_overflow(n, static_cast<uint64_t>(d), &n);
+  for (int64_t d : dims) {
+    if (d < 0) return Status(StatusCode::kOutOfRange, fmt::format("{} would have a negative size ({})", what, d));
+    overflow |= __builtin_mul_overflow(n, static_cast<uint64_t>(d), &n);
+  }
   overflow |= __builtin_mul_overflow(n, static_cast<uint64_t>(element_bytes), &bytes);
   if (overflow || bytes > physical)
     return Status(StatusCode::kOutOfRange,
