@@ -95,18 +95,20 @@ int main(int argc, char** argv) {
     if (which == 1) cfg.disabled_passes = {"mlp_fusion"};
     cfg.bf16 = which == 3 || which == 4;
     cfg.tf32 = which == 5 || which == 6;
-    const bool rows_split = which == 2 || which == 4;
+    // The fused layer reads KILN_FUSED_MLP_TACTIC when the engine is loaded: engines 2 and 4 split the rows,
+    // 5 and 6 force bf16x3.
+    const char* tactic = which == 2 || which == 4 ? "onednn_rows"
+                         : which == 5             ? "bf16x3"
+                         : which == 6             ? "bf16x3_rows"
+                                                  : nullptr;
     auto built = kiln::build_engine_from_file(model, cfg);
     if (!built.is_ok()) {
       std::fprintf(stderr, "build failed: %s\n", built.status().to_string().c_str());
       return 1;
     }
-    // The fused layer reads KILN_FUSED_MLP_TACTIC when the engine is loaded.
-    if (rows_split) setenv("KILN_FUSED_MLP_TACTIC", "onednn_rows", 1);
-    if (which == 5) setenv("KILN_FUSED_MLP_TACTIC", "bf16x3", 1);
-    if (which == 6) setenv("KILN_FUSED_MLP_TACTIC", "bf16x3_rows", 1);
+    if (tactic) setenv("KILN_FUSED_MLP_TACTIC", tactic, 1);
     auto engine = kiln::Runtime().deserialize_engine(built->engine);
-    if (rows_split || which == 5 || which == 6) {
+    if (tactic) {
       if (pinned) setenv("KILN_FUSED_MLP_TACTIC", pinned_tactic.c_str(), 1);
       else unsetenv("KILN_FUSED_MLP_TACTIC");
     }

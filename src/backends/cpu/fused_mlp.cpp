@@ -216,7 +216,7 @@ struct Mlp {
   bool bf16 = false;           // the node's precision is bf16 (direct: the BF16 kernel, onednn: in BF16)
   int64_t max_k2 = 0;          // bf16 direct: the widest layer input in pairs
   int64_t max_k = 0;           // the widest layer input
-  int64_t x3_from = kNever;    // onednn: M from which the chain runs in split bf16 (tf32 precision)
+  bool x3 = false;             // onednn: the chain in split bf16 at every M (tf32 precision, forced)
   int64_t x3_block_rows = kBf16x3BlockRowsPerThread;  // KILN_BF16X3_BLOCK_ROWS overrides (experiments)
   std::string note;            // for kiln inspect
 };
@@ -233,7 +233,7 @@ class FusedMlpKernel final : public CpuKernel {
     m_ = volume(Dims(x.begin(), x.end() - 1));  // leading dims flattened into rows
     use_onednn_ = m_ >= crossover_;
     const int threads = omp_get_max_threads();  // the context's count (the backend set it before reshape)
-    x3_ = use_onednn_ && m_ >= mlp_->x3_from;
+    x3_ = use_onednn_ && mlp_->x3;
     if (!use_onednn_ || m_ == 0) return Status::ok();
     slice_rows_ = 0;
     // BF16 and bf16x3: the chain runs over blocks of rows per thread, each block's input converted just before
@@ -606,7 +606,7 @@ Result<std::shared_ptr<const Mlp>> prepare(const Node& n, const Graph& g) {
     }
     for (Layer& l : mlp->layers)
       l.nk3 = Tensor::from_vector(DataType::kFloat32, {l.n, 3 * l.k}, to_bf16x3_weights(l.nk.data<float>(), l.n, l.k));
-    mlp->x3_from = 0;
+    mlp->x3 = true;
   }
   const std::string x3_note =
       x3 ? fmt::format("; tf32: oneDNN matmul chain in split bf16 (bf16x3: three bf16 products over 3K, float32 "
