@@ -24,11 +24,11 @@ if [[ "${1:-}" != "--no-build" ]]; then
     cmake --build "$BUILD" --target bench_onednn_chain bench_l2_stream
   fi
   if cmake --build "$BUILD" --target help | grep -q bench_low_latency; then
-    cmake --build "$BUILD" --target bench_low_latency bench_kiln_engine bench_l2_ingest
+    cmake --build "$BUILD" --target bench_low_latency bench_kiln_engine bench_l2_ingest bench_pcie_read
   fi
 fi
 BINS=("$BUILD/tools/kiln/kiln" "$BUILD/tests/kiln_tests" "$BUILD/tests/python/kiln_capi_test")
-for b in bench_onednn_chain bench_l2_stream bench_low_latency bench_kiln_engine bench_l2_ingest; do
+for b in bench_onednn_chain bench_l2_stream bench_low_latency bench_kiln_engine bench_l2_ingest bench_pcie_read; do
   if [[ -x "$BUILD/bench/$b" ]]; then BINS+=("$BUILD/bench/$b"); else echo "gpu-test: no $BUILD/bench/$b (compare.py reports that peer as not bundled)"; fi
 done
 rm -rf "$BUNDLE"

@@ -7,7 +7,8 @@
 # Optional, not in the default: compare = bench/compare.py, Kiln beside ONNX Runtime and PyTorch in the
 # course's tables (issue 7): KILN_GPU_STEPS="compare" (KILN_COMPARE_ARGS=--quick for its short run).
 # KILN_GPU_STEPS="lowlat": bench_low_latency alone (quick iterations on the resident kernel); "fmlpdiag": the
-# CUDA fused-MLP kernels' bench with the SM clock sampled, bench_l2_ingest, and Nsight Compute on them.
+# CUDA fused-MLP kernels' bench with the SM clock sampled, bench_l2_ingest, and Nsight Compute on them; "pcie":
+# bench_pcie_read (the copy engine against SMs reading pinned host memory in place).
 set -u
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 OUT=${OUT:-$HERE/out}
@@ -263,6 +264,11 @@ PY
       done
       echo '```' >> "$md"
     fi
+  fi
+  if [[ " $STEPS " == *" pcie "* ]]; then  # the copy engine against SMs reading pinned memory in place
+    { echo "## bench_pcie_read (host to device across PCIe)"; echo; echo '```'; } >> "$md"
+    [[ -x "$HERE/bin/bench_pcie_read" ]] && timeout 120 "$HERE/bin/bench_pcie_read" 2>&1 | tee -a "$md"
+    echo '```' >> "$md"
   fi
   if [[ " $STEPS " == *" lowlat "* ]]; then  # bench_low_latency alone (quick iterations on the resident kernel)
     run_bench_low_latency
