@@ -12,11 +12,17 @@
 //   ce+sm <f>   the copy engine takes the first fraction f while the kernel reads the rest, at once
 // Each line: event-timed ms on the GPU, host-timed ms (launch to synchronize), GB/s from the event time.
 // Every variant's output is compared with the source (FP16 to its rounding) before it is timed.
+// Then the host side (an FP16 engine rounds its FP32 input to FP16 anyway, so the host could send half the
+// bytes): host threads converting FP32 -> FP16 or copying FP32 (the pageable path's staging), alone and
+// pipelined with the copy engine chunk by chunk (threads convert chunk c+1 while chunk c crosses), host-timed.
 // Usage: bench_pcie_read [--rows=8192] [--reps=25]
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <immintrin.h>
+
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -24,6 +30,7 @@
 #include <cstring>
 #include <functional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #define CHECK(x)                                                                              \
@@ -96,6 +103,77 @@ SmVariant make_variant(bool sliced, int blocks, int threads) {
               read_strided<Out, kUnroll><<<blocks, threads, 0, st>>>(s, static_cast<Out*>(d), n4);
           }};
 }
+
+// FP32 -> FP16, round to nearest even (as __float2half_rn), 16 at a time; n a multiple of 16.
+__attribute__((target("avx512f,f16c"))) void convert_f16(const float* x, uint16_t* y, size_t n, bool stream) {
+  for (size_t i = 0; i < n; i += 16) {
+    const __m256i h = _mm512_cvtps_ph(_mm512_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    if (stream)
+      _mm256_stream_si256(reinterpret_cast<__m256i*>(y + i), h);
+    else
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(y + i), h);
+  }
+}
+
+// Threads that take pieces of one job in order; the calling thread helps. done[c] counts chunk c's pieces.
+class Pool {
+ public:
+  explicit Pool(int threads) {
+    for (int t = 1; t < threads; ++t) threads_.emplace_back([this] { loop(); });
+  }
+  ~Pool() {
+    stop_ = true;
+    gen_.fetch_add(1);
+    for (auto& t : threads_) t.join();
+  }
+  // work(i) for i in [0, pieces); chunk_of(i) for done counts; returns at once (call wait_chunk / wait_all).
+  void start(size_t pieces, size_t chunks, std::function<void(size_t)> work, size_t per_chunk) {
+    work_ = std::move(work);
+    pieces_ = pieces;
+    per_chunk_ = per_chunk;
+    done_ = std::vector<std::atomic<size_t>>(chunks);
+    next_.store(0);
+    busy_.store(static_cast<int>(threads_.size()));
+    gen_.fetch_add(1, std::memory_order_release);
+  }
+  void wait_chunk(size_t c) {
+    while (done_[c].load(std::memory_order_acquire) < per_chunk_)
+      if (!take()) std::this_thread::yield();
+  }
+  void wait_all() {
+    while (take()) {
+    }
+    while (busy_.load(std::memory_order_acquire) > 0) std::this_thread::yield();
+  }
+
+ private:
+  bool take() {
+    const size_t i = next_.fetch_add(1, std::memory_order_relaxed);
+    if (i >= pieces_) return false;
+    work_(i);
+    done_[i / per_chunk_].fetch_add(1, std::memory_order_release);
+    return true;
+  }
+  void loop() {
+    unsigned seen = gen_.load();
+    for (;;) {
+      while (gen_.load(std::memory_order_acquire) == seen) _mm_pause();
+      seen = gen_.load();
+      if (stop_) return;
+      while (take()) {
+      }
+      busy_.fetch_sub(1, std::memory_order_release);
+    }
+  }
+  std::vector<std::thread> threads_;
+  std::atomic<unsigned> gen_{0};
+  std::atomic<bool> stop_{false};
+  std::atomic<int> busy_{0};
+  std::function<void(size_t)> work_;
+  size_t pieces_ = 0, per_chunk_ = 1;
+  std::vector<std::atomic<size_t>> done_;
+  std::atomic<size_t> next_{0};
+};
 
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
@@ -259,6 +337,80 @@ int main(int argc, char** argv) {
     char name[64];
     std::snprintf(name, sizeof name, "ce+sm (ce takes %.0f%%)", f * 100);
     time(name, issue, static_cast<double>(bytes));
+  }
+  // The host side: threads converting (or copying) the FP32 input into a pinned staging buffer, alone and
+  // pipelined with the copy engine. Pieces of 64 KB of FP32 input; chunks of `chunks` equal parts.
+  if (n % (16 * 64) != 0) {
+    std::printf("bench_pcie_read: host side skipped (rows * 784 not a multiple of 1024)\n");
+    return 0;
+  }
+  uint16_t* staging16 = nullptr;
+  float* staging32 = nullptr;
+  CHECK(cudaHostAlloc(reinterpret_cast<void**>(&staging16), n * 2, cudaHostAllocDefault));
+  CHECK(cudaHostAlloc(reinterpret_cast<void**>(&staging32), bytes, cudaHostAllocDefault));
+  const size_t piece = 16384;  // floats per piece (64 KB of input)
+  const size_t pieces = (n + piece - 1) / piece;
+  for (int threads : {1, 4, 8, 12, 16}) {
+    Pool pool(threads);
+    for (int job = 0; job < 3; ++job) {  // 0 convert, 1 convert with streaming stores, 2 copy FP32
+      for (int chunks : {0, 8, 16, 32}) {   // 0: host work alone
+        if (threads == 1 && chunks > 0) continue;
+        const size_t nchunks = chunks ? static_cast<size_t>(chunks) : 1;
+        const size_t per_chunk = (pieces + nchunks - 1) / nchunks;
+        std::vector<double> wall;
+        for (int r = -3; r < reps; ++r) {
+          const int b = (r + 3) % kBuffers;
+          const float* src = host[b];
+          auto work = [&](size_t i) {
+            const size_t off = i * piece, len = std::min(piece, n - off);
+            if (job == 2)
+              std::memcpy(staging32 + off, src + off, len * 4);
+            else
+              convert_f16(src + off, staging16 + off, len, job == 1);
+          };
+          CHECK(cudaMemsetAsync(flush, r & 0xff, flush_bytes, s0));
+          CHECK(cudaStreamSynchronize(s0));
+          const auto t0 = std::chrono::steady_clock::now();
+          pool.start(pieces, nchunks, work, per_chunk);
+          for (size_t c = 0; c < nchunks && chunks > 0; ++c) {
+            pool.wait_chunk(c);
+            if (job == 1) _mm_sfence();
+            const size_t begin = c * per_chunk * piece, end = std::min(n, (c + 1) * per_chunk * piece);
+            if (begin >= end) continue;
+            if (job == 2)
+              CHECK(cudaMemcpyAsync(dst + begin, staging32 + begin, (end - begin) * 4, cudaMemcpyHostToDevice, s0));
+            else
+              CHECK(cudaMemcpyAsync(reinterpret_cast<uint16_t*>(dst) + begin, staging16 + begin, (end - begin) * 2,
+                                    cudaMemcpyHostToDevice, s0));
+          }
+          pool.wait_all();
+          CHECK(cudaStreamSynchronize(s0));
+          const auto t1 = std::chrono::steady_clock::now();
+          if (r >= 0) wall.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
+        }
+        if (job != 2 && chunks > 0) {  // what crossed is the FP16 of the source
+          std::vector<uint16_t> got(n);
+          CHECK(cudaMemcpy(got.data(), dst, n * 2, cudaMemcpyDeviceToHost));
+          const int last = (reps + 2) % kBuffers;
+          for (size_t i = 0; i < n; i += 997) {
+            const float want = __half2float(__float2half_rn(host[last][i]));
+            const __half_raw raw{got[i]};
+            if (__half2float(__half(raw)) != want) {
+              std::printf("FAILED host convert: element %zu\n", i);
+              return 1;
+            }
+          }
+        }
+        const char* what = job == 0 ? "convert fp16" : job == 1 ? "convert fp16 (streaming stores)" : "copy fp32";
+        char name[96];
+        if (chunks)
+          std::snprintf(name, sizeof name, "host %s + ce, %d threads, %d chunks", what, threads, chunks);
+        else
+          std::snprintf(name, sizeof name, "host %s alone, %d threads", what, threads);
+        const double m = median(wall);
+        std::printf("%-60s host %.4f ms  %.1f GB/s of FP32 input\n", name, m, bytes / (m * 1e6));
+      }
+    }
   }
   std::printf("bench_pcie_read: done\n");
   return 0;
