@@ -155,7 +155,7 @@ class Pool {
     return true;
   }
   void loop() {
-    unsigned seen = gen_.load();
+    unsigned seen = 0;  // gen_'s value at construction: a start() before this thread runs is not missed
     for (;;) {
       while (gen_.load(std::memory_order_acquire) == seen) _mm_pause();
       seen = gen_.load();
@@ -183,6 +183,7 @@ double median(std::vector<double> v) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // lines reach a pipe as they are printed
   size_t rows = 8192;
   int reps = 25;
   for (int a = 1; a < argc; ++a) {
