@@ -267,7 +267,7 @@ PY
   fi
   if [[ " $STEPS " == *" pcie "* ]]; then  # the copy engine against SMs reading pinned memory in place
     { echo "## bench_pcie_read (host to device across PCIe)"; echo; echo '```'; } >> "$md"
-    [[ -x "$HERE/bin/bench_pcie_read" ]] && timeout 120 "$HERE/bin/bench_pcie_read" 2>&1 | tee -a "$md"
+    [[ -x "$HERE/bin/bench_pcie_read" ]] && timeout 240 "$HERE/bin/bench_pcie_read" 2>&1 | tee -a "$md"
     echo '```' >> "$md"
   fi
   if [[ " $STEPS " == *" lowlat "* ]]; then  # bench_low_latency alone (quick iterations on the resident kernel)
