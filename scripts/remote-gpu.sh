@@ -265,6 +265,29 @@ PY
       echo '```' >> "$md"
     fi
   fi
+  if [[ " $STEPS " == *" cast_ab "* ]]; then
+    # FP16 engine, batch 8192 from host memory: the input converted to float16 by the staging threads (default)
+    # against KILN_HOST_IO_CAST=0, alternated three times, pinned and pageable, CUDA graph, default and 16 threads.
+    local K="$HERE/bin/kiln" E="$WORK/engines"
+    [[ -e $E/mlp_fp16.engine ]] || $K build --onnx=models/mlp.onnx --saveEngine=$E/mlp_fp16.engine --fp16 --device=cuda \
+      --minShapes=input:1x1x28x28 --optShapes=input:8192x1x28x28 --maxShapes=input:8192x1x28x28 > "$WORK/build_cast.txt" 2>&1
+    { echo "## Host-side float16 conversion A/B (kiln run, FP16 engine, batch 8192, CUDA graph; median / p99 ms)"; echo;
+      echo "| rep | host memory | threads | KILN_HOST_IO_CAST | median | p99 | converted inputs |"; echo "|---|---|---|---|---|---|---|"; } >> "$md"
+    for rep in 1 2 3; do
+      for h in pinned pageable; do
+        for t in 0 16; do
+          for cast in 0 1; do
+            local j="$WORK/json/cast_${rep}_${h}_${t}_${cast}.json"
+            KILN_HOST_IO_CAST=$cast $K run --loadEngine=$E/mlp_fp16.engine --shapes=input:8192x1x28x28 --warmUp=200 \
+              --iterations=300 --duration=1 --hostIO=$h --useCudaGraph --threads=$t --exportJSON="$j" > "$WORK/cast.txt" 2>&1 \
+              || { echo "| $rep | $h | $t | $cast | FAILED: $(tail -1 "$WORK/cast.txt" | cut -c1-160) | | |" >> "$md"; continue; }
+            python3 -c "import json,sys; d=json.load(open(sys.argv[1])); l=d['latency_ms']; print(f\"| {sys.argv[2]} | {sys.argv[3]} | {sys.argv[4]} | {sys.argv[5]} | {l['median']:.4f} | {l.get('percentile99', float('nan')):.4f} | {d.get('host_io_f16_inputs')} |\")" \
+              "$j" "$rep" "$h" "$t" "$cast" | tee -a "$md"
+          done
+        done
+      done
+    done
+  fi
   if [[ " $STEPS " == *" pcie "* ]]; then  # the copy engine against SMs reading pinned memory in place
     { echo "## bench_pcie_read (host to device across PCIe)"; echo; echo '```'; } >> "$md"
     [[ -x "$HERE/bin/bench_pcie_read" ]] && timeout 240 "$HERE/bin/bench_pcie_read" 2>&1 | tee -a "$md"

@@ -300,6 +300,60 @@ TEST(CudaHostIo, MixedHostInputAndDeviceOutputAndEnqueueRefusesHostMemory) {
   (void)gpu::device_free(*y_dev);
 }
 
+// An FP16 engine's float32 input, which its fused MLP rounds to float16 first, is converted by the staging
+// threads (pinned with >= 4 threads, pageable always) and the outputs are the same bits as with the
+// conversion off (KILN_HOST_IO_CAST=0); an FP32 engine's input never is; a bad setting is refused by name.
+TEST(CudaHostIo, Fp16InputConvertedOnTheHostGivesTheSameBits) {
+  REQUIRE_GPU();
+  auto fp16 = build_mlp(mlp_config("cuda", 8192, true));
+  auto fp32 = build_mlp(mlp_config("cuda", 8192, false));
+  EXPECT_EQ(fp16->impl().input_takes_f16, std::vector<char>{1});
+  EXPECT_EQ(fp32->impl().input_takes_f16, std::vector<char>{0});
+  HostIo pageable(8192, false), pinned(8192, true);
+  auto ctx = fp16->create_execution_context();
+  ASSERT_TRUE(ctx.is_ok()) << ctx.status().to_string();
+  ExecutionContext& c = **ctx;
+  uint64_t seed = 4000;
+  for (bool graph : {false, true}) {
+    c.set_cuda_graph(graph);
+    for (HostIo* io : {&pageable, &pinned}) {
+      io->bind(c);
+      for (int threads : {2, 6}) {
+        c.set_num_threads(threads);
+        for (int64_t b : {8192, 333, 4097}) {
+          const std::string what = std::string(graph ? "graph " : "") + (io->pinned ? "pinned" : "pageable") +
+                                   ", threads " + std::to_string(threads) + ", batch " + std::to_string(b);
+          std::vector<float> off;
+          {
+            test::ScopedEnv cast("KILN_HOST_IO_CAST", "0");
+            EXPECT_LE(run_once(c, *io, b, seed), 1e-2) << what << ", conversion off";
+            EXPECT_EQ(c.last_host_io_f16_inputs(), 0) << what;
+            off.assign(io->y, io->y + b * 10);
+          }
+          EXPECT_LE(run_once(c, *io, b, seed++), 1e-2) << what;
+          // >= 1 MiB of input; pinned input needs >= 4 threads
+          const int want = b * 784 * 4 >= (1 << 20) && (!io->pinned || threads >= 4) ? 1 : 0;
+          EXPECT_EQ(c.last_host_io_f16_inputs(), want) << what;
+          EXPECT_EQ(std::memcmp(off.data(), io->y, off.size() * 4), 0) << what << ": outputs differ";
+        }
+      }
+    }
+  }
+  {  // the FP32 engine: never converted
+    auto ctx32 = fp32->create_execution_context();
+    ASSERT_TRUE(ctx32.is_ok());
+    pinned.bind(**ctx32);
+    EXPECT_LE(run_once(**ctx32, pinned, 8192, seed++), 1e-5);
+    EXPECT_EQ((*ctx32)->last_host_io_f16_inputs(), 0);
+  }
+  test::ScopedEnv bad("KILN_HOST_IO_CAST", "yes");
+  pinned.bind(c);
+  ASSERT_TRUE(c.set_input_shape("input", {8192, 1, 28, 28}).is_ok());
+  Status s = c.execute();
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << s.to_string();
+  EXPECT_NE(s.message().find("KILN_HOST_IO_CAST"), std::string::npos) << s.to_string();
+}
+
 INSTANTIATE_TEST_SUITE_P(Precisions, CudaLowLatency,
                          ::testing::Values(Precision{"fp32", false, 1e-5}, Precision{"fp16", true, 1e-2}),
                          [](const auto& info) { return std::string(info.param.name); });

@@ -1,5 +1,6 @@
 // ExecutionContext: per-user shapes, addresses, arena and kernel instances. execute() walks a
 // precomputed pointer table; shape changes and address changes are handled outside the hot loop.
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -27,6 +28,7 @@ Result<std::unique_ptr<ContextImpl>> ContextImpl::create(std::shared_ptr<const E
   c->io_loc_.assign(e.io_names.size(), MemoryLocation::kDevice);
   c->input_shapes_.resize(g.inputs.size());
   c->input_shape_set_.assign(g.inputs.size(), 0);
+  c->input_f16_.assign(g.inputs.size(), 0);
   for (size_t i = 0; i < g.inputs.size(); ++i) {
     const ShapeProfile& p = e.model.profiles[i];
     if (p.min == p.max) {  // static inputs need no set_input_shape
@@ -72,6 +74,19 @@ Status ContextImpl::set_input_shape(const std::string& name, const Dims& dims) {
   return Status::ok();
 }
 
+Status ContextImpl::set_input_f16(int io, bool on) {
+  const EngineImpl& e = *engine_;
+  if (io < 0 || io >= e.num_inputs) return Status(StatusCode::kInvalidArgument, fmt::format("no input #{}", io));
+  if (on && !e.input_takes_f16[static_cast<size_t>(io)])
+    return Status(StatusCode::kInvalidArgument,
+                  fmt::format("input '{}' cannot be bound as float16: some layer reads it at float32", e.io_names[io]));
+  if (static_cast<bool>(input_f16_[static_cast<size_t>(io)]) != on) {
+    input_f16_[static_cast<size_t>(io)] = on;
+    shapes_dirty_ = true;
+  }
+  return Status::ok();
+}
+
 Status ContextImpl::update_shapes() {
   const EngineImpl& e = *engine_;
   for (int i = 0; i < e.num_inputs; ++i)
@@ -82,6 +97,13 @@ Status ContextImpl::update_shapes() {
   Status s = infer_concrete_shapes(*graph_, input_shapes_, &shapes_);
   if (!s.is_ok()) return s;
   const Graph& g = *graph_;
+  // Inputs bound as float16 (host IO), and the views of them.
+  if (std::find(input_f16_.begin(), input_f16_.end(), 1) != input_f16_.end())
+    for (size_t v = 0; v < g.values.size(); ++v) {
+      const int root = e.view_root(static_cast<int>(v));
+      const auto& st = e.model.storage[static_cast<size_t>(root)];
+      if (st.kind == StorageKind::kInput && input_f16_[static_cast<size_t>(st.io_index)]) shapes_[v].dtype = DataType::kFloat16;
+    }
   // The plan holds each value's size at the profile's largest shapes; never write past it.
   for (size_t v = 0; v < g.values.size(); ++v) {
     const auto& st = e.model.storage[v];
@@ -401,6 +423,8 @@ MemoryLocation ExecutionContext::tensor_location(const std::string& name) const 
 Status ExecutionContext::set_low_latency(bool on, int max_rows) { return impl_->set_low_latency(on, max_rows); }
 bool ExecutionContext::low_latency() const { return impl_->low_latency(); }
 std::string ExecutionContext::low_latency_info() const { return impl_->backend().low_latency_json(); }
+int ExecutionContext::last_host_io_f16_inputs() const { return impl_->host_io_f16_inputs(); }
+int ContextImpl::host_io_f16_inputs() const { return host_io_ ? host_io_->last_f16_inputs() : 0; }
 Status ExecutionContext::execute() { return impl_->execute(); }
 Status ExecutionContext::enqueue(void* stream) { return impl_->enqueue(stream); }
 void ExecutionContext::set_cuda_graph(bool on) { impl_->set_cuda_graph(on); }

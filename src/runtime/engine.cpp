@@ -46,7 +46,36 @@ Result<std::shared_ptr<EngineImpl>> EngineImpl::create(EngineModel model) {
   if (!backend.is_ok()) return backend.status();
   e->backend = std::move(backend).value();
   if (e->on_gpu()) e->batch_split_blocker = kiln::batch_split_blocker(g, e->model.profiles);
+  e->input_takes_f16.assign(g.inputs.size(), 0);
+  for (size_t i = 0; i < g.inputs.size(); ++i) e->input_takes_f16[i] = e->reads_input_as_f16(static_cast<int>(i));
   return e;
+}
+
+int EngineImpl::view_root(int v) const {
+  const auto& st = model.storage;
+  while (v >= 0 && static_cast<size_t>(v) < st.size() && st[v].kind == StorageKind::kView) v = st[v].view_of;
+  return v;
+}
+
+// Input i is float32, is not itself (or through a view) an output, and every layer reading it (directly or
+// through views) rounds it to float16 before any use.
+bool EngineImpl::reads_input_as_f16(int i) const {
+  const Graph& g = model.graph;
+  const int v = g.inputs[static_cast<size_t>(i)];
+  if (g.values[v].dtype != DataType::kFloat32) return false;
+  for (int o : g.outputs)
+    if (view_root(o) == v) return false;
+  bool read = false;
+  for (size_t l = 0; l < g.nodes.size(); ++l) {
+    const Node& n = g.nodes[l];
+    if (n.kernel == kViewKernel) continue;  // its output is a view of v, checked where it is read
+    for (size_t j = 0; j < n.inputs.size(); ++j) {
+      if (n.inputs[j] == kNoValue || view_root(n.inputs[j]) != v) continue;
+      if (!backend->reads_f32_as_f16(g, l, static_cast<int>(j))) return false;
+      read = true;
+    }
+  }
+  return read;
 }
 
 int EngineImpl::io_index(const std::string& name) const {

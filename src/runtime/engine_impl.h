@@ -25,6 +25,13 @@ class EngineImpl {
   std::string inspect_json() const;
   // Why execute() on host memory cannot cut the batch into chunks ("" when it can); see batch_split.h.
   std::string batch_split_blocker;
+  // Per input: float32, and every layer reading it rounds it to float16 first (BackendEngine::reads_f32_as_f16),
+  // so host IO may convert it on the host and copy half the bytes with the same result.
+  std::vector<char> input_takes_f16;
+  int view_root(int value) const;  // the value whose bytes `value` views (itself if not a view)
+
+ private:
+  bool reads_input_as_f16(int input) const;
 };
 
 class HostIoPipeline;
@@ -35,6 +42,9 @@ class ContextImpl {
   ~ContextImpl();
 
   Status set_input_shape(const std::string& name, const Dims& dims);
+  // Host IO lanes: input `io` is bound as float16 (converted on the host) where the engine allows it
+  // (EngineImpl::input_takes_f16).
+  Status set_input_f16(int io, bool on);
   Result<Dims> tensor_shape(const std::string& name);
   Status set_tensor_address(const std::string& name, void* address);
   void* tensor_address(const std::string& name) const;
@@ -45,6 +55,7 @@ class ContextImpl {
   void set_layer_observer(std::function<void(const LayerOutput&)> observer);
   Status set_low_latency(bool on, int max_rows);
   bool low_latency() const { return low_latency_; }
+  int host_io_f16_inputs() const;  // HostIoPipeline::last_f16_inputs of the last host-memory execute()
   void set_cuda_graph(bool on) {
     cuda_graph_ = on;
     backend_->set_cuda_graph(on);
@@ -76,6 +87,7 @@ class ContextImpl {
   std::unique_ptr<BackendContext> backend_;
   std::vector<Dims> input_shapes_;
   std::vector<char> input_shape_set_;
+  std::vector<char> input_f16_;  // set_input_f16
   std::vector<void*> io_addr_;
   std::vector<MemoryLocation> io_loc_;  // per IO tensor, where io_addr_ points
   std::vector<TensorDesc> shapes_;

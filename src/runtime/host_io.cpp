@@ -16,6 +16,7 @@
 
 #include "kiln/gpu.h"
 #include "runtime/engine_impl.h"
+#include "runtime/host_convert.h"
 
 namespace kiln {
 namespace {
@@ -30,12 +31,13 @@ constexpr size_t kPieceBytes = 256 << 10;    // unit of work for the staging thr
 // Rows per chunk. Pinned input: the copy engine is the bottleneck, and whatever runs after the last
 // copy (that chunk's compute and device-to-host copy) is added to it, while every extra chunk costs a few
 // microseconds of copy-engine gaps. So: few chunks of falling size, [rest, 2t, t], where a tail t of
-// ~1.5 MiB takes about as long to copy as the chunk before it takes to compute. Pageable input: staging
-// by threads runs beside the copies, and ~2 MiB chunks keep both busy. forced > 0: that many equal chunks.
-std::vector<int64_t> chunk_plan(int64_t batch, size_t in_bytes, bool pageable, int64_t forced) {
+// ~1.5 MiB takes about as long to copy as the chunk before it takes to compute. Staged input (pageable, or
+// converted to float16): staging by threads runs beside the copies, and ~2 MiB chunks keep both busy.
+// forced > 0: that many equal chunks.
+std::vector<int64_t> chunk_plan(int64_t batch, size_t in_bytes, bool staged, int64_t forced) {
   if (forced == 0 && in_bytes < kMinSplitBytes) return {batch};
   const size_t row_bytes = std::max<size_t>(in_bytes / static_cast<size_t>(batch), 1);
-  if (forced == 0 && !pageable) {
+  if (forced == 0 && !staged) {
     const int64_t tail = std::max<int64_t>(64, static_cast<int64_t>(kTailBytes / row_bytes) / 64 * 64);
     if (batch >= 5 * tail) return {batch - 3 * tail, 2 * tail, tail};
     if (batch >= 2 * tail) return {batch - tail, tail};
@@ -61,6 +63,19 @@ bool env_copy_stream() {
   return v && std::string(v) == "1";
 }
 
+// KILN_HOST_IO_CAST=0 turns off the host-side float16 conversion of inputs (host_io.h); 1 or unset: on.
+Result<bool> env_host_cast() {
+  const char* v = std::getenv("KILN_HOST_IO_CAST");
+  if (!v || std::string(v) == "1") return true;
+  if (std::string(v) == "0") return false;
+  return Status(StatusCode::kInvalidArgument, fmt::format("KILN_HOST_IO_CAST='{}': expected 0 or 1", v));
+}
+
+// Pinned input is converted on the host only with this many staging threads: fewer convert slower than the
+// copy engine copies float32 (bench_pcie_read on the H100 machine: 4 threads 0.38 ms with the copies, the
+// float32 copy alone 0.48 ms; 1 thread converts at ~8 GB/s).
+constexpr int kMinCastThreads = 4;
+
 size_t bytes_of(const TensorDesc& d) { return static_cast<size_t>(volume(d.shape)) * dtype_size(d.dtype); }
 
 }  // namespace
@@ -72,8 +87,9 @@ class CopyWorkers {
   struct Piece {
     void* dst;
     const void* src;
-    size_t bytes;
+    size_t bytes;  // of the source
     size_t chunk;
+    bool to_f16;   // float32 source converted to float16 (dst gets bytes / 2), else copied
   };
 
   explicit CopyWorkers(int threads) {
@@ -119,7 +135,10 @@ class CopyWorkers {
     const size_t i = next_.fetch_add(1, std::memory_order_relaxed);
     if (i >= pieces_.size()) return false;
     const Piece& p = pieces_[i];
-    std::memcpy(p.dst, p.src, p.bytes);
+    if (p.to_f16)
+      convert_f32_to_f16(static_cast<const float*>(p.src), static_cast<uint16_t*>(p.dst), p.bytes / 4);
+    else
+      std::memcpy(p.dst, p.src, p.bytes);
     done_[p.chunk].fetch_add(1, std::memory_order_release);
     return true;
   }
@@ -199,7 +218,8 @@ Status HostIoPipeline::reserve_staging(size_t io, size_t bytes) {
 
 // Lane `index` set up for `rows` rows: shapes, device buffers for host IO, graph setting. With
 // chunked = false the lane runs the whole batch and device IO tensors are used in place.
-Result<HostIoPipeline::Lane*> HostIoPipeline::lane(size_t index, int64_t rows, const HostIoRun& r, bool chunked) {
+Result<HostIoPipeline::Lane*> HostIoPipeline::lane(size_t index, int64_t rows, const HostIoRun& r, bool chunked,
+                                                   const std::vector<char>& to_f16) {
   const EngineImpl& e = *engine_;
   while (lanes_.size() <= index) {
     auto lane = std::make_unique<Lane>();
@@ -221,11 +241,14 @@ Result<HostIoPipeline::Lane*> HostIoPipeline::lane(size_t index, int64_t rows, c
     if (chunked) shape[0] = rows;
     if (static_cast<int>(io) < e.num_inputs) {
       Status s = l.ctx->set_input_shape(e.io_names[io], shape);
+      if (s.is_ok()) s = l.ctx->set_input_f16(static_cast<int>(io), to_f16[io] != 0);
       if (!s.is_ok()) return s;
     }
     void* address = (*r.addr)[io];
     if ((*r.where)[io] != MemoryLocation::kDevice) {
-      const size_t need = std::max<size_t>(chunked ? bytes_of(d) / static_cast<size_t>(batch) * rows : bytes_of(d), 1);
+      size_t need = chunked ? bytes_of(d) / static_cast<size_t>(batch) * rows : bytes_of(d);
+      if (to_f16[io]) need /= 2;
+      need = std::max<size_t>(need, 1);
       if (l.device_bytes[io] < need) {
         if (l.device[io]) (void)gpu::device_free(l.device[io]);
         l.device[io] = nullptr;
@@ -267,10 +290,29 @@ Status HostIoPipeline::run(const HostIoRun& r) {
     if (input && where[io] != MemoryLocation::kDevice) host_in_bytes += bytes_of(desc[io]);
     if (where[io] == MemoryLocation::kPageableHost) (input ? pageable_in : pageable_out) = true;
   }
+  // Inputs converted to float16 on the host as they are staged (EngineImpl::input_takes_f16): half the bytes
+  // cross PCIe, with the result the engine gives on float32. Pageable input is staged by threads anyway;
+  // pinned input is staged only for this, with enough threads.
+  auto host_cast = env_host_cast();
+  if (!host_cast.is_ok()) return host_cast.status();
+  const int threads = r.threads > 0 ? r.threads
+                                    : static_cast<int>(std::clamp(std::thread::hardware_concurrency() / 2, 1u, 8u));
+  std::vector<char> to_f16(n_io, 0);
+  bool any_f16 = false;
+  for (int io = 0; io < e.num_inputs && *host_cast && !r.observer && !r.timings && host_in_bytes >= kMinSplitBytes; ++io) {
+    if (where[io] == MemoryLocation::kDevice || !e.input_takes_f16[io] || desc[io].dtype != DataType::kFloat32) continue;
+    if (where[io] == MemoryLocation::kPinnedHost && threads < kMinCastThreads) continue;
+    to_f16[io] = 1;
+    any_f16 = true;
+  }
+  const bool staged = pageable_in || any_f16;  // threads write some input into staging
+  last_f16_inputs_ = 0;
+  for (char c : to_f16) last_f16_inputs_ += c;
+
   // One chunk: rows not independent, device tensors in place, layer-by-layer runs, or nothing to split.
   const bool single = !blocker_.empty() || any_device || r.observer || r.timings || batch < 2;
   std::vector<int64_t> plan = single ? std::vector<int64_t>{batch}
-                                     : chunk_plan(batch, host_in_bytes, pageable_in, env_chunks());
+                                     : chunk_plan(batch, host_in_bytes, staged, env_chunks());
   // Every chunk's shape must be inside the profile.
   for (int i = 0; i < e.num_inputs && plan.size() > 1; ++i)
     if (*std::min_element(plan.begin(), plan.end()) < e.model.profiles[i].min[0]) plan = {batch};
@@ -289,13 +331,13 @@ Status HostIoPipeline::run(const HostIoRun& r) {
     if (it == lanes_by_rows.end()) it = lanes_by_rows.insert(lanes_by_rows.end(), {plan[c], {}});
     const size_t seen = static_cast<size_t>(std::count(plan.begin(), plan.begin() + static_cast<std::ptrdiff_t>(c), plan[c]));
     if (it->second.size() < kMaxLanes && it->second.size() == seen) it->second.push_back(lanes_used++);
-    auto l = lane(it->second[seen % it->second.size()], plan[c], r, chunked);
+    auto l = lane(it->second[seen % it->second.size()], plan[c], r, chunked, to_f16);
     if (!l.is_ok()) return l.status();
     lane_of[c] = *l;
   }
   for (size_t io = 0; io < n_io; ++io)
-    if (where[io] == MemoryLocation::kPageableHost) {
-      Status s = reserve_staging(io, std::max<size_t>(bytes_of(desc[io]), 1));
+    if (where[io] == MemoryLocation::kPageableHost || to_f16[io]) {
+      Status s = reserve_staging(io, std::max<size_t>(bytes_of(desc[io]) / (to_f16[io] ? 2 : 1), 1));
       if (!s.is_ok()) return s;
     }
   while (pageable_out && events_.size() < static_cast<size_t>(chunks)) {
@@ -330,21 +372,20 @@ Status HostIoPipeline::run(const HostIoRun& r) {
     return chunked ? bytes_of(desc[io]) / static_cast<size_t>(batch) * static_cast<size_t>(plan[c]) : bytes_of(desc[io]);
   };
 
-  // Pageable inputs: pieces in chunk order for the staging threads.
+  // Staged inputs (pageable, or converted to float16): pieces in chunk order for the staging threads.
   std::vector<size_t> pieces_per_chunk(static_cast<size_t>(chunks), 0);
-  if (pageable_in) {
-    const int threads = r.threads > 0 ? r.threads
-                                      : static_cast<int>(std::clamp(std::thread::hardware_concurrency() / 2, 1u, 8u));
+  if (staged) {
     if (!workers_ || static_cast<int>(workers_->size()) != threads - 1)
       workers_ = std::make_unique<CopyWorkers>(threads - 1);  // the calling thread is the last one
     std::vector<CopyWorkers::Piece> pieces;
     for (int64_t c = 0; c < chunks; ++c)
       for (int io = 0; io < e.num_inputs; ++io) {
-        if (where[io] != MemoryLocation::kPageableHost) continue;
-        const size_t off = offset(io, c), bytes = chunk_bytes(io, c);
+        if (where[io] != MemoryLocation::kPageableHost && !to_f16[io]) continue;
+        const size_t off = offset(io, c), bytes = chunk_bytes(io, c), shrink = to_f16[io] ? 2 : 1;
         for (size_t p = 0; p < bytes; p += kPieceBytes) {
-          pieces.push_back({static_cast<uint8_t*>(staging_[io]) + off + p, static_cast<const uint8_t*>(addr[io]) + off + p,
-                            std::min(kPieceBytes, bytes - p), static_cast<size_t>(c)});
+          pieces.push_back({static_cast<uint8_t*>(staging_[io]) + (off + p) / shrink,
+                            static_cast<const uint8_t*>(addr[io]) + off + p, std::min(kPieceBytes, bytes - p),
+                            static_cast<size_t>(c), to_f16[io] != 0});
           ++pieces_per_chunk[c];
         }
       }
@@ -372,7 +413,7 @@ Status HostIoPipeline::run(const HostIoRun& r) {
   int64_t queued = 0;
   for (int64_t c = 0; c < chunks && status.is_ok(); ++c) {
     Lane& l = *lane_of[c];
-    if (pageable_in)
+    if (staged)
       while (workers_->done(c) < pieces_per_chunk[c])
         if (!workers_->help()) std::this_thread::yield();
     // The copy stream refills a lane's input buffers only after the lane's last chunk has read them.
@@ -380,8 +421,10 @@ Status HostIoPipeline::run(const HostIoRun& r) {
     if (copy_stream && l.consumed_pending) status = gpu::stream_wait_event(copy_stream_, l.consumed);
     for (int io = 0; io < e.num_inputs && status.is_ok(); ++io) {
       if (where[io] == MemoryLocation::kDevice) continue;
-      const uint8_t* src = static_cast<const uint8_t*>(where[io] == MemoryLocation::kPageableHost ? staging_[io] : addr[io]);
-      status = gpu::copy_to_device_async(l.device[io], src + offset(io, c), chunk_bytes(io, c), in_stream);
+      const bool from_staging = where[io] == MemoryLocation::kPageableHost || to_f16[io];
+      const uint8_t* src = static_cast<const uint8_t*>(from_staging ? staging_[io] : addr[io]);
+      const size_t shrink = to_f16[io] ? 2 : 1;
+      status = gpu::copy_to_device_async(l.device[io], src + offset(io, c) / shrink, chunk_bytes(io, c) / shrink, in_stream);
     }
     if (copy_stream && status.is_ok()) status = gpu::event_record(copied_[c], copy_stream_);
     if (copy_stream && status.is_ok()) status = gpu::stream_wait_event(l.stream, copied_[c]);
@@ -399,7 +442,7 @@ Status HostIoPipeline::run(const HostIoRun& r) {
     if (status.is_ok()) ++queued;
     if (!status.is_ok()) status = std::move(status).with_context(fmt::format("chunk {} of {} ({} rows)", c + 1, chunks, l.rows));
   }
-  if (pageable_in) workers_->finish();
+  if (staged) workers_->finish();
   // Pageable outputs leave staging as each chunk completes, overlapped with later chunks.
   for (int64_t c = 0; c < queued && pageable_out && status.is_ok(); ++c) {
     status = gpu::event_synchronize(events_[c], true);

@@ -151,7 +151,8 @@ Json outputs_to_json(const Bindings& io) {
   return out;
 }
 
-Json summary_to_json(const RunOptions& opts, const Engine& engine, const Bindings& io, const PerfSummary& s) {
+Json summary_to_json(const RunOptions& opts, const Engine& engine, const Bindings& io, const PerfSummary& s,
+                     int host_f16_inputs) {
   Json shapes = Json::object();
   for (const BoundTensor& t : io.inputs) shapes[t.name] = dims_to_string(t.dims);
   const Json stats = stats_to_json(s.latency);
@@ -182,6 +183,7 @@ Json summary_to_json(const RunOptions& opts, const Engine& engine, const Binding
     doc["host_io"] =
         opts.host_io.empty() ? (opts.low_latency && !opts.no_data_transfers ? "pageable" : "none") : opts.host_io;
     doc["low_latency"] = opts.low_latency;
+    doc["host_io_f16_inputs"] = host_f16_inputs;  // inputs converted to float16 on the host while staging
   }
   return doc;
 }
@@ -271,6 +273,10 @@ Status run_checked(const RunOptions& opts) {
 
   s = warm_up(exec, opts.warmup_ms);
   if (!s.is_ok()) return s;
+  if (exec.host_io() && ctx.last_host_io_f16_inputs() > 0)
+    fmt::print("[I] Host IO: {} input(s) converted to float16 by the staging threads (the engine rounds them to float16 "
+               "anyway; half the bytes cross PCIe; KILN_HOST_IO_CAST=0 turns it off)\n",
+               ctx.last_host_io_f16_inputs());
 
   LayerProfile profile;
   // GPU layer timing needs events around every layer (no graph, no overlap): always its own runs.
@@ -301,7 +307,7 @@ Status run_checked(const RunOptions& opts) {
       {"--exportOutput", &opts.export_output, [&] { return outputs_to_json(io); }},
       {"--exportTimes", &opts.export_times, [&] { return times_to_json(runs); }},
       {"--exportProfile", &opts.export_profile, [&] { return profile.to_json(); }},
-      {"--exportJSON", &opts.export_json, [&] { return summary_to_json(opts, engine, io, summary); }},
+      {"--exportJSON", &opts.export_json, [&] { return summary_to_json(opts, engine, io, summary, ctx.last_host_io_f16_inputs()); }},
   };
   for (const Export& e : exports) {
     if (e.path->empty()) continue;

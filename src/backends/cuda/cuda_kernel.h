@@ -76,6 +76,10 @@ struct KernelDef {
   // Build time, optional: time candidates on the build GPU, write kTactic* attributes.
   std::function<Status(Node&, const Graph&, const TuneContext&)> tune;
   std::function<Result<std::unique_ptr<CudaKernel>>(const KernelInit&)> create;
+  // Optional: true when the kernel rounds its float32 input `input` to float16 (round to nearest even)
+  // before any use, so that the same values handed in as float16 give the same result; reshape() then
+  // accepts float16 there. Host IO uses it to convert on the host and copy half the bytes (host_io.h).
+  std::function<bool(const Node&, const Graph&, int input)> reads_f32_as_f16;
 };
 
 using KernelRegistry = KernelRegistryOf<KernelDef>;

@@ -174,15 +174,16 @@ class PerLayer {
     return x_bytes() + 2 * hidden_bytes() + lt;
   }
 
-  Status run(const void* x, const std::vector<const void*>& w, const std::vector<const void*>& b, void* y, void* ws,
-             cudaStream_t stream) {
+  // x_f32 false: X arrives float16 already (host IO converted it), so the cast is skipped.
+  Status run(const void* x, bool x_f32, const std::vector<const void*>& w, const std::vector<const void*>& b, void* y,
+             void* ws, cudaStream_t stream) {
     if (m_ <= 0) return Status::ok();
     auto* base = static_cast<unsigned char*>(ws);
     const size_t xb = x_bytes(), hb = hidden_bytes();
     void* h[2] = {base + xb, base + xb + hb};
     void* lt_ws = base + xb + 2 * hb;
     const void* a = x;
-    if (t_.casts_x()) {
+    if (t_.casts_x() && x_f32) {
       Status s = launch_fmlp_cast_f16(static_cast<const float*>(x), base, m_ * d_.k[0], stream);
       if (!s.is_ok()) return s;
       a = base;
@@ -302,11 +303,12 @@ struct PackedWeights {
   }
 };
 
-FmlpParams make_params(const FusedMlpAttrs& at, const Dims2& d, const void* const* inputs, void* y, int64_t m,
-                       const PackedWeights* packed) {
+FmlpParams make_params(const FusedMlpAttrs& at, const Dims2& d, const void* const* inputs, void* y, bool y_f32,
+                       int64_t m, const PackedWeights* packed) {
   FmlpParams p;
   p.x = inputs[0];
   p.y = y;
+  p.y_f32 = y_f32;
   p.m = m;
   p.layers = d.layers();
   for (int i = 0; i < d.layers(); ++i) {
@@ -335,13 +337,18 @@ Status launch_fused(const FmlpParams& p, bool x_f32, const Tactic& t, cudaStream
 
 class FusedMlpKernel final : public CudaKernel {
  public:
-  FusedMlpKernel(FusedMlpAttrs at, Dims2 d, DataType io, Tactic t, std::unique_ptr<PerLayer> pl, PackedWeights packed,
-                 std::string context)
-      : at_(std::move(at)), d_(std::move(d)), io_(io), t_(std::move(t)), per_layer_(std::move(pl)),
+  FusedMlpKernel(FusedMlpAttrs at, Dims2 d, DataType io, bool rounds_x, Tactic t, std::unique_ptr<PerLayer> pl,
+                 PackedWeights packed, std::string context)
+      : at_(std::move(at)), d_(std::move(d)), io_(io), rounds_x_(rounds_x), t_(std::move(t)), per_layer_(std::move(pl)),
         packed_(std::move(packed)), context_(std::move(context)) {}
 
   Status reshape(const std::vector<TensorDesc>& inputs, const std::vector<TensorDesc>&) override {
     m_ = volume(inputs[0].shape) / d_.k[0];
+    // X float16 in a float32-IO layer: the host converted it (reads_f32_as_f16), as this layer would have.
+    x_f32_ = inputs[0].dtype == DataType::kFloat32;
+    if (inputs[0].dtype != io_ && !(io_ == DataType::kFloat32 && inputs[0].dtype == DataType::kFloat16 && rounds_x_))
+      return Status(StatusCode::kInvalidArgument, fmt::format("{}: X is {}, the layer was built for {}", context_,
+                                                              dtype_name(inputs[0].dtype), dtype_name(io_)));
     return per_layer_ ? per_layer_->select(m_) : Status::ok();
   }
   size_t workspace_bytes() const override { return per_layer_ ? per_layer_->workspace_bytes() : 0; }
@@ -355,9 +362,10 @@ class FusedMlpKernel final : public CudaKernel {
         w.push_back(inputs[fused_mlp_weight_input(i)]);
         b.push_back(inputs[fused_mlp_bias_input(i)]);
       }
-      s = per_layer_->run(inputs[0], w, b, outputs[0], workspace, stream);
+      s = per_layer_->run(inputs[0], x_f32_, w, b, outputs[0], workspace, stream);
     } else {
-      s = launch_fused(make_params(at_, d_, inputs, outputs[0], m_, &packed_), io_ == DataType::kFloat32, t_, stream);
+      s = launch_fused(make_params(at_, d_, inputs, outputs[0], io_ == DataType::kFloat32, m_, &packed_), x_f32_, t_,
+                       stream);
     }
     if (s.is_ok()) return s;
     return Status(s.code(), fmt::format("{}: {}", context_, s.message()));
@@ -367,6 +375,8 @@ class FusedMlpKernel final : public CudaKernel {
   FusedMlpAttrs at_;
   Dims2 d_;
   DataType io_;
+  bool rounds_x_;  // float32 X is rounded to float16 before any use (float16 weights)
+  bool x_f32_ = true;
   Tactic t_;
   std::unique_ptr<PerLayer> per_layer_;
   PackedWeights packed_;  // fused tactic only
@@ -423,7 +433,7 @@ Result<std::unique_ptr<CudaKernel>> create(const KernelInit& init) {
     if (!p.is_ok()) return p.status();
     packed = std::move(*p);
   }
-  return std::unique_ptr<CudaKernel>(std::make_unique<FusedMlpKernel>(std::move(*at), std::move(*d), io, std::move(*t),
+  return std::unique_ptr<CudaKernel>(std::make_unique<FusedMlpKernel>(std::move(*at), std::move(*d), io, types->casts_x(), std::move(*t),
                                                                       std::move(pl), std::move(packed), context));
 }
 
@@ -535,7 +545,7 @@ Status tune(Node& node, const Graph& g, const TuneContext& ctx) {
       packed.push_back(std::move(*pw));
     }
     auto large_time = [&](int64_t m, size_t i) -> Result<double> {
-      const FmlpParams p = make_params(*at, *d, inputs.data(), y.p, m, &packed[i]);
+      const FmlpParams p = make_params(*at, *d, inputs.data(), y.p, x_f32, m, &packed[i]);
       return time_ms([&] { return launch_large(p, x_f32, larges[i], ctx.stream); }, ctx.stream, what);
     };
     size_t li = 0;
@@ -551,11 +561,11 @@ Status tune(Node& node, const Graph& g, const TuneContext& ctx) {
     }
     best.large = larges[li];
     auto small_time = [&](int64_t m) -> Result<double> {
-      const FmlpParams p = make_params(*at, *d, inputs.data(), y.p, m, nullptr);
+      const FmlpParams p = make_params(*at, *d, inputs.data(), y.p, x_f32, m, nullptr);
       return time_ms([&] { return launch_fmlp_small(p, x_f32, ctx.stream); }, ctx.stream, what);
     };
     double small_at_opt = -1;
-    if (fmlp_small_smem(make_params(*at, *d, inputs.data(), y.p, 1, nullptr)) > 0) {
+    if (fmlp_small_smem(make_params(*at, *d, inputs.data(), y.p, x_f32, 1, nullptr)) > 0) {
       for (int64_t m : probe_ms) {
         if (m > m_max) break;
         auto ts = small_time(m);
@@ -614,7 +624,7 @@ Status tune(Node& node, const Graph& g, const TuneContext& ctx) {
         w.push_back(inputs[fused_mlp_weight_input(i)]);
         b.push_back(inputs[fused_mlp_bias_input(i)]);
       }
-      auto t = time_ms([&] { return pl->run(x.p, w, b, y.p, ws.p, ctx.stream); }, ctx.stream, what);
+      auto t = time_ms([&] { return pl->run(x.p, true, w, b, y.p, ws.p, ctx.stream); }, ctx.stream, what);
       if (t.is_ok()) per_layer_ms = *t;
       else ps = t.status();
     }
@@ -655,6 +665,11 @@ KernelDef fused_mlp_def(DataType weights) {
   d.supports = [weights](const Node& n, const Graph& g) { return supports(n, g, weights); };
   d.tune = tune;
   d.create = create;
+  // float16 weights: float32 X is rounded to float16 (RN) before any use, in every tactic.
+  if (weights == DataType::kFloat16)
+    d.reads_f32_as_f16 = [](const Node& n, const Graph& g, int input) {
+      return input == 0 && g.values[n.inputs[0]].dtype == DataType::kFloat32;
+    };
   return d;
 }
 

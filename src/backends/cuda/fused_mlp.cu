@@ -77,10 +77,10 @@ __device__ __forceinline__ void epilogue(float (&acc)[2][kAccN][4], const FmlpLa
         if (last) {
           const int64_t r0 = row0 + rr, r1 = r0 + 8;
           const int n = L.n;
-          if (r0 < p.m && col < n) store_y<XF32>(p.y, r0 * n + col, v0);
-          if (r0 < p.m && col + 1 < n) store_y<XF32>(p.y, r0 * n + col + 1, v1);
-          if (r1 < p.m && col < n) store_y<XF32>(p.y, r1 * n + col, v2);
-          if (r1 < p.m && col + 1 < n) store_y<XF32>(p.y, r1 * n + col + 1, v3);
+          if (r0 < p.m && col < n) store_y(p, r0 * n + col, v0);
+          if (r0 < p.m && col + 1 < n) store_y(p, r0 * n + col + 1, v1);
+          if (r1 < p.m && col < n) store_y(p, r1 * n + col, v2);
+          if (r1 < p.m && col + 1 < n) store_y(p, r1 * n + col + 1, v3);
         } else {
           *reinterpret_cast<uint32_t*>(hs + rr * kHLd + col) = pack_half2(v0, v1);
           *reinterpret_cast<uint32_t*>(hs + (rr + 8) * kHLd + col) = pack_half2(v2, v3);
@@ -434,7 +434,7 @@ __global__ void __cluster_dims__(kFmlpCluster, 1, 1) __launch_bounds__(sm::THREA
       v = activate(L.act, v + bias_at(L, col), L.alpha);
       if (last) {
         const int64_t gr = row0 + r;
-        if (gr < p.m && col < L.n) store_y<XF32>(p.y, gr * L.n + col, v);
+        if (gr < p.m && col < L.n) store_y(p, gr * L.n + col, v);
       } else {
         const __half hv = __float2half_rn(v);
         __half* dst = out + r * kHLd + col;

@@ -67,8 +67,9 @@ struct FmlpLayer {
 };
 
 struct FmlpParams {
-  const void* x = nullptr;  // [m, layer[0].k], float32 or float16, 16-byte aligned
-  void* y = nullptr;        // [m, last layer's n], X's dtype
+  const void* x = nullptr;  // [m, layer[0].k], float32 or float16 (the launch's x_f32), 16-byte aligned
+  void* y = nullptr;        // [m, last layer's n], float32 (y_f32) or float16
+  bool y_f32 = true;
   int64_t m = 0;
   int layers = 0;
   FmlpLayer l[kFmlpMaxLayers];

@@ -35,10 +35,10 @@ __device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const __half* p) {
                : "r"(smem_u32(p)));
 }
 
-template <bool F32>
-__device__ __forceinline__ void store_y(void* y, int64_t i, float v) {
-  if constexpr (F32) static_cast<float*>(y)[i] = v;
-  else static_cast<__half*>(y)[i] = __float2half_rn(v);
+// Y's dtype is the engine's output dtype, independent of X's (host IO may hand float16 X to a float32 engine).
+__device__ __forceinline__ void store_y(const FmlpParams& p, int64_t i, float v) {
+  if (p.y_f32) static_cast<float*>(p.y)[i] = v;
+  else static_cast<__half*>(p.y)[i] = __float2half_rn(v);
 }
 
 __device__ __forceinline__ float bias_at(const FmlpLayer& L, int col) {

@@ -245,10 +245,10 @@ __device__ __forceinline__ void store_output(const float (&acc)[kWgAccMax], cons
     const int col = 8 * (half * (NP / 16) + jt) + 2 * t;
     const float b0 = bias_at(L, col), b1 = bias_at(L, col + 1);
     const float* d = acc + 4 * jt;
-    if (r0 < p.m && col < n) store_y<XF32>(p.y, r0 * n + col, epilogue_act<ACT>(L, d[0] + b0));
-    if (r0 < p.m && col + 1 < n) store_y<XF32>(p.y, r0 * n + col + 1, epilogue_act<ACT>(L, d[1] + b1));
-    if (r1 < p.m && col < n) store_y<XF32>(p.y, r1 * n + col, epilogue_act<ACT>(L, d[2] + b0));
-    if (r1 < p.m && col + 1 < n) store_y<XF32>(p.y, r1 * n + col + 1, epilogue_act<ACT>(L, d[3] + b1));
+    if (r0 < p.m && col < n) store_y(p, r0 * n + col, epilogue_act<ACT>(L, d[0] + b0));
+    if (r0 < p.m && col + 1 < n) store_y(p, r0 * n + col + 1, epilogue_act<ACT>(L, d[1] + b1));
+    if (r1 < p.m && col < n) store_y(p, r1 * n + col, epilogue_act<ACT>(L, d[2] + b0));
+    if (r1 < p.m && col + 1 < n) store_y(p, r1 * n + col + 1, epilogue_act<ACT>(L, d[3] + b1));
   }
 }
 

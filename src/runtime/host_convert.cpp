@@ -1,0 +1,99 @@
+#include "runtime/host_convert.h"
+
+#include <cstring>
+
+#include "ops/float16.h"
+
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>
+#define KILN_X86 1
+#endif
+
+namespace kiln {
+namespace {
+
+void convert_scalar(const float* x, uint16_t* y, size_t n) {
+  for (size_t i = 0; i < n; ++i) y[i] = float_to_half(x[i]);
+}
+
+#ifdef KILN_X86
+// Scalar up to a `align`-byte boundary of y, vectors with streaming stores, scalar tail; returns nothing
+// until the stores are fenced.
+__attribute__((target("avx512f,f16c"))) void convert_avx512(const float* x, uint16_t* y, size_t n) {
+  size_t i = 0;
+  for (; i < n && reinterpret_cast<uintptr_t>(y + i) % 32 != 0; ++i) y[i] = float_to_half(x[i]);
+  for (; i + 16 <= n; i += 16)
+    // The zero-masked form: the plain one's undefined pass-through trips GCC 12's -Wmaybe-uninitialized.
+    _mm256_stream_si256(reinterpret_cast<__m256i*>(y + i),
+                        _mm512_maskz_cvtps_ph(0xffff, _mm512_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+  for (; i < n; ++i) y[i] = float_to_half(x[i]);
+  _mm_sfence();
+}
+
+__attribute__((target("avx,f16c"))) void convert_f16c(const float* x, uint16_t* y, size_t n) {
+  size_t i = 0;
+  for (; i < n && reinterpret_cast<uintptr_t>(y + i) % 16 != 0; ++i) y[i] = float_to_half(x[i]);
+  for (; i + 8 <= n; i += 8)
+    _mm_stream_si128(reinterpret_cast<__m128i*>(y + i),
+                     _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+  for (; i < n; ++i) y[i] = float_to_half(x[i]);
+  _mm_sfence();
+}
+#endif
+
+enum class Isa { kScalar, kF16c, kAvx512 };
+
+Isa detect() {
+#ifdef KILN_X86
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f")) return Isa::kAvx512;
+  if (__builtin_cpu_supports("avx") && __builtin_cpu_supports("f16c")) return Isa::kF16c;
+#endif
+  return Isa::kScalar;
+}
+
+Isa isa() {
+  static const Isa found = detect();
+  return found;
+}
+
+}  // namespace
+
+void convert_f32_to_f16(const float* x, uint16_t* y, size_t n) {
+  switch (isa()) {
+#ifdef KILN_X86
+    case Isa::kAvx512: convert_avx512(x, y, n); return;
+    case Isa::kF16c: convert_f16c(x, y, n); return;
+#endif
+    default: convert_scalar(x, y, n); return;
+  }
+}
+
+bool convert_f32_to_f16_using(const char* name, const float* x, uint16_t* y, size_t n) {
+  if (std::strcmp(name, "scalar") == 0) {
+    convert_scalar(x, y, n);
+    return true;
+  }
+#ifdef KILN_X86
+  const Isa have = isa();
+  if (std::strcmp(name, "avx512f") == 0 && have == Isa::kAvx512) {
+    convert_avx512(x, y, n);
+    return true;
+  }
+  if (std::strcmp(name, "f16c") == 0 && (have == Isa::kAvx512 || have == Isa::kF16c)) {
+    convert_f16c(x, y, n);
+    return true;
+  }
+#endif
+  return false;
+}
+
+const char* convert_f32_to_f16_isa() {
+  switch (isa()) {
+    case Isa::kAvx512: return "avx512f";
+    case Isa::kF16c: return "f16c";
+    default: return "scalar";
+  }
+}
+
+}  // namespace kiln

@@ -1,0 +1,66 @@
+// Host IO's float32 -> float16 conversion: every path bit for bit as float_to_half (NaN stays NaN), at
+// unaligned starts and odd lengths (the scalar head and tail around the streaming stores).
+#include <gtest/gtest.h>
+
+#include <bit>
+#include <cmath>
+#include <limits>
+#include <random>
+#include <vector>
+
+#include "ops/float16.h"
+#include "runtime/host_convert.h"
+
+namespace kiln {
+namespace {
+
+std::vector<float> test_values() {
+  std::vector<float> v = {0.f, -0.f, 1.f, -1.f, 65504.f, 65519.f, 65520.f, -65520.f, 1e-8f, -1e-8f,
+                          std::numeric_limits<float>::infinity(), -std::numeric_limits<float>::infinity(),
+                          std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::denorm_min(),
+                          std::numeric_limits<float>::min(), 5.9604645e-08f, 2.9802322e-08f, 2.9802326e-08f,
+                          6.1035156e-05f, 6.1035152e-05f, 1.0009765625f, 1.00048828125f, 1.00146484375f};
+  std::mt19937 rng(42);
+  for (int i = 0; i < 200000; ++i) v.push_back(std::bit_cast<float>(static_cast<uint32_t>(rng())));
+  std::normal_distribution<float> normal(0.f, 3.f);
+  for (int i = 0; i < 50000; ++i) v.push_back(normal(rng));
+  return v;
+}
+
+bool is_nan_half(uint16_t h) { return (h & 0x7c00) == 0x7c00 && (h & 0x3ff) != 0; }
+
+TEST(HostConvert, EveryPathMatchesFloatToHalf) {
+  const std::vector<float> x = test_values();
+  int paths = 0;
+  for (const char* isa : {"avx512f", "f16c", "scalar"}) {
+    for (size_t start : {size_t{0}, size_t{1}, size_t{3}, size_t{7}}) {
+      for (size_t len : {x.size() - start, size_t{0}, size_t{5}, size_t{17}, size_t{31}, size_t{1000}}) {
+        std::vector<uint16_t> y(start + len + 1, 0xdead);  // y starts at the same misalignment as x
+        if (!convert_f32_to_f16_using(isa, x.data() + start, y.data() + start, len)) goto next_isa;
+        for (size_t i = 0; i < len; ++i) {
+          const uint16_t want = float_to_half(x[start + i]), got = y[start + i];
+          if (std::isnan(x[start + i]))
+            ASSERT_TRUE(is_nan_half(got)) << isa << " element " << i;
+          else
+            ASSERT_EQ(got, want) << isa << " element " << start + i << " = " << x[start + i];
+        }
+        ASSERT_EQ(y[start + len], 0xdead) << isa << ": wrote past the end";
+        if (start > 0) ASSERT_EQ(y[start - 1], 0xdead) << isa << ": wrote before the start";
+      }
+    }
+    ++paths;
+  next_isa:;
+  }
+  EXPECT_GE(paths, 1);
+  std::printf("host convert: %d paths checked; convert_f32_to_f16 uses %s here\n", paths, convert_f32_to_f16_isa());
+}
+
+TEST(HostConvert, UnknownPathRefused) {
+  float x = 1.f;
+  uint16_t y = 0;
+  EXPECT_FALSE(convert_f32_to_f16_using("neon", &x, &y, 1));
+  EXPECT_EQ(y, 0);
+}
+
+}  // namespace
+}  // namespace kiln
