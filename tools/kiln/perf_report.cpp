@@ -50,7 +50,8 @@ std::string format_summary(const PerfSummary& s) {
     out += fmt::format("[I] D2H Latency: {}\n", format_stats_ms(s.d2h));
   } else {
     out += fmt::format("[I] Compute Time: {}\n", stats);
-    out += "[I] Note: on the CPU execute() is synchronous, so enqueue time and compute time equal latency.\n";
+    out += "[I] Note: execute() is synchronous here (CPU engines; CUDA with --hostIO or --lowLatency), so enqueue time "
+           "and compute time equal latency.\n";
   }
   out += fmt::format("[I] Total Host Walltime: {:.3f} s\n", s.walltime_s);
   out += fmt::format("[I] Total {}Compute Time: {:.3f} s\n", s.gpu ? "GPU " : "", s.total_compute_s);

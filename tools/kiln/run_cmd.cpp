@@ -173,10 +173,12 @@ Json summary_to_json(const RunOptions& opts, const Engine& engine, const Binding
           {"total_host_walltime_s", s.walltime_s},
           {"total_compute_time_s", s.total_compute_s},
           {"latency_unstable", s.latency.cv_percent > kUnstableCvPercent}};
-  if (s.gpu) {
-    doc["target"] = engine.target();
+  if (s.gpu) {  // event-timed runs (device memory); host IO and low-latency runs are timed on the host
     doc["h2d_ms"] = stats_to_json(s.h2d);
     doc["d2h_ms"] = stats_to_json(s.d2h);
+  }
+  if (engine.device() == "cuda") {
+    doc["target"] = engine.target();
     doc["use_cuda_graph"] = opts.use_cuda_graph;
     doc["no_data_transfers"] = opts.no_data_transfers;
     doc["use_spin_wait"] = opts.use_spin_wait;
