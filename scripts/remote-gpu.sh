@@ -287,6 +287,39 @@ PY
         done
       done
     done
+    # FP32 engine, pageable input: staging by memcpy against streaming stores (KILN_HOST_IO_STAGING_COPY).
+    [[ -e $E/mlp_fp32.engine ]] || $K build --onnx=models/mlp.onnx --saveEngine=$E/mlp_fp32.engine --noTF32 --device=cuda \
+      --minShapes=input:1x1x28x28 --optShapes=input:8192x1x28x28 --maxShapes=input:8192x1x28x28 > "$WORK/build_cast32.txt" 2>&1
+    { echo; echo "### FP32 engine, pageable, batch 8192, CUDA graph: staging copy (median / p99 ms)"; echo;
+      echo "| rep | KILN_HOST_IO_STAGING_COPY | median | p99 |"; echo "|---|---|---|---|"; } >> "$md"
+    for rep in 1 2 3; do
+      for copy in memcpy stream; do
+        local j="$WORK/json/staging_${rep}_${copy}.json"
+        KILN_HOST_IO_STAGING_COPY=$copy $K run --loadEngine=$E/mlp_fp32.engine --shapes=input:8192x1x28x28 --warmUp=200 \
+          --iterations=300 --duration=1 --hostIO=pageable --useCudaGraph --exportJSON="$j" > "$WORK/staging.txt" 2>&1 \
+          || { echo "| $rep | $copy | FAILED: $(tail -1 "$WORK/staging.txt" | cut -c1-160) | |" >> "$md"; continue; }
+        python3 -c "import json,sys; l=json.load(open(sys.argv[1]))['latency_ms']; print(f\"| {sys.argv[2]} | {sys.argv[3]} | {l['median']:.4f} | {l.get('percentile99', float('nan')):.4f} |\")" \
+          "$j" "$rep" "$copy" | tee -a "$md"
+      done
+    done
+  fi
+  if [[ " $STEPS " == *" smt "* ]]; then
+    # Are the 16 vCPUs 16 cores, or 8 cores with two hardware threads each? The FP32 GEMM of layer 1 at batch
+    # 8192 on two threads pinned to CPU 0 and each other CPU: a sibling shares its core's FMA units, so the pair
+    # runs at about one thread's rate, where two cores run at about twice it.
+    { echo "## SMT check (bench_onednn_chain gemm_layer1 FP32 b8192, OMP_NUM_THREADS, taskset; median ms)"; echo; echo '```';
+      lscpu | grep -iE "^(Thread|Core|Socket|NUMA node\(s\)|Model name)"; cat /sys/devices/system/cpu/cpu0/topology/thread_siblings_list 2> /dev/null | sed 's/^/cpu0 thread_siblings_list: /'; } >> "$md"
+    if [[ -x "$HERE/bin/bench_onednn_chain" ]]; then
+      local g=(--model=models/mlp.onnx --benchmark_filter='BM_sgemm_layer1/m:8192' --benchmark_repetitions=5 --benchmark_report_aggregates_only=true)
+      OMP_NUM_THREADS=1 taskset -c 0 timeout 60 "$HERE/bin/bench_onednn_chain" "${g[@]}" 2>&1 | grep median | sed "s/^/cpus 0: /" | tee -a "$md"
+      for other in 1 2 8 15; do
+        OMP_NUM_THREADS=2 OMP_PROC_BIND=true taskset -c 0,$other timeout 60 "$HERE/bin/bench_onednn_chain" "${g[@]}" 2>&1 | grep median | sed "s/^/cpus 0,$other: /" | tee -a "$md"
+      done
+      for n in 8 16; do
+        OMP_NUM_THREADS=$n timeout 60 "$HERE/bin/bench_onednn_chain" "${g[@]}" 2>&1 | grep median | sed "s/^/threads $n (no pinning): /" | tee -a "$md"
+      done
+    fi
+    echo '```' >> "$md"
   fi
   if [[ " $STEPS " == *" pcie "* ]]; then  # the copy engine against SMs reading pinned memory in place
     { echo "## bench_pcie_read (host to device across PCIe)"; echo; echo '```'; } >> "$md"

@@ -354,6 +354,35 @@ TEST(CudaHostIo, Fp16InputConvertedOnTheHostGivesTheSameBits) {
   EXPECT_NE(s.message().find("KILN_HOST_IO_CAST"), std::string::npos) << s.to_string();
 }
 
+// Pageable float32 input staged with streaming stores (KILN_HOST_IO_STAGING_COPY=stream): the same bits as
+// with memcpy; a bad setting is refused by name.
+TEST(CudaHostIo, StreamingStagingCopyGivesTheSameBits) {
+  REQUIRE_GPU();
+  auto engine = build_mlp(mlp_config("cuda", 8192, false));
+  HostIo pageable(8192, false);
+  auto ctx = engine->create_execution_context();
+  ASSERT_TRUE(ctx.is_ok()) << ctx.status().to_string();
+  ExecutionContext& c = **ctx;
+  pageable.bind(c);
+  uint64_t seed = 5000;
+  for (int64_t b : {8192, 4097, 100}) {
+    std::vector<float> plain;
+    {
+      test::ScopedEnv copy("KILN_HOST_IO_STAGING_COPY", "memcpy");
+      EXPECT_LE(run_once(c, pageable, b, seed), 1e-5) << "batch " << b;
+      plain.assign(pageable.y, pageable.y + b * 10);
+    }
+    test::ScopedEnv copy("KILN_HOST_IO_STAGING_COPY", "stream");
+    EXPECT_LE(run_once(c, pageable, b, seed++), 1e-5) << "batch " << b;
+    EXPECT_EQ(std::memcmp(plain.data(), pageable.y, plain.size() * 4), 0) << "batch " << b << ": outputs differ";
+  }
+  test::ScopedEnv bad("KILN_HOST_IO_STAGING_COPY", "fast");
+  ASSERT_TRUE(c.set_input_shape("input", {8192, 1, 28, 28}).is_ok());
+  Status s = c.execute();
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << s.to_string();
+  EXPECT_NE(s.message().find("KILN_HOST_IO_STAGING_COPY"), std::string::npos) << s.to_string();
+}
+
 INSTANTIATE_TEST_SUITE_P(Precisions, CudaLowLatency,
                          ::testing::Values(Precision{"fp32", false, 1e-5}, Precision{"fp16", true, 1e-2}),
                          [](const auto& info) { return std::string(info.param.name); });

@@ -16,7 +16,7 @@
 
 #include "kiln/gpu.h"
 #include "runtime/engine_impl.h"
-#include "runtime/host_convert.h"
+#include "runtime/host_staging.h"
 
 namespace kiln {
 namespace {
@@ -71,6 +71,15 @@ Result<bool> env_host_cast() {
   return Status(StatusCode::kInvalidArgument, fmt::format("KILN_HOST_IO_CAST='{}': expected 0 or 1", v));
 }
 
+// KILN_HOST_IO_STAGING_COPY=stream: pageable input that is not converted is copied into staging with
+// streaming stores (host_staging.h); memcpy (the default) otherwise.
+Result<bool> env_streaming_copy() {
+  const char* v = std::getenv("KILN_HOST_IO_STAGING_COPY");
+  if (!v || std::string(v) == "memcpy") return false;
+  if (std::string(v) == "stream") return true;
+  return Status(StatusCode::kInvalidArgument, fmt::format("KILN_HOST_IO_STAGING_COPY='{}': expected memcpy or stream", v));
+}
+
 // Pinned input is converted on the host only with this many staging threads: fewer convert slower than the
 // copy engine copies float32 (bench_pcie_read on the H100 machine: 4 threads 0.38 ms with the copies, the
 // float32 copy alone 0.48 ms; 1 thread converts at ~8 GB/s).
@@ -84,12 +93,13 @@ size_t bytes_of(const TensorDesc& d) { return static_cast<size_t>(volume(d.shape
 // thread helps, so a chunk is never waiting for a thread to wake up.
 class CopyWorkers {
  public:
+  enum class Work : uint8_t { kCopy, kCopyStreaming, kToF16 };
   struct Piece {
     void* dst;
     const void* src;
     size_t bytes;  // of the source
     size_t chunk;
-    bool to_f16;   // float32 source converted to float16 (dst gets bytes / 2), else copied
+    Work work;     // kToF16: float32 source converted to float16 (dst gets bytes / 2)
   };
 
   explicit CopyWorkers(int threads) {
@@ -135,10 +145,11 @@ class CopyWorkers {
     const size_t i = next_.fetch_add(1, std::memory_order_relaxed);
     if (i >= pieces_.size()) return false;
     const Piece& p = pieces_[i];
-    if (p.to_f16)
-      convert_f32_to_f16(static_cast<const float*>(p.src), static_cast<uint16_t*>(p.dst), p.bytes / 4);
-    else
-      std::memcpy(p.dst, p.src, p.bytes);
+    switch (p.work) {
+      case Work::kToF16: convert_f32_to_f16(static_cast<const float*>(p.src), static_cast<uint16_t*>(p.dst), p.bytes / 4); break;
+      case Work::kCopyStreaming: copy_streaming(p.dst, p.src, p.bytes); break;
+      default: std::memcpy(p.dst, p.src, p.bytes); break;
+    }
     done_[p.chunk].fetch_add(1, std::memory_order_release);
     return true;
   }
@@ -295,6 +306,8 @@ Status HostIoPipeline::run(const HostIoRun& r) {
   // pinned input is staged only for this, with enough threads.
   auto host_cast = env_host_cast();
   if (!host_cast.is_ok()) return host_cast.status();
+  auto streaming_copy = env_streaming_copy();
+  if (!streaming_copy.is_ok()) return streaming_copy.status();
   const int threads = r.threads > 0 ? r.threads
                                     : static_cast<int>(std::clamp(std::thread::hardware_concurrency() / 2, 1u, 8u));
   std::vector<char> to_f16(n_io, 0);
@@ -385,7 +398,10 @@ Status HostIoPipeline::run(const HostIoRun& r) {
         for (size_t p = 0; p < bytes; p += kPieceBytes) {
           pieces.push_back({static_cast<uint8_t*>(staging_[io]) + (off + p) / shrink,
                             static_cast<const uint8_t*>(addr[io]) + off + p, std::min(kPieceBytes, bytes - p),
-                            static_cast<size_t>(c), to_f16[io] != 0});
+                            static_cast<size_t>(c),
+                            to_f16[io]        ? CopyWorkers::Work::kToF16
+                            : *streaming_copy ? CopyWorkers::Work::kCopyStreaming
+                                              : CopyWorkers::Work::kCopy});
           ++pieces_per_chunk[c];
         }
       }

@@ -1,5 +1,6 @@
-#include "runtime/host_convert.h"
+#include "runtime/host_staging.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "ops/float16.h"
@@ -37,6 +38,25 @@ __attribute__((target("avx,f16c"))) void convert_f16c(const float* x, uint16_t* 
     _mm_stream_si128(reinterpret_cast<__m128i*>(y + i),
                      _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
   for (; i < n; ++i) y[i] = float_to_half(x[i]);
+  _mm_sfence();
+}
+
+__attribute__((target("avx512f"))) void copy_avx512(uint8_t* d, const uint8_t* s, size_t n) {
+  size_t i = 0;
+  const size_t head = std::min(n, (64 - reinterpret_cast<uintptr_t>(d) % 64) % 64);
+  std::memcpy(d, s, head);
+  for (i = head; i + 64 <= n; i += 64) _mm512_stream_si512(reinterpret_cast<__m512i*>(d + i), _mm512_loadu_si512(s + i));
+  std::memcpy(d + i, s + i, n - i);
+  _mm_sfence();
+}
+
+__attribute__((target("avx"))) void copy_avx(uint8_t* d, const uint8_t* s, size_t n) {
+  size_t i = 0;
+  const size_t head = std::min(n, (32 - reinterpret_cast<uintptr_t>(d) % 32) % 32);
+  std::memcpy(d, s, head);
+  for (i = head; i + 32 <= n; i += 32)
+    _mm256_stream_si256(reinterpret_cast<__m256i*>(d + i), _mm256_loadu_si256(reinterpret_cast<const __m256i*>(s + i)));
+  std::memcpy(d + i, s + i, n - i);
   _mm_sfence();
 }
 #endif
@@ -86,6 +106,18 @@ bool convert_f32_to_f16_using(const char* name, const float* x, uint16_t* y, siz
   }
 #endif
   return false;
+}
+
+void copy_streaming(void* dst, const void* src, size_t bytes) {
+  auto* d = static_cast<uint8_t*>(dst);
+  const auto* s = static_cast<const uint8_t*>(src);
+  switch (isa()) {
+#ifdef KILN_X86
+    case Isa::kAvx512: copy_avx512(d, s, bytes); return;
+    case Isa::kF16c: copy_avx(d, s, bytes); return;  // F16C implies AVX here (detect())
+#endif
+    default: std::memcpy(d, s, bytes); return;
+  }
 }
 
 const char* convert_f32_to_f16_isa() {

@@ -1,15 +1,17 @@
-// Host IO's float32 -> float16 conversion: every path bit for bit as float_to_half (NaN stays NaN), at
-// unaligned starts and odd lengths (the scalar head and tail around the streaming stores).
+// Host IO's staging: the float32 -> float16 conversion, every path bit for bit as float_to_half (NaN stays
+// NaN), and the streaming copy, at unaligned starts and odd lengths (the head and tail around the streaming
+// stores).
 #include <gtest/gtest.h>
 
 #include <bit>
+#include <cstring>
 #include <cmath>
 #include <limits>
 #include <random>
 #include <vector>
 
 #include "ops/float16.h"
-#include "runtime/host_convert.h"
+#include "runtime/host_staging.h"
 
 namespace kiln {
 namespace {
@@ -29,7 +31,7 @@ std::vector<float> test_values() {
 
 bool is_nan_half(uint16_t h) { return (h & 0x7c00) == 0x7c00 && (h & 0x3ff) != 0; }
 
-TEST(HostConvert, EveryPathMatchesFloatToHalf) {
+TEST(HostStaging, EveryPathMatchesFloatToHalf) {
   const std::vector<float> x = test_values();
   int paths = 0;
   for (const char* isa : {"avx512f", "f16c", "scalar"}) {
@@ -55,7 +57,22 @@ TEST(HostConvert, EveryPathMatchesFloatToHalf) {
   std::printf("host convert: %d paths checked; convert_f32_to_f16 uses %s here\n", paths, convert_f32_to_f16_isa());
 }
 
-TEST(HostConvert, UnknownPathRefused) {
+TEST(HostStaging, StreamingCopyIsMemcpy) {
+  std::vector<uint8_t> src(100000);
+  std::mt19937 rng(7);
+  for (auto& b : src) b = static_cast<uint8_t>(rng());
+  for (size_t dst_off : {size_t{0}, size_t{1}, size_t{13}, size_t{63}})
+    for (size_t src_off : {size_t{0}, size_t{5}})
+      for (size_t len : {size_t{0}, size_t{1}, size_t{31}, size_t{64}, size_t{65}, size_t{4095}, size_t{99000}}) {
+        std::vector<uint8_t> dst(len + dst_off + 1, 0xab);
+        copy_streaming(dst.data() + dst_off, src.data() + src_off, len);
+        ASSERT_EQ(std::memcmp(dst.data() + dst_off, src.data() + src_off, len), 0) << dst_off << " " << src_off << " " << len;
+        ASSERT_EQ(dst[dst_off + len], 0xab) << "wrote past the end";
+        if (dst_off) ASSERT_EQ(dst[dst_off - 1], 0xab) << "wrote before the start";
+      }
+}
+
+TEST(HostStaging, UnknownPathRefused) {
   float x = 1.f;
   uint16_t y = 0;
   EXPECT_FALSE(convert_f32_to_f16_using("neon", &x, &y, 1));
