@@ -33,14 +33,7 @@
 #include <thread>
 #include <vector>
 
-#define CHECK(x)                                                                              \
-  do {                                                                                        \
-    cudaError_t e = (x);                                                                      \
-    if (e != cudaSuccess) {                                                                   \
-      std::fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e)); \
-      std::exit(1);                                                                           \
-    }                                                                                         \
-  } while (0)
+#include "cuda_check.h"
 
 namespace {
 
@@ -53,28 +46,11 @@ __device__ __forceinline__ void store4(__half* dst, size_t i, float4 v) {
   reinterpret_cast<uint2*>(dst)[i] = u;
 }
 
-// Grid-stride: every pass of the grid reads one contiguous span of gridDim*blockDim*kUnroll float4s.
+// Reads float4s begin + t, begin + t + stride, ... below end (t = this thread's index), kUnroll loads in
+// flight, and stores them to dst.
 template <typename Out, int kUnroll>
-__global__ void read_strided(const float4* __restrict__ src, Out* __restrict__ dst, size_t n4) {
-  const size_t stride = static_cast<size_t>(gridDim.x) * blockDim.x;
-  size_t i = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  for (; i + (kUnroll - 1) * stride < n4; i += kUnroll * stride) {
-    float4 v[kUnroll];
-#pragma unroll
-    for (int u = 0; u < kUnroll; ++u) v[u] = src[i + u * stride];
-#pragma unroll
-    for (int u = 0; u < kUnroll; ++u) store4(dst, i + u * stride, v[u]);
-  }
-  for (; i < n4; i += stride) store4(dst, i, src[i]);
-}
-
-// One contiguous slice per CTA (as a fused kernel's row tile would read it).
-template <typename Out, int kUnroll>
-__global__ void read_sliced(const float4* __restrict__ src, Out* __restrict__ dst, size_t n4) {
-  const size_t per = (n4 + gridDim.x - 1) / gridDim.x;
-  const size_t begin = blockIdx.x * per, end = begin + per < n4 ? begin + per : n4;
-  size_t i = begin + threadIdx.x;
-  const size_t stride = blockDim.x;
+__device__ __forceinline__ void read_span(const float4* __restrict__ src, Out* __restrict__ dst, size_t i, size_t end,
+                                          size_t stride) {
   for (; i + (kUnroll - 1) * stride < end; i += kUnroll * stride) {
     float4 v[kUnroll];
 #pragma unroll
@@ -83,6 +59,21 @@ __global__ void read_sliced(const float4* __restrict__ src, Out* __restrict__ ds
     for (int u = 0; u < kUnroll; ++u) store4(dst, i + u * stride, v[u]);
   }
   for (; i < end; i += stride) store4(dst, i, src[i]);
+}
+
+// Grid-stride: every pass of the grid reads one contiguous span of gridDim*blockDim*kUnroll float4s.
+template <typename Out, int kUnroll>
+__global__ void read_strided(const float4* __restrict__ src, Out* __restrict__ dst, size_t n4) {
+  read_span<Out, kUnroll>(src, dst, static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x, n4,
+                          static_cast<size_t>(gridDim.x) * blockDim.x);
+}
+
+// One contiguous slice per CTA (as a fused kernel's row tile would read it).
+template <typename Out, int kUnroll>
+__global__ void read_sliced(const float4* __restrict__ src, Out* __restrict__ dst, size_t n4) {
+  const size_t per = (n4 + gridDim.x - 1) / gridDim.x;
+  const size_t begin = blockIdx.x * per, end = begin + per < n4 ? begin + per : n4;
+  read_span<Out, kUnroll>(src, dst, begin + threadIdx.x, end, blockDim.x);
 }
 
 struct SmVariant {
