@@ -26,7 +26,7 @@
  * struct, shorter by its struct_size, still builds with them at their defaults); version 4 added
  * kiln_gpu_host_alloc/kiln_gpu_host_free (pinned host memory); version 5 added
  * kiln_context_set_low_latency (and host addresses for execute() on CUDA engines); version 6 appended bf16 to
- * kiln_build_options_t (CPU BF16 layers). Nothing was removed or
+ * kiln_build_options_t (CPU BF16 layers); version 7 added kiln_context_host_io_f16_inputs. Nothing was removed or
  * changed, so version-1 callers still work (KILN_C_API_MIN_COMPATIBLE stays 1).
  */
 #ifndef KILN_KILN_C_H_
@@ -45,7 +45,7 @@
 extern "C" {
 #endif
 
-#define KILN_C_API_VERSION 6
+#define KILN_C_API_VERSION 7
 #define KILN_C_API_MIN_COMPATIBLE 1
 
 typedef enum {
@@ -172,6 +172,10 @@ KILN_C_EXPORT kiln_status_t kiln_context_set_cuda_graph(kiln_context_t* ctx, int
 /* CUDA engines: low-latency mode (ExecutionContext::set_low_latency): a resident kernel serves
  * kiln_context_execute() on host tensor addresses for batches of up to max_rows rows. on = 0 stops it. */
 KILN_C_EXPORT kiln_status_t kiln_context_set_low_latency(kiln_context_t* ctx, int on, int max_rows);
+/* CUDA engines (version 7): how many inputs the last kiln_context_execute() on host memory converted to
+ * float16 on the host while staging (ExecutionContext::last_host_io_f16_inputs; 0 = none, and always 0 on CPU
+ * engines). */
+KILN_C_EXPORT kiln_status_t kiln_context_host_io_f16_inputs(const kiln_context_t* ctx, int* out);
 
 /* GPU plumbing (version 2) over the CUDA runtime, for bindings that drive CUDA engines without CUDA
  * headers or another CUDA library. Pointers and streams are plain CUDA ones (void* = cudaStream_t;

@@ -5,7 +5,7 @@ import os
 
 from . import errors
 
-C_API_VERSION = 6  # the kiln_c.h version this package was written against
+C_API_VERSION = 7  # the kiln_c.h version this package was written against
 
 _PKG_DIR = os.path.dirname(os.path.abspath(__file__))
 
@@ -84,6 +84,7 @@ _sigs = {
                                            ctypes.POINTER(ctypes.c_size_t)]),
     "kiln_context_set_cuda_graph": (ctypes.c_int32, [ctypes.c_void_p, ctypes.c_int]),
     "kiln_context_set_low_latency": (ctypes.c_int32, [ctypes.c_void_p, ctypes.c_int, ctypes.c_int]),
+    "kiln_context_host_io_f16_inputs": (ctypes.c_int32, [ctypes.c_void_p, ctypes.POINTER(ctypes.c_int)]),
     "kiln_gpu_available": (ctypes.c_int, []),
     "kiln_gpu_describe_device": (ctypes.c_char_p, []),
     "kiln_gpu_malloc": (ctypes.c_int32, [ctypes.c_size_t, ctypes.POINTER(ctypes.c_void_p)]),

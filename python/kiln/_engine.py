@@ -301,6 +301,15 @@ class ExecutionContext:
         cannot serve; off (or deleting the context) stops the kernel."""
         check(lib.kiln_context_set_low_latency(self._h, 1 if on else 0, int(max_rows)))
 
+    @property
+    def host_io_f16_inputs(self):
+        """CUDA engines: how many inputs the last execute() on host memory converted to float16 on the host
+        while staging (an FP16 engine rounds its float32 input to float16 anyway, so half the bytes cross
+        PCIe with the same result; KILN_HOST_IO_CAST=0 turns it off). 0 = none; always 0 on CPU engines."""
+        n = ctypes.c_int(0)
+        check(lib.kiln_context_host_io_f16_inputs(self._h, ctypes.byref(n)))
+        return n.value
+
 
 _runtime = None
 

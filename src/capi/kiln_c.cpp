@@ -403,6 +403,16 @@ kiln_status_t kiln_context_set_low_latency(kiln_context_t* ctx, int on, int max_
   });
 }
 
+kiln_status_t kiln_context_host_io_f16_inputs(const kiln_context_t* ctx, int* out) {
+  const char* fn = __func__;
+  return guarded(fn, [&]() -> kiln_status_t {
+    KILN_REQUIRE(ctx, "NULL context");
+    KILN_REQUIRE(out, "NULL out");
+    *out = ctx->ctx->last_host_io_f16_inputs();
+    return KILN_OK;
+  });
+}
+
 kiln_status_t kiln_context_set_cuda_graph(kiln_context_t* ctx, int on) {
   const char* fn = __func__;
   return guarded(fn, [&]() -> kiln_status_t {

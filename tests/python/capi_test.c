@@ -26,7 +26,7 @@ int main(int argc, char** argv) {
   EXPECT(kiln_check_version(KILN_C_API_VERSION + 1) == KILN_VERSION_MISMATCH);
   EXPECT(strstr(kiln_last_error(), "newer") != NULL);
   EXPECT(kiln_c_api_version() == KILN_C_API_VERSION);
-  EXPECT(KILN_C_API_VERSION == 6);
+  EXPECT(KILN_C_API_VERSION == 7);
   EXPECT(kiln_check_version(1) == KILN_OK); /* versions 2 and 3 only added functions and struct fields */
 
   const char* names[] = {"input"};
@@ -106,6 +106,11 @@ int main(int argc, char** argv) {
   EXPECT(kiln_context_set_cuda_graph(ctx, 1) == KILN_OK); /* no effect on CPU engines */
   EXPECT(kiln_context_enqueue(ctx, NULL) == KILN_OK);
   EXPECT(kiln_context_set_cuda_graph(NULL, 1) == KILN_INVALID_ARGUMENT);
+  int f16_inputs = -1;
+  EXPECT(kiln_context_host_io_f16_inputs(ctx, &f16_inputs) == KILN_OK);
+  EXPECT(f16_inputs == 0); /* CPU engines never convert */
+  EXPECT(kiln_context_host_io_f16_inputs(ctx, NULL) == KILN_INVALID_ARGUMENT);
+  EXPECT(kiln_context_host_io_f16_inputs(NULL, &f16_inputs) == KILN_INVALID_ARGUMENT);
 
   /* GPU plumbing. */
   void* d = NULL;

@@ -222,7 +222,7 @@ class MlpTest(unittest.TestCase):
 
     def test_version_check(self):
         self.assertEqual(kiln.c_api_version, _capi.C_API_VERSION)
-        self.assertEqual(_capi.C_API_VERSION, 6)
+        self.assertEqual(_capi.C_API_VERSION, 7)
         kiln.check_version(_capi.C_API_VERSION)
         kiln.check_version(1)  # versions 2 to 6 only added functions and appended struct fields
         with self.assertRaises(kiln.VersionMismatchError) as cm:
@@ -252,6 +252,7 @@ class MlpTest(unittest.TestCase):
         ctx.set_tensor_address("logits", y.ctypes.data)
         ctx.enqueue(None)
         np.testing.assert_array_equal(y, self.engine.infer(x)["logits"])
+        self.assertEqual(ctx.host_io_f16_inputs, 0)  # CPU engines never convert on the host
 
     def test_device_tensors_need_a_cuda_engine(self):
         x = FakeDeviceArray(SHAPE)

@@ -205,6 +205,9 @@ class HostMemoryTest(unittest.TestCase):
                     keep = self._bind(ctx, x, pinned)
                     ctx.execute()
                     self.assertLessEqual(rel_l2(keep[1], reference(x)), 1e-2)
+                    # the FP16 engine's input is converted on the host from 1 MiB of input (pinned: >= 4 threads)
+                    want = 1 if b * 784 * 4 >= 1 << 20 and (not pinned or min(os.cpu_count() // 2, 8) >= 4) else 0
+                    self.assertEqual(ctx.host_io_f16_inputs, want)
 
     def test_low_latency(self):
         e = kiln.load(ENGINES["mlp_tf32.engine"])
