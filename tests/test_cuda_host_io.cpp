@@ -309,6 +309,8 @@ TEST(CudaHostIo, Fp16InputConvertedOnTheHostGivesTheSameBits) {
   auto fp32 = build_mlp(mlp_config("cuda", 8192, false));
   EXPECT_EQ(fp16->impl().input_takes_f16, std::vector<char>{1});
   EXPECT_EQ(fp32->impl().input_takes_f16, std::vector<char>{0});
+  EXPECT_NE(fp16->inspect_json().find("\"host_io_as_f16\":true"), std::string::npos) << "kiln inspect shows it";
+  EXPECT_EQ(fp32->inspect_json().find("host_io_as_f16"), std::string::npos);
   HostIo pageable(8192, false), pinned(8192, true);
   auto ctx = fp16->create_execution_context();
   ASSERT_TRUE(ctx.is_ok()) << ctx.status().to_string();

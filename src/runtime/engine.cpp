@@ -113,7 +113,12 @@ std::string EngineImpl::inspect_json() const {
                              {"opt", model.profiles[i].opt},
                              {"max", model.profiles[i].max}});
   j["inputs"] = json::array();
-  for (int v : g.inputs) j["inputs"].push_back(tensor(v));
+  for (size_t i = 0; i < g.inputs.size(); ++i) {
+    json t = tensor(g.inputs[i]);
+    // Host IO converts this input to float16 on the host (its readers round it to float16 anyway).
+    if (i < input_takes_f16.size() && input_takes_f16[i]) t["host_io_as_f16"] = true;
+    j["inputs"].push_back(std::move(t));
+  }
   j["outputs"] = json::array();
   for (int v : g.outputs) j["outputs"].push_back(tensor(v));
   j["layers"] = json::array();

@@ -86,8 +86,10 @@ std::string format_inspection(const nlohmann::json& doc) {
 
   for (const char* kind : {"inputs", "outputs"}) {
     for (const json& t : member(doc, kind).is_array() ? member(doc, kind) : json::array()) {
-      out += fmt::format("{:<7} {:<24} {:<8} {}\n", kind == std::string("inputs") ? "input" : "output", text(t, "name"),
-                         text(t, "dtype"), shape_text(member(t, "shape")));
+      const bool as_f16 = member(t, "host_io_as_f16").is_boolean() && member(t, "host_io_as_f16").get<bool>();
+      out += fmt::format("{:<7} {:<24} {:<8} {}{}\n", kind == std::string("inputs") ? "input" : "output", text(t, "name"),
+                         text(t, "dtype"), shape_text(member(t, "shape")),
+                         as_f16 ? "  (host IO sends it as float16: every reader rounds it to float16)" : "");
     }
   }
   const json& profiles = member(doc, "profiles");

@@ -35,7 +35,9 @@ CLI::App* add_run_command(CLI::App& app, RunOptions* opts) {
   cmd->add_option("--duration", opts->duration_s, "Run for at least this many seconds")
       ->check(at_least(0))
       ->capture_default_str();
-  cmd->add_option("--threads", opts->threads, "Worker threads for the kernels (0 = library default)")
+  cmd->add_option("--threads", opts->threads,
+                  "Worker threads: the CPU backend's kernels; CUDA engines' staging threads for --hostIO (0 = library "
+                  "default)")
       ->check(at_least(0))
       ->capture_default_str();
   cmd->add_option("--loadInputs", opts->load_inputs,
