@@ -6,6 +6,7 @@
 #include "ops/float16.h"
 
 #if defined(__x86_64__) || defined(_M_X64)
+#include <cpuid.h>
 #include <immintrin.h>
 #define KILN_X86 1
 #endif
@@ -67,7 +68,10 @@ Isa detect() {
 #ifdef KILN_X86
   __builtin_cpu_init();
   if (__builtin_cpu_supports("avx512f")) return Isa::kAvx512;
-  if (__builtin_cpu_supports("avx") && __builtin_cpu_supports("f16c")) return Isa::kF16c;
+  // F16C from CPUID leaf 1 (ECX bit 29): clang 14's __builtin_cpu_supports does not know "f16c".
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  const bool f16c = __get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx & bit_F16C) != 0;
+  if (__builtin_cpu_supports("avx") && f16c) return Isa::kF16c;
 #endif
   return Isa::kScalar;
 }
