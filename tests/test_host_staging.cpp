@@ -1,5 +1,5 @@
-// Host IO's staging: the float32 -> float16 conversion, every path bit for bit as float_to_half (NaN stays
-// NaN), and the streaming copy, at unaligned starts and odd lengths (the head and tail around the streaming
+// Host IO's staging: the float32 -> float16 conversion, every path bit for bit as float_to_half (NaNs
+// included: random bit patterns hold many, with payloads and both signs), and the streaming copy, at unaligned starts and odd lengths (the head and tail around the streaming
 // stores).
 #include <gtest/gtest.h>
 
@@ -29,8 +29,6 @@ std::vector<float> test_values() {
   return v;
 }
 
-bool is_nan_half(uint16_t h) { return (h & 0x7c00) == 0x7c00 && (h & 0x3ff) != 0; }
-
 TEST(HostStaging, EveryPathMatchesFloatToHalf) {
   const std::vector<float> x = test_values();
   int paths = 0;
@@ -41,10 +39,7 @@ TEST(HostStaging, EveryPathMatchesFloatToHalf) {
         if (!convert_f32_to_f16_using(isa, x.data() + start, y.data() + start, len)) goto next_isa;
         for (size_t i = 0; i < len; ++i) {
           const uint16_t want = float_to_half(x[start + i]), got = y[start + i];
-          if (std::isnan(x[start + i]))
-            ASSERT_TRUE(is_nan_half(got)) << isa << " element " << i;
-          else
-            ASSERT_EQ(got, want) << isa << " element " << start + i << " = " << x[start + i];
+          ASSERT_EQ(got, want) << isa << " element " << start + i << " = " << x[start + i];  // NaNs too
         }
         ASSERT_EQ(y[start + len], 0xdead) << isa << ": wrote past the end";
         if (start > 0) ASSERT_EQ(y[start - 1], 0xdead) << isa << ": wrote before the start";

@@ -19,15 +19,31 @@ void convert_scalar(const float* x, uint16_t* y, size_t n) {
 }
 
 #ifdef KILN_X86
-// Scalar up to a `align`-byte boundary of y, vectors with streaming stores, scalar tail; returns nothing
-// until the stores are fenced.
+// Any NaN among a vector's lanes (rare) takes float_to_half's canonical NaN (0x7e00 with the sign), as the
+// GPU's Cast writes it; the hardware conversion would keep part of the payload. Plain pointers: vector
+// arguments would cross into a function compiled without AVX.
+void canonical_nans(const float* x, uint16_t* lanes, int count, unsigned nan_mask) {
+  for (int l = 0; l < count; ++l)
+    if (nan_mask >> l & 1) lanes[l] = float_to_half(x[l]);
+}
+
+// Scalar up to a 32-byte boundary of y, vectors with streaming stores, scalar tail; fenced before returning.
 __attribute__((target("avx512f,f16c"))) void convert_avx512(const float* x, uint16_t* y, size_t n) {
   size_t i = 0;
   for (; i < n && reinterpret_cast<uintptr_t>(y + i) % 32 != 0; ++i) y[i] = float_to_half(x[i]);
-  for (; i + 16 <= n; i += 16)
+  for (; i + 16 <= n; i += 16) {
+    const __m512 v = _mm512_loadu_ps(x + i);
     // The zero-masked form: the plain one's undefined pass-through trips GCC 12's -Wmaybe-uninitialized.
-    _mm256_stream_si256(reinterpret_cast<__m256i*>(y + i),
-                        _mm512_maskz_cvtps_ph(0xffff, _mm512_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    __m256i h = _mm512_maskz_cvtps_ph(0xffff, v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const unsigned nans = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+    if (nans) {
+      alignas(32) uint16_t lanes[16];
+      _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), h);
+      canonical_nans(x + i, lanes, 16, nans);
+      h = _mm256_load_si256(reinterpret_cast<const __m256i*>(lanes));
+    }
+    _mm256_stream_si256(reinterpret_cast<__m256i*>(y + i), h);
+  }
   for (; i < n; ++i) y[i] = float_to_half(x[i]);
   _mm_sfence();
 }
@@ -35,9 +51,18 @@ __attribute__((target("avx512f,f16c"))) void convert_avx512(const float* x, uint
 __attribute__((target("avx,f16c"))) void convert_f16c(const float* x, uint16_t* y, size_t n) {
   size_t i = 0;
   for (; i < n && reinterpret_cast<uintptr_t>(y + i) % 16 != 0; ++i) y[i] = float_to_half(x[i]);
-  for (; i + 8 <= n; i += 8)
-    _mm_stream_si128(reinterpret_cast<__m128i*>(y + i),
-                     _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+  for (; i + 8 <= n; i += 8) {
+    const __m256 v = _mm256_loadu_ps(x + i);
+    __m128i h = _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const unsigned nans = static_cast<unsigned>(_mm256_movemask_ps(_mm256_cmp_ps(v, v, _CMP_UNORD_Q)));
+    if (nans) {
+      alignas(16) uint16_t lanes[8];
+      _mm_store_si128(reinterpret_cast<__m128i*>(lanes), h);
+      canonical_nans(x + i, lanes, 8, nans);
+      h = _mm_load_si128(reinterpret_cast<const __m128i*>(lanes));
+    }
+    _mm_stream_si128(reinterpret_cast<__m128i*>(y + i), h);
+  }
   for (; i < n; ++i) y[i] = float_to_half(x[i]);
   _mm_sfence();
 }

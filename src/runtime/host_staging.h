@@ -9,8 +9,8 @@
 
 namespace kiln {
 
-// y[i] = x[i] rounded to float16, to nearest even (bit for bit as float_to_half in ops/float16.h, NaNs
-// aside: any NaN stays a NaN). Uses AVX-512F or F16C where the CPU has them; stores bypass the cache
+// y[i] = x[i] rounded to float16, to nearest even: bit for bit as float_to_half in ops/float16.h, NaNs
+// included (0x7e00 with the sign, as the CUDA Cast kernel writes them). Uses AVX-512F or F16C where the CPU has them; stores bypass the cache
 // (the copy engine reads y next, not this core), fenced before returning.
 void convert_f32_to_f16(const float* x, uint16_t* y, size_t n);
 
