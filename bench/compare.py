@@ -735,8 +735,12 @@ def kiln_gpu_lines(args, kc, prec):
         mem = "kiln.cuda.pagelocked_empty" if pinned else "numpy"
         for graph in (False, True):
             g = " + CUDA graph" if graph else ""
+            # FP16 engines: from 1 MiB of input the staging threads send it as float16 (the engine rounds it to
+            # float16 anyway; ctx.host_io_f16_inputs), so half the bytes cross PCIe: say so beside the figure.
+            cast = ("; input converted to float16 on the host from 1 MiB (half the bytes across PCIe)"
+                    if prec == "fp16" else "")
             out.append(Line(f"{name} host IO{g}", group, prec, host_io(pinned, graph), "kiln",
-                            f"execute() on {mem} in/out: Kiln's chunked, overlapped copies"))
+                            f"execute() on {mem} in/out: Kiln's chunked, overlapped copies{cast}"))
         if prec in ("fp32", "fp16"):  # the resident kernel serves float chains, not INT8 engines
             out.append(Line(f"{name} low-latency", group, prec, host_io(pinned, False, True), "kiln",
                             f"set_low_latency(True, batch); execute() on {mem} in/out (resident kernel)",
