@@ -14,6 +14,7 @@
 
 #include <fmt/format.h>
 
+#include "core/env_setting.h"
 #include "kiln/gpu.h"
 #include "runtime/engine_impl.h"
 #include "runtime/host_staging.h"
@@ -68,22 +69,12 @@ bool env_copy_stream() {
 }
 
 // KILN_HOST_IO_CAST=0 turns off the host-side float16 conversion of inputs (host_io.h); 1 or unset: on.
-Result<bool> env_host_cast() {
-  const char* v = std::getenv("KILN_HOST_IO_CAST");
-  if (!v || std::string(v) == "1") return true;
-  if (std::string(v) == "0") return false;
-  return Status(StatusCode::kInvalidArgument, fmt::format("KILN_HOST_IO_CAST='{}': expected 0 or 1", v));
-}
+Result<bool> env_host_cast() { return two_way_setting("KILN_HOST_IO_CAST", "0", "1", true); }
 
 // Pageable input that is not converted is copied into staging with streaming stores (host_staging.h):
 // FP32 engine, batch 8192, CUDA graph on the H100 machine (GPU run 30), 0.75 ms against 0.96-1.03 ms with
 // memcpy, p99 0.80 against 1.5-1.8. KILN_HOST_IO_STAGING_COPY=memcpy goes back to memcpy.
-Result<bool> env_streaming_copy() {
-  const char* v = std::getenv("KILN_HOST_IO_STAGING_COPY");
-  if (!v || std::string(v) == "stream") return true;
-  if (std::string(v) == "memcpy") return false;
-  return Status(StatusCode::kInvalidArgument, fmt::format("KILN_HOST_IO_STAGING_COPY='{}': expected memcpy or stream", v));
-}
+Result<bool> env_streaming_copy() { return two_way_setting("KILN_HOST_IO_STAGING_COPY", "memcpy", "stream", true); }
 
 // Pinned input is converted on the host only with this many staging threads: fewer convert slower than the
 // copy engine copies float32 (bench_pcie_read on the H100 machine: 4 threads 0.38 ms with the copies, the
@@ -316,16 +307,17 @@ Status HostIoPipeline::run(const HostIoRun& r) {
   const int threads = r.threads > 0 ? r.threads
                                     : static_cast<int>(std::clamp(std::thread::hardware_concurrency() / 2, 1u, 8u));
   std::vector<char> to_f16(n_io, 0);
-  bool any_f16 = false;
+  last_f16_inputs_ = 0;
   for (int io = 0; io < e.num_inputs && *host_cast && !r.observer && !r.timings && host_in_bytes >= kMinSplitBytes; ++io) {
     if (where[io] == MemoryLocation::kDevice || !e.input_takes_f16[io] || desc[io].dtype != DataType::kFloat32) continue;
     if (where[io] == MemoryLocation::kPinnedHost && threads < kMinCastThreads) continue;
     to_f16[io] = 1;
-    any_f16 = true;
+    ++last_f16_inputs_;
   }
+  const bool any_f16 = last_f16_inputs_ > 0;
+  // Bytes of a converted input's staging and device copy per byte of its float32 source: half.
+  auto shrink = [&](size_t io) -> size_t { return to_f16[io] ? 2 : 1; };
   const bool staged = pageable_in || any_f16;  // threads write some input into staging
-  last_f16_inputs_ = 0;
-  for (char c : to_f16) last_f16_inputs_ += c;
 
   // One chunk: rows not independent, device tensors in place, layer-by-layer runs, or nothing to split.
   const bool single = !blocker_.empty() || any_device || r.observer || r.timings || batch < 2;
@@ -355,7 +347,7 @@ Status HostIoPipeline::run(const HostIoRun& r) {
   }
   for (size_t io = 0; io < n_io; ++io)
     if (where[io] == MemoryLocation::kPageableHost || to_f16[io]) {
-      Status s = reserve_staging(io, std::max<size_t>(bytes_of(desc[io]) / (to_f16[io] ? 2 : 1), 1));
+      Status s = reserve_staging(io, std::max<size_t>(bytes_of(desc[io]) / shrink(io), 1));
       if (!s.is_ok()) return s;
     }
   while (pageable_out && events_.size() < static_cast<size_t>(chunks)) {
@@ -399,9 +391,9 @@ Status HostIoPipeline::run(const HostIoRun& r) {
     for (int64_t c = 0; c < chunks; ++c)
       for (int io = 0; io < e.num_inputs; ++io) {
         if (where[io] != MemoryLocation::kPageableHost && !to_f16[io]) continue;
-        const size_t off = offset(io, c), bytes = chunk_bytes(io, c), shrink = to_f16[io] ? 2 : 1;
+        const size_t off = offset(io, c), bytes = chunk_bytes(io, c);
         for (size_t p = 0; p < bytes; p += kPieceBytes) {
-          pieces.push_back({static_cast<uint8_t*>(staging_[io]) + (off + p) / shrink,
+          pieces.push_back({static_cast<uint8_t*>(staging_[io]) + (off + p) / shrink(io),
                             static_cast<const uint8_t*>(addr[io]) + off + p, std::min(kPieceBytes, bytes - p),
                             static_cast<size_t>(c),
                             to_f16[io]        ? CopyWorkers::Work::kToF16
@@ -444,8 +436,8 @@ Status HostIoPipeline::run(const HostIoRun& r) {
       if (where[io] == MemoryLocation::kDevice) continue;
       const bool from_staging = where[io] == MemoryLocation::kPageableHost || to_f16[io];
       const uint8_t* src = static_cast<const uint8_t*>(from_staging ? staging_[io] : addr[io]);
-      const size_t shrink = to_f16[io] ? 2 : 1;
-      status = gpu::copy_to_device_async(l.device[io], src + offset(io, c) / shrink, chunk_bytes(io, c) / shrink, in_stream);
+      status = gpu::copy_to_device_async(l.device[io], src + offset(io, c) / shrink(io), chunk_bytes(io, c) / shrink(io),
+                                         in_stream);
     }
     if (copy_stream && status.is_ok()) status = gpu::event_record(copied_[c], copy_stream_);
     if (copy_stream && status.is_ok()) status = gpu::stream_wait_event(l.stream, copied_[c]);

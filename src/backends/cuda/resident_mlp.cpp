@@ -21,6 +21,7 @@
 #include <nlohmann/json.hpp>
 
 #include "backends/cuda/cuda_util.h"
+#include "core/env_setting.h"
 #include "engine/engine_model.h"
 #include "ops/fused_mlp.h"
 #include "ops/gemm.h"
@@ -53,17 +54,6 @@ size_t round_up(size_t x, size_t to) { return (x + to - 1) / to * to; }
 int cluster_ctas_setting() {
   const char* v = std::getenv("KILN_LOW_LATENCY_CTAS");
   return v && *v ? std::atoi(v) : kClusterCtas;
-}
-
-// An experiment's two-way setting from the environment: unset or empty gives `unset`, anything but the two
-// names is refused by name.
-Result<bool> two_way_setting(const char* name, const char* when_false, const char* when_true, bool unset) {
-  const char* v = std::getenv(name);
-  const std::string s = v ? v : "";
-  if (s.empty()) return unset;
-  if (s == when_false) return false;
-  if (s == when_true) return true;
-  return Status(StatusCode::kInvalidArgument, fmt::format("{}='{}' (want {} or {})", name, s, when_false, when_true));
 }
 
 // Who reads the input from host (or device) memory: CTA 0 all of it ("cta0"), or every CTA an even share
