@@ -8,7 +8,8 @@
 # course's tables (issue 7): KILN_GPU_STEPS="compare" (KILN_COMPARE_ARGS=--quick for its short run).
 # KILN_GPU_STEPS="lowlat": bench_low_latency alone (quick iterations on the resident kernel); "fmlpdiag": the
 # CUDA fused-MLP kernels' bench with the SM clock sampled, bench_l2_ingest, and Nsight Compute on them; "pcie":
-# bench_pcie_read (the copy engine against SMs reading pinned host memory in place).
+# bench_pcie_read (the copy engine against SMs reading pinned host memory in place); "course":
+# bench/course_loop.py (the course's loop timed apart, A/B in one process).
 set -u
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 OUT=${OUT:-$HERE/out}
@@ -391,6 +392,17 @@ PY
     done
     echo '```' >> "$md"
   fi
+  if [[ " $STEPS " == *" course "* ]]; then
+    # bench/course_loop.py: the course's loop timed apart (batch 1: the 1/1/1 engine against 1/8192/8192 and the
+    # loop's parts; batch 8192: Kiln's pageable staging against the driver's), A/B alternated in one process.
+    echo "=== course: bench/course_loop.py"
+    KILN_LIBRARY="$WORK/lib/libkiln.so.0" PYTHONPATH="$HERE/python" \
+      timeout 300 python3 bench/course_loop.py --json "$WORK/json/course_loop.json" > "$WORK/course.txt" 2>&1
+    local corc=$?
+    cat "$WORK/course.txt"
+    { cat "$WORK/course.txt"; echo; echo "(course_loop exit $corc)"; echo; } >> "$md"
+  fi
+
   if [[ " $STEPS " == *" compare "* ]]; then
     # bench/compare.py (issue 7): the course's tables and the extended peers; writes
     # <date>-<gpu>-compare.{md,json,png} into $OUT. KILN_COMPARE_ARGS=--quick for the short run.

@@ -30,6 +30,20 @@ Status memset_async(void* device_dst, int value, size_t bytes, Stream stream);
 Status copy_to_device_async(void* device_dst, const void* host_src, size_t bytes, Stream stream);
 Status copy_to_host_async(void* host_dst, const void* device_src, size_t bytes, Stream stream);
 Status copy_device_to_device_async(void* dst, const void* src, size_t bytes, Stream stream);
+// True when p is ordinary (pageable) host memory: not page-locked or registered, not device or managed.
+Result<bool> is_pageable_host(const void* p);
+
+// Copies between the device and host memory of any kind, with cudaMemcpyAsync's contract: an upload returns
+// once host_src may be reused; a download to pageable memory returns once the data is in host_dst (as the
+// driver's does), to page-locked memory as soon as it is queued. Page-locked memory and small copies go
+// straight to copy_to_device_async / copy_to_host_async. Larger pageable copies go through Kiln's own
+// page-locked staging: an upload (from 1 MiB) is staged chunk by chunk by worker threads with streaming
+// stores, each chunk's copy queued as soon as it is staged, where the driver stages on one thread (25.7 MB:
+// 2.0 ms on the H100 machine against 0.48 ms from page-locked memory); a download (from 64 KiB) lands in
+// staging chunk by chunk and is copied out as each chunk arrives. KILN_PAGEABLE_COPY=driver leaves pageable
+// memory to the driver. Concurrent calls take turns on the staging buffers.
+Status upload_async(void* device_dst, const void* host_src, size_t bytes, Stream stream);
+Status download_async(void* host_dst, const void* device_src, size_t bytes, Stream stream);
 
 Result<Stream> stream_create();
 Status stream_destroy(Stream s);

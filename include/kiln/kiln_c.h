@@ -190,6 +190,9 @@ KILN_C_EXPORT kiln_status_t kiln_gpu_free(void* p);                   /* NULL is
 /* Version 4: page-locked (pinned) host memory, which copies reach at full PCIe speed and asynchronously. */
 KILN_C_EXPORT kiln_status_t kiln_gpu_host_alloc(size_t size, void** out);
 KILN_C_EXPORT kiln_status_t kiln_gpu_host_free(void* p); /* NULL is a no-op */
+/* Host memory of any kind (kiln::gpu::upload_async / download_async): htod returns once src may be reused;
+ * dtoh into pageable memory returns once the data is there, into page-locked memory once queued. Large
+ * pageable copies go through Kiln's page-locked staging threads (KILN_PAGEABLE_COPY=driver: the driver's). */
 KILN_C_EXPORT kiln_status_t kiln_gpu_memcpy_htod_async(void* dst, const void* src, size_t size, void* stream);
 KILN_C_EXPORT kiln_status_t kiln_gpu_memcpy_dtoh_async(void* dst, const void* src, size_t size, void* stream);
 KILN_C_EXPORT kiln_status_t kiln_gpu_memcpy_dtod_async(void* dst, const void* src, size_t size, void* stream);

@@ -500,7 +500,7 @@ kiln_status_t kiln_gpu_memcpy_htod_async(void* dst, const void* src, size_t size
   return guarded(fn, [&]() -> kiln_status_t {
     KILN_REQUIRE_GPU();
     KILN_REQUIRE(size == 0 || (dst && src), "NULL pointer");
-    return check(kiln::gpu::copy_to_device_async(dst, src, size, stream));
+    return check(kiln::gpu::upload_async(dst, src, size, stream));
   });
 }
 
@@ -509,7 +509,7 @@ kiln_status_t kiln_gpu_memcpy_dtoh_async(void* dst, const void* src, size_t size
   return guarded(fn, [&]() -> kiln_status_t {
     KILN_REQUIRE_GPU();
     KILN_REQUIRE(size == 0 || (dst && src), "NULL pointer");
-    return check(kiln::gpu::copy_to_host_async(dst, src, size, stream));
+    return check(kiln::gpu::download_async(dst, src, size, stream));
   });
 }
 

@@ -75,6 +75,16 @@ Status copy_device_to_device_async(void* dst, const void* src, size_t bytes, Str
                      fmt::format("copying {} bytes device to device", bytes));
 }
 
+Result<bool> is_pageable_host(const void* p) {
+  cudaPointerAttributes a{};
+  const cudaError_t e = cudaPointerGetAttributes(&a, p);
+  if (e != cudaSuccess) {
+    (void)cudaGetLastError();  // not sticky; clear it so the next check does not report it
+    return cuda::check(e, "cudaPointerGetAttributes (is it a valid address?)");
+  }
+  return a.type == cudaMemoryTypeUnregistered;
+}
+
 Result<Stream> stream_create() {
   cudaStream_t s = nullptr;
   Status st = cuda::check(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), "cudaStreamCreate");
@@ -141,6 +151,7 @@ Status host_free_pinned(void*) { return no_cuda(); }
 Status memset_async(void*, int, size_t, Stream) { return no_cuda(); }
 Status copy_to_device_async(void*, const void*, size_t, Stream) { return no_cuda(); }
 Status copy_to_host_async(void*, const void*, size_t, Stream) { return no_cuda(); }
+Result<bool> is_pageable_host(const void*) { return no_cuda(); }
 Status copy_device_to_device_async(void*, const void*, size_t, Stream) { return no_cuda(); }
 Result<Stream> stream_create() { return no_cuda(); }
 Status stream_destroy(Stream) { return no_cuda(); }

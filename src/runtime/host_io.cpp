@@ -4,13 +4,9 @@
 #include "runtime/host_io.h"
 
 #include <algorithm>
-#include <atomic>
-#include <condition_variable>
 #include <cstdlib>
 #include <cstring>
-#include <mutex>
 #include <string>
-#include <thread>
 
 #include <fmt/format.h>
 
@@ -84,97 +80,6 @@ constexpr int kMinCastThreads = 4;
 size_t bytes_of(const TensorDesc& d) { return static_cast<size_t>(volume(d.shape)) * dtype_size(d.dtype); }
 
 }  // namespace
-
-// Persistent threads copying pieces of pageable input into page-locked staging, in order; the calling
-// thread helps, so a chunk is never waiting for a thread to wake up.
-class CopyWorkers {
- public:
-  enum class Work : uint8_t { kCopy, kCopyStreaming, kToF16 };
-  struct Piece {
-    void* dst;
-    const void* src;
-    size_t bytes;  // of the source
-    size_t chunk;
-    Work work;     // kToF16: float32 source converted to float16 (dst gets bytes / 2)
-  };
-
-  explicit CopyWorkers(int threads) {
-    for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { loop(); });
-  }
-  ~CopyWorkers() {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      stop_ = true;
-    }
-    cv_.notify_all();
-    for (auto& t : threads_) t.join();
-  }
-  size_t size() const { return threads_.size(); }
-
-  // Starts copying; done(c) then counts finished pieces of chunk c. With wake = false the calling thread
-  // copies alone (help()): waking threads costs more than a few pieces.
-  void start(std::vector<Piece> pieces, size_t chunks, bool wake) {
-    pieces_ = std::move(pieces);
-    done_ = std::make_unique<std::atomic<size_t>[]>(chunks);
-    for (size_t c = 0; c < chunks; ++c) done_[c].store(0, std::memory_order_relaxed);
-    next_.store(0, std::memory_order_relaxed);
-    if (!wake || threads_.empty()) return;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      busy_ = threads_.size();
-      ++generation_;
-    }
-    cv_.notify_all();
-  }
-  // Copies one piece on the calling thread; false when none is left to take.
-  bool help() { return take(); }
-  size_t done(size_t chunk) const { return done_[chunk].load(std::memory_order_acquire); }
-  // Stops handing out pieces and waits until no thread is copying.
-  void finish() {
-    next_.store(pieces_.size(), std::memory_order_relaxed);
-    std::unique_lock<std::mutex> lock(mu_);
-    idle_cv_.wait(lock, [this] { return busy_ == 0; });
-  }
-
- private:
-  bool take() {
-    const size_t i = next_.fetch_add(1, std::memory_order_relaxed);
-    if (i >= pieces_.size()) return false;
-    const Piece& p = pieces_[i];
-    switch (p.work) {
-      case Work::kToF16: convert_f32_to_f16(static_cast<const float*>(p.src), static_cast<uint16_t*>(p.dst), p.bytes / 4); break;
-      case Work::kCopyStreaming: copy_streaming(p.dst, p.src, p.bytes); break;
-      default: std::memcpy(p.dst, p.src, p.bytes); break;
-    }
-    done_[p.chunk].fetch_add(1, std::memory_order_release);
-    return true;
-  }
-  void loop() {
-    uint64_t seen = 0;
-    for (;;) {
-      {
-        std::unique_lock<std::mutex> lock(mu_);
-        cv_.wait(lock, [&] { return stop_ || generation_ != seen; });
-        if (stop_) return;
-        seen = generation_;
-      }
-      while (take()) {
-      }
-      std::lock_guard<std::mutex> lock(mu_);
-      if (--busy_ == 0) idle_cv_.notify_all();
-    }
-  }
-
-  std::vector<std::thread> threads_;
-  std::mutex mu_;
-  std::condition_variable cv_, idle_cv_;
-  uint64_t generation_ = 0;
-  size_t busy_ = 0;
-  bool stop_ = false;
-  std::vector<Piece> pieces_;
-  std::unique_ptr<std::atomic<size_t>[]> done_;
-  std::atomic<size_t> next_{0};
-};
 
 struct HostIoPipeline::Lane {
   std::unique_ptr<ContextImpl> ctx;
@@ -304,8 +209,7 @@ Status HostIoPipeline::run(const HostIoRun& r) {
   if (!host_cast.is_ok()) return host_cast.status();
   auto streaming_copy = env_streaming_copy();
   if (!streaming_copy.is_ok()) return streaming_copy.status();
-  const int threads = r.threads > 0 ? r.threads
-                                    : static_cast<int>(std::clamp(std::thread::hardware_concurrency() / 2, 1u, 8u));
+  const int threads = r.threads > 0 ? r.threads : default_staging_threads();
   std::vector<char> to_f16(n_io, 0);
   last_f16_inputs_ = 0;
   for (int io = 0; io < e.num_inputs && *host_cast && !r.observer && !r.timings && host_in_bytes >= kMinSplitBytes; ++io) {
@@ -426,9 +330,7 @@ Status HostIoPipeline::run(const HostIoRun& r) {
   int64_t queued = 0;
   for (int64_t c = 0; c < chunks && status.is_ok(); ++c) {
     Lane& l = *lane_of[c];
-    if (staged)
-      while (workers_->done(c) < pieces_per_chunk[c])
-        if (!workers_->help()) std::this_thread::yield();
+    if (staged) workers_->wait_chunk(static_cast<size_t>(c), pieces_per_chunk[c]);
     // The copy stream refills a lane's input buffers only after the lane's last chunk has read them.
     const gpu::Stream in_stream = copy_stream ? copy_stream_ : l.stream;
     if (copy_stream && l.consumed_pending) status = gpu::stream_wait_event(copy_stream_, l.consumed);

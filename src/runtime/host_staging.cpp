@@ -157,4 +157,68 @@ const char* convert_f32_to_f16_isa() {
   }
 }
 
+int default_staging_threads() { return static_cast<int>(std::clamp(std::thread::hardware_concurrency() / 2, 1u, 8u)); }
+
+CopyWorkers::CopyWorkers(int threads) {
+  for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { loop(); });
+}
+
+CopyWorkers::~CopyWorkers() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  for (auto& t : threads_) t.join();
+}
+
+void CopyWorkers::start(std::vector<Piece> pieces, size_t chunks, bool wake) {
+  pieces_ = std::move(pieces);
+  done_ = std::make_unique<std::atomic<size_t>[]>(chunks);
+  for (size_t c = 0; c < chunks; ++c) done_[c].store(0, std::memory_order_relaxed);
+  next_.store(0, std::memory_order_relaxed);
+  if (!wake || threads_.empty()) return;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    busy_ = threads_.size();
+    ++generation_;
+  }
+  cv_.notify_all();
+}
+
+void CopyWorkers::finish() {
+  next_.store(pieces_.size(), std::memory_order_relaxed);
+  std::unique_lock<std::mutex> lock(mu_);
+  idle_cv_.wait(lock, [this] { return busy_ == 0; });
+}
+
+bool CopyWorkers::take() {
+  const size_t i = next_.fetch_add(1, std::memory_order_relaxed);
+  if (i >= pieces_.size()) return false;
+  const Piece& p = pieces_[i];
+  switch (p.work) {
+    case Work::kToF16: convert_f32_to_f16(static_cast<const float*>(p.src), static_cast<uint16_t*>(p.dst), p.bytes / 4); break;
+    case Work::kCopyStreaming: copy_streaming(p.dst, p.src, p.bytes); break;
+    default: std::memcpy(p.dst, p.src, p.bytes); break;
+  }
+  done_[p.chunk].fetch_add(1, std::memory_order_release);
+  return true;
+}
+
+void CopyWorkers::loop() {
+  uint64_t seen = 0;
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [&] { return stop_ || generation_ != seen; });
+      if (stop_) return;
+      seen = generation_;
+    }
+    while (take()) {
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    if (--busy_ == 0) idle_cv_.notify_all();
+  }
+}
+
 }  // namespace kiln

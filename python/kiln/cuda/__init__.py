@@ -227,15 +227,20 @@ def _device(obj, nbytes, what):
 
 
 def memcpy_htod_async(dest, src, stream=None):
-    """Copies all of the numpy array src (its nbytes) to device memory dest, queued on stream."""
+    """Copies all of the numpy array src (its nbytes) to device memory dest, queued on stream. Returns once
+    src may be reused. A pageable array of 1 MiB or more is staged into page-locked memory by Kiln's staging
+    threads, chunk by chunk, each chunk's copy queued as soon as it is staged (the driver would stage it on
+    one thread); KILN_PAGEABLE_COPY=driver turns that off."""
     src = _host(src, "memcpy_htod source")
     ptr = _device(dest, src.nbytes, "memcpy_htod")
     check(lib.kiln_gpu_memcpy_htod_async(ptr, src.ctypes.data, src.nbytes, stream_handle(stream)))
 
 
 def memcpy_dtoh_async(dest, src, stream=None):
-    """Fills all of the numpy array dest (its nbytes) from device memory src, queued on stream. dest must
-    stay alive until the stream is synchronized."""
+    """Fills all of the numpy array dest (its nbytes) from device memory src, queued on stream. A pageable
+    dest holds the data when this returns (as with CUDA's pageable copies; from 64 KiB through Kiln's
+    page-locked staging); a page-locked one (pagelocked_empty) only once the stream is synchronized, and it
+    must stay alive until then."""
     dest = _host(dest, "memcpy_dtoh destination", writable=True)
     ptr = _device(src, dest.nbytes, "memcpy_dtoh")
     check(lib.kiln_gpu_memcpy_dtoh_async(dest.ctypes.data, ptr, dest.nbytes, stream_handle(stream)))
