@@ -356,6 +356,74 @@ TEST(CudaHostIo, Fp16InputConvertedOnTheHostGivesTheSameBits) {
   EXPECT_NE(s.message().find("KILN_HOST_IO_CAST"), std::string::npos) << s.to_string();
 }
 
+// Beyond the MLP: an FP16 engine of other layers starts with a Cast float32 -> float16 of its input (the
+// precision pass), which rounds like the host's conversion, so host IO sends that input as float16 too: the
+// same bits as with the conversion off, pinned and pageable.
+TEST(CudaHostIo, Fp16EngineInputCastIsDoneOnTheHost) {
+  REQUIRE_GPU();
+  constexpr int64_t kFeatures = 1024, kOut = 32, kMaxBatch = 512;  // 2 MiB of float32 input at 512 rows
+  test::OnnxModel m;
+  m.input("x", {-1, kFeatures});
+  m.output("y", {-1, kOut});
+  m.initializer("shift", {kFeatures}, test::random_floats(kFeatures, 7, -0.5f, 0.5f));
+  m.initializer("w", {kFeatures, kOut}, test::random_floats(kFeatures * kOut, 8, -0.05f, 0.05f));
+  m.node("Add", {"x", "shift"}, {"a"});
+  m.node("MatMul", {"a", "w"}, {"z"});
+  m.node("Softmax", {"z"}, {"y"});
+  BuilderConfig cfg;
+  cfg.device = "cuda";
+  cfg.fp16 = true;
+  cfg.profiles["x"] = {{1, kFeatures}, {kMaxBatch, kFeatures}, {kMaxBatch, kFeatures}};
+  auto built = build_engine_from_bytes(m.bytes(), "", cfg);
+  ASSERT_TRUE(built.is_ok()) << built.status().to_string();
+  auto engine = test::must_load(built->engine);
+  EXPECT_EQ(engine->impl().input_takes_f16, std::vector<char>{1}) << engine->inspect_json();
+  auto graph = import_onnx_bytes(m.bytes(), "");
+  ASSERT_TRUE(graph.is_ok()) << graph.status().to_string();
+
+  const size_t xn = kMaxBatch * kFeatures, yn = kMaxBatch * kOut;
+  std::vector<float> x_vec(xn), y_vec(yn);
+  auto xp = gpu::host_alloc_pinned(xn * 4), yp = gpu::host_alloc_pinned(yn * 4);
+  ASSERT_TRUE(xp.is_ok() && yp.is_ok());
+  auto ctx = engine->create_execution_context();
+  ASSERT_TRUE(ctx.is_ok()) << ctx.status().to_string();
+  ExecutionContext& c = **ctx;
+  c.set_num_threads(6);
+  uint64_t seed = 6000;
+  for (bool pinned : {false, true}) {
+    float* x = pinned ? static_cast<float*>(*xp) : x_vec.data();
+    float* y = pinned ? static_cast<float*>(*yp) : y_vec.data();
+    ASSERT_TRUE(c.set_tensor_address("x", x).is_ok());
+    ASSERT_TRUE(c.set_tensor_address("y", y).is_ok());
+    for (int64_t b : {kMaxBatch, int64_t{300}, int64_t{7}}) {
+      const std::string what = std::string(pinned ? "pinned" : "pageable") + ", batch " + std::to_string(b);
+      auto input = test::random_floats(static_cast<size_t>(b * kFeatures), seed++, -2.f, 2.f);
+      std::memcpy(x, input.data(), input.size() * 4);
+      ASSERT_TRUE(c.set_input_shape("x", {b, kFeatures}).is_ok());
+      std::vector<float> off;
+      for (const char* cast : {"0", "1"}) {
+        test::ScopedEnv env("KILN_HOST_IO_CAST", cast);
+        std::fill(y, y + b * kOut, std::numeric_limits<float>::quiet_NaN());
+        Status s = c.execute();
+        ASSERT_TRUE(s.is_ok()) << what << ": " << s.to_string();
+        const int want = cast[0] == '1' && b * kFeatures * 4 >= (1 << 20) ? 1 : 0;
+        EXPECT_EQ(c.last_host_io_f16_inputs(), want) << what << ", KILN_HOST_IO_CAST=" << cast;
+        if (off.empty()) {
+          off.assign(y, y + b * kOut);
+          continue;
+        }
+        EXPECT_EQ(std::memcmp(off.data(), y, off.size() * 4), 0) << what << ": outputs differ";
+      }
+      RefTensor in{DataType::kFloat32, {b, kFeatures}, std::vector<double>(input.begin(), input.end())};
+      auto ref = evaluate_reference(*graph, {in});
+      ASSERT_TRUE(ref.is_ok()) << ref.status().to_string();
+      EXPECT_LE(rel_l2(std::vector<float>(y, y + b * kOut), (*ref)[0].data), 1e-2) << what;
+    }
+  }
+  (void)gpu::host_free_pinned(*xp);
+  (void)gpu::host_free_pinned(*yp);
+}
+
 // Pageable float32 input staged with streaming stores (KILN_HOST_IO_STAGING_COPY=stream): the same bits as
 // with memcpy; a bad setting is refused by name.
 TEST(CudaHostIo, StreamingStagingCopyGivesTheSameBits) {

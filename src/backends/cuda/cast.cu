@@ -95,10 +95,16 @@ CastLaunch pick(DataType from, DataType to) { return dispatch_dtype_pair<PairFn>
 
 class CastKernel final : public CudaKernel {
  public:
-  CastKernel(CastLaunch launch, size_t copy_elem) : launch_(launch), copy_elem_(copy_elem) {}
+  CastKernel(CastLaunch launch, DataType from, DataType to) : launch_(launch), from_(from), to_(to) {}
 
   Status reshape(const std::vector<TensorDesc>& inputs, const std::vector<TensorDesc>& outputs) override {
     n_ = volume(outputs[0].shape);
+    // float32 -> float16 handed float16 (host IO converted it, reads_f32_as_f16): the same bits, copied.
+    const DataType in = inputs[0].dtype;
+    if (in != from_ && !(from_ == DataType::kFloat32 && to_ == DataType::kFloat16 && in == DataType::kFloat16))
+      return Status(StatusCode::kInvalidArgument,
+                    cat(kName, ": input is ", dtype_name(in), ", the layer was built for ", dtype_name(from_)));
+    copy_elem_ = in == to_ ? dtype_size(to_) : 0;
     return Status::ok();
   }
 
@@ -114,7 +120,8 @@ class CastKernel final : public CudaKernel {
 
  private:
   CastLaunch launch_;
-  size_t copy_elem_;  // same dtype on both sides: a byte copy
+  DataType from_, to_;
+  size_t copy_elem_ = 0;  // same dtype on both sides: a byte copy
   int64_t n_ = 0;
 };
 
@@ -139,7 +146,14 @@ KernelDef cast_kernel_def() {
     const DataType from = init.graph.values[init.node.inputs[0]].dtype;
     CastLaunch launch = pick(from, *to);
     if (!launch) return unsupported_pair(from, *to);
-    return std::unique_ptr<CudaKernel>(std::make_unique<CastKernel>(launch, from == *to ? dtype_size(from) : 0));
+    return std::unique_ptr<CudaKernel>(std::make_unique<CastKernel>(launch, from, *to));
+  };
+  // float32 -> float16 rounds like the host's conversion (float_to_half: to nearest even, NaN 0x7e00 with the
+  // sign), so host IO may hand it float16 (an FP16 engine's float32 inputs start with this Cast).
+  def.reads_f32_as_f16 = [](const Node& node, const Graph& graph, int input) {
+    auto to = cast_target(node);
+    return input == 0 && to.is_ok() && *to == DataType::kFloat16 &&
+           graph.values[node.inputs[0]].dtype == DataType::kFloat32;
   };
   return def;
 }
