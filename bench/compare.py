@@ -735,10 +735,12 @@ def kiln_gpu_lines(args, kc, prec):
         mem = "kiln.cuda.pagelocked_empty" if pinned else "numpy"
         for graph in (False, True):
             g = " + CUDA graph" if graph else ""
-            # FP16 engines: from 1 MiB of input the staging threads send it as float16 (the engine rounds it to
-            # float16 anyway; ctx.host_io_f16_inputs), so half the bytes cross PCIe: say so beside the figure.
-            cast = ("; input converted to float16 on the host from 1 MiB (half the bytes across PCIe)"
-                    if prec == "fp16" else "")
+            # FP16 / INT8 engines: from 1 MiB of input the staging threads send it as float16 / int8 (the engine
+            # rounds or quantizes it first anyway; ctx.host_io_f16_inputs), so a half / a quarter of the bytes cross
+            # PCIe: say so beside the figure.
+            cast = {"fp16": "; input converted to float16 on the host from 1 MiB (half the bytes across PCIe)",
+                    "int8": "; input quantized to int8 on the host from 1 MiB (a quarter of the bytes across PCIe)"
+                    }.get(prec, "")
             out.append(Line(f"{name} host IO{g}", group, prec, host_io(pinned, graph), "kiln",
                             f"execute() on {mem} in/out: Kiln's chunked, overlapped copies{cast}"))
         if prec in ("fp32", "fp16"):  # the resident kernel serves float chains, not INT8 engines

@@ -307,10 +307,10 @@ TEST(CudaHostIo, Fp16InputConvertedOnTheHostGivesTheSameBits) {
   REQUIRE_GPU();
   auto fp16 = build_mlp(mlp_config("cuda", 8192, true));
   auto fp32 = build_mlp(mlp_config("cuda", 8192, false));
-  EXPECT_EQ(fp16->impl().input_takes_f16, std::vector<char>{1});
-  EXPECT_EQ(fp32->impl().input_takes_f16, std::vector<char>{0});
-  EXPECT_NE(fp16->inspect_json().find("\"host_io_as_f16\":true"), std::string::npos) << "kiln inspect shows it";
-  EXPECT_EQ(fp32->inspect_json().find("host_io_as_f16"), std::string::npos);
+  EXPECT_EQ(fp16->impl().input_host_form.at(0).dtype, DataType::kFloat16);
+  EXPECT_FALSE(fp32->impl().input_host_form.at(0));
+  EXPECT_NE(fp16->inspect_json().find("\"host_io_as\":\"float16\""), std::string::npos) << "kiln inspect shows it";
+  EXPECT_EQ(fp32->inspect_json().find("host_io_as"), std::string::npos);
   HostIo pageable(8192, false), pinned(8192, true);
   auto ctx = fp16->create_execution_context();
   ASSERT_TRUE(ctx.is_ok()) << ctx.status().to_string();
@@ -377,7 +377,7 @@ TEST(CudaHostIo, Fp16EngineInputCastIsDoneOnTheHost) {
   auto built = build_engine_from_bytes(m.bytes(), "", cfg);
   ASSERT_TRUE(built.is_ok()) << built.status().to_string();
   auto engine = test::must_load(built->engine);
-  EXPECT_EQ(engine->impl().input_takes_f16, std::vector<char>{1}) << engine->inspect_json();
+  EXPECT_EQ(engine->impl().input_host_form.at(0).dtype, DataType::kFloat16) << engine->inspect_json();
   auto graph = import_onnx_bytes(m.bytes(), "");
   ASSERT_TRUE(graph.is_ok()) << graph.status().to_string();
 
@@ -422,6 +422,47 @@ TEST(CudaHostIo, Fp16EngineInputCastIsDoneOnTheHost) {
   }
   (void)gpu::host_free_pinned(*xp);
   (void)gpu::host_free_pinned(*yp);
+}
+
+// An INT8 engine's input, which its first layer quantizes with the calibrated scale, is quantized by the
+// staging threads (a quarter of the bytes cross PCIe): the same bits as with the conversion off, pinned and
+// pageable, with and without a CUDA graph; kiln inspect shows the form and its scale.
+TEST(CudaHostIo, Int8InputQuantizedOnTheHostGivesTheSameBits) {
+  REQUIRE_GPU();
+  BuilderConfig cfg = mlp_config("cuda", 8192, false);
+  cfg.int8.enabled = true;
+  cfg.int8.cache_file = source_path("bench/mlp_int8.cache");
+  auto engine = build_mlp(cfg);
+  const HostInputForm form = engine->impl().input_host_form.at(0);
+  EXPECT_EQ(form.dtype, DataType::kInt8) << engine->inspect_json();
+  EXPECT_GT(form.scale, 0.f);
+  EXPECT_NE(engine->inspect_json().find("\"host_io_as\":\"int8\""), std::string::npos) << "kiln inspect shows it";
+  HostIo pageable(8192, false), pinned(8192, true);
+  auto ctx = engine->create_execution_context();
+  ASSERT_TRUE(ctx.is_ok()) << ctx.status().to_string();
+  ExecutionContext& c = **ctx;
+  c.set_num_threads(6);
+  uint64_t seed = 7000;
+  for (bool graph : {false, true}) {
+    c.set_cuda_graph(graph);
+    for (HostIo* io : {&pageable, &pinned}) {
+      io->bind(c);
+      for (int64_t b : {8192, 4097, 333}) {
+        const std::string what = std::string(graph ? "graph " : "") + (io->pinned ? "pinned" : "pageable") +
+                                 ", batch " + std::to_string(b);
+        std::vector<float> off;
+        {
+          test::ScopedEnv cast("KILN_HOST_IO_CAST", "0");
+          EXPECT_LE(run_once(c, *io, b, seed), 0.1) << what << ", conversion off";
+          EXPECT_EQ(c.last_host_io_f16_inputs(), 0) << what;
+          off.assign(io->y, io->y + b * 10);
+        }
+        EXPECT_LE(run_once(c, *io, b, seed++), 0.1) << what;
+        EXPECT_EQ(c.last_host_io_f16_inputs(), b * 784 * 4 >= (1 << 20) ? 1 : 0) << what;
+        EXPECT_EQ(std::memcmp(off.data(), io->y, off.size() * 4), 0) << what << ": outputs differ";
+      }
+    }
+  }
 }
 
 // Pageable float32 input staged with streaming stores (KILN_HOST_IO_STAGING_COPY=stream): the same bits as

@@ -1,6 +1,7 @@
 // Host IO's staging: the float32 -> float16 conversion, every path bit for bit as float_to_half (NaNs
-// included: random bit patterns hold many, with payloads and both signs), and the streaming copy, at unaligned starts and odd lengths (the head and tail around the streaming
-// stores).
+// included: random bit patterns hold many, with payloads and both signs), the int8/uint8 quantizer byte for
+// byte as the QuantizeLinear kernels' formula, and the streaming copy, at unaligned starts and odd lengths
+// (the head and tail around the streaming stores).
 #include <gtest/gtest.h>
 
 #include <bit>
@@ -11,6 +12,7 @@
 #include <vector>
 
 #include "ops/float16.h"
+#include "ops/quantize.h"
 #include "runtime/host_staging.h"
 
 namespace kiln {
@@ -65,6 +67,46 @@ TEST(HostStaging, StreamingCopyIsMemcpy) {
         ASSERT_EQ(dst[dst_off + len], 0xab) << "wrote past the end";
         if (dst_off) ASSERT_EQ(dst[dst_off - 1], 0xab) << "wrote before the start";
       }
+}
+
+// The host quantizer against the QuantizeLinear kernels' scalar formula (ops/quantize.h), byte for byte: int8
+// and uint8, zero points, ties to even, saturation, NaN -> 0, infinities and random bit patterns, at unaligned
+// starts and odd lengths.
+TEST(HostStaging, QuantizeMatchesTheKernelFormula) {
+  std::vector<float> v = test_values();
+  for (float t : {0.5f, 1.5f, 2.5f, -0.5f, -1.5f, -2.5f, 126.5f, 127.5f, -128.5f, 254.5f, 255.5f}) v.push_back(t * 0.5f);
+  struct Case {
+    DataType q;
+    float scale;
+    int32_t zero_point;
+  };
+  for (const Case& k : {Case{DataType::kInt8, 0.5f, 0}, Case{DataType::kInt8, 0.0159265f, 0}, Case{DataType::kInt8, 0.1f, -3},
+                        Case{DataType::kUInt8, 0.5f, 0}, Case{DataType::kUInt8, 0.0078f, 128}, Case{DataType::kUInt8, 3.f, 255}}) {
+    const int32_t lo = k.q == DataType::kInt8 ? -128 : 0, hi = k.q == DataType::kInt8 ? 127 : 255;
+    for (size_t start : {size_t{0}, size_t{1}, size_t{7}}) {
+      const size_t n = v.size() - start - 3;
+      std::vector<uint8_t> got(n + 17, 0xee);
+      uint8_t* y = got.data() + 1 + start % 5;  // unaligned destinations too
+      quantize_f32(v.data() + start, y, n, k.q, k.scale, k.zero_point);
+      for (size_t i = 0; i < n; ++i) {
+        const float x = v[start + i];
+        const auto want = static_cast<uint8_t>(quantize_saturate(rintf(x / k.scale) + static_cast<float>(k.zero_point), lo, hi));
+        ASSERT_EQ(y[i], want) << "x " << x << " (bits " << std::bit_cast<uint32_t>(x) << "), scale " << k.scale << ", zero point "
+                              << k.zero_point << ", i " << i;
+      }
+      EXPECT_EQ(y[n], 0xee) << "wrote past the end";
+    }
+  }
+  // Spot checks of the formula itself: ties to even, saturation, NaN.
+  const float in[] = {1.25f, 1.75f, -1.25f, 1000.f, -1000.f, std::numeric_limits<float>::quiet_NaN()};
+  uint8_t out[6];
+  quantize_f32(in, out, 6, DataType::kInt8, 0.5f, 0);
+  EXPECT_EQ(static_cast<int8_t>(out[0]), 2);
+  EXPECT_EQ(static_cast<int8_t>(out[1]), 4);
+  EXPECT_EQ(static_cast<int8_t>(out[2]), -2);
+  EXPECT_EQ(static_cast<int8_t>(out[3]), 127);
+  EXPECT_EQ(static_cast<int8_t>(out[4]), -128);
+  EXPECT_EQ(static_cast<int8_t>(out[5]), 0);
 }
 
 TEST(HostStaging, UnknownPathRefused) {

@@ -9,6 +9,7 @@
 #include "engine/engine_model.h"
 #include "kiln/runtime.h"
 #include "ops/op.h"
+#include "runtime/host_input_form.h"
 
 namespace kiln {
 
@@ -75,11 +76,11 @@ class BackendEngine {
   virtual Result<std::unique_ptr<BackendContext>> create_context(const EngineModel& model) const = 0;
   // Device-side facts for `kiln inspect` (JSON object text), e.g. the GPU found at load time.
   virtual std::string describe_json() const { return "{}"; }
-  // Whether layer `layer`'s kernel rounds its float32 input `input` to float16 before any use, so that
-  // float16 may be handed in instead with the same result (CUDA host IO converts on the host).
-  virtual bool reads_f32_as_f16(const Graph& g, size_t layer, int input) const {
+  // How layer `layer`'s kernel may be handed its float32 input `input` instead, with the same result
+  // (host_input_form.h; CUDA host IO converts on the host). Default: float32 only.
+  virtual HostInputForm host_input_form(const Graph& g, size_t layer, int input) const {
     (void)g; (void)layer; (void)input;
-    return false;
+    return {};
   }
 };
 

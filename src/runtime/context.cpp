@@ -28,7 +28,7 @@ Result<std::unique_ptr<ContextImpl>> ContextImpl::create(std::shared_ptr<const E
   c->io_loc_.assign(e.io_names.size(), MemoryLocation::kDevice);
   c->input_shapes_.resize(g.inputs.size());
   c->input_shape_set_.assign(g.inputs.size(), 0);
-  c->input_f16_.assign(g.inputs.size(), 0);
+  c->input_host_form_.assign(g.inputs.size(), 0);
   for (size_t i = 0; i < g.inputs.size(); ++i) {
     const ShapeProfile& p = e.model.profiles[i];
     if (p.min == p.max) {  // static inputs need no set_input_shape
@@ -74,14 +74,14 @@ Status ContextImpl::set_input_shape(const std::string& name, const Dims& dims) {
   return Status::ok();
 }
 
-Status ContextImpl::set_input_f16(int io, bool on) {
+Status ContextImpl::set_input_host_form(int io, bool on) {
   const EngineImpl& e = *engine_;
   if (io < 0 || io >= e.num_inputs) return Status(StatusCode::kInvalidArgument, fmt::format("no input #{}", io));
-  if (on && !e.input_takes_f16[static_cast<size_t>(io)])
+  if (on && !e.input_host_form[static_cast<size_t>(io)])
     return Status(StatusCode::kInvalidArgument,
-                  fmt::format("input '{}' cannot be bound as float16: some layer reads it at float32", e.io_names[io]));
-  if (static_cast<bool>(input_f16_[static_cast<size_t>(io)]) != on) {
-    input_f16_[static_cast<size_t>(io)] = on;
+                  fmt::format("input '{}' cannot be bound converted: some layer reads it at float32", e.io_names[io]));
+  if (static_cast<bool>(input_host_form_[static_cast<size_t>(io)]) != on) {
+    input_host_form_[static_cast<size_t>(io)] = on;
     shapes_dirty_ = true;
   }
   return Status::ok();
@@ -97,12 +97,13 @@ Status ContextImpl::update_shapes() {
   Status s = infer_concrete_shapes(*graph_, input_shapes_, &shapes_);
   if (!s.is_ok()) return s;
   const Graph& g = *graph_;
-  // Inputs bound as float16 (host IO), and the views of them.
-  if (std::find(input_f16_.begin(), input_f16_.end(), 1) != input_f16_.end())
+  // Inputs bound converted (host IO: float16 or int8), and the views of them.
+  if (std::find(input_host_form_.begin(), input_host_form_.end(), 1) != input_host_form_.end())
     for (size_t v = 0; v < g.values.size(); ++v) {
       const int root = e.view_root(static_cast<int>(v));
       const auto& st = e.model.storage[static_cast<size_t>(root)];
-      if (st.kind == StorageKind::kInput && input_f16_[static_cast<size_t>(st.io_index)]) shapes_[v].dtype = DataType::kFloat16;
+      if (st.kind == StorageKind::kInput && input_host_form_[static_cast<size_t>(st.io_index)])
+        shapes_[v].dtype = e.input_host_form[static_cast<size_t>(st.io_index)].dtype;
     }
   // The plan holds each value's size at the profile's largest shapes; never write past it.
   for (size_t v = 0; v < g.values.size(); ++v) {
@@ -424,7 +425,7 @@ Status ExecutionContext::set_low_latency(bool on, int max_rows) { return impl_->
 bool ExecutionContext::low_latency() const { return impl_->low_latency(); }
 std::string ExecutionContext::low_latency_info() const { return impl_->backend().low_latency_json(); }
 int ExecutionContext::last_host_io_f16_inputs() const { return impl_->host_io_f16_inputs(); }
-int ContextImpl::host_io_f16_inputs() const { return host_io_ ? host_io_->last_f16_inputs() : 0; }
+int ContextImpl::host_io_f16_inputs() const { return host_io_ ? host_io_->last_converted_inputs() : 0; }
 Status ExecutionContext::execute() { return impl_->execute(); }
 Status ExecutionContext::enqueue(void* stream) { return impl_->enqueue(stream); }
 void ExecutionContext::set_cuda_graph(bool on) { impl_->set_cuda_graph(on); }

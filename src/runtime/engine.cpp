@@ -1,6 +1,7 @@
 // Runtime, Engine and the inspect document.
 #include <algorithm>
 #include <fstream>
+#include <optional>
 #include <sstream>
 
 #include <fmt/format.h>
@@ -46,8 +47,8 @@ Result<std::shared_ptr<EngineImpl>> EngineImpl::create(EngineModel model) {
   if (!backend.is_ok()) return backend.status();
   e->backend = std::move(backend).value();
   if (e->on_gpu()) e->batch_split_blocker = kiln::batch_split_blocker(g, e->model.profiles);
-  e->input_takes_f16.assign(g.inputs.size(), 0);
-  for (size_t i = 0; i < g.inputs.size(); ++i) e->input_takes_f16[i] = e->reads_input_as_f16(static_cast<int>(i));
+  e->input_host_form.assign(g.inputs.size(), HostInputForm{});
+  for (size_t i = 0; i < g.inputs.size(); ++i) e->input_host_form[i] = e->host_form_of_input(static_cast<int>(i));
   return e;
 }
 
@@ -58,24 +59,26 @@ int EngineImpl::view_root(int v) const {
 }
 
 // Input i is float32, is not itself (or through a view) an output, and every layer reading it (directly or
-// through views) rounds it to float16 before any use.
-bool EngineImpl::reads_input_as_f16(int i) const {
+// through views) takes the same host form (float16: rounds it to float16 before any use; int8: quantizes it
+// first, with the same scale and zero point).
+HostInputForm EngineImpl::host_form_of_input(int i) const {
   const Graph& g = model.graph;
   const int v = g.inputs[static_cast<size_t>(i)];
-  if (g.values[v].dtype != DataType::kFloat32) return false;
+  if (g.values[v].dtype != DataType::kFloat32) return {};
   for (int o : g.outputs)
-    if (view_root(o) == v) return false;
-  bool read = false;
+    if (view_root(o) == v) return {};
+  std::optional<HostInputForm> form;
   for (size_t l = 0; l < g.nodes.size(); ++l) {
     const Node& n = g.nodes[l];
     if (n.kernel == kViewKernel) continue;  // its output is a view of v, checked where it is read
     for (size_t j = 0; j < n.inputs.size(); ++j) {
       if (n.inputs[j] == kNoValue || view_root(n.inputs[j]) != v) continue;
-      if (!backend->reads_f32_as_f16(g, l, static_cast<int>(j))) return false;
-      read = true;
+      const HostInputForm f = backend->host_input_form(g, l, static_cast<int>(j));
+      if (!f || (form && !(*form == f))) return {};
+      form = f;
     }
   }
-  return read;
+  return form.value_or(HostInputForm{});
 }
 
 int EngineImpl::io_index(const std::string& name) const {
@@ -115,8 +118,15 @@ std::string EngineImpl::inspect_json() const {
   j["inputs"] = json::array();
   for (size_t i = 0; i < g.inputs.size(); ++i) {
     json t = tensor(g.inputs[i]);
-    // Host IO converts this input to float16 on the host (its readers round it to float16 anyway).
-    if (i < input_takes_f16.size() && input_takes_f16[i]) t["host_io_as_f16"] = true;
+    // Host IO converts this input on the host (its readers round it to float16 or quantize it anyway).
+    if (i < input_host_form.size() && input_host_form[i]) {
+      const HostInputForm& f = input_host_form[i];
+      t["host_io_as"] = dtype_name(f.dtype);
+      if (f.dtype != DataType::kFloat16) {
+        t["host_io_scale"] = f.scale;
+        t["host_io_zero_point"] = f.zero_point;
+      }
+    }
     j["inputs"].push_back(std::move(t));
   }
   j["outputs"] = json::array();

@@ -25,13 +25,13 @@ class EngineImpl {
   std::string inspect_json() const;
   // Why execute() on host memory cannot cut the batch into chunks ("" when it can); see batch_split.h.
   std::string batch_split_blocker;
-  // Per input: float32, and every layer reading it rounds it to float16 first (BackendEngine::reads_f32_as_f16),
-  // so host IO may convert it on the host and copy half the bytes with the same result.
-  std::vector<char> input_takes_f16;
+  // Per input: how host IO may hand it over instead of as float32 (host_input_form.h): every layer reading it
+  // takes the same form (BackendEngine::host_input_form), so the host converts and copies fewer bytes.
+  std::vector<HostInputForm> input_host_form;
   int view_root(int value) const;  // the value whose bytes `value` views (itself if not a view)
 
  private:
-  bool reads_input_as_f16(int input) const;
+  HostInputForm host_form_of_input(int input) const;
 };
 
 class HostIoPipeline;
@@ -42,9 +42,9 @@ class ContextImpl {
   ~ContextImpl();
 
   Status set_input_shape(const std::string& name, const Dims& dims);
-  // Host IO lanes: input `io` is bound as float16 (converted on the host) where the engine allows it
-  // (EngineImpl::input_takes_f16).
-  Status set_input_f16(int io, bool on);
+  // Host IO lanes: input `io` is bound in the engine's host form (converted on the host: float16 or int8)
+  // where the engine has one (EngineImpl::input_host_form), or as float32.
+  Status set_input_host_form(int io, bool on);
   Result<Dims> tensor_shape(const std::string& name);
   Status set_tensor_address(const std::string& name, void* address);
   void* tensor_address(const std::string& name) const;
@@ -55,7 +55,7 @@ class ContextImpl {
   void set_layer_observer(std::function<void(const LayerOutput&)> observer);
   Status set_low_latency(bool on, int max_rows);
   bool low_latency() const { return low_latency_; }
-  int host_io_f16_inputs() const;  // HostIoPipeline::last_f16_inputs of the last host-memory execute()
+  int host_io_f16_inputs() const;  // HostIoPipeline::last_converted_inputs of the last host-memory execute()
   void set_cuda_graph(bool on) {
     cuda_graph_ = on;
     backend_->set_cuda_graph(on);
@@ -87,7 +87,7 @@ class ContextImpl {
   std::unique_ptr<BackendContext> backend_;
   std::vector<Dims> input_shapes_;
   std::vector<char> input_shape_set_;
-  std::vector<char> input_f16_;  // set_input_f16
+  std::vector<char> input_host_form_;  // set_input_host_form
   std::vector<void*> io_addr_;
   std::vector<MemoryLocation> io_loc_;  // per IO tensor, where io_addr_ points
   std::vector<TensorDesc> shapes_;

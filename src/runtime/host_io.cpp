@@ -20,7 +20,7 @@ namespace {
 
 constexpr size_t kMinSplitBytes = 1 << 20;   // below this much host input, one chunk
 constexpr size_t kChunkBytes = 2 << 20;      // target host input bytes per chunk (pageable, copied)
-constexpr size_t kCastChunkBytes = 13 << 18; // the same, input converted to float16 (3.25 MiB: 8 chunks at b8192)
+constexpr size_t kCastChunkBytes = 13 << 18; // the same, input converted (3.25 MiB: 8 chunks at b8192 in float16)
 constexpr size_t kTailBytes = 3 << 19;       // the last chunk of pinned input (1.5 MiB)
 constexpr int64_t kMaxChunks = 16;
 constexpr size_t kMaxLanes = 4;              // streams with a chunk in flight
@@ -64,7 +64,7 @@ bool env_copy_stream() {
   return v && std::string(v) == "1";
 }
 
-// KILN_HOST_IO_CAST=0 turns off the host-side float16 conversion of inputs (host_io.h); 1 or unset: on.
+// KILN_HOST_IO_CAST=0 turns off the host-side conversion of inputs (float16 or int8; host_io.h); 1 or unset: on.
 Result<bool> env_host_cast() { return two_way_setting("KILN_HOST_IO_CAST", "0", "1", true); }
 
 // Pageable input that is not converted is copied into staging with streaming stores (host_staging.h):
@@ -131,7 +131,7 @@ Status HostIoPipeline::reserve_staging(size_t io, size_t bytes) {
 // Lane `index` set up for `rows` rows: shapes, device buffers for host IO, graph setting. With
 // chunked = false the lane runs the whole batch and device IO tensors are used in place.
 Result<HostIoPipeline::Lane*> HostIoPipeline::lane(size_t index, int64_t rows, const HostIoRun& r, bool chunked,
-                                                   const std::vector<char>& to_f16) {
+                                                   const std::vector<char>& converted) {
   const EngineImpl& e = *engine_;
   while (lanes_.size() <= index) {
     auto lane = std::make_unique<Lane>();
@@ -153,13 +153,13 @@ Result<HostIoPipeline::Lane*> HostIoPipeline::lane(size_t index, int64_t rows, c
     if (chunked) shape[0] = rows;
     if (static_cast<int>(io) < e.num_inputs) {
       Status s = l.ctx->set_input_shape(e.io_names[io], shape);
-      if (s.is_ok()) s = l.ctx->set_input_f16(static_cast<int>(io), to_f16[io] != 0);
+      if (s.is_ok()) s = l.ctx->set_input_host_form(static_cast<int>(io), converted[io] != 0);
       if (!s.is_ok()) return s;
     }
     void* address = (*r.addr)[io];
     if ((*r.where)[io] != MemoryLocation::kDevice) {
       size_t need = chunked ? bytes_of(d) / static_cast<size_t>(batch) * rows : bytes_of(d);
-      if (to_f16[io]) need /= 2;
+      if (converted[io]) need = need / 4 * dtype_size(e.input_host_form[io].dtype);
       need = std::max<size_t>(need, 1);
       if (l.device_bytes[io] < need) {
         if (l.device[io]) (void)gpu::device_free(l.device[io]);
@@ -202,31 +202,32 @@ Status HostIoPipeline::run(const HostIoRun& r) {
     if (input && where[io] != MemoryLocation::kDevice) host_in_bytes += bytes_of(desc[io]);
     if (where[io] == MemoryLocation::kPageableHost) (input ? pageable_in : pageable_out) = true;
   }
-  // Inputs converted to float16 on the host as they are staged (EngineImpl::input_takes_f16): half the bytes
-  // cross PCIe, with the result the engine gives on float32. Pageable input is staged by threads anyway;
-  // pinned input is staged only for this, with enough threads.
+  // Inputs converted on the host as they are staged (EngineImpl::input_host_form: float16, or int8 for an INT8
+  // engine's quantized input): a half or a quarter of the bytes cross PCIe, with the result the engine gives
+  // on float32. Pageable input is staged by threads anyway; pinned input is staged only for this, with enough
+  // threads.
   auto host_cast = env_host_cast();
   if (!host_cast.is_ok()) return host_cast.status();
   auto streaming_copy = env_streaming_copy();
   if (!streaming_copy.is_ok()) return streaming_copy.status();
   const int threads = r.threads > 0 ? r.threads : default_staging_threads();
-  std::vector<char> to_f16(n_io, 0);
-  last_f16_inputs_ = 0;
+  std::vector<char> converted(n_io, 0);
+  last_converted_inputs_ = 0;
   for (int io = 0; io < e.num_inputs && *host_cast && !r.observer && !r.timings && host_in_bytes >= kMinSplitBytes; ++io) {
-    if (where[io] == MemoryLocation::kDevice || !e.input_takes_f16[io] || desc[io].dtype != DataType::kFloat32) continue;
+    if (where[io] == MemoryLocation::kDevice || !e.input_host_form[io] || desc[io].dtype != DataType::kFloat32) continue;
     if (where[io] == MemoryLocation::kPinnedHost && threads < kMinCastThreads) continue;
-    to_f16[io] = 1;
-    ++last_f16_inputs_;
+    converted[io] = 1;
+    ++last_converted_inputs_;
   }
-  const bool any_f16 = last_f16_inputs_ > 0;
-  // Bytes of a converted input's staging and device copy per byte of its float32 source: half.
-  auto shrink = [&](size_t io) -> size_t { return to_f16[io] ? 2 : 1; };
-  const bool staged = pageable_in || any_f16;  // threads write some input into staging
+  const bool any_converted = last_converted_inputs_ > 0;
+  // Bytes of float32 source per byte of a converted input's staging and device copy: 2 (float16) or 4 (int8).
+  auto shrink = [&](size_t io) -> size_t { return converted[io] ? 4 / dtype_size(e.input_host_form[io].dtype) : 1; };
+  const bool staged = pageable_in || any_converted;  // threads write some input into staging
 
   // One chunk: rows not independent, device tensors in place, layer-by-layer runs, or nothing to split.
   const bool single = !blocker_.empty() || any_device || r.observer || r.timings || batch < 2;
   std::vector<int64_t> plan = single ? std::vector<int64_t>{batch}
-                                     : chunk_plan(batch, host_in_bytes, staged, any_f16, env_chunks());
+                                     : chunk_plan(batch, host_in_bytes, staged, any_converted, env_chunks());
   // Every chunk's shape must be inside the profile.
   for (int i = 0; i < e.num_inputs && plan.size() > 1; ++i)
     if (*std::min_element(plan.begin(), plan.end()) < e.model.profiles[i].min[0]) plan = {batch};
@@ -245,12 +246,12 @@ Status HostIoPipeline::run(const HostIoRun& r) {
     if (it == lanes_by_rows.end()) it = lanes_by_rows.insert(lanes_by_rows.end(), {plan[c], {}});
     const size_t seen = static_cast<size_t>(std::count(plan.begin(), plan.begin() + static_cast<std::ptrdiff_t>(c), plan[c]));
     if (it->second.size() < kMaxLanes && it->second.size() == seen) it->second.push_back(lanes_used++);
-    auto l = lane(it->second[seen % it->second.size()], plan[c], r, chunked, to_f16);
+    auto l = lane(it->second[seen % it->second.size()], plan[c], r, chunked, converted);
     if (!l.is_ok()) return l.status();
     lane_of[c] = *l;
   }
   for (size_t io = 0; io < n_io; ++io)
-    if (where[io] == MemoryLocation::kPageableHost || to_f16[io]) {
+    if (where[io] == MemoryLocation::kPageableHost || converted[io]) {
       Status s = reserve_staging(io, std::max<size_t>(bytes_of(desc[io]) / shrink(io), 1));
       if (!s.is_ok()) return s;
     }
@@ -286,7 +287,7 @@ Status HostIoPipeline::run(const HostIoRun& r) {
     return chunked ? bytes_of(desc[io]) / static_cast<size_t>(batch) * static_cast<size_t>(plan[c]) : bytes_of(desc[io]);
   };
 
-  // Staged inputs (pageable, or converted to float16): pieces in chunk order for the staging threads.
+  // Staged inputs (pageable, or converted): pieces in chunk order for the staging threads.
   std::vector<size_t> pieces_per_chunk(static_cast<size_t>(chunks), 0);
   if (staged) {
     if (!workers_ || static_cast<int>(workers_->size()) != threads - 1)
@@ -294,15 +295,16 @@ Status HostIoPipeline::run(const HostIoRun& r) {
     std::vector<CopyWorkers::Piece> pieces;
     for (int64_t c = 0; c < chunks; ++c)
       for (int io = 0; io < e.num_inputs; ++io) {
-        if (where[io] != MemoryLocation::kPageableHost && !to_f16[io]) continue;
+        if (where[io] != MemoryLocation::kPageableHost && !converted[io]) continue;
         const size_t off = offset(io, c), bytes = chunk_bytes(io, c);
         for (size_t p = 0; p < bytes; p += kPieceBytes) {
           pieces.push_back({static_cast<uint8_t*>(staging_[io]) + (off + p) / shrink(io),
                             static_cast<const uint8_t*>(addr[io]) + off + p, std::min(kPieceBytes, bytes - p),
                             static_cast<size_t>(c),
-                            to_f16[io]        ? CopyWorkers::Work::kToF16
-                            : *streaming_copy ? CopyWorkers::Work::kCopyStreaming
-                                              : CopyWorkers::Work::kCopy});
+                            !converted[io]    ? (*streaming_copy ? CopyWorkers::Work::kCopyStreaming : CopyWorkers::Work::kCopy)
+                            : e.input_host_form[io].dtype == DataType::kFloat16 ? CopyWorkers::Work::kToF16
+                                                                                : CopyWorkers::Work::kQuantize,
+                            e.input_host_form[io]});
           ++pieces_per_chunk[c];
         }
       }
@@ -336,7 +338,7 @@ Status HostIoPipeline::run(const HostIoRun& r) {
     if (copy_stream && l.consumed_pending) status = gpu::stream_wait_event(copy_stream_, l.consumed);
     for (int io = 0; io < e.num_inputs && status.is_ok(); ++io) {
       if (where[io] == MemoryLocation::kDevice) continue;
-      const bool from_staging = where[io] == MemoryLocation::kPageableHost || to_f16[io];
+      const bool from_staging = where[io] == MemoryLocation::kPageableHost || converted[io];
       const uint8_t* src = static_cast<const uint8_t*>(from_staging ? staging_[io] : addr[io]);
       status = gpu::copy_to_device_async(l.device[io], src + offset(io, c) / shrink(io), chunk_bytes(io, c) / shrink(io),
                                          in_stream);

@@ -5,7 +5,9 @@
 // Inputs that every reading layer rounds to float16 anyway (an FP16 engine's float32 input) are converted
 // to float16 by the staging threads, pinned input included (given >= 4 threads): half the bytes cross PCIe,
 // with the same result (bench_pcie_read on the H100 machine: 25.7 MB converted by 8 threads beside the
-// copies of 12.8 MB in 0.31 ms, against 0.48 ms for the float32 copy alone). KILN_HOST_IO_CAST=0 turns it off.
+// copies of 12.8 MB in 0.31 ms, against 0.48 ms for the float32 copy alone). An INT8 engine's input, which
+// its first layer quantizes with a scale fixed at build, is quantized by them the same way: a quarter of the
+// bytes. KILN_HOST_IO_CAST=0 turns both off.
 // With KILN_HOST_IO_COPY_STREAM=1 (an experiment), every chunk's host-to-device copy goes on one copy
 // stream, in chunk order, and its lane waits for it by an event. The hypothesis was that copies queued on
 // several streams run side by side on separate copy engines, sharing the link; timed on the H100 (GPU run
@@ -42,12 +44,12 @@ class HostIoPipeline {
   HostIoPipeline(std::shared_ptr<const EngineImpl> engine, std::string batch_split_blocker);
   ~HostIoPipeline();
   Status run(const HostIoRun& r);
-  // Inputs the last run() converted to float16 on the host (0: none).
-  int last_f16_inputs() const { return last_f16_inputs_; }
+  // Inputs the last run() converted on the host, to float16 or int8 (0: none).
+  int last_converted_inputs() const { return last_converted_inputs_; }
 
  private:
   struct Lane;
-  Result<Lane*> lane(size_t index, int64_t rows, const HostIoRun& r, bool chunked, const std::vector<char>& to_f16);
+  Result<Lane*> lane(size_t index, int64_t rows, const HostIoRun& r, bool chunked, const std::vector<char>& converted);
   Status reserve_staging(size_t io, size_t bytes);
 
   std::shared_ptr<const EngineImpl> engine_;
@@ -59,7 +61,7 @@ class HostIoPipeline {
   void* copy_stream_ = nullptr;  // every chunk's host-to-device copies, in order
   std::vector<void*> copied_;    // per chunk: its inputs are on the device (recorded on copy_stream_)
   std::unique_ptr<CopyWorkers> workers_;
-  int last_f16_inputs_ = 0;
+  int last_converted_inputs_ = 0;
 };
 
 }  // namespace kiln

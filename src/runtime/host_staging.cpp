@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "ops/float16.h"
+#include "ops/quantize.h"
 
 #if defined(__x86_64__) || defined(_M_X64)
 #include <cpuid.h>
@@ -16,6 +17,12 @@ namespace {
 
 void convert_scalar(const float* x, uint16_t* y, size_t n) {
   for (size_t i = 0; i < n; ++i) y[i] = float_to_half(x[i]);
+}
+
+// The QuantizeLinear kernels' own formula (ops/quantize.h), element by element.
+void quantize_scalar(const float* x, uint8_t* y, size_t n, float scale, int32_t zero_point, int32_t lo, int32_t hi) {
+  const float z = static_cast<float>(zero_point);
+  for (size_t i = 0; i < n; ++i) y[i] = static_cast<uint8_t>(quantize_saturate(rintf(x[i] / scale) + z, lo, hi));
 }
 
 #ifdef KILN_X86
@@ -73,6 +80,27 @@ __attribute__((target("avx512f"))) void copy_avx512(uint8_t* d, const uint8_t* s
   std::memcpy(d, s, head);
   for (i = head; i + 64 <= n; i += 64) _mm512_stream_si512(reinterpret_cast<__m512i*>(d + i), _mm512_loadu_si512(s + i));
   std::memcpy(d + i, s + i, n - i);
+  _mm_sfence();
+}
+
+// quantize_scalar in vectors of 16: the same division, round to nearest even, zero point, NaN -> 0 and
+// saturation, so the same bytes; streaming stores from a 16-byte boundary of y, fenced before returning.
+__attribute__((target("avx512f"))) void quantize_avx512(const float* x, uint8_t* y, size_t n, float scale,
+                                                        int32_t zero_point, int32_t lo, int32_t hi) {
+  size_t i = 0;
+  const size_t head = std::min(n, (16 - reinterpret_cast<uintptr_t>(y) % 16) % 16);
+  quantize_scalar(x, y, head, scale, zero_point, lo, hi);
+  const __m512 s = _mm512_set1_ps(scale), z = _mm512_set1_ps(static_cast<float>(zero_point));
+  const __m512 flo = _mm512_set1_ps(static_cast<float>(lo)), fhi = _mm512_set1_ps(static_cast<float>(hi));
+  for (i = head; i + 16 <= n; i += 16) {
+    const __m512 q = _mm512_div_ps(_mm512_loadu_ps(x + i), s);
+    __m512 r = _mm512_add_ps(_mm512_roundscale_ps(q, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), z);
+    const __mmask16 nan = _mm512_cmp_ps_mask(r, r, _CMP_UNORD_Q);
+    r = _mm512_min_ps(_mm512_max_ps(r, flo), fhi);
+    const __m512i v = _mm512_maskz_cvtps_epi32(static_cast<__mmask16>(~nan), r);  // NaN -> 0
+    _mm_stream_si128(reinterpret_cast<__m128i*>(y + i), _mm512_cvtepi32_epi8(v));
+  }
+  quantize_scalar(x + i, y + i, n - i, scale, zero_point, lo, hi);
   _mm_sfence();
 }
 
@@ -137,6 +165,18 @@ bool convert_f32_to_f16_using(const char* name, const float* x, uint16_t* y, siz
   return false;
 }
 
+void quantize_f32(const float* x, void* y, size_t n, DataType q, float scale, int32_t zero_point) {
+  const int32_t lo = q == DataType::kInt8 ? -128 : 0, hi = q == DataType::kInt8 ? 127 : 255;
+  uint8_t* out = static_cast<uint8_t*>(y);
+#ifdef KILN_X86
+  if (isa() == Isa::kAvx512) {
+    quantize_avx512(x, out, n, scale, zero_point, lo, hi);
+    return;
+  }
+#endif
+  quantize_scalar(x, out, n, scale, zero_point, lo, hi);
+}
+
 void copy_streaming(void* dst, const void* src, size_t bytes) {
   auto* d = static_cast<uint8_t*>(dst);
   const auto* s = static_cast<const uint8_t*>(src);
@@ -198,6 +238,9 @@ bool CopyWorkers::take() {
   const Piece& p = pieces_[i];
   switch (p.work) {
     case Work::kToF16: convert_f32_to_f16(static_cast<const float*>(p.src), static_cast<uint16_t*>(p.dst), p.bytes / 4); break;
+    case Work::kQuantize:
+      quantize_f32(static_cast<const float*>(p.src), p.dst, p.bytes / 4, p.form.dtype, p.form.scale, p.form.zero_point);
+      break;
     case Work::kCopyStreaming: copy_streaming(p.dst, p.src, p.bytes); break;
     default: std::memcpy(p.dst, p.src, p.bytes); break;
   }

@@ -1,8 +1,9 @@
 // What host IO's staging threads do to a piece of input (host_io.h): convert float32 to float16 (an FP16
 // engine rounds its float32 input to float16 before any use, so converting while staging halves the bytes
-// that cross PCIe), or copy it. Both store past the cache: the copy engine reads the staging buffer next, not
-// this core, and on the H100 machine cached stores slowed the copies running beside them (bench_pcie_read:
-// 8 threads converting beside the copies, 0.49 ms with cached stores, 0.31 ms with streaming stores).
+// that cross PCIe), quantize it (an INT8 engine's first layer does: a quarter of the bytes), or copy it. All
+// store past the cache: the copy engine reads the staging buffer next, not this core, and on the H100 machine
+// cached stores slowed the copies running beside them (bench_pcie_read: 8 threads converting beside the
+// copies, 0.49 ms with cached stores, 0.31 ms with streaming stores).
 #pragma once
 #include <atomic>
 #include <condition_variable>
@@ -12,6 +13,8 @@
 #include <mutex>
 #include <thread>
 #include <vector>
+
+#include "runtime/host_input_form.h"
 
 namespace kiln {
 
@@ -25,6 +28,11 @@ const char* convert_f32_to_f16_isa();
 // The same through one named path (tests); false when this CPU lacks it or the name is unknown.
 bool convert_f32_to_f16_using(const char* isa, const float* x, uint16_t* y, size_t n);
 
+// y[i] = saturate(round_half_even(x[i] / scale) + zero_point) as q (kInt8: [-128, 127], kUInt8: [0, 255]),
+// NaN -> 0: byte for byte the QuantizeLinear kernels' formula (ops/quantize.h), with AVX-512 where the CPU
+// has it; streaming stores, fenced before returning.
+void quantize_f32(const float* x, void* y, size_t n, DataType q, float scale, int32_t zero_point);
+
 // memcpy with streaming stores (AVX-512F or AVX where the CPU has them, else memcpy), fenced before returning.
 void copy_streaming(void* dst, const void* src, size_t bytes);
 
@@ -36,13 +44,14 @@ int default_staging_threads();
 // the pageable copies of kiln/gpu.h (pageable_copy.cpp). One start() at a time.
 class CopyWorkers {
  public:
-  enum class Work : uint8_t { kCopy, kCopyStreaming, kToF16 };
+  enum class Work : uint8_t { kCopy, kCopyStreaming, kToF16, kQuantize };
   struct Piece {
     void* dst;
     const void* src;
     size_t bytes;  // of the source
     size_t chunk;
-    Work work;     // kToF16: float32 source converted to float16 (dst gets bytes / 2)
+    Work work;     // kToF16: float32 source converted to float16 (dst gets bytes / 2); kQuantize: to form
+    HostInputForm form{};  // kQuantize: int8 or uint8 with its scale and zero point (dst gets bytes / 4)
   };
 
   explicit CopyWorkers(int threads);  // threads besides the calling one

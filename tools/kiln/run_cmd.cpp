@@ -278,8 +278,8 @@ Status run_checked(const RunOptions& opts) {
   s = warm_up(exec, opts.warmup_ms);
   if (!s.is_ok()) return s;
   if (exec.host_io() && ctx.last_host_io_f16_inputs() > 0)
-    fmt::print("[I] Host IO: {} input(s) converted to float16 by the staging threads (the engine rounds them to float16 "
-               "anyway; half the bytes cross PCIe; KILN_HOST_IO_CAST=0 turns it off)\n",
+    fmt::print("[I] Host IO: {} input(s) converted by the staging threads (to float16 or int8, as the engine's first "
+               "layers would: fewer bytes cross PCIe; kiln inspect shows the form; KILN_HOST_IO_CAST=0 turns it off)\n",
                ctx.last_host_io_f16_inputs());
 
   LayerProfile profile;

@@ -99,7 +99,7 @@ class CastKernel final : public CudaKernel {
 
   Status reshape(const std::vector<TensorDesc>& inputs, const std::vector<TensorDesc>& outputs) override {
     n_ = volume(outputs[0].shape);
-    // float32 -> float16 handed float16 (host IO converted it, reads_f32_as_f16): the same bits, copied.
+    // float32 -> float16 handed float16 (host IO converted it, host_input_form): the same bits, copied.
     const DataType in = inputs[0].dtype;
     if (in != from_ && !(from_ == DataType::kFloat32 && to_ == DataType::kFloat16 && in == DataType::kFloat16))
       return Status(StatusCode::kInvalidArgument,
@@ -150,10 +150,11 @@ KernelDef cast_kernel_def() {
   };
   // float32 -> float16 rounds like the host's conversion (float_to_half: to nearest even, NaN 0x7e00 with the
   // sign), so host IO may hand it float16 (an FP16 engine's float32 inputs start with this Cast).
-  def.reads_f32_as_f16 = [](const Node& node, const Graph& graph, int input) {
+  def.host_input_form = [](const Node& node, const Graph& graph, int input) {
     auto to = cast_target(node);
-    return input == 0 && to.is_ok() && *to == DataType::kFloat16 &&
-           graph.values[node.inputs[0]].dtype == DataType::kFloat32;
+    return input == 0 && to.is_ok() && *to == DataType::kFloat16 && graph.values[node.inputs[0]].dtype == DataType::kFloat32
+               ? HostInputForm{DataType::kFloat16}
+               : HostInputForm{};
   };
   return def;
 }

@@ -98,9 +98,9 @@ class CudaEngine final : public BackendEngine, public std::enable_shared_from_th
     if (!s.is_ok()) return s;
     return std::unique_ptr<BackendContext>(std::move(c));
   }
-  bool reads_f32_as_f16(const Graph& g, size_t layer, int input) const override {
+  HostInputForm host_input_form(const Graph& g, size_t layer, int input) const override {
     const cuda::KernelDef* def = layer < kernels.size() ? kernels[layer] : nullptr;
-    return def && def->reads_f32_as_f16 && def->reads_f32_as_f16(g.nodes[layer], g, input);
+    return def && def->host_input_form ? def->host_input_form(g.nodes[layer], g, input) : HostInputForm{};
   }
   std::string describe_json() const override {
     return nlohmann::json{{"gpu", device.name},

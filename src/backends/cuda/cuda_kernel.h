@@ -17,6 +17,7 @@
 #include "ir/graph.h"
 #include "kiln/status.h"
 #include "ops/op.h"
+#include "runtime/host_input_form.h"
 
 namespace kiln::cuda {
 
@@ -76,10 +77,11 @@ struct KernelDef {
   // Build time, optional: time candidates on the build GPU, write kTactic* attributes.
   std::function<Status(Node&, const Graph&, const TuneContext&)> tune;
   std::function<Result<std::unique_ptr<CudaKernel>>(const KernelInit&)> create;
-  // Optional: true when the kernel rounds its float32 input `input` to float16 (round to nearest even)
-  // before any use, so that the same values handed in as float16 give the same result; reshape() then
-  // accepts float16 there. Host IO uses it to convert on the host and copy half the bytes (host_io.h).
-  std::function<bool(const Node&, const Graph&, int input)> reads_f32_as_f16;
+  // Optional: how the kernel's float32 input `input` may be handed in instead (runtime/host_input_form.h):
+  // as float16 when the kernel rounds it to float16 (to nearest even) before any use, or quantized when it
+  // quantizes it first; reshape() then accepts that dtype there. Host IO uses it to convert on the host and
+  // copy a half or a quarter of the bytes (host_io.h).
+  std::function<HostInputForm(const Node&, const Graph&, int input)> host_input_form;
 };
 
 using KernelRegistry = KernelRegistryOf<KernelDef>;

@@ -344,7 +344,7 @@ class FusedMlpKernel final : public CudaKernel {
 
   Status reshape(const std::vector<TensorDesc>& inputs, const std::vector<TensorDesc>&) override {
     m_ = volume(inputs[0].shape) / d_.k[0];
-    // X float16 in a float32-IO layer: the host converted it (reads_f32_as_f16), as this layer would have.
+    // X float16 in a float32-IO layer: the host converted it (host_input_form), as this layer would have.
     x_f32_ = inputs[0].dtype == DataType::kFloat32;
     if (inputs[0].dtype != io_ && !(io_ == DataType::kFloat32 && inputs[0].dtype == DataType::kFloat16 && rounds_x_))
       return Status(StatusCode::kInvalidArgument, fmt::format("{}: X is {}, the layer was built for {}", context_,
@@ -667,8 +667,9 @@ KernelDef fused_mlp_def(DataType weights) {
   d.create = create;
   // float16 weights: float32 X is rounded to float16 (RN) before any use, in every tactic.
   if (weights == DataType::kFloat16)
-    d.reads_f32_as_f16 = [](const Node& n, const Graph& g, int input) {
-      return input == 0 && g.values[n.inputs[0]].dtype == DataType::kFloat32;
+    d.host_input_form = [](const Node& n, const Graph& g, int input) {
+      return input == 0 && g.values[n.inputs[0]].dtype == DataType::kFloat32 ? HostInputForm{DataType::kFloat16}
+                                                                            : HostInputForm{};
     };
   return d;
 }

@@ -80,11 +80,19 @@ class QuantizeKernel final : public CudaKernel {
 
   Status reshape(const std::vector<TensorDesc>& in, const std::vector<TensorDesc>& out) override {
     shape_ = QuantShape(node_, in, out[0].dtype);
+    // Handed the quantized bytes (host IO quantized the input, host_input_form): copied.
+    copy_ = in[0].dtype == out[0].dtype;
+    if (!copy_ && in[0].dtype != DataType::kFloat32)
+      return Status(StatusCode::kInvalidArgument, cat(kQuantizeName, " for layer '", node_.name, "': input is ",
+                                                      dtype_name(in[0].dtype), ", not float32"));
     return Status::ok();
   }
 
   Status enqueue(const void* const* in, void* const* out, void*, cudaStream_t stream) override {
     if (shape_.n <= 0) return Status::ok();
+    if (copy_)
+      return check(cudaMemcpyAsync(out[0], in[0], static_cast<size_t>(shape_.n), cudaMemcpyDeviceToDevice, stream),
+                   cat(kQuantizeName, " for layer '", node_.name, "': copying ", shape_.n, " quantized elements"));
     if (shape_.qtype == DataType::kInt8) launch<int8_t>(in, out[0], -128, 127, stream);
     else launch<uint8_t>(in, out[0], 0, 255, stream);
     return check_launch(cat(kQuantizeName, " for layer '", node_.name, "' (", shape_.n, " elements)"));
@@ -108,7 +116,26 @@ class QuantizeKernel final : public CudaKernel {
 
   Node node_;
   QuantShape shape_;
+  bool copy_ = false;
 };
+
+// Per-tensor quantization with a constant scale and zero point: the host can quantize the float32 input
+// with the same formula (host_staging.h), so host IO may hand it over quantized.
+HostInputForm quantize_host_form(const Node& n, const Graph& g, int input) {
+  if (input != 0 || g.values[n.inputs[0]].dtype != DataType::kFloat32 || !g.is_constant(n.inputs[1])) return {};
+  const Tensor& scale = *g.values[n.inputs[1]].constant;
+  if (scale.elements() != 1 || scale.dtype != DataType::kFloat32) return {};
+  const DataType q = g.values[n.outputs[0]].dtype;
+  if (q != DataType::kInt8 && q != DataType::kUInt8) return {};
+  HostInputForm f{q, scale.data<float>()[0], 0};
+  if (n.inputs.size() > 2 && n.inputs[2] != kNoValue) {
+    if (!g.is_constant(n.inputs[2])) return {};
+    const Tensor& zp = *g.values[n.inputs[2]].constant;
+    if (zp.elements() != 1 || zp.dtype != q) return {};
+    f.zero_point = q == DataType::kInt8 ? int32_t{zp.data<int8_t>()[0]} : int32_t{zp.data<uint8_t>()[0]};
+  }
+  return f;
+}
 
 class DequantizeKernel final : public CudaKernel {
  public:
@@ -167,6 +194,7 @@ KernelDef quantize_def() {
   d.create = [](const KernelInit& init) -> Result<std::unique_ptr<CudaKernel>> {
     return std::unique_ptr<CudaKernel>(std::make_unique<QuantizeKernel>(init.node));
   };
+  d.host_input_form = quantize_host_form;
   return d;
 }
 
