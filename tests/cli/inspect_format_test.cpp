@@ -48,6 +48,20 @@ TEST(InspectFormat, TacticBandsOneALine) {
       << text;
 }
 
+TEST(InspectFormat, HostIoFormOfAnInput) {
+  const auto doc = nlohmann::json::parse(R"({"inputs": [
+    {"name": "a", "dtype": "float32", "shape": [-1,784], "host_io_as": "float16"},
+    {"name": "b", "dtype": "float32", "shape": [-1,784], "host_io_as": "int8", "host_io_scale": 0.0159265,
+     "host_io_zero_point": 0},
+    {"name": "c", "dtype": "float32", "shape": [-1,784], "host_io_as": 3}]})");
+  const std::string text = format_inspection(doc);
+  EXPECT_NE(text.find("(host IO sends it as float16: every reader rounds it to float16)"), std::string::npos) << text;
+  EXPECT_NE(text.find("(host IO sends it as int8: every reader quantizes it, scale 0.0159265, zero point 0)"),
+            std::string::npos)
+      << text;
+  EXPECT_EQ(text.find("host IO sends it as 3"), std::string::npos) << text;  // malformed: nothing said
+}
+
 TEST(InspectFormat, ToleratesMissingKeys) {
   EXPECT_NO_THROW(format_inspection(nlohmann::json::object()));
   EXPECT_NO_THROW(format_inspection(nlohmann::json::array()));

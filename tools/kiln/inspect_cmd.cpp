@@ -86,10 +86,19 @@ std::string format_inspection(const nlohmann::json& doc) {
 
   for (const char* kind : {"inputs", "outputs"}) {
     for (const json& t : member(doc, kind).is_array() ? member(doc, kind) : json::array()) {
-      const bool as_f16 = member(t, "host_io_as_f16").is_boolean() && member(t, "host_io_as_f16").get<bool>();
+      // Host IO's form of the input (engine.cpp): float16 where every reader rounds it to float16 first, int8 or
+      // uint8 where every reader quantizes it first with this scale.
+      std::string host_form;
+      if (member(t, "host_io_as").is_string()) {
+        const std::string as = text(t, "host_io_as");
+        host_form = as == "float16"
+                        ? "  (host IO sends it as float16: every reader rounds it to float16)"
+                        : fmt::format("  (host IO sends it as {}: every reader quantizes it, scale {}, zero point {})", as,
+                                      member(t, "host_io_scale").is_number() ? member(t, "host_io_scale").get<double>() : 0.0,
+                                      member(t, "host_io_zero_point").is_number() ? member(t, "host_io_zero_point").get<int>() : 0);
+      }
       out += fmt::format("{:<7} {:<24} {:<8} {}{}\n", kind == std::string("inputs") ? "input" : "output", text(t, "name"),
-                         text(t, "dtype"), shape_text(member(t, "shape")),
-                         as_f16 ? "  (host IO sends it as float16: every reader rounds it to float16)" : "");
+                         text(t, "dtype"), shape_text(member(t, "shape")), host_form);
     }
   }
   const json& profiles = member(doc, "profiles");
