@@ -463,6 +463,8 @@ def main():
         warm, iters = COURSE_PLAN[batch]
         prof = course_profiles[batch]
         note = f"kiln.trt + kiln.cuda, pageable numpy, engine profile {prof[0]}/{prof[1]}/{prof[2]}"
+        if batch == 8192:  # kiln.cuda.memcpy_htod_async stages pageable arrays of >= 1 MiB on Kiln's threads
+            note += ", pageable copies through Kiln's staging threads"
         if kc.error:
             rep.course_row("Kiln FP16", batch, reason=kc.error)
             rep.course_row("Kiln FP16 (simple API)", batch, reason=kc.error)
