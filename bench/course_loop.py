@@ -2,8 +2,9 @@
 memcpy_dtoh_async, synchronize), timed apart: A/B rows alternated in one process, so that the course table's
 Kiln rows can be explained and moved.
 
-- batch 1: the course's engine (profile 1/1/1) against the 1/8192/8192 engine compare.py's extended rows use;
-  the loop's parts alone (the copy in, execute + synchronize, the copy out).
+- batch 1: the course's engine (profile 1/1/1) against the 1/8192/8192 engine compare.py's extended rows use,
+  through the course's loop and through the simple API (engine.infer); the loop's parts alone (the copy in,
+  execute + synchronize, the copy out).
 - batch 8192: memcpy_htod_async of the 25.7 MB input through Kiln's staging threads (the default) against the
   driver's own staging (KILN_PAGEABLE_COPY=driver); the copies alone, each with a synchronize.
 
@@ -57,6 +58,13 @@ def main():
         for prof, runner in runners.items():
             r = compare.time_loop(lambda: runner.infer_once(x1), 100, 1000, 1, final_sync=cuda.Context.synchronize)
             row("infer_once", 1, f"FP16 engine {prof[0]}/{prof[1]}/{prof[2]}, rep {rep + 1}", r)
+    engines = {prof: kc.kiln.load(kc.engine_file(args.model, "fp16", *prof)[0]) for prof in runners}
+    for rep in range(args.reps):  # the simple API (engine.infer on numpy), as the course table's second row
+        for prof, eng in engines.items():
+            feeds = {"input": x1}
+            eng.infer(feeds)
+            r = compare.time_loop(lambda: eng.infer(feeds), 100, 1000, 1)
+            row("engine.infer", 1, f"FP16 engine {prof[0]}/{prof[1]}/{prof[2]}, rep {rep + 1}", r)
     for prof, runner in runners.items():  # the parts alone, each ending in a synchronize
         name = f"{prof[0]}/{prof[1]}/{prof[2]}"
         y1 = runner.np.empty(runner.out_shape, dtype=runner.out_dtype)
