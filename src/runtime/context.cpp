@@ -424,8 +424,8 @@ MemoryLocation ExecutionContext::tensor_location(const std::string& name) const 
 Status ExecutionContext::set_low_latency(bool on, int max_rows) { return impl_->set_low_latency(on, max_rows); }
 bool ExecutionContext::low_latency() const { return impl_->low_latency(); }
 std::string ExecutionContext::low_latency_info() const { return impl_->backend().low_latency_json(); }
-int ExecutionContext::last_host_io_f16_inputs() const { return impl_->host_io_f16_inputs(); }
-int ContextImpl::host_io_f16_inputs() const { return host_io_ ? host_io_->last_converted_inputs() : 0; }
+int ExecutionContext::last_host_io_f16_inputs() const { return impl_->host_io_converted_inputs(); }
+int ContextImpl::host_io_converted_inputs() const { return host_io_ ? host_io_->last_converted_inputs() : 0; }
 Status ExecutionContext::execute() { return impl_->execute(); }
 Status ExecutionContext::enqueue(void* stream) { return impl_->enqueue(stream); }
 void ExecutionContext::set_cuda_graph(bool on) { impl_->set_cuda_graph(on); }

@@ -55,7 +55,7 @@ class ContextImpl {
   void set_layer_observer(std::function<void(const LayerOutput&)> observer);
   Status set_low_latency(bool on, int max_rows);
   bool low_latency() const { return low_latency_; }
-  int host_io_f16_inputs() const;  // HostIoPipeline::last_converted_inputs of the last host-memory execute()
+  int host_io_converted_inputs() const;  // HostIoPipeline::last_converted_inputs of the last host-memory execute()
   void set_cuda_graph(bool on) {
     cuda_graph_ = on;
     backend_->set_cuda_graph(on);

@@ -137,7 +137,7 @@ Status HostIoPipeline::reserve_staging(size_t io, size_t bytes) {
 // Lane `index` set up for `rows` rows: shapes, device buffers for host IO, graph setting. With
 // chunked = false the lane runs the whole batch and device IO tensors are used in place.
 Result<HostIoPipeline::Lane*> HostIoPipeline::lane(size_t index, int64_t rows, const HostIoRun& r, bool chunked,
-                                                   const std::vector<char>& converted) {
+                                                   const std::vector<size_t>& shrink) {
   const EngineImpl& e = *engine_;
   while (lanes_.size() <= index) {
     auto lane = std::make_unique<Lane>();
@@ -159,13 +159,13 @@ Result<HostIoPipeline::Lane*> HostIoPipeline::lane(size_t index, int64_t rows, c
     if (chunked) shape[0] = rows;
     if (static_cast<int>(io) < e.num_inputs) {
       Status s = l.ctx->set_input_shape(e.io_names[io], shape);
-      if (s.is_ok()) s = l.ctx->set_input_host_form(static_cast<int>(io), converted[io] != 0);
+      if (s.is_ok()) s = l.ctx->set_input_host_form(static_cast<int>(io), shrink[io] > 1);
       if (!s.is_ok()) return s;
     }
     void* address = (*r.addr)[io];
     if ((*r.where)[io] != MemoryLocation::kDevice) {
       size_t need = chunked ? bytes_of(d) / static_cast<size_t>(batch) * rows : bytes_of(d);
-      if (converted[io]) need = need / 4 * dtype_size(e.input_host_form[io].dtype);
+      need /= shrink[io];
       need = std::max<size_t>(need, 1);
       if (l.device_bytes[io] < need) {
         if (l.device[io]) (void)gpu::device_free(l.device[io]);
@@ -219,18 +219,18 @@ Status HostIoPipeline::run(const HostIoRun& r) {
   auto host_quantize = env_host_quantize();
   if (!host_quantize.is_ok()) return host_quantize.status();
   const int threads = r.threads > 0 ? r.threads : default_staging_threads();
-  std::vector<char> converted(n_io, 0);
+  // Bytes of float32 source per byte of an input's staging and device copy: 1, or 2 (float16) / 4 (int8) where
+  // the input is converted.
+  std::vector<size_t> shrink(n_io, 1);
   last_converted_inputs_ = 0;
   for (int io = 0; io < e.num_inputs && *host_cast && !r.observer && !r.timings && host_in_bytes >= kMinSplitBytes; ++io) {
     if (where[io] == MemoryLocation::kDevice || !e.input_host_form[io] || desc[io].dtype != DataType::kFloat32) continue;
     if (e.input_host_form[io].dtype != DataType::kFloat16 && !*host_quantize) continue;
     if (where[io] == MemoryLocation::kPinnedHost && threads < kMinCastThreads) continue;
-    converted[io] = 1;
+    shrink[io] = 4 / dtype_size(e.input_host_form[io].dtype);
     ++last_converted_inputs_;
   }
   const bool any_converted = last_converted_inputs_ > 0;
-  // Bytes of float32 source per byte of a converted input's staging and device copy: 2 (float16) or 4 (int8).
-  auto shrink = [&](size_t io) -> size_t { return converted[io] ? 4 / dtype_size(e.input_host_form[io].dtype) : 1; };
   const bool staged = pageable_in || any_converted;  // threads write some input into staging
 
   // One chunk: rows not independent, device tensors in place, layer-by-layer runs, or nothing to split.
@@ -255,13 +255,13 @@ Status HostIoPipeline::run(const HostIoRun& r) {
     if (it == lanes_by_rows.end()) it = lanes_by_rows.insert(lanes_by_rows.end(), {plan[c], {}});
     const size_t seen = static_cast<size_t>(std::count(plan.begin(), plan.begin() + static_cast<std::ptrdiff_t>(c), plan[c]));
     if (it->second.size() < kMaxLanes && it->second.size() == seen) it->second.push_back(lanes_used++);
-    auto l = lane(it->second[seen % it->second.size()], plan[c], r, chunked, converted);
+    auto l = lane(it->second[seen % it->second.size()], plan[c], r, chunked, shrink);
     if (!l.is_ok()) return l.status();
     lane_of[c] = *l;
   }
   for (size_t io = 0; io < n_io; ++io)
-    if (where[io] == MemoryLocation::kPageableHost || converted[io]) {
-      Status s = reserve_staging(io, std::max<size_t>(bytes_of(desc[io]) / shrink(io), 1));
+    if (where[io] == MemoryLocation::kPageableHost || shrink[io] > 1) {
+      Status s = reserve_staging(io, std::max<size_t>(bytes_of(desc[io]) / shrink[io], 1));
       if (!s.is_ok()) return s;
     }
   while (pageable_out && events_.size() < static_cast<size_t>(chunks)) {
@@ -304,13 +304,13 @@ Status HostIoPipeline::run(const HostIoRun& r) {
     std::vector<CopyWorkers::Piece> pieces;
     for (int64_t c = 0; c < chunks; ++c)
       for (int io = 0; io < e.num_inputs; ++io) {
-        if (where[io] != MemoryLocation::kPageableHost && !converted[io]) continue;
+        if (where[io] != MemoryLocation::kPageableHost && shrink[io] == 1) continue;
         const size_t off = offset(io, c), bytes = chunk_bytes(io, c);
         for (size_t p = 0; p < bytes; p += kPieceBytes) {
-          pieces.push_back({static_cast<uint8_t*>(staging_[io]) + (off + p) / shrink(io),
+          pieces.push_back({static_cast<uint8_t*>(staging_[io]) + (off + p) / shrink[io],
                             static_cast<const uint8_t*>(addr[io]) + off + p, std::min(kPieceBytes, bytes - p),
                             static_cast<size_t>(c),
-                            !converted[io]    ? (*streaming_copy ? CopyWorkers::Work::kCopyStreaming : CopyWorkers::Work::kCopy)
+                            shrink[io] == 1   ? (*streaming_copy ? CopyWorkers::Work::kCopyStreaming : CopyWorkers::Work::kCopy)
                             : e.input_host_form[io].dtype == DataType::kFloat16 ? CopyWorkers::Work::kToF16
                                                                                 : CopyWorkers::Work::kQuantize,
                             e.input_host_form[io]});
@@ -347,9 +347,9 @@ Status HostIoPipeline::run(const HostIoRun& r) {
     if (copy_stream && l.consumed_pending) status = gpu::stream_wait_event(copy_stream_, l.consumed);
     for (int io = 0; io < e.num_inputs && status.is_ok(); ++io) {
       if (where[io] == MemoryLocation::kDevice) continue;
-      const bool from_staging = where[io] == MemoryLocation::kPageableHost || converted[io];
+      const bool from_staging = where[io] == MemoryLocation::kPageableHost || shrink[io] > 1;
       const uint8_t* src = static_cast<const uint8_t*>(from_staging ? staging_[io] : addr[io]);
-      status = gpu::copy_to_device_async(l.device[io], src + offset(io, c) / shrink(io), chunk_bytes(io, c) / shrink(io),
+      status = gpu::copy_to_device_async(l.device[io], src + offset(io, c) / shrink[io], chunk_bytes(io, c) / shrink[io],
                                          in_stream);
     }
     if (copy_stream && status.is_ok()) status = gpu::event_record(copied_[c], copy_stream_);

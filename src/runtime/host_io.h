@@ -50,7 +50,7 @@ class HostIoPipeline {
 
  private:
   struct Lane;
-  Result<Lane*> lane(size_t index, int64_t rows, const HostIoRun& r, bool chunked, const std::vector<char>& converted);
+  Result<Lane*> lane(size_t index, int64_t rows, const HostIoRun& r, bool chunked, const std::vector<size_t>& shrink);
   Status reserve_staging(size_t io, size_t bytes);
 
   std::shared_ptr<const EngineImpl> engine_;

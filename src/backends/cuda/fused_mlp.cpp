@@ -620,9 +620,7 @@ Status tune(Node& node, const Graph& g, const TuneContext& ctx) {
     }
     if (*tune_host) {
       const FmlpParams p = make_params(*at, *d, inputs.data(), y.p, x_f32, m_opt, &packed[li]);
-      const bool small = m_opt <= best.small_max_m;
-      auto th = host_time_ms([&] { return small ? launch_fmlp_small(p, x_f32, ctx.stream) : launch_large(p, x_f32, best.large, ctx.stream); },
-                             ctx.stream, what);
+      auto th = host_time_ms([&] { return launch_fused(p, x_f32, best, ctx.stream); }, ctx.stream, what);
       if (!th.is_ok()) return th.status();
       fused_host_ms = *th;
     }
