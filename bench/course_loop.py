@@ -13,6 +13,7 @@ Prints a markdown section (stdout); --json writes the rows. Usage: python3 bench
 import argparse
 import json
 import os
+import subprocess
 import sys
 import tempfile
 
@@ -45,8 +46,6 @@ def main():
             os.environ.pop("KILN_PAGEABLE_COPY", None)
 
     print("## The course's loop, timed apart (bench/course_loop.py)\n")
-    print("Mean = (t1 - t0) / iterations around the loop, as the course; median and p99 of the same iterations (ms).\n")
-    print("| what | batch | variant | mean | median | p99 |\n|---|--:|---|--:|--:|--:|")
 
     # ---- batch 1: the course's 1/1/1 engine against the 1/8192/8192 one, alternated.
     runners = {}
@@ -67,6 +66,19 @@ def main():
         print(f"(1/1/1 engine with KILN_FUSED_MLP_TUNE_HOST=1 not built: {e})")
     finally:
         os.environ.pop("KILN_FUSED_MLP_TUNE_HOST", None)
+    # Which tactic each engine's builder picked (kiln inspect, bundled beside libkiln as compare.py's benchmarks).
+    kiln_exe = os.path.join(os.environ.get("KILN_BENCH_BIN", ""), "kiln")
+    if os.path.exists(kiln_exe):
+        files = {f"{p[0]}/{p[1]}/{p[2]}": kc.engine_file(args.model, "fp16", *p)[0] for p in runners}
+        if tuned:
+            files["1/1/1 tuned by host time"] = path_host
+        for name, f in files.items():
+            out = subprocess.run([kiln_exe, "inspect", f], capture_output=True, text=True, timeout=60)
+            print(f"kiln inspect, FP16 engine {name} (exit {out.returncode}):\n```")
+            print("\n".join((out.stdout + out.stderr).splitlines()[:40]))
+            print("```\n")
+    print("Mean = (t1 - t0) / iterations around the loop, as the course; median and p99 of the same iterations (ms).\n")
+    print("| what | batch | variant | mean | median | p99 |\n|---|--:|---|--:|--:|--:|")
     x1 = compare.make_input(1)
     for rep in range(args.reps):
         for prof, runner in runners.items():

@@ -414,7 +414,7 @@ PY
     # bench/course_loop.py: the course's loop timed apart (batch 1: the 1/1/1 engine against 1/8192/8192 and the
     # loop's parts; batch 8192: Kiln's pageable staging against the driver's), A/B alternated in one process.
     echo "=== course: bench/course_loop.py"
-    KILN_LIBRARY="$WORK/lib/libkiln.so.0" PYTHONPATH="$HERE/python" \
+    KILN_LIBRARY="$WORK/lib/libkiln.so.0" PYTHONPATH="$HERE/python" KILN_BENCH_BIN="$HERE/bin" \
       timeout 300 python3 bench/course_loop.py --json "$WORK/json/course_loop.json" > "$WORK/course.txt" 2>&1
     local corc=$?
     cat "$WORK/course.txt"
