@@ -158,14 +158,18 @@ const OpRegistrar kDequantize{quant_def("DequantizeLinear", check_dequantize, in
 
 }  // namespace
 
+std::optional<float> constant_per_tensor_scale(const Node& node, const Graph& g) {
+  if (node.inputs.size() < 2 || !g.is_constant(node.inputs[1])) return std::nullopt;
+  const Tensor& s = *g.values[node.inputs[1]].constant;
+  if (s.elements() != 1 || s.dtype != DataType::kFloat32) return std::nullopt;
+  return s.data<float>()[0];
+}
+
 std::optional<float> int8_value_scale(const Graph& g, int value) {
   if (value < 0 || g.values[value].dtype != DataType::kInt8) return std::nullopt;
   for (const Node& n : g.nodes) {
     if (n.outputs.empty() || n.outputs[0] != value) continue;
-    if (n.domain.empty() && n.op_type == "QuantizeLinear" && g.is_constant(n.inputs[1])) {
-      const Tensor& s = *g.values[n.inputs[1]].constant;
-      if (s.elements() == 1 && s.dtype == DataType::kFloat32) return s.data<float>()[0];
-    }
+    if (n.domain.empty() && n.op_type == "QuantizeLinear") return constant_per_tensor_scale(n, g);
     if (n.domain == "kiln" && n.op_type == "QGemm") {
       auto at = QGemmAttrs::parse(n);
       if (at.is_ok() && at->int8_output()) return at->y_scale;

@@ -52,6 +52,9 @@ struct QGemmAttrs {
   static Result<QGemmAttrs> parse(const Node& node);
 };
 
+// A Quantize/DequantizeLinear's scale when it is one constant float32 (per tensor); nullopt otherwise.
+std::optional<float> constant_per_tensor_scale(const Node& node, const Graph& g);
+
 // The scale of an INT8 value, read from its producer (QuantizeLinear's per-tensor scale or QGemm's
 // y_scale); nullopt for other values. Tools use it to show and dequantize INT8 activations.
 std::optional<float> int8_value_scale(const Graph& g, int value);

@@ -122,12 +122,11 @@ class QuantizeKernel final : public CudaKernel {
 // Per-tensor quantization with a constant scale and zero point: the host can quantize the float32 input
 // with the same formula (host_staging.h), so host IO may hand it over quantized.
 HostInputForm quantize_host_form(const Node& n, const Graph& g, int input) {
-  if (input != 0 || g.values[n.inputs[0]].dtype != DataType::kFloat32 || !g.is_constant(n.inputs[1])) return {};
-  const Tensor& scale = *g.values[n.inputs[1]].constant;
-  if (scale.elements() != 1 || scale.dtype != DataType::kFloat32) return {};
+  if (input != 0 || g.values[n.inputs[0]].dtype != DataType::kFloat32) return {};
+  const std::optional<float> scale = constant_per_tensor_scale(n, g);
   const DataType q = g.values[n.outputs[0]].dtype;
-  if (q != DataType::kInt8 && q != DataType::kUInt8) return {};
-  HostInputForm f{q, scale.data<float>()[0], 0};
+  if (!scale || (q != DataType::kInt8 && q != DataType::kUInt8)) return {};
+  HostInputForm f{q, *scale, 0};
   if (n.inputs.size() > 2 && n.inputs[2] != kNoValue) {
     if (!g.is_constant(n.inputs[2])) return {};
     const Tensor& zp = *g.values[n.inputs[2]].constant;
