@@ -158,6 +158,23 @@ class MlpTest(unittest.TestCase):
         with self.assertRaises(ValueError):
             self.engine.infer({"nope": np.zeros(SHAPE, dtype=np.float32)})
 
+    def test_infer_follows_shape_changes(self):
+        # infer() sets shapes only when they change: every batch, in any order and after a refused shape,
+        # gives the bits of a fresh engine's first call at that batch (kernels may differ between batches).
+        x, _ = first64()
+        eng = kiln.load(self.engine_path)
+        for batch in (1, 1, 7, 64, 1, 7):
+            xb = np.ascontiguousarray(x[:batch])
+            y = eng.infer(xb)["logits"]
+            self.assertEqual(y.shape, (batch, 10))
+            np.testing.assert_array_equal(y, kiln.load(self.engine_path).infer(xb)["logits"])
+            if batch == 64:
+                with self.assertRaises(ValueError):
+                    eng.infer(np.zeros((65, 1, 28, 28), dtype=np.float32))
+        self.assertEqual(len(eng.inputs), 1)
+        eng.inputs.clear()  # callers get a copy of the engine's list
+        self.assertEqual(len(eng.inputs), 1)
+
     def test_non_contiguous(self):
         x = np.zeros((2, 1, 28, 56), dtype=np.float32)[..., ::2]
         with self.assertRaises(ValueError):
