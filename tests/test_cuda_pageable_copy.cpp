@@ -97,6 +97,10 @@ TEST(CudaPageableCopy, RoundTripsAreByteExactAtEverySize) {
     round_trip(n, seed++, nullptr, false);  // the legacy default stream
   }
   for (size_t n : {size_t{3136}, size_t{(1 << 20) + 12345}, size_t{8192 * 784 * 4}}) round_trip(n, seed++, stream.s, true);
+  for (const char* threads : {"1", "13"}) {  // the staging threads' count (the caller alone; more than cores)
+    test::ScopedEnv t("KILN_PAGEABLE_COPY_THREADS", threads);
+    round_trip(8192 * 784 * 4, seed++, stream.s, false);
+  }
   test::ScopedEnv driver("KILN_PAGEABLE_COPY", "driver");
   for (size_t n : {size_t{3136}, size_t{(1 << 20) + 12345}, size_t{8192 * 784 * 4}}) round_trip(n, seed++, stream.s, false);
 }
@@ -160,6 +164,11 @@ TEST(CudaPageableCopy, BadSettingIsRefusedByName) {
   EXPECT_NE(s.message().find("KILN_PAGEABLE_COPY"), std::string::npos) << s.to_string();
   s = gpu::download_async(host.data(), dev.p, n, nullptr);
   EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << s.to_string();
+  test::ScopedEnv staged("KILN_PAGEABLE_COPY", "staged");
+  test::ScopedEnv threads("KILN_PAGEABLE_COPY_THREADS", "0");
+  s = gpu::upload_async(dev.p, host.data(), n, nullptr);
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << s.to_string();
+  EXPECT_NE(s.message().find("KILN_PAGEABLE_COPY_THREADS"), std::string::npos) << s.to_string();
 }
 
 }  // namespace

@@ -1,4 +1,4 @@
-// two_way_setting: the one parser for the two-way settings read from the environment.
+// two_way_setting and int_setting: the parsers for settings read from the environment.
 #include <gtest/gtest.h>
 
 #include "core/env_setting.h"
@@ -37,6 +37,28 @@ TEST(EnvSetting, TwoWaySetting) {
   EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
   EXPECT_NE(r.status().message().find(kName), std::string::npos) << r.status().to_string();
   EXPECT_NE(r.status().message().find("'On'"), std::string::npos) << r.status().to_string();
+}
+
+TEST(EnvSetting, IntSetting) {
+  const char* kName = "KILN_TEST_INT_SETTING";
+  unsetenv(kName);
+  auto r = int_setting(kName, 1, 64, 8);
+  ASSERT_TRUE(r.is_ok());
+  EXPECT_EQ(*r, 8) << "unset gives the default";
+  for (const char* ok : {"1", "12", "64"}) {
+    test::ScopedEnv v(kName, ok);
+    r = int_setting(kName, 1, 64, 8);
+    ASSERT_TRUE(r.is_ok()) << ok << ": " << r.status().to_string();
+    EXPECT_EQ(*r, std::atoi(ok));
+  }
+  for (const char* bad : {"0", "65", "-3", "8x", "x", " 8", "99999999999999999999"}) {
+    test::ScopedEnv v(kName, bad);
+    r = int_setting(kName, 1, 64, 8);
+    ASSERT_FALSE(r.is_ok()) << bad;
+    EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(r.status().message().find(kName), std::string::npos) << r.status().to_string();
+    EXPECT_NE(r.status().message().find("1 to 64"), std::string::npos) << r.status().to_string();
+  }
 }
 
 }  // namespace

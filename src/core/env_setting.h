@@ -9,4 +9,8 @@ namespace kiln {
 // else is kInvalidArgument naming the variable, its value and the two accepted names.
 Result<bool> two_way_setting(const char* name, const char* when_false, const char* when_true, bool unset);
 
+// A whole number in [lo, hi]: unset or empty gives `unset`; anything else is kInvalidArgument naming the
+// variable, its value and the range.
+Result<int> int_setting(const char* name, int lo, int hi, int unset);
+
 }  // namespace kiln

@@ -28,6 +28,10 @@ constexpr size_t kMaxStagingBytes = 64 << 20;  // larger copies run in rounds of
 // KILN_PAGEABLE_COPY=driver: pageable memory goes to cudaMemcpyAsync as it is (A/B and a way out).
 Result<bool> env_staged() { return two_way_setting("KILN_PAGEABLE_COPY", "driver", "staged", true); }
 
+// KILN_PAGEABLE_COPY_THREADS=n: threads staging an upload, the caller included (experiments; default
+// default_staging_threads()). Read at each upload.
+Result<int> env_upload_threads() { return int_setting("KILN_PAGEABLE_COPY_THREADS", 1, 64, default_staging_threads()); }
+
 // Whether a copy of `bytes` from or to host_ptr goes through staging.
 Result<bool> use_staging(const void* host_ptr, size_t bytes, size_t min_bytes) {
   if (bytes < min_bytes) return false;
@@ -50,7 +54,13 @@ class Staging {
     std::lock_guard<std::mutex> lock(mu_);
     Status s = reserve(up_, std::min(bytes, kMaxStagingBytes));
     if (s.is_ok() && !up_done_) s = create_event(&up_done_);
-    if (!workers_) workers_ = std::make_unique<CopyWorkers>(default_staging_threads() - 1);
+    auto threads = env_upload_threads();
+    if (!threads.is_ok()) s = threads.status();
+    else if (!workers_ || workers_threads_ != *threads) {
+      workers_.reset();
+      workers_ = std::make_unique<CopyWorkers>(*threads - 1);
+      workers_threads_ = *threads;
+    }
     for (size_t round = 0; round < bytes && s.is_ok(); round += up_.bytes) {
       // The previous round's or call's copies must have read the buffer before it is written again.
       if (up_pending_) s = event_synchronize(up_done_, true);
@@ -136,6 +146,7 @@ class Staging {
   std::mutex mu_;
   Buffer up_, down_;
   Event up_done_ = nullptr;
+  int workers_threads_ = 0;  // the caller and workers_ (KILN_PAGEABLE_COPY_THREADS)
   bool up_pending_ = false;  // up_done_ recorded after the last upload's copies
   std::vector<Event> down_done_;  // per chunk of a round
   std::unique_ptr<CopyWorkers> workers_;
