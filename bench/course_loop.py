@@ -94,6 +94,24 @@ def main():
             eng.infer(feeds)
             r = compare.time_loop(lambda: eng.infer(feeds), 100, 1000, 1)
             row("engine.infer", 1, f"FP16 engine {prof[0]}/{prof[1]}/{prof[2]}, rep {rep + 1}", r)
+    # engine.set_low_latency(): the simple API's small batches through the resident kernel (a second engine
+    # object, so that the rows above keep the standard path).
+    ll_engines = {}
+    for prof in runners:
+        eng = kc.kiln.load(kc.engine_file(args.model, "fp16", *prof)[0])
+        eng.set_low_latency()
+        eng.infer({"input": x1})
+        if not eng.last_infer_low_latency:
+            print(f"(engine {prof}: set_low_latency() did not take infer() to the resident kernel)")
+        ll_engines[prof] = eng
+    for rep in range(args.reps):
+        for prof, eng in ll_engines.items():
+            feeds = {"input": x1}
+            r = compare.time_loop(lambda: eng.infer(feeds), 100, 1000, 1)
+            row("engine.infer, set_low_latency()", 1, f"FP16 engine {prof[0]}/{prof[1]}/{prof[2]}, rep {rep + 1}", r)
+    for eng in ll_engines.values():
+        eng.set_low_latency(False)
+    ll_engines.clear()
     for prof, runner in runners.items():  # the parts alone, each ending in a synchronize
         name = f"{prof[0]}/{prof[1]}/{prof[2]}"
         y1 = runner.np.empty(runner.out_shape, dtype=runner.out_dtype)

@@ -1,6 +1,7 @@
 """Engine and ExecutionContext over the C ABI, plus the simple API (load, build, Engine.infer)."""
 import ctypes
 import os
+import warnings
 from collections import namedtuple
 
 import numpy as np
@@ -56,10 +57,15 @@ class Engine:
         self._ctx = None  # lazily created context for infer(); so infer() is not thread-safe
         self._empty = np.empty(64, np.uint8)  # an address for zero-size arrays
         self._io = {}  # mode -> TensorInfo list; an engine's IO tensors never change
-        self._infer_shapes = None  # (input shapes, output shapes) of infer()'s last call, None if unknown
+        # infer() on numpy at small batches (set_low_latency): (context in low-latency mode, its max rows);
+        # None before the first try; False when off or when it cannot be had (an engine the resident kernel
+        # cannot serve).
+        self._ll = False
+        self._last_infer_low_latency = False
 
     def __del__(self):
         self._ctx = None
+        self._ll = None
         if getattr(self, "_h", None):
             self._destroy(self._h)
             self._h = None
@@ -140,7 +146,8 @@ class Engine:
 
         - numpy arrays: returns new numpy arrays. CUDA engines are handed the host arrays: the runtime
           copies in and out, large batches in chunks with copies overlapped with compute and
-          pageable memory staged into page-locked buffers by worker threads.
+          pageable memory staged into page-locked buffers by worker threads. After set_low_latency(),
+          small batches go through the low-latency mode instead (see there).
         - device tensors with __cuda_array_interface__ (PyTorch CUDA tensors, CuPy arrays): bound
           without a copy. `outputs` must then be a dict {name: device tensor} of the output shapes
           (see create_execution_context().get_tensor_shape) to write into; it is returned. The work
@@ -164,22 +171,90 @@ class Engine:
         if outputs is not None:
             raise TypeError("outputs= takes device tensors to write into; with numpy inputs infer() returns "
                             "new arrays")
-        ctx = self._ctx
         arrays = {info.name: _check_array(info, inputs[info.name]) for info in ins}
+        ll = self._low_latency_context(arrays)
+        if ll is not None:
+            outs = self._bind_host(ll, ins, arrays)  # a bad shape raises here, as on the standard path
+            try:
+                ll.execute()
+                self._last_infer_low_latency = True
+                return outs
+            except KilnError as e:  # e.g. the resident kernel could not be launched again after idling
+                self._ll = False
+                warnings.warn(f"kiln: infer() stops using low-latency mode for this engine ({e}); "
+                              f"set_low_latency() tries again", RuntimeWarning, stacklevel=2)
+        self._last_infer_low_latency = False
+        outs = self._bind_host(self._ctx, ins, arrays)
+        self._ctx.execute()
+        return outs
+
+    def set_low_latency(self, on=True):
+        """CUDA engines: infer() on numpy at batches of up to 16 rows (fewer where the network's weights leave
+        less shared memory) runs through the low-latency mode on a context of its own
+        (ExecutionContext.set_low_latency): a resident kernel answers without a launch or a stream
+        synchronize, ~10 us at batch 1 on the H100 machine against ~40 us the standard way. Larger batches
+        and device tensors take the standard path. The mode starts at the first small batch; engines the
+        resident kernel cannot serve (anything but a chain of dense layers) keep the standard path, which
+        last_infer_low_latency shows. While the resident kernel runs it holds 8 SMs, and cudaFree or the
+        first launch of a not yet loaded kernel anywhere in the process waits until it ends, which it does
+        after 200 ms without requests (KILN_LOW_LATENCY_IDLE_MS; docs/low_latency.md). Its sums run in
+        another order, so results agree with the standard path's to rounding, not bit for bit. Off stops it."""
+        if on and self.device != "cuda":
+            raise TypeError(f"low-latency mode needs a CUDA engine; this engine runs on '{self.device}'")
+        if on and self._ll is False:
+            if self._ctx is None:
+                self._ctx = ExecutionContext(self)
+            self._ll = None
+        elif not on:
+            self._ll = False  # the context's destruction stops its kernel
+
+    @property
+    def last_infer_low_latency(self):
+        """Whether the last infer() ran through the low-latency mode's resident kernel (set_low_latency())."""
+        return self._last_infer_low_latency
+
+    def _low_latency_context(self, arrays):
+        """The context that serves infer() on numpy at this batch through the resident kernel, or None."""
+        if self._ll is False or len(arrays) != 1:
+            return None
+        a = next(iter(arrays.values()))
+        rows = a.shape[0] if a.ndim else 0
+        if self._ll is None:
+            if not 1 <= rows <= _INFER_LOW_LATENCY_ROWS[0]:
+                return None  # started at the first small batch
+            # Every kernel of the standard path loaded before a resident kernel runs (docs/low_latency.md);
+            # a bad shape raises here and leaves the mode to the next call.
+            self._bind_host(self._ctx, self.inputs, arrays)
+            self._ctx.execute()
+            self._ll = False
+            ctx = ExecutionContext(self)
+            for max_rows in _INFER_LOW_LATENCY_ROWS:
+                try:
+                    ctx.set_low_latency(True, max_rows)
+                except KilnError:  # an engine the resident kernel cannot serve (or not at this many rows)
+                    continue
+                self._ll = (ctx, max_rows)
+                break
+            if self._ll is False:
+                return None
+        ctx, max_rows = self._ll
+        return ctx if 1 <= rows <= max_rows else None
+
+    def _bind_host(self, ctx, ins, arrays):
+        """Sets ctx's shapes (when they changed) and addresses for numpy inputs; returns the new outputs."""
         in_shapes = tuple(a.shape for a in arrays.values())
         # Shapes are set (and output shapes asked for) only when they change: at batch 1 those calls were
         # a third of infer()'s time.
-        if self._infer_shapes is None or self._infer_shapes[0] != in_shapes:
-            self._infer_shapes = None  # a shape refused half way leaves the context's shapes unknown
+        if ctx._infer_shapes is None or ctx._infer_shapes[0] != in_shapes:
+            ctx._infer_shapes = None  # a shape refused half way leaves the context's shapes unknown
             for info in ins:
                 ctx.set_input_shape(info.name, arrays[info.name].shape)
-            self._infer_shapes = (in_shapes, [ctx.get_tensor_shape(o.name) for o in self._infos(MODE_OUTPUT)])
+            ctx._infer_shapes = (in_shapes, [ctx.get_tensor_shape(o.name) for o in self._infos(MODE_OUTPUT)])
         outs = {o.name: np.empty(shape, dtype=o.dtype)
-                for o, shape in zip(self._infos(MODE_OUTPUT), self._infer_shapes[1])}
+                for o, shape in zip(self._infos(MODE_OUTPUT), ctx._infer_shapes[1])}
         for name, arr in {**arrays, **outs}.items():
             # An empty array may have no storage; any valid host address does for zero bytes.
             ctx.set_tensor_address(name, arr.ctypes.data or self._empty.ctypes.data)
-        ctx.execute()
         return outs
 
     def _infer_device(self, ins, device, outputs, stream):
@@ -187,7 +262,8 @@ class Engine:
             raise TypeError(f"device tensors need a CUDA engine; this engine runs on '{self.device}' (pass numpy "
                             f"arrays)")
         ctx = self._ctx
-        self._infer_shapes = None  # the shapes set here are not what the host path remembers
+        ctx._infer_shapes = None  # the shapes set here are not what the host path remembers
+        self._last_infer_low_latency = False
         for info in ins:
             a = device[info.name]
             if a is None:
@@ -219,6 +295,11 @@ class Engine:
         ctx.enqueue(handle)
         check(lib.kiln_gpu_stream_synchronize(handle))
         return outputs
+
+
+# Engine.set_low_latency: the largest batch infer() sends to the resident kernel, first choice first (it takes
+# up to 16 rows where its shared memory holds them).
+_INFER_LOW_LATENCY_ROWS = (16, 8, 4, 1)
 
 
 def _check_names(what, given, names):
@@ -264,6 +345,7 @@ class ExecutionContext:
         h = ctypes.c_void_p()
         check(lib.kiln_context_create(engine._h, ctypes.byref(h)))
         self._h = h
+        self._infer_shapes = None  # Engine.infer(): (input shapes, output shapes) last set, None if unknown
 
     _destroy = lib.kiln_context_destroy
 

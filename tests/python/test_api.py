@@ -175,6 +175,13 @@ class MlpTest(unittest.TestCase):
         eng.inputs.clear()  # callers get a copy of the engine's list
         self.assertEqual(len(eng.inputs), 1)
 
+    def test_low_latency_needs_a_cuda_engine(self):
+        with self.assertRaises(TypeError):
+            self.engine.set_low_latency()
+        self.engine.set_low_latency(False)  # off is always fine
+        self.engine.infer(first64()[0][:1])
+        self.assertFalse(self.engine.last_infer_low_latency)
+
     def test_non_contiguous(self):
         x = np.zeros((2, 1, 28, 56), dtype=np.float32)[..., ::2]
         with self.assertRaises(ValueError):

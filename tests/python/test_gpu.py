@@ -241,6 +241,33 @@ class HostMemoryTest(unittest.TestCase):
         del ctx, keep, d_in, d_out
 
 
+    def test_engine_set_low_latency(self):
+        # Engine.set_low_latency(): infer() on numpy at small batches through the resident kernel, larger
+        # batches the standard way; each on a fresh random input against float64.
+        e = kiln.load(ENGINES["mlp_fp16_b8192.engine"])
+        e.set_low_latency()
+        for b, want in ((1, True), (16, True), (17, False), (8192, False), (3, True)):
+            with self.subTest(batch=b):
+                x = random_input(b, 70 + b)
+                y = e.infer(x)["logits"]
+                self.assertEqual(e.last_infer_low_latency, want)
+                self.assertEqual(y.shape, (b, 10))
+                self.assertLessEqual(rel_l2(y, reference(x)), 1e-2)
+        std = kiln.load(ENGINES["mlp_fp16_b8192.engine"])
+        x = random_input(2, 99)
+        self.assertLessEqual(rel_l2(e.infer(x)["logits"], std.infer(x)["logits"].astype(np.float64)), 1e-2)
+        e.set_low_latency(False)
+        e.infer(x)
+        self.assertFalse(e.last_infer_low_latency)
+        e.set_low_latency()
+        with self.assertRaises(ValueError):  # a wrong shape is refused before the mode starts
+            e.infer(np.zeros((1, 1, 28, 29), np.float32))
+        e.infer(x)
+        self.assertTrue(e.last_infer_low_latency)
+        with self.assertRaises(ValueError):  # and by the low-latency context once it runs
+            e.infer(np.zeros((1, 1, 28, 29), np.float32))
+
+
 class KilnCudaTest(unittest.TestCase):
     def test_pagelocked_round_trip(self):
         x = random_input(3)
