@@ -73,7 +73,7 @@ def main():
         if tuned:
             files["1/1/1 tuned by host time"] = path_host
         for name, f in files.items():
-            out = subprocess.run([kiln_exe, "inspect", f], capture_output=True, text=True, timeout=60)
+            out = subprocess.run([kiln_exe, "inspect", "--loadEngine", f], capture_output=True, text=True, timeout=60)
             print(f"kiln inspect, FP16 engine {name} (exit {out.returncode}):\n```")
             print("\n".join((out.stdout + out.stderr).splitlines()[:40]))
             print("```\n")
@@ -159,7 +159,7 @@ def main():
     # The staged upload's 0.68 ms against the pinned copy's 0.48 (run 32): the staging threads' rate. The
     # copy in alone at several thread counts (KILN_PAGEABLE_COPY_THREADS, the caller included; default 8).
     for rep in range(2):
-        for threads in (4, 8, 12, 16):
+        for threads in (2, 3, 4, 6, 8):
             os.environ["KILN_PAGEABLE_COPY_THREADS"] = str(threads)
 
             def htod():
