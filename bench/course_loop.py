@@ -52,18 +52,18 @@ def main():
     for prof in ((1, 1, 1), (1, 8192, 8192)):
         path, _ = kc.engine_file(args.model, "fp16", *prof)
         runners[prof] = compare.TrtRunner(path, (1, 1, 28, 28))
-    # The experiment for the 1/1/1 engine's slowness: the same engine with the fused-MLP tactic chosen also by
-    # the host-visible time (KILN_FUSED_MLP_TUNE_HOST=1 at build; src/backends/cuda/fused_mlp.cpp).
+    # The 1/1/1 engine's tactic chosen by CUDA graph replays alone (KILN_FUSED_MLP_TUNE_HOST=0 at build), as
+    # before GPU run 33: per-layer cuBLASLt, four launches per call (src/backends/cuda/fused_mlp.cpp).
     tuned = {}
-    path_host = os.path.join(workdir, "mlp_fp16_1_1_1_tune_host.engine")
-    os.environ["KILN_FUSED_MLP_TUNE_HOST"] = "1"
+    path_host = os.path.join(workdir, "mlp_fp16_1_1_1_tune_graph.engine")
+    os.environ["KILN_FUSED_MLP_TUNE_HOST"] = "0"
     try:
         shp = {"input": (1, 1, 28, 28)}
         kc.kiln.build(args.model, device="cuda", fp16=True, tf32=True, min_shapes=shp, opt_shapes=shp,
                       max_shapes=shp, save=path_host)
-        tuned["1/1/1 tuned by host time"] = compare.TrtRunner(path_host, (1, 1, 28, 28))
-    except Exception as e:  # noqa: BLE001  (an older libkiln refuses nothing here; report and go on)
-        print(f"(1/1/1 engine with KILN_FUSED_MLP_TUNE_HOST=1 not built: {e})")
+        tuned["1/1/1 tuned by graph replays alone"] = compare.TrtRunner(path_host, (1, 1, 28, 28))
+    except Exception as e:  # noqa: BLE001  (report and go on)
+        print(f"(1/1/1 engine with KILN_FUSED_MLP_TUNE_HOST=0 not built: {e})")
     finally:
         os.environ.pop("KILN_FUSED_MLP_TUNE_HOST", None)
     # Which tactic each engine's builder picked (kiln inspect, bundled beside libkiln as compare.py's benchmarks).
@@ -71,7 +71,7 @@ def main():
     if os.path.exists(kiln_exe):
         files = {f"{p[0]}/{p[1]}/{p[2]}": kc.engine_file(args.model, "fp16", *p)[0] for p in runners}
         if tuned:
-            files["1/1/1 tuned by host time"] = path_host
+            files["1/1/1 tuned by graph replays alone"] = path_host
         for name, f in files.items():
             out = subprocess.run([kiln_exe, "inspect", "--loadEngine", f], capture_output=True, text=True, timeout=60)
             print(f"kiln inspect, FP16 engine {name} (exit {out.returncode}):\n```")

@@ -447,7 +447,6 @@ TEST(CudaHostIo, Int8InputQuantizedOnTheHostGivesTheSameBits) {
   // last layer (FP32 cuBLASLt) picks its algorithm by the chunk's rows, so different chunks sum in another
   // order (GPU run 32: outputs differed with the plans left free, both within tolerance).
   test::ScopedEnv chunks("KILN_HOST_IO_CHUNKS", "8");
-  test::ScopedEnv quantize("KILN_HOST_IO_QUANTIZE", "1");  // opt-in until this test has passed on the GPU
   uint64_t seed = 7000;
   for (bool graph : {false, true}) {
     c.set_cuda_graph(graph);
@@ -469,7 +468,7 @@ TEST(CudaHostIo, Int8InputQuantizedOnTheHostGivesTheSameBits) {
       }
     }
   }
-  {  // without the opt-in, nothing is quantized on the host
+  {  // KILN_HOST_IO_QUANTIZE=0: nothing is quantized on the host
     test::ScopedEnv off("KILN_HOST_IO_QUANTIZE", "0");
     pinned.bind(c);
     EXPECT_LE(run_once(c, pinned, 8192, seed++), 0.1);

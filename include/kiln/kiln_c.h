@@ -173,7 +173,7 @@ KILN_C_EXPORT kiln_status_t kiln_context_set_cuda_graph(kiln_context_t* ctx, int
  * kiln_context_execute() on host tensor addresses for batches of up to max_rows rows. on = 0 stops it. */
 KILN_C_EXPORT kiln_status_t kiln_context_set_low_latency(kiln_context_t* ctx, int on, int max_rows);
 /* CUDA engines (version 7): how many inputs the last kiln_context_execute() on host memory converted on the
- * host while staging, to float16 (FP16 engines) or int8 (INT8 engines' quantized input, KILN_HOST_IO_QUANTIZE=1)
+ * host while staging, to float16 (FP16 engines) or int8 (INT8 engines' quantized input)
  * (ExecutionContext::last_host_io_f16_inputs; 0 = none, and always 0 on CPU engines). */
 KILN_C_EXPORT kiln_status_t kiln_context_host_io_f16_inputs(const kiln_context_t* ctx, int* out);
 

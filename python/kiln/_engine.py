@@ -398,7 +398,7 @@ class ExecutionContext:
     def host_io_f16_inputs(self):
         """CUDA engines: how many inputs the last execute() on host memory converted on the host while
         staging: to float16 (an FP16 engine rounds its float32 input to float16 anyway: half the bytes cross
-        PCIe) or to int8 (an INT8 engine quantizes it first: a quarter; opt-in, KILN_HOST_IO_QUANTIZE=1), with the same result;
+        PCIe) or to int8 (an INT8 engine quantizes it first: a quarter; KILN_HOST_IO_QUANTIZE=0 turns that off), with the same result;
         KILN_HOST_IO_CAST=0 turns it off. 0 = none; always 0 on CPU engines. (Named for the first form.)"""
         n = ctypes.c_int(0)
         check(lib.kiln_context_host_io_f16_inputs(self._h, ctypes.byref(n)))

@@ -67,11 +67,9 @@ bool env_copy_stream() {
 // KILN_HOST_IO_CAST=0 turns off the host-side conversion of inputs (float16 or int8; host_io.h); 1 or unset: on.
 Result<bool> env_host_cast() { return two_way_setting("KILN_HOST_IO_CAST", "0", "1", true); }
 
-// Quantizing an INT8 engine's input on the host is opt-in (KILN_HOST_IO_QUANTIZE=1) until a GPU run shows the
-// same bits as the GPU's quantizer: GPU run 32 timed it (pinned b8192 0.53 -> 0.37-0.48 ms) but its test,
-// written with the chunk plans left free, saw other bits (within tolerance); the test now fixes the chunks
-// and has not run on the GPU yet (docs/performance.md, session 14).
-Result<bool> env_host_quantize() { return two_way_setting("KILN_HOST_IO_QUANTIZE", "0", "1", false); }
+// Quantizing an INT8 engine's input on the host (KILN_HOST_IO_QUANTIZE=0 turns it off): the same bits as the
+// GPU's quantizer with equal chunks (GPU run 33); pinned b8192 0.53 -> 0.37-0.48 ms (GPU run 32).
+Result<bool> env_host_quantize() { return two_way_setting("KILN_HOST_IO_QUANTIZE", "0", "1", true); }
 
 // Pageable input that is not converted is copied into staging with streaming stores (host_staging.h):
 // FP32 engine, batch 8192, CUDA graph on the H100 machine (GPU run 30), 0.75 ms against 0.96-1.03 ms with

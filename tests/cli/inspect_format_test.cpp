@@ -56,8 +56,7 @@ TEST(InspectFormat, HostIoFormOfAnInput) {
     {"name": "c", "dtype": "float32", "shape": [-1,784], "host_io_as": 3}]})");
   const std::string text = format_inspection(doc);
   EXPECT_NE(text.find("(host IO sends it as float16: every reader rounds it to float16)"), std::string::npos) << text;
-  EXPECT_NE(text.find("(host IO can send it as int8 with KILN_HOST_IO_QUANTIZE=1: every reader quantizes it, "
-                      "scale 0.0159265, zero point 0)"),
+  EXPECT_NE(text.find("(host IO sends it as int8: every reader quantizes it, scale 0.0159265, zero point 0)"),
             std::string::npos)
       << text;
   EXPECT_EQ(text.find("host IO sends it as 3"), std::string::npos) << text;  // malformed: nothing said

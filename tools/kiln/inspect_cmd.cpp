@@ -93,8 +93,7 @@ std::string format_inspection(const nlohmann::json& doc) {
         const std::string as = text(t, "host_io_as");
         host_form = as == "float16"
                         ? "  (host IO sends it as float16: every reader rounds it to float16)"
-                        : fmt::format("  (host IO can send it as {} with KILN_HOST_IO_QUANTIZE=1: every reader quantizes "
-                                      "it, scale {}, zero point {})",
+                        : fmt::format("  (host IO sends it as {}: every reader quantizes it, scale {}, zero point {})",
                                       as,
                                       member(t, "host_io_scale").is_number() ? member(t, "host_io_scale").get<double>() : 0.0,
                                       member(t, "host_io_zero_point").is_number() ? member(t, "host_io_zero_point").get<int>() : 0);
