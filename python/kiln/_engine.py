@@ -192,7 +192,8 @@ class Engine:
         """CUDA engines: infer() on numpy at batches of up to 16 rows (fewer where the network's weights leave
         less shared memory) runs through the low-latency mode on a context of its own
         (ExecutionContext.set_low_latency): a resident kernel answers without a launch or a stream
-        synchronize, ~10 us at batch 1 on the H100 machine against ~40 us the standard way. Larger batches
+        synchronize: 18-26 us per infer() at batch 1 on the H100 machine against 48-59 us the standard way
+        (GPU run 33; ~9-10 us of it is the round trip, the rest Python). Larger batches
         and device tensors take the standard path. The mode starts at the first small batch; engines the
         resident kernel cannot serve (anything but a chain of dense layers) keep the standard path, which
         last_infer_low_latency shows. While the resident kernel runs it holds 8 SMs, and cudaFree or the
