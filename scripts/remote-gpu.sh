@@ -288,8 +288,8 @@ PY
         done
       done
     done
-    # INT8 engine (scales from bench/mlp_int8.cache): the input quantized by the staging threads (opt-in,
-    # KILN_HOST_IO_QUANTIZE=1) against KILN_HOST_IO_CAST=0, pinned and pageable, CUDA graph, default threads.
+    # INT8 engine (scales from bench/mlp_int8.cache): the input quantized by the staging threads (default) against
+    # KILN_HOST_IO_CAST=0, pinned and pageable, CUDA graph, default threads.
     [[ -e $E/mlp_int8.engine ]] || $K build --onnx=models/mlp.onnx --saveEngine=$E/mlp_int8.engine --int8 --calib=bench/mlp_int8.cache \
       --device=cuda --minShapes=input:1x1x28x28 --optShapes=input:8192x1x28x28 --maxShapes=input:8192x1x28x28 > "$WORK/build_int8.txt" 2>&1
     { echo; echo "### INT8 engine, batch 8192, CUDA graph: input quantized on the host (median / p99 ms)"; echo;
@@ -298,7 +298,7 @@ PY
       for h in pinned pageable; do
         for cast in 0 1; do
           local j="$WORK/json/int8_${rep}_${h}_${cast}.json"
-          KILN_HOST_IO_CAST=$cast KILN_HOST_IO_QUANTIZE=1 $K run --loadEngine=$E/mlp_int8.engine --shapes=input:8192x1x28x28 --warmUp=200 \
+          KILN_HOST_IO_CAST=$cast $K run --loadEngine=$E/mlp_int8.engine --shapes=input:8192x1x28x28 --warmUp=200 \
             --iterations=300 --duration=1 --hostIO=$h --useCudaGraph --exportJSON="$j" > "$WORK/int8.txt" 2>&1 \
             || { echo "| $rep | $h | $cast | FAILED: $(tail -1 "$WORK/int8.txt" | cut -c1-160) | | |" >> "$md"; continue; }
           python3 -c "import json,sys; d=json.load(open(sys.argv[1])); l=d['latency_ms']; print(f\"| {sys.argv[2]} | {sys.argv[3]} | {sys.argv[4]} | {l['median']:.4f} | {l.get('percentile99', float('nan')):.4f} | {d.get('host_io_f16_inputs')} |\")" \

@@ -425,9 +425,9 @@ TEST(CudaHostIo, Fp16EngineInputCastIsDoneOnTheHost) {
 }
 
 // An INT8 engine's input, which its first layer quantizes with the calibrated scale, is quantized by the
-// staging threads (KILN_HOST_IO_QUANTIZE=1; a quarter of the bytes cross PCIe): the same bits as with the
-// conversion off, pinned and pageable, with and without a CUDA graph; kiln inspect shows the form and its
-// scale; without the opt-in nothing is quantized on the host.
+// staging threads by default (a quarter of the bytes cross PCIe): the same bits as with the conversion off,
+// pinned and pageable, with and without a CUDA graph; kiln inspect shows the form and its scale;
+// KILN_HOST_IO_QUANTIZE=0 leaves it to the GPU.
 TEST(CudaHostIo, Int8InputQuantizedOnTheHostGivesTheSameBits) {
   REQUIRE_GPU();
   BuilderConfig cfg = mlp_config("cuda", 8192, false);

@@ -127,9 +127,9 @@ class ExecutionContext {
   // CUDA engines, execute() on host memory: how many inputs the last call converted on the host while staging
   // (0 = none; named for the first form). An FP16 engine whose layers round a float32 input to float16 anyway
   // gets it converted by the staging threads, so half the bytes cross PCIe with the same result; an INT8
-  // engine's quantized input is quantized there (a quarter of the bytes; KILN_HOST_IO_QUANTIZE=0 turns that alone off) (pageable input
-  // always; page-locked input with >= 4 staging threads; batches of >= 1 MiB of input; KILN_HOST_IO_CAST=0
-  // turns it off).
+  // engine's quantized input is quantized there (a quarter of the bytes; KILN_HOST_IO_QUANTIZE=0 turns that
+  // alone off). Pageable input always; page-locked input with >= 4 staging threads; batches of >= 1 MiB of
+  // input; KILN_HOST_IO_CAST=0 turns both off.
   int last_host_io_f16_inputs() const;
   // Worker threads used by this context's kernels (0 = library default). CUDA engines: the threads that
   // stage host-memory input for execute() (default: half the cores, at most 8).

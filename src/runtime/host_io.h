@@ -6,8 +6,8 @@
 // to float16 by the staging threads, pinned input included (given >= 4 threads): half the bytes cross PCIe,
 // with the same result (bench_pcie_read on the H100 machine: 25.7 MB converted by 8 threads beside the
 // copies of 12.8 MB in 0.31 ms, against 0.48 ms for the float32 copy alone). An INT8 engine's input, which
-// its first layer quantizes with a scale fixed at build, can be quantized by them the same way (a quarter of
-// the bytes; the same bits, GPU run 33; KILN_HOST_IO_QUANTIZE=0 turns it off). KILN_HOST_IO_CAST=0
+// its first layer quantizes with a scale fixed at build, is quantized by them the same way (a quarter of the
+// bytes; the same bits, GPU run 33; KILN_HOST_IO_QUANTIZE=0 turns it off). KILN_HOST_IO_CAST=0
 // turns both off.
 // With KILN_HOST_IO_COPY_STREAM=1 (an experiment), every chunk's host-to-device copy goes on one copy
 // stream, in chunk order, and its lane waits for it by an event. The hypothesis was that copies queued on
