@@ -172,7 +172,7 @@ class Engine:
             raise TypeError("outputs= takes device tensors to write into; with numpy inputs infer() returns "
                             "new arrays")
         arrays = {info.name: _check_array(info, inputs[info.name]) for info in ins}
-        ll = self._low_latency_context(arrays)
+        ll = self._low_latency_context(ins, arrays)
         if ll is not None:
             outs = self._bind_host(ll, ins, arrays)  # a bad shape raises here, as on the standard path
             try:
@@ -214,7 +214,7 @@ class Engine:
         """Whether the last infer() ran through the low-latency mode's resident kernel (set_low_latency())."""
         return self._last_infer_low_latency
 
-    def _low_latency_context(self, arrays):
+    def _low_latency_context(self, ins, arrays):
         """The context that serves infer() on numpy at this batch through the resident kernel, or None."""
         if self._ll is False or len(arrays) != 1:
             return None
@@ -225,7 +225,7 @@ class Engine:
                 return None  # started at the first small batch
             # Every kernel of the standard path loaded before a resident kernel runs (docs/low_latency.md);
             # a bad shape raises here and leaves the mode to the next call.
-            self._bind_host(self._ctx, self.inputs, arrays)
+            self._bind_host(self._ctx, ins, arrays)
             self._ctx.execute()
             self._ll = False
             ctx = ExecutionContext(self)
