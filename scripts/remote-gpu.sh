@@ -9,7 +9,8 @@
 # KILN_GPU_STEPS="lowlat": bench_low_latency alone (quick iterations on the resident kernel); "fmlpdiag": the
 # CUDA fused-MLP kernels' bench with the SM clock sampled, bench_l2_ingest, and Nsight Compute on them; "pcie":
 # bench_pcie_read (the copy engine against SMs reading pinned host memory in place); "course":
-# bench/course_loop.py (the course's loop timed apart, A/B in one process).
+# bench/course_loop.py (the course's loop timed apart, A/B in one process); "fmlptrace": where the cluster8
+# kernel's time goes at batch 1 (CudaFusedMlp.Trace, its phase stamps) beside CudaFusedMlp.Bench.
 set -u
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 OUT=${OUT:-$HERE/out}
@@ -347,6 +348,12 @@ PY
   fi
   if [[ " $STEPS " == *" lowlat "* ]]; then  # bench_low_latency alone (quick iterations on the resident kernel)
     run_bench_low_latency
+  fi
+  if [[ " $STEPS " == *" fmlptrace "* ]]; then
+    { echo "## cluster8 at batch 1, phase by phase (CudaFusedMlp.Trace), and CudaFusedMlp.Bench"; echo; echo '```'; } >> "$md"
+    KILN_TEST_CUDA=require KILN_FMLP_TRACE=1 KILN_FMLP_BENCH=1 timeout 300 "$HERE/bin/kiln_tests" \
+      --gtest_filter='CudaFusedMlp.Trace:CudaFusedMlp.Bench' 2>&1 | grep -E "fmlp-trace|fmlp-bench|FAILED|Failure|error" | tee -a "$md"
+    echo '```' >> "$md"
   fi
   if [[ " $STEPS " == *" fmlpdiag "* ]]; then
     # The CUDA kiln.FusedMLP kernels: CudaFusedMlp.Bench (each tactic at M = 1 ... 8192) with the SM clock

@@ -491,6 +491,130 @@ TEST(CudaFusedMlp, Bench) {
     }
 }
 
+// KILN_FMLP_TRACE=1: where the cluster8 kernel's time goes at M = 1 (the course's batch-1 engines run it), from
+// its trace stamps (FmlpParams::trace): median over 200 launches of each phase (thread 0 of the first CTA, SM
+// cycles), the CTAs' entry skew and in-kernel time (globaltimer), against the launch-to-launch time of 50
+// back-to-back launches and of a CUDA graph of them. The output is checked against float64 as everywhere.
+TEST(CudaFusedMlp, Trace) {
+  if (!std::getenv("KILN_FMLP_TRACE")) GTEST_SKIP() << "set KILN_FMLP_TRACE=1";
+  REQUIRE_GPU();
+  const Mlp m = course_mlp();
+  Stream stream;
+  Instance inst;  // for the uploaded weights and biases
+  ASSERT_TRUE(inst.make(m, DataType::kFloat32, &kCluster8, stream.s).is_ok());
+  ASSERT_TRUE(cuda::fmlp_prepare().is_ok());
+  const auto x = random_normal(m.k0, 91, false);
+  Dev dx(x.size() * 4), dy(m.n.back() * 4), dt(cuda::kFmlpTraceSlots * 8);
+  cudaMemcpy(dx.p, x.data(), x.size() * 4, cudaMemcpyHostToDevice);
+  cuda::FmlpParams p;
+  p.x = dx.p;
+  p.y = dy.p;
+  p.y_f32 = true;
+  p.m = 1;
+  p.layers = static_cast<int>(m.n.size());
+  int k = m.k0;
+  for (int l = 0; l < p.layers; ++l) {
+    p.l[l].w = inst.in_ptrs[1 + 2 * l];
+    p.l[l].b = inst.in_ptrs[2 + 2 * l];
+    p.l[l].k = k;
+    p.l[l].n = m.n[l];
+    p.l[l].act = m.acts[l] == "Relu" ? Activation::kRelu : Activation::kNone;
+    k = m.n[l];
+  }
+  // Launch-to-launch without the trace: 50 back to back on the stream, and as a CUDA graph.
+  auto per_launch_us = [&](bool graph) {
+    cudaGraphExec_t exec = nullptr;
+    if (graph) {
+      cudaGraph_t gr = nullptr;
+      EXPECT_EQ(cudaStreamBeginCapture(stream.s, cudaStreamCaptureModeThreadLocal), cudaSuccess);
+      for (int i = 0; i < 50; ++i) EXPECT_TRUE(cuda::launch_fmlp_small(p, true, stream.s).is_ok());
+      EXPECT_EQ(cudaStreamEndCapture(stream.s, &gr), cudaSuccess);
+      EXPECT_EQ(cudaGraphInstantiate(&exec, gr, 0), cudaSuccess);
+      cudaGraphDestroy(gr);
+    }
+    cudaEvent_t a, b;
+    cudaEventCreate(&a);
+    cudaEventCreate(&b);
+    std::vector<float> ms;
+    for (int rep = 0; rep < 12; ++rep) {
+      cudaEventRecord(a, stream.s);
+      if (graph) cudaGraphLaunch(exec, stream.s);
+      else
+        for (int i = 0; i < 50; ++i) EXPECT_TRUE(cuda::launch_fmlp_small(p, true, stream.s).is_ok());
+      cudaEventRecord(b, stream.s);
+      cudaEventSynchronize(b);
+      float t = 0;
+      cudaEventElapsedTime(&t, a, b);
+      if (rep >= 2) ms.push_back(t);
+    }
+    cudaEventDestroy(a);
+    cudaEventDestroy(b);
+    if (exec) cudaGraphExecDestroy(exec);
+    std::sort(ms.begin(), ms.end());
+    return ms[ms.size() / 2] * 1000.0 / 50;
+  };
+  const double stream_us = per_launch_us(false), graph_us = per_launch_us(true);
+
+  p.trace = static_cast<unsigned long long*>(dt.p);
+  constexpr int kRuns = 200;
+  std::vector<std::vector<double>> deltas;  // per phase, per run (cycles)
+  std::vector<double> in_kernel_ns, skew_ns, ghz;
+  for (int run = 0; run < kRuns + 10; ++run) {
+    cudaMemsetAsync(dt.p, 0, cuda::kFmlpTraceSlots * 8, stream.s);
+    cudaMemsetAsync(dy.p, 0xFF, m.n.back() * 4, stream.s);
+    ASSERT_TRUE(cuda::launch_fmlp_small(p, true, stream.s).is_ok());
+    std::vector<unsigned long long> t(cuda::kFmlpTraceSlots);
+    ASSERT_EQ(cudaMemcpyAsync(t.data(), dt.p, t.size() * 8, cudaMemcpyDeviceToHost, stream.s), cudaSuccess);
+    ASSERT_EQ(cudaStreamSynchronize(stream.s), cudaSuccess);
+    if (run == 0) {
+      std::vector<float> y(m.n.back());
+      cudaMemcpy(y.data(), dy.p, y.size() * 4, cudaMemcpyDeviceToHost);
+      EXPECT_LE(test::rel_l2(y, reference(m, x, 1)), 1e-2);
+    }
+    if (run < 10) continue;
+    int marks = 0;
+    while (marks + 1 < cuda::kFmlpTraceSlots - cuda::kFmlpTraceMarks && t[cuda::kFmlpTraceMarks + marks + 1] != 0) ++marks;
+    if (deltas.empty()) deltas.resize(marks);
+    ASSERT_EQ(static_cast<int>(deltas.size()), marks);
+    for (int i = 0; i < marks; ++i)
+      deltas[i].push_back(double(t[cuda::kFmlpTraceMarks + i + 1] - t[cuda::kFmlpTraceMarks + i]));
+    unsigned long long e0 = ~0ull, e1 = 0, x1 = 0;
+    for (int r = 0; r < cuda::kFmlpCluster; ++r) {
+      e0 = std::min(e0, t[cuda::kFmlpTraceEntry + r]);
+      e1 = std::max(e1, t[cuda::kFmlpTraceEntry + r]);
+      x1 = std::max(x1, t[cuda::kFmlpTraceExit + r]);
+    }
+    in_kernel_ns.push_back(double(x1 - e0));
+    skew_ns.push_back(double(e1 - e0));
+    const double ns0 = double(t[cuda::kFmlpTraceExit] - t[cuda::kFmlpTraceEntry]);
+    ghz.push_back(ns0 > 0 ? double(t[cuda::kFmlpTraceMarks + marks] - t[cuda::kFmlpTraceMarks]) / ns0 : 0);
+  }
+  auto median = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+  };
+  const double clock = median(ghz);
+  std::printf("fmlp-trace | cluster8, course MLP, M = 1, FP32 IO | launch to launch: %.2f us on the stream, %.2f us "
+              "in a CUDA graph | in kernel (first CTA in to last out): %.2f us, CTA entry skew %.2f us, SM clock "
+              "%.2f GHz\n", stream_us, graph_us, median(in_kernel_ns) / 1000, median(skew_ns) / 1000, clock);
+  const int L = p.layers;
+  for (size_t i = 0; i < deltas.size(); ++i) {
+    std::string what;
+    if (i == 0) what = "issue weight copies";
+    else if (i == 1) what = "stage X";
+    else if (i == 2) what = "cluster sync (start)";
+    else {
+      const int l = static_cast<int>(i - 3) / 5, step = static_cast<int>(i - 3) % 5;
+      static const char* steps[] = {"weights landed", "MMA (warp 0)", "partials stored", "epilogue + DSMEM stores",
+                                    "cluster sync"};
+      what = "layer " + std::to_string(l) + ": " + steps[step];
+      if (l >= L) what = "?";
+    }
+    const double c = median(deltas[i]);
+    std::printf("fmlp-trace | %-34s | %8.0f cycles | %6.2f us\n", what.c_str(), c, clock > 0 ? c / clock / 1000 : 0);
+  }
+}
+
 // KILN_FMLP_PROFILE=1: a few plain launches of each fused kernel for Nsight Compute (ncu -k regex:fmlp_).
 TEST(CudaFusedMlp, Profile) {
   if (!std::getenv("KILN_FMLP_PROFILE")) GTEST_SKIP() << "set KILN_FMLP_PROFILE=1";

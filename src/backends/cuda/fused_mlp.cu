@@ -338,6 +338,15 @@ __global__ void __cluster_dims__(kFmlpCluster, 1, 1) __launch_bounds__(sm::THREA
   const int rank = static_cast<int>(cluster.block_rank());
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
   const int64_t row0 = int64_t(blockIdx.x / kFmlpCluster) * BM;
+  // Diagnostics (p.trace, null in engines): the first cluster's CTAs stamp entry and exit, its first CTA's
+  // thread 0 each phase.
+  const bool tracing = p.trace != nullptr && blockIdx.x < kFmlpCluster && tid == 0;
+  int mark = kFmlpTraceMarks;
+  auto stamp = [&] {
+    if (tracing && rank == 0 && mark < kFmlpTraceSlots) p.trace[mark++] = clock64();
+  };
+  if (tracing) p.trace[kFmlpTraceEntry + rank] = global_ns();
+  stamp();
   const Layout lay = layout(p);
   if (tid < p.layers) sl[tid] = p.l[tid];
   if (tid == 0)
@@ -365,6 +374,7 @@ __global__ void __cluster_dims__(kFmlpCluster, 1, 1) __launch_bounds__(sm::THREA
     }
     cp_async_commit();
   }
+  stamp();
   // X rows as float16 (zero beyond M and K).
   {
     const int k0 = p.l[0].k, pieces = round_up(k0, 16) / 8;
@@ -387,7 +397,9 @@ __global__ void __cluster_dims__(kFmlpCluster, 1, 1) __launch_bounds__(sm::THREA
     }
   }
   __syncthreads();
+  stamp();
   cluster.sync();  // every CTA of the cluster is running before any writes into its shared memory
+  stamp();
 
   __half* hbuf = reinterpret_cast<__half*>(smem + lay.h_off);
   float* red = reinterpret_cast<float*>(smem + lay.red_off);
@@ -399,6 +411,7 @@ __global__ void __cluster_dims__(kFmlpCluster, 1, 1) __launch_bounds__(sm::THREA
       default: cp_async_wait<0>(); break;
     }
     __syncthreads();
+    stamp();
     const FmlpLayer& L = sl[l];
     const int nc = padded_n(L.n) / kFmlpCluster, nt = nc / 8;
     const __half* A = l == 0 ? reinterpret_cast<const __half*>(smem + lay.x_off) : hbuf + ((l - 1) & 1) * BM * kHLd;
@@ -413,6 +426,7 @@ __global__ void __cluster_dims__(kFmlpCluster, 1, 1) __launch_bounds__(sm::THREA
       case 2: small_layer_mma<2>(acc, A, a_ld, W, w_ld, nks, warp, g, t); break;
       default: small_layer_mma<1>(acc, A, a_ld, W, w_ld, nks, warp, g, t); break;
     }
+    stamp();
 #pragma unroll
     for (int j = 0; j < 4; ++j) {
       if (j < nt) {
@@ -424,6 +438,7 @@ __global__ void __cluster_dims__(kFmlpCluster, 1, 1) __launch_bounds__(sm::THREA
       }
     }
     __syncthreads();
+    stamp();
     const bool last = l == p.layers - 1;
     __half* out = hbuf + (l & 1) * BM * kHLd;
     for (int i = tid; i < BM * nc; i += THREADS) {
@@ -442,8 +457,11 @@ __global__ void __cluster_dims__(kFmlpCluster, 1, 1) __launch_bounds__(sm::THREA
         for (int q = 0; q < kFmlpCluster; ++q) *cluster.map_shared_rank(dst, q) = hv;
       }
     }
+    stamp();
     if (!last) cluster.sync();  // this layer's activations are in every CTA; the other buffer is free
+    stamp();
   }
+  if (tracing) p.trace[kFmlpTraceExit + rank] = global_ns();
 }
 
 // float32 -> float16, 4 per thread where aligned.

@@ -73,7 +73,17 @@ struct FmlpParams {
   int64_t m = 0;
   int layers = 0;
   FmlpLayer l[kFmlpMaxLayers];
+  // Diagnostics only (CudaFusedMlp.Trace): where the cluster8 kernel spends its time. Null in every engine.
+  unsigned long long* trace = nullptr;
 };
+
+// The cluster8 kernel's trace slots (FmlpParams::trace, kFmlpTraceSlots of them): %globaltimer at entry and
+// exit of each CTA of the first cluster, and clock64 marks of the first CTA's thread 0 at each phase.
+constexpr int kFmlpTraceSlots = 64;
+constexpr int kFmlpTraceEntry = 0;   // + rank: globaltimer at entry (ns)
+constexpr int kFmlpTraceExit = 8;    // + rank: globaltimer at exit (ns)
+constexpr int kFmlpTraceMarks = 16;  // clock64 at: entry, weights issued, X staged, cluster up, then per layer
+                                     // weights landed, MMA done (warp 0), partials stored, epilogue, cluster sync
 
 // The wg64 kernel's padding of a layer's features: a wgmma width, the power of two >= max(n, 16).
 constexpr int fmlp_wg_padded_n(int n) {
