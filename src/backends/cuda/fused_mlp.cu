@@ -334,6 +334,7 @@ __global__ void __cluster_dims__(kFmlpCluster, 1, 1) __launch_bounds__(sm::THREA
   __shared__ FmlpLayer sl[kFmlpMaxLayers];
   __shared__ size_t woff[kFmlpMaxLayers];
   __shared__ int wld[kFmlpMaxLayers];
+  __shared__ float sbias[kFmlpMaxLayers][kFmlpMaxN / kFmlpCluster];  // this CTA's bias slice of each layer
   cg::cluster_group cluster = cg::this_cluster();
   const int rank = static_cast<int>(cluster.block_rank());
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
@@ -374,28 +375,55 @@ __global__ void __cluster_dims__(kFmlpCluster, 1, 1) __launch_bounds__(sm::THREA
     }
     cp_async_commit();
   }
+  // The bias slices, loaded once here (stored to shared memory after X, so the loads overlap its staging):
+  // read in the epilogue, each thread's global loads sat one after another between its remote stores (which
+  // may alias them), an L2 round trip per value. A slice is at most kFmlpMaxN / 8 = 32 < THREADS values.
+  float bias_reg[kFmlpMaxLayers];
+#pragma unroll
+  for (int l = 0; l < kFmlpMaxLayers; ++l)
+    bias_reg[l] = l < p.layers && tid < padded_n(p.l[l].n) / kFmlpCluster
+                      ? bias_at(p.l[l], rank * (padded_n(p.l[l].n) / kFmlpCluster) + tid)
+                      : 0.f;
   stamp();
-  // X rows as float16 (zero beyond M and K).
+  // X rows as float16 (zero beyond M and K). Each lane's loads of a row, four pieces at a time, are all issued
+  // before any is stored, so a row costs one global round trip rather than one per piece.
   {
+    constexpr int kBatch = 4;
     const int k0 = p.l[0].k, pieces = round_up(k0, 16) / 8;
     __half* xs = reinterpret_cast<__half*>(smem + lay.x_off);
-    for (int r = warp; r < BM; r += WARPS)
-    for (int pc = lane; pc < pieces; pc += 32) {
-      const int c = pc * 8;
+    for (int r = warp; r < BM; r += WARPS) {
       const int64_t gr = row0 + r;
-      uint4 out = make_uint4(0, 0, 0, 0);
-      if (gr < p.m && c < k0) {
-        if constexpr (XF32) {
-          const float4* s = reinterpret_cast<const float4*>(static_cast<const float*>(p.x) + gr * k0 + c);
-          const float4 a = s[0], b = s[1];
-          out = make_uint4(pack_half2(a.x, a.y), pack_half2(a.z, a.w), pack_half2(b.x, b.y), pack_half2(b.z, b.w));
-        } else {
-          out = *reinterpret_cast<const uint4*>(static_cast<const __half*>(p.x) + gr * k0 + c);
+      for (int pc0 = 0; pc0 < pieces; pc0 += 32 * kBatch) {
+        uint4 out[kBatch];
+        float4 lo[kBatch], hi[kBatch];
+#pragma unroll
+        for (int j = 0; j < kBatch; ++j) {
+          const int c = (pc0 + lane + 32 * j) * 8;
+          const bool in = gr < p.m && c < k0;
+          out[j] = make_uint4(0, 0, 0, 0);
+          if constexpr (XF32) {
+            const float4* src = reinterpret_cast<const float4*>(static_cast<const float*>(p.x) + gr * k0 + c);
+            lo[j] = in ? src[0] : make_float4(0.f, 0.f, 0.f, 0.f);
+            hi[j] = in ? src[1] : make_float4(0.f, 0.f, 0.f, 0.f);
+          } else if (in) {
+            out[j] = *reinterpret_cast<const uint4*>(static_cast<const __half*>(p.x) + gr * k0 + c);
+          }
+        }
+#pragma unroll
+        for (int j = 0; j < kBatch; ++j) {
+          const int pc = pc0 + lane + 32 * j;
+          if (pc >= pieces) continue;
+          if constexpr (XF32)
+            out[j] = make_uint4(pack_half2(lo[j].x, lo[j].y), pack_half2(lo[j].z, lo[j].w), pack_half2(hi[j].x, hi[j].y),
+                                pack_half2(hi[j].z, hi[j].w));
+          *reinterpret_cast<uint4*>(xs + r * lay.x_ld + pc * 8) = out[j];
         }
       }
-      *reinterpret_cast<uint4*>(xs + r * lay.x_ld + c) = out;
     }
   }
+#pragma unroll
+  for (int l = 0; l < kFmlpMaxLayers; ++l)
+    if (tid < kFmlpMaxN / kFmlpCluster) sbias[l][tid] = bias_reg[l];
   __syncthreads();
   stamp();
   cluster.sync();  // every CTA of the cluster is running before any writes into its shared memory
@@ -446,7 +474,7 @@ __global__ void __cluster_dims__(kFmlpCluster, 1, 1) __launch_bounds__(sm::THREA
       float v = 0.f;
 #pragma unroll
       for (int w = 0; w < WARPS; ++w) v += red[(w * BM + r) * RED_LD + ci];
-      v = activate(L.act, v + bias_at(L, col), L.alpha);
+      v = activate(L.act, v + sbias[l][ci], L.alpha);
       if (last) {
         const int64_t gr = row0 + r;
         if (gr < p.m && col < L.n) store_y(p, gr * L.n + col, v);
