@@ -469,18 +469,27 @@ __global__ void __cluster_dims__(kFmlpCluster, 1, 1) __launch_bounds__(sm::THREA
     stamp();
     const bool last = l == p.layers - 1;
     __half* out = hbuf + (l & 1) * BM * kHLd;
-    for (int i = tid; i < BM * nc; i += THREADS) {
-      const int r = i / nc, ci = i % nc, col = rank * nc + ci;
-      float v = 0.f;
+    // Rows past M are skipped: a row of the next layer's output depends on that row of its input alone, so the
+    // padding rows' stale shared memory never reaches Y. Features go in pairs (nc is a multiple of 8), one
+    // 4-byte store per cluster CTA.
+    const int rows = static_cast<int>(min(int64_t(BM), p.m - row0));
+    for (int i = tid; i < rows * nc / 2; i += THREADS) {
+      const int r = 2 * i / nc, ci = 2 * i % nc, col = rank * nc + ci;
+      float v0 = 0.f, v1 = 0.f;
 #pragma unroll
-      for (int w = 0; w < WARPS; ++w) v += red[(w * BM + r) * RED_LD + ci];
-      v = activate(L.act, v + sbias[l][ci], L.alpha);
+      for (int w = 0; w < WARPS; ++w) {
+        v0 += red[(w * BM + r) * RED_LD + ci];
+        v1 += red[(w * BM + r) * RED_LD + ci + 1];
+      }
+      v0 = activate(L.act, v0 + sbias[l][ci], L.alpha);
+      v1 = activate(L.act, v1 + sbias[l][ci + 1], L.alpha);
       if (last) {
         const int64_t gr = row0 + r;
-        if (gr < p.m && col < L.n) store_y(p, gr * L.n + col, v);
+        if (col < L.n) store_y(p, gr * L.n + col, v0);
+        if (col + 1 < L.n) store_y(p, gr * L.n + col + 1, v1);
       } else {
-        const __half hv = __float2half_rn(v);
-        __half* dst = out + r * kHLd + col;
+        const __half2 hv = __floats2half2_rn(v0, v1);
+        __half2* dst = reinterpret_cast<__half2*>(out + r * kHLd + col);
 #pragma unroll
         for (int q = 0; q < kFmlpCluster; ++q) *cluster.map_shared_rank(dst, q) = hv;
       }
