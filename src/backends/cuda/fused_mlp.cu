@@ -308,6 +308,7 @@ __host__ __device__ inline Layout layout(const FmlpParams& p) {
 template <int NT>
 __device__ __forceinline__ void small_layer_mma(float (&acc)[4][4], const __half* A, int a_ld, const __half* W, int w_ld,
                                                 int nks, int warp, int g, int t) {
+#pragma unroll 2  // the next step's fragment loads overlap this step's MMAs
   for (int ks = warp; ks < nks; ks += sm::WARPS) {
     const int kk = ks * 16 + 2 * t;
     uint32_t a[4], b[NT][2];
