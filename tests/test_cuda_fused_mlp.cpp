@@ -12,6 +12,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <random>
 
 #include "op_harness.h"
@@ -409,6 +410,27 @@ TEST(CudaFusedMlp, Float32WeightsPerLayer) {
 // KILN_FMLP_BENCH=1: the course MLP, each tactic, CUDA graph of 4 enqueues over 4 input buffers (104 MB of
 // float32 input at M = 8192: more than L2), median of 7 timings of 50 graph replays.
 
+// Median over reps of body()'s stream time in ms, each rep between two events.
+double median_event_ms(cudaStream_t stream, int reps, const std::function<void()>& body) {
+  cudaEvent_t a, b;
+  cudaEventCreate(&a);
+  cudaEventCreate(&b);
+  std::vector<float> ms;
+  for (int rep = 0; rep < reps; ++rep) {
+    cudaEventRecord(a, stream);
+    body();
+    cudaEventRecord(b, stream);
+    cudaEventSynchronize(b);
+    float t = 0;
+    cudaEventElapsedTime(&t, a, b);
+    ms.push_back(t);
+  }
+  cudaEventDestroy(a);
+  cudaEventDestroy(b);
+  std::sort(ms.begin(), ms.end());
+  return ms[ms.size() / 2];
+}
+
 double bench_us(Instance& inst, int64_t rows, cudaStream_t stream) {
   const size_t es = dtype_size(inst.io);
   EXPECT_TRUE(inst.kernel->reshape(inst.descs(rows), {{inst.io, {rows, inst.n_out}}}).is_ok());
@@ -432,27 +454,14 @@ double bench_us(Instance& inst, int64_t rows, cudaStream_t stream) {
   }
   EXPECT_EQ(cudaStreamEndCapture(stream, &graph), cudaSuccess);
   EXPECT_EQ(cudaGraphInstantiate(&exec, graph, 0), cudaSuccess);
-  cudaEvent_t a, b;
-  cudaEventCreate(&a);
-  cudaEventCreate(&b);
   for (int i = 0; i < 20; ++i) cudaGraphLaunch(exec, stream);
-  std::vector<float> ms;
-  for (int rep = 0; rep < 7; ++rep) {
-    cudaEventRecord(a, stream);
+  const double ms = median_event_ms(stream, 7, [&] {
     for (int i = 0; i < 50; ++i) cudaGraphLaunch(exec, stream);
-    cudaEventRecord(b, stream);
-    cudaEventSynchronize(b);
-    float t = 0;
-    cudaEventElapsedTime(&t, a, b);
-    ms.push_back(t);
-  }
+  });
   EXPECT_EQ(cudaGetLastError(), cudaSuccess);
-  cudaEventDestroy(a);
-  cudaEventDestroy(b);
   cudaGraphExecDestroy(exec);
   cudaGraphDestroy(graph);
-  std::sort(ms.begin(), ms.end());
-  return ms[ms.size() / 2] * 1000.0 / (50.0 * kBufs);
+  return ms * 1000.0 / (50.0 * kBufs);
 }
 
 TEST(CudaFusedMlp, Bench) {
@@ -532,26 +541,15 @@ TEST(CudaFusedMlp, Trace) {
       EXPECT_EQ(cudaGraphInstantiate(&exec, gr, 0), cudaSuccess);
       cudaGraphDestroy(gr);
     }
-    cudaEvent_t a, b;
-    cudaEventCreate(&a);
-    cudaEventCreate(&b);
-    std::vector<float> ms;
-    for (int rep = 0; rep < 12; ++rep) {
-      cudaEventRecord(a, stream.s);
+    auto fifty = [&] {
       if (graph) cudaGraphLaunch(exec, stream.s);
       else
         for (int i = 0; i < 50; ++i) EXPECT_TRUE(cuda::launch_fmlp_small(p, true, stream.s).is_ok());
-      cudaEventRecord(b, stream.s);
-      cudaEventSynchronize(b);
-      float t = 0;
-      cudaEventElapsedTime(&t, a, b);
-      if (rep >= 2) ms.push_back(t);
-    }
-    cudaEventDestroy(a);
-    cudaEventDestroy(b);
+    };
+    for (int warm = 0; warm < 2; ++warm) fifty();
+    const double ms = median_event_ms(stream.s, 10, fifty);
     if (exec) cudaGraphExecDestroy(exec);
-    std::sort(ms.begin(), ms.end());
-    return ms[ms.size() / 2] * 1000.0 / 50;
+    return ms * 1000.0 / 50;
   };
   const double stream_us = per_launch_us(false), graph_us = per_launch_us(true);
 
